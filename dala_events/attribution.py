@@ -1,0 +1,92 @@
+"""Who made a change and why: the metadata recorded with every event.
+
+Every event's metadata names an actor (`teacher:42`, `learner:student123`,
+`system:assessment`), an optional reason and a correlation id tying together the events of
+one piece of work. Callers set them for a block:
+
+    with recorded_as(actor="teacher:42", reason="parent meeting"):
+        profile.add_struggle_area("Fractions")
+
+Outside any block the actor is `system`, there is no reason, and each event is its own
+correlation (its correlation id is its event id). Blocks nest; an inner block inherits what
+it does not set. The context is a contextvar, so threads and asyncio tasks each see their own.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from dala_events.errors import InvalidInput
+
+DEFAULT_ACTOR = "system"
+MAX_ACTOR_LENGTH = 200
+MAX_REASON_LENGTH = 1000
+_ACTOR_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*(:[^\s:][^\s]*)?$")
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    """The actor, reason and correlation id events are recorded under."""
+
+    actor: str = DEFAULT_ACTOR
+    reason: str | None = None
+    correlation_id: str | None = None
+
+    def metadata_for(self, event_id: str) -> dict[str, Any]:
+        """The metadata document of one event recorded under this attribution."""
+        return {
+            "actor": self.actor,
+            "reason": self.reason,
+            "correlation_id": self.correlation_id or event_id,
+        }
+
+
+_current: ContextVar[Attribution] = ContextVar("dala_attribution", default=Attribution())  # noqa: B039 (frozen)
+
+
+def current_attribution() -> Attribution:
+    """The attribution events recorded now will carry."""
+    return _current.get()
+
+
+def check_actor(actor: str) -> str:
+    """Return `actor` if it reads `kind` or `kind:id` (e.g. `teacher:42`), else raise InvalidInput."""
+    if not isinstance(actor, str) or not _ACTOR_PATTERN.match(actor) or len(actor) > MAX_ACTOR_LENGTH:
+        raise InvalidInput(
+            "actor",
+            f"must look like 'kind' or 'kind:id' (e.g. 'teacher:42'), at most "
+            f"{MAX_ACTOR_LENGTH} characters; got {actor!r}",
+        )
+    return actor
+
+
+@contextmanager
+def recorded_as(
+    actor: str | None = None, *, reason: str | None = None, correlation_id: str | None = None
+) -> Iterator[Attribution]:
+    """Record every event made inside the block as done by `actor`, for `reason`.
+
+    The block gets a fresh correlation id unless one is given (or an outer block set one and
+    this block sets none of its own).
+    """
+    outer = _current.get()
+    if actor is not None:
+        check_actor(actor)
+    if reason is not None and (not reason.strip() or len(reason) > MAX_REASON_LENGTH):
+        raise InvalidInput("reason", f"must be non-blank and at most {MAX_REASON_LENGTH} characters")
+    attribution = Attribution(
+        actor=actor if actor is not None else outer.actor,
+        reason=reason if reason is not None else outer.reason,
+        correlation_id=correlation_id or outer.correlation_id or str(uuid.uuid4()),
+    )
+    token = _current.set(attribution)
+    try:
+        yield attribution
+    finally:
+        _current.reset(token)

@@ -1,0 +1,105 @@
+"""Where SQLite and PostgreSQL differ: timestamps, upserts and write locking, in one small place.
+
+Everything else in the package speaks portable SQLAlchemy Core and calls these three things.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import TIMESTAMP, Connection, Dialect, Engine, Table, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
+from sqlalchemy.types import TypeDecorator
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A TIMESTAMP column that only takes timezone-aware datetimes and always returns UTC ones.
+
+    PostgreSQL stores `timestamp with time zone`; SQLite has no time zones, so the value is
+    stored as UTC text and given its zone back on the way out. Either way what is read back
+    equals what was written, which a rebuild's equality with the inline projection relies on.
+    """
+
+    impl = TIMESTAMP(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: every timestamp must be timezone-aware")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def upsert(table: Table, key_columns: Sequence[str], dialect_name: str) -> Insert:
+    """INSERT ... ON CONFLICT (key) DO UPDATE of every other column, for the given dialect.
+
+    Both dialects spell it the same way in SQLAlchemy, but through different constructs.
+    """
+    if dialect_name == "sqlite":
+        statement: Any = sqlite.insert(table)
+    elif dialect_name == "postgresql":
+        statement = postgresql.insert(table)
+    else:
+        raise NotImplementedError(f"upserts are implemented for sqlite and postgresql, not {dialect_name}")
+    updated = {
+        column.name: statement.excluded[column.name]
+        for column in table.columns
+        if column.name not in key_columns and not column.primary_key
+    }
+    if not updated:
+        return statement.on_conflict_do_nothing(index_elements=list(key_columns))  # type: ignore[no-any-return]
+    return statement.on_conflict_do_update(index_elements=list(key_columns), set_=updated)  # type: ignore[no-any-return]
+
+
+def configure_sqlite(engine: Engine) -> None:
+    """Set the pragmas every SQLite connection needs and take over transaction begins.
+
+    WAL lets readers run beside the one writer; `synchronous=NORMAL` is durable across
+    application crashes in WAL mode; `foreign_keys` enforces the read models' FKs; the busy
+    timeout makes a second writer wait instead of failing. Writers begin with `BEGIN IMMEDIATE`
+    so that they queue for the write lock up front rather than deadlocking on lock upgrade.
+    """
+
+    @event.listens_for(engine, "connect")
+    def set_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        # Transactions are begun explicitly below, not by the driver.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def begin(connection: Connection) -> None:
+        mode = "IMMEDIATE" if connection.get_execution_options().get("dala_write") else "DEFERRED"
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that writes: committed on success, rolled back on any error.
+
+    On SQLite it holds the write lock from its first statement (see `configure_sqlite`); on
+    PostgreSQL row locks and unique constraints do the same job without asking.
+    """
+    with engine.connect() as connection:
+        connection.execution_options(dala_write=True)
+        with connection.begin():
+            yield connection

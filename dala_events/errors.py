@@ -1,0 +1,69 @@
+"""The package's errors: one small hierarchy, each message naming the learner, field or event."""
+
+from __future__ import annotations
+
+import pydantic
+
+
+class DalaError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class InvalidInput(DalaError, ValueError):
+    """Input refused before anything was written; `field` names the offending field."""
+
+    def __init__(self, field: str, problem: str, *, learner_id: str | None = None) -> None:
+        self.field = field
+        self.problem = problem
+        self.learner_id = learner_id
+        where = f" (learner {learner_id!r})" if learner_id is not None else ""
+        super().__init__(f"{field}: {problem}{where}")
+
+    @classmethod
+    def from_pydantic(
+        cls, error: pydantic.ValidationError, *, learner_id: str | None = None, prefix: str = ""
+    ) -> InvalidInput:
+        """The first problem of a pydantic ValidationError, as an InvalidInput naming its field."""
+        first = error.errors(include_url=False)[0]
+        location = ".".join(str(part) for part in first["loc"] if part != "function-after")
+        field = f"{prefix}.{location}" if prefix and location else (location or prefix or "input")
+        message = first["msg"].removeprefix("Value error, ")
+        return cls(field, message, learner_id=learner_id)
+
+
+class LearnerNotFound(DalaError, LookupError):
+    """No (live) profile exists for the learner."""
+
+    def __init__(self, learner_id: str) -> None:
+        self.learner_id = learner_id
+        super().__init__(f"learner {learner_id!r} has no profile")
+
+
+class ConcurrencyError(DalaError):
+    """Another writer appended to the learner's stream first; nothing of this append was written.
+
+    Reload the profile (its state is stale) and make the change again.
+    """
+
+    def __init__(self, learner_id: str, expected_version: int, actual_version: int | None) -> None:
+        self.learner_id = learner_id
+        self.expected_version = expected_version
+        self.actual_version = actual_version
+        actual = "unknown" if actual_version is None else str(actual_version)
+        super().__init__(
+            f"learner {learner_id!r}: expected stream version {expected_version}, "
+            f"but it is at {actual}; reload the profile and retry"
+        )
+
+
+class CorruptEventError(DalaError):
+    """A stored event could not be read back; names its log position and type."""
+
+    def __init__(self, position: int, event_type: str, problem: str) -> None:
+        self.position = position
+        self.event_type = event_type
+        super().__init__(f"event at log position {position} ({event_type}): {problem}")
+
+
+class SchemaMismatchError(DalaError):
+    """The database's tables do not match this code's definitions; says what to run."""

@@ -1,0 +1,393 @@
+"""Event -> read-model row changes: one small function per event type, and the buffer they write to.
+
+The same code serves the inline projection of each append, a full rebuild and the as-of views:
+each runs `project_events` over some events into some tables. Projectors copy values out of
+events and never decide anything (the aggregate already did), and every timestamp they write
+is the event's occurred_at, so replaying the log reproduces the tables exactly.
+
+Projectors do not talk to the database. They record changes in a `RowChanges` buffer that
+keeps only the net change per row (a row upserted then deleted in one batch is just deleted)
+and writes each table's changes with one executemany per kind of statement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Table, and_, bindparam
+from sqlalchemy.sql import Executable
+
+from dala_events.dialects import upsert
+from dala_events.events import (
+    EVENT_TYPES,
+    ActivityAttemptRecorded,
+    BadgeAwarded,
+    BadgeRevoked,
+    CognitiveMetricRecorded,
+    DomainEvent,
+    InterestAdded,
+    InterestRemoved,
+    LearnerProfileCreated,
+    LearnerProfileDeleted,
+    LearningObjectiveCompleted,
+    LearningObjectiveEvent,
+    LearningObjectiveProgressUpdated,
+    LearningObjectiveStarted,
+    PreferenceRemoved,
+    PreferenceSet,
+    StruggleAreaAdded,
+    StruggleAreaRemoved,
+)
+from dala_events.store import ProjectableEvent
+from projections.database_models import (
+    DBActivityAttempt,
+    DBBadge,
+    DBCognitiveMetric,
+    DBInterest,
+    DBLearnerProfile,
+    DBLearningObjectiveProgress,
+    DBPreference,
+    DBStruggle,
+)
+
+learner_profiles: Table = DBLearnerProfile.__table__  # type: ignore[assignment]
+preferences: Table = DBPreference.__table__  # type: ignore[assignment]
+interests: Table = DBInterest.__table__  # type: ignore[assignment]
+struggles: Table = DBStruggle.__table__  # type: ignore[assignment]
+cognitive_metrics: Table = DBCognitiveMetric.__table__  # type: ignore[assignment]
+learning_objective_progress: Table = DBLearningObjectiveProgress.__table__  # type: ignore[assignment]
+badges: Table = DBBadge.__table__  # type: ignore[assignment]
+activity_attempts: Table = DBActivityAttempt.__table__  # type: ignore[assignment]
+
+CHILD_TABLES: tuple[Table, ...] = (
+    preferences,
+    interests,
+    struggles,
+    cognitive_metrics,
+    learning_objective_progress,
+    badges,
+    activity_attempts,
+)
+"""The seven tables hanging off learner_profiles, in the order they are written."""
+
+NATURAL_KEYS: dict[str, tuple[str, ...]] = {
+    "learner_profiles": ("id",),
+    "preferences": ("learner_id", "category"),
+    "interests": ("learner_id", "interest_name"),
+    "struggles": ("learner_id", "struggle_description"),
+    "cognitive_metrics": ("learner_id", "task_name"),
+    "learning_objective_progress": ("learner_id", "lo_id"),
+    "badges": ("learner_id", "badge_id"),
+}
+"""The columns that identify a row of each keyed table (its UNIQUE pair; the id for profiles).
+
+activity_attempts has none: attempts are only ever inserted.
+"""
+
+Row = dict[str, Any]
+Key = tuple[Any, ...]
+
+
+class RowChanges:
+    """The net row changes of a run of events, written to one connection by `flush`.
+
+    Upserts and deletes are kept per table and natural key, last one wins, so a batch writes
+    each row at most once; inserts are kept in order. `touch` moves a profile's
+    last_updated_at, once per learner per flush.
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self._statements = _statements_for(connection.dialect.name)
+        self._upserts: dict[str, dict[Key, Row]] = {}
+        self._deletes: dict[str, dict[Key, Row]] = {}
+        self._inserts: dict[str, list[Row]] = {}
+        self._touched: dict[str, datetime] = {}
+
+    def upsert(self, table: Table, row: Row) -> None:
+        """Make the row identified by its natural key hold `row` (insert or update)."""
+        key = tuple(row[name] for name in NATURAL_KEYS[table.name])
+        deletes = self._deletes.get(table.name)
+        if deletes:
+            deletes.pop(key, None)
+        self._upserts.setdefault(table.name, {})[key] = row
+
+    def delete(self, table: Table, row_key: Row) -> None:
+        """Remove the row whose natural key columns hold the values in `row_key`."""
+        key = tuple(row_key[name] for name in NATURAL_KEYS[table.name])
+        upserts = self._upserts.get(table.name)
+        if upserts:
+            upserts.pop(key, None)
+        # Deleted even when upserted in this batch: the row may have existed before it.
+        self._deletes.setdefault(table.name, {})[key] = {
+            f"key_{name}": value for name, value in row_key.items()
+        }
+
+    def insert(self, table: Table, row: Row) -> None:
+        """Add a row to an insert-only table."""
+        self._inserts.setdefault(table.name, []).append(row)
+
+    def touch(self, learner_id: str, at: datetime) -> None:
+        """Move the learner's last_updated_at to `at`."""
+        self._touched[learner_id] = at
+
+    def delete_learner(self, learner_id: str) -> None:
+        """Remove every row of the learner from all eight tables, after what is pending."""
+        self.flush()
+        self._touched.pop(learner_id, None)
+        statements = self._statements
+        for table in CHILD_TABLES:
+            self.connection.execute(statements.delete_learner[table.name], {"key_learner_id": learner_id})
+        self.connection.execute(statements.delete_learner["learner_profiles"], {"key_learner_id": learner_id})
+
+    def flush(self) -> None:
+        """Write everything pending (parents first) and start empty."""
+        execute = self.connection.execute
+        statements = self._statements
+        profiles = self._upserts.pop("learner_profiles", None)
+        if profiles:
+            for (learner_id,), row in profiles.items():
+                touched_at = self._touched.pop(learner_id, None)
+                if touched_at is not None:
+                    row["last_updated_at"] = touched_at
+            execute(statements.upsert["learner_profiles"], list(profiles.values()))
+        for table in CHILD_TABLES:
+            name = table.name
+            deletes = self._deletes.pop(name, None)
+            if deletes:
+                execute(statements.delete[name], list(deletes.values()))
+            upserts = self._upserts.pop(name, None)
+            if upserts:
+                execute(statements.upsert[name], list(upserts.values()))
+            inserts = self._inserts.pop(name, None)
+            if inserts:
+                execute(statements.insert[name], inserts)
+        if self._touched:
+            execute(
+                statements.touch,
+                [{"key_id": learner_id, "last_updated_at": at} for learner_id, at in self._touched.items()],
+            )
+            self._touched.clear()
+
+
+class _Statements:
+    """The statements RowChanges executes, built once per dialect."""
+
+    def __init__(self, dialect_name: str) -> None:
+        self.upsert: dict[str, Executable] = {}
+        self.delete: dict[str, Executable] = {}
+        self.insert: dict[str, Executable] = {}
+        self.delete_learner: dict[str, Executable] = {}
+        for table in (learner_profiles, *CHILD_TABLES):
+            name = table.name
+            self.insert[name] = table.insert()
+            learner_column = table.c.id if table is learner_profiles else table.c.learner_id
+            self.delete_learner[name] = table.delete().where(learner_column == bindparam("key_learner_id"))
+            keys = NATURAL_KEYS.get(name)
+            if keys is not None:
+                self.upsert[name] = upsert(table, keys, dialect_name)
+                self.delete[name] = table.delete().where(
+                    and_(*(table.c[column] == bindparam(f"key_{column}") for column in keys))
+                )
+        self.touch: Executable = (
+            learner_profiles.update()
+            .where(learner_profiles.c.id == bindparam("key_id"))
+            .values(last_updated_at=bindparam("last_updated_at"))
+        )
+
+
+_STATEMENTS: dict[str, _Statements] = {}
+
+
+def _statements_for(dialect_name: str) -> _Statements:
+    statements = _STATEMENTS.get(dialect_name)
+    if statements is None:
+        statements = _STATEMENTS[dialect_name] = _Statements(dialect_name)
+    return statements
+
+
+# ---------------------------------------------------------------------------------------------
+# One projector per event type
+# ---------------------------------------------------------------------------------------------
+
+E = TypeVar("E", bound=DomainEvent)
+Projector = Callable[[Any, str, datetime, RowChanges], None]
+
+PROJECTORS: dict[type[DomainEvent], Projector] = {}
+"""The projector of each event type."""
+
+
+def projects(*event_types: type[E]) -> Callable[[Callable[[E, str, datetime, RowChanges], None]], Projector]:
+    """Register the decorated function as the projector of `event_types`."""
+
+    def register(function: Callable[[E, str, datetime, RowChanges], None]) -> Projector:
+        for event_type in event_types:
+            if event_type in PROJECTORS:
+                raise ValueError(f"{event_type.__name__} already has a projector")
+            PROJECTORS[event_type] = function
+        return function
+
+    return register
+
+
+@projects(LearnerProfileCreated)
+def project_learner_profile_created(
+    _event: LearnerProfileCreated, learner_id: str, at: datetime, changes: RowChanges
+) -> None:
+    changes.upsert(learner_profiles, {"id": learner_id, "created_at": at, "last_updated_at": at})
+
+
+@projects(LearnerProfileDeleted)
+def project_learner_profile_deleted(
+    _event: LearnerProfileDeleted, learner_id: str, _at: datetime, changes: RowChanges
+) -> None:
+    changes.delete_learner(learner_id)
+
+
+@projects(PreferenceSet)
+def project_preference_set(event: PreferenceSet, learner_id: str, at: datetime, changes: RowChanges) -> None:
+    changes.upsert(
+        preferences,
+        {"learner_id": learner_id, "category": event.category, "value": event.value, "timestamp": at},
+    )
+
+
+@projects(PreferenceRemoved)
+def project_preference_removed(
+    event: PreferenceRemoved, learner_id: str, _at: datetime, changes: RowChanges
+) -> None:
+    changes.delete(preferences, {"learner_id": learner_id, "category": event.category})
+
+
+@projects(InterestAdded)
+def project_interest_added(event: InterestAdded, learner_id: str, at: datetime, changes: RowChanges) -> None:
+    changes.upsert(
+        interests, {"learner_id": learner_id, "interest_name": event.interest_name, "timestamp": at}
+    )
+
+
+@projects(InterestRemoved)
+def project_interest_removed(
+    event: InterestRemoved, learner_id: str, _at: datetime, changes: RowChanges
+) -> None:
+    changes.delete(interests, {"learner_id": learner_id, "interest_name": event.interest_name})
+
+
+@projects(StruggleAreaAdded)
+def project_struggle_area_added(
+    event: StruggleAreaAdded, learner_id: str, at: datetime, changes: RowChanges
+) -> None:
+    changes.upsert(
+        struggles,
+        {"learner_id": learner_id, "struggle_description": event.struggle_description, "timestamp": at},
+    )
+
+
+@projects(StruggleAreaRemoved)
+def project_struggle_area_removed(
+    event: StruggleAreaRemoved, learner_id: str, _at: datetime, changes: RowChanges
+) -> None:
+    changes.delete(struggles, {"learner_id": learner_id, "struggle_description": event.struggle_description})
+
+
+@projects(CognitiveMetricRecorded)
+def project_cognitive_metric_recorded(
+    event: CognitiveMetricRecorded, learner_id: str, at: datetime, changes: RowChanges
+) -> None:
+    changes.upsert(
+        cognitive_metrics,
+        {
+            "learner_id": learner_id,
+            "task_name": event.task_name,
+            "metric_details": event.metric_details,
+            "timestamp": at,
+        },
+    )
+
+
+@projects(LearningObjectiveStarted, LearningObjectiveProgressUpdated, LearningObjectiveCompleted)
+def project_learning_objective_progress(
+    event: LearningObjectiveEvent,
+    learner_id: str,
+    _at: datetime,
+    changes: RowChanges,
+) -> None:
+    changes.upsert(
+        learning_objective_progress,
+        {
+            "learner_id": learner_id,
+            "lo_id": event.lo_id,
+            "status": event.status,
+            "started_at": event.started_at,
+            "completed_at": event.completed_at,
+            "score": event.score,
+            "details": event.details,
+        },
+    )
+
+
+@projects(BadgeAwarded)
+def project_badge_awarded(event: BadgeAwarded, learner_id: str, at: datetime, changes: RowChanges) -> None:
+    changes.upsert(
+        badges,
+        {
+            "learner_id": learner_id,
+            "badge_id": event.badge_id,
+            "badge_name": event.badge_name,
+            "earned_date": at.date(),
+            "details": event.details,
+        },
+    )
+
+
+@projects(BadgeRevoked)
+def project_badge_revoked(event: BadgeRevoked, learner_id: str, _at: datetime, changes: RowChanges) -> None:
+    changes.delete(badges, {"learner_id": learner_id, "badge_id": event.badge_id})
+
+
+@projects(ActivityAttemptRecorded)
+def project_activity_attempt_recorded(
+    event: ActivityAttemptRecorded, learner_id: str, at: datetime, changes: RowChanges
+) -> None:
+    changes.insert(
+        activity_attempts,
+        {
+            "learner_id": learner_id,
+            "lo_id": event.lo_id,
+            "activity_id": event.activity_id,
+            "activity_type": event.activity_type,
+            "attempt_timestamp": at,
+            "score": event.score,
+            "completed": event.completed,
+            "attempt_details": event.attempt_details,
+        },
+    )
+
+
+def apply_events(changes: RowChanges, events: Sequence[ProjectableEvent]) -> None:
+    """Record the row changes of `events`, in order, into `changes` (without flushing).
+
+    Every event but a deletion also moves its learner's last_updated_at.
+    """
+    projectors = PROJECTORS
+    for recorded in events:
+        event = recorded.event
+        projectors[type(event)](event, recorded.learner_id, recorded.occurred_at, changes)
+        if type(event) is not LearnerProfileDeleted:
+            changes.touch(recorded.learner_id, recorded.occurred_at)
+
+
+def project_events(connection: Connection, events: Sequence[ProjectableEvent]) -> None:
+    """Bring the read models on `connection` up to date with `events`: the inline projector."""
+    changes = RowChanges(connection)
+    apply_events(changes, events)
+    changes.flush()
+
+
+_without_projector = set(EVENT_TYPES.values()) - set(PROJECTORS)
+if _without_projector:  # pragma: no cover - a catalog change without its projector fails at import
+    raise RuntimeError(
+        f"event types without a projector: {sorted(cls.__name__ for cls in _without_projector)}"
+    )
