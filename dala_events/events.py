@@ -116,9 +116,7 @@ def _check_aware(value: datetime) -> datetime:
 LearnerId: TypeAlias = Annotated[str, BeforeValidator(check_learner_id)]
 """A learner (stream) id: non-empty, printable, <= 128 chars, no surrounding whitespace."""
 
-Text: TypeAlias = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT_LENGTH)
-]
+Text: TypeAlias = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT_LENGTH)]
 """A name, category, description or identifier: stripped, then 1..500 characters."""
 
 Score: TypeAlias = Annotated[float, Field(allow_inf_nan=False)]
@@ -378,8 +376,7 @@ def decode_event(event_type: str, schema_version: int, payload: str | Mapping[st
         return cls.model_validate_json(payload)
     if schema_version > current or schema_version < 1:
         raise UnknownEventError(
-            f"{event_type} schema_version {schema_version} is not readable "
-            f"(this code reads versions 1..{current})"
+            f"{event_type} schema_version {schema_version} is not readable (this code reads versions 1..{current})"
         )
     data = dict(json.loads(payload) if isinstance(payload, str) else payload)
     for version in range(schema_version, current):

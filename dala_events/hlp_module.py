@@ -494,9 +494,7 @@ class LearnerProfile:
         """
         return self._change_lo(lo_id, status, score, details)
 
-    def mark_lo_completed(
-        self, lo_id: str, score: float | None = None, details: dict[str, Any] | None = None
-    ) -> bool:
+    def mark_lo_completed(self, lo_id: str, score: float | None = None, details: dict[str, Any] | None = None) -> bool:
         """Complete an LO (an LO never started is started and completed at the same moment)."""
         return self._change_lo(lo_id, "completed", score, details)
 
@@ -537,9 +535,7 @@ class LearnerProfile:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _change_lo(
-        self, lo_id: str, status: str, score: float | None, details: dict[str, Any] | None
-    ) -> bool:
+    def _change_lo(self, lo_id: str, status: str, score: float | None, details: dict[str, Any] | None) -> bool:
         key = self._text("lo_id", lo_id)
         now = utc_now()
         current = self._state.lo_progress.get(key)
@@ -564,9 +560,7 @@ class LearnerProfile:
             score=before.score if score is None else score,
             details=before.details if details is None else details,
         )
-        after = LOProgress(
-            key, event.status, event.started_at, event.completed_at, event.score, event.details
-        )
+        after = LOProgress(key, event.status, event.started_at, event.completed_at, event.score, event.details)
         if after == current:
             return False
         return self._record(event, at=now)

@@ -19,6 +19,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Connection,
+    Dialect,
     Engine,
     Integer,
     MetaData,
@@ -28,13 +29,14 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    bindparam,
     func,
     select,
 )
 from sqlalchemy.exc import IntegrityError
 
 from dala_events.attribution import current_attribution
-from dala_events.dialects import UTCDateTime, write_transaction
+from dala_events.dialects import DriverStatement, UTCDateTime, write_transaction, written_columns
 from dala_events.errors import ConcurrencyError, CorruptEventError, InvalidInput
 from dala_events.events import (
     DomainEvent,
@@ -151,9 +153,7 @@ class EventStore:
         """
         learner_id = _valid_learner_id(learner_id)
         if expected_version < 0:
-            raise InvalidInput(
-                "expected_version", f"must be >= 0, got {expected_version}", learner_id=learner_id
-            )
+            raise InvalidInput("expected_version", f"must be >= 0, got {expected_version}", learner_id=learner_id)
         if not events:
             return expected_version
         recorded_at = utc_now()
@@ -167,10 +167,11 @@ class EventStore:
         ]
         try:
             with write_transaction(self.engine) as connection:
-                actual = _stream_version(connection, learner_id)
-                if actual != expected_version:
-                    raise ConcurrencyError(learner_id, expected_version, actual)
-                connection.execute(event_log.insert(), rows)
+                statements = _statements_for(connection.dialect)
+                actual = statements.stream_version.execute(connection, [{"learner_id": learner_id}]).scalar()
+                if (actual or 0) != expected_version:
+                    raise ConcurrencyError(learner_id, expected_version, actual or 0)
+                statements.insert.execute(connection, rows)
                 for project in self.inline_projectors:
                     project(connection, appended)
         except IntegrityError as error:
@@ -217,9 +218,7 @@ class EventStore:
         Fetched `batch_size` rows at a time by position, so memory stays bounded however long
         the log. Pass `connection` to read inside a transaction of your own.
         """
-        for batch in self.read_all_batches(
-            after_position, limit, batch_size=batch_size, connection=connection
-        ):
+        for batch in self.read_all_batches(after_position, limit, batch_size=batch_size, connection=connection):
             yield from batch
 
     def read_all_batches(
@@ -237,12 +236,7 @@ class EventStore:
         position = after_position
         while remaining is None or remaining > 0:
             size = batch_size if remaining is None else min(batch_size, remaining)
-            query = (
-                select(event_log)
-                .where(event_log.c.position > position)
-                .order_by(event_log.c.position)
-                .limit(size)
-            )
+            query = select(event_log).where(event_log.c.position > position).order_by(event_log.c.position).limit(size)
             if connection is None:
                 with self.engine.connect() as own:
                     rows = own.execute(query).all()
@@ -261,9 +255,28 @@ class EventStore:
     def last_position(self) -> int:
         """The position of the newest event in the log (0 when empty)."""
         with self.engine.connect() as connection:
-            return int(
-                connection.execute(select(func.coalesce(func.max(event_log.c.position), 0))).scalar_one()
-            )
+            return int(connection.execute(select(func.coalesce(func.max(event_log.c.position), 0))).scalar_one())
+
+
+class _Statements:
+    """The append's statements, compiled once per dialect."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.insert = DriverStatement(event_log.insert(), dialect, columns=written_columns(event_log))
+        self.stream_version = DriverStatement(
+            select(func.max(event_log.c.version)).where(event_log.c.learner_id == bindparam("learner_id")), dialect
+        )
+
+
+_STATEMENTS: dict[tuple[str, str], _Statements] = {}
+
+
+def _statements_for(dialect: Dialect) -> _Statements:
+    key = (dialect.name, dialect.driver)
+    statements = _STATEMENTS.get(key)
+    if statements is None:
+        statements = _STATEMENTS[key] = _Statements(dialect)
+    return statements
 
 
 def _valid_learner_id(learner_id: str) -> str:

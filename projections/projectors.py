@@ -16,10 +16,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Table, and_, bindparam
-from sqlalchemy.sql import Executable
+from sqlalchemy import Connection, Dialect, Table, and_, bindparam
 
-from dala_events.dialects import upsert
+from dala_events.dialects import DriverStatement, upsert, written_columns
 from dala_events.events import (
     EVENT_TYPES,
     ActivityAttemptRecorded,
@@ -100,7 +99,7 @@ class RowChanges:
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
-        self._statements = _statements_for(connection.dialect.name)
+        self._statements = _statements_for(connection.dialect)
         self._upserts: dict[str, dict[Key, Row]] = {}
         self._deletes: dict[str, dict[Key, Row]] = {}
         self._inserts: dict[str, list[Row]] = {}
@@ -121,9 +120,7 @@ class RowChanges:
         if upserts:
             upserts.pop(key, None)
         # Deleted even when upserted in this batch: the row may have existed before it.
-        self._deletes.setdefault(table.name, {})[key] = {
-            f"key_{name}": value for name, value in row_key.items()
-        }
+        self._deletes.setdefault(table.name, {})[key] = {f"key_{name}": value for name, value in row_key.items()}
 
     def insert(self, table: Table, row: Row) -> None:
         """Add a row to an insert-only table."""
@@ -139,12 +136,12 @@ class RowChanges:
         self._touched.pop(learner_id, None)
         statements = self._statements
         for table in CHILD_TABLES:
-            self.connection.execute(statements.delete_learner[table.name], {"key_learner_id": learner_id})
-        self.connection.execute(statements.delete_learner["learner_profiles"], {"key_learner_id": learner_id})
+            statements.delete_learner[table.name].execute(self.connection, [{"key_learner_id": learner_id}])
+        statements.delete_learner["learner_profiles"].execute(self.connection, [{"key_learner_id": learner_id}])
 
     def flush(self) -> None:
         """Write everything pending (parents first) and start empty."""
-        execute = self.connection.execute
+        connection = self.connection
         statements = self._statements
         profiles = self._upserts.pop("learner_profiles", None)
         if profiles:
@@ -152,59 +149,65 @@ class RowChanges:
                 touched_at = self._touched.pop(learner_id, None)
                 if touched_at is not None:
                     row["last_updated_at"] = touched_at
-            execute(statements.upsert["learner_profiles"], list(profiles.values()))
+            statements.upsert["learner_profiles"].execute(connection, list(profiles.values()))
         for table in CHILD_TABLES:
             name = table.name
             deletes = self._deletes.pop(name, None)
             if deletes:
-                execute(statements.delete[name], list(deletes.values()))
+                statements.delete[name].execute(connection, list(deletes.values()))
             upserts = self._upserts.pop(name, None)
             if upserts:
-                execute(statements.upsert[name], list(upserts.values()))
+                statements.upsert[name].execute(connection, list(upserts.values()))
             inserts = self._inserts.pop(name, None)
             if inserts:
-                execute(statements.insert[name], inserts)
+                statements.insert[name].execute(connection, inserts)
         if self._touched:
-            execute(
-                statements.touch,
+            statements.touch.execute(
+                connection,
                 [{"key_id": learner_id, "last_updated_at": at} for learner_id, at in self._touched.items()],
             )
             self._touched.clear()
 
 
 class _Statements:
-    """The statements RowChanges executes, built once per dialect."""
+    """The statements RowChanges executes, compiled once per dialect."""
 
-    def __init__(self, dialect_name: str) -> None:
-        self.upsert: dict[str, Executable] = {}
-        self.delete: dict[str, Executable] = {}
-        self.insert: dict[str, Executable] = {}
-        self.delete_learner: dict[str, Executable] = {}
+    def __init__(self, dialect: Dialect) -> None:
+        self.upsert: dict[str, DriverStatement] = {}
+        self.delete: dict[str, DriverStatement] = {}
+        self.insert: dict[str, DriverStatement] = {}
+        self.delete_learner: dict[str, DriverStatement] = {}
         for table in (learner_profiles, *CHILD_TABLES):
             name = table.name
-            self.insert[name] = table.insert()
+            columns = written_columns(table)
+            self.insert[name] = DriverStatement(table.insert(), dialect, columns=columns)
             learner_column = table.c.id if table is learner_profiles else table.c.learner_id
-            self.delete_learner[name] = table.delete().where(learner_column == bindparam("key_learner_id"))
+            self.delete_learner[name] = DriverStatement(
+                table.delete().where(learner_column == bindparam("key_learner_id")), dialect
+            )
             keys = NATURAL_KEYS.get(name)
             if keys is not None:
-                self.upsert[name] = upsert(table, keys, dialect_name)
-                self.delete[name] = table.delete().where(
-                    and_(*(table.c[column] == bindparam(f"key_{column}") for column in keys))
+                self.upsert[name] = DriverStatement(upsert(table, keys, dialect.name), dialect, columns=columns)
+                self.delete[name] = DriverStatement(
+                    table.delete().where(and_(*(table.c[column] == bindparam(f"key_{column}") for column in keys))),
+                    dialect,
                 )
-        self.touch: Executable = (
+        self.touch = DriverStatement(
             learner_profiles.update()
             .where(learner_profiles.c.id == bindparam("key_id"))
-            .values(last_updated_at=bindparam("last_updated_at"))
+            .values(last_updated_at=bindparam("last_updated_at")),
+            dialect,
         )
 
 
-_STATEMENTS: dict[str, _Statements] = {}
+_STATEMENTS: dict[tuple[str, str], _Statements] = {}
 
 
-def _statements_for(dialect_name: str) -> _Statements:
-    statements = _STATEMENTS.get(dialect_name)
+def _statements_for(dialect: Dialect) -> _Statements:
+    key = (dialect.name, dialect.driver)
+    statements = _STATEMENTS.get(key)
     if statements is None:
-        statements = _STATEMENTS[dialect_name] = _Statements(dialect_name)
+        statements = _STATEMENTS[key] = _Statements(dialect)
     return statements
 
 
@@ -255,30 +258,22 @@ def project_preference_set(event: PreferenceSet, learner_id: str, at: datetime, 
 
 
 @projects(PreferenceRemoved)
-def project_preference_removed(
-    event: PreferenceRemoved, learner_id: str, _at: datetime, changes: RowChanges
-) -> None:
+def project_preference_removed(event: PreferenceRemoved, learner_id: str, _at: datetime, changes: RowChanges) -> None:
     changes.delete(preferences, {"learner_id": learner_id, "category": event.category})
 
 
 @projects(InterestAdded)
 def project_interest_added(event: InterestAdded, learner_id: str, at: datetime, changes: RowChanges) -> None:
-    changes.upsert(
-        interests, {"learner_id": learner_id, "interest_name": event.interest_name, "timestamp": at}
-    )
+    changes.upsert(interests, {"learner_id": learner_id, "interest_name": event.interest_name, "timestamp": at})
 
 
 @projects(InterestRemoved)
-def project_interest_removed(
-    event: InterestRemoved, learner_id: str, _at: datetime, changes: RowChanges
-) -> None:
+def project_interest_removed(event: InterestRemoved, learner_id: str, _at: datetime, changes: RowChanges) -> None:
     changes.delete(interests, {"learner_id": learner_id, "interest_name": event.interest_name})
 
 
 @projects(StruggleAreaAdded)
-def project_struggle_area_added(
-    event: StruggleAreaAdded, learner_id: str, at: datetime, changes: RowChanges
-) -> None:
+def project_struggle_area_added(event: StruggleAreaAdded, learner_id: str, at: datetime, changes: RowChanges) -> None:
     changes.upsert(
         struggles,
         {"learner_id": learner_id, "struggle_description": event.struggle_description, "timestamp": at},
@@ -388,6 +383,4 @@ def project_events(connection: Connection, events: Sequence[ProjectableEvent]) -
 
 _without_projector = set(EVENT_TYPES.values()) - set(PROJECTORS)
 if _without_projector:  # pragma: no cover - a catalog change without its projector fails at import
-    raise RuntimeError(
-        f"event types without a projector: {sorted(cls.__name__ for cls in _without_projector)}"
-    )
+    raise RuntimeError(f"event types without a projector: {sorted(cls.__name__ for cls in _without_projector)}")

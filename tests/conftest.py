@@ -1,0 +1,91 @@
+"""Fixtures: one database fixture parametrised over SQLite and PostgreSQL, and a fake store.
+
+PostgreSQL is the server at DALA_TEST_POSTGRES_URL (default: the local `test` database).
+When it cannot be reached the PostgreSQL cases are skipped with the reason, except under
+CI=true, where they fail: CI must test both backends.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from dala_events.database_setup import close_db, init_db, store_for
+from dala_events.store import EventStore, LOG_METADATA
+from projections.database_models import READ_MODEL_METADATA
+
+POSTGRES_URL = os.environ.get("DALA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _postgres_problem() -> str | None:
+    engine = create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return None
+    except Exception as error:  # any failure to connect means: no PostgreSQL here
+        return f"PostgreSQL at {POSTGRES_URL} unreachable: {type(error).__name__}"
+    finally:
+        engine.dispose()
+
+
+_POSTGRES_PROBLEM: list[str | None] = []
+
+
+def require_postgres() -> None:
+    """Skip (locally) or fail (in CI) when PostgreSQL cannot be reached."""
+    if not _POSTGRES_PROBLEM:
+        _POSTGRES_PROBLEM.append(_postgres_problem())
+    problem = _POSTGRES_PROBLEM[0]
+    if problem is not None:
+        if IN_CI:
+            pytest.fail(f"{problem}; CI must run the PostgreSQL tests")
+        pytest.skip(problem)
+
+
+def reset_postgres() -> None:
+    """Drop every table of ours (and Alembic's bookkeeping) so each test starts empty."""
+    engine = create_engine(POSTGRES_URL)
+    try:
+        with engine.begin() as connection:
+            READ_MODEL_METADATA.drop_all(connection)
+            LOG_METADATA.drop_all(connection)
+            for table in ("alembic_version", "projection_state"):
+                connection.execute(text(f"DROP TABLE IF EXISTS {table} CASCADE"))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> Iterator[str]:
+    """A URL of an empty database, once per backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/dala-test.db"
+        return
+    require_postgres()
+    reset_postgres()
+    yield POSTGRES_URL
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[EventStore]:
+    """The process default store on a fresh database (inline projections on)."""
+    engine = init_db(database_url)
+    try:
+        yield store_for(engine)
+    finally:
+        close_db()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: os.PathLike[str]) -> Iterator[EventStore]:
+    """A store on a fresh SQLite file only, for tests about the aggregate's logic."""
+    engine = init_db(f"sqlite:///{tmp_path}/dala-unit.db")
+    try:
+        yield store_for(engine)
+    finally:
+        close_db()

@@ -1,0 +1,75 @@
+"""Shared test helpers: snapshots of the read models and of an aggregate, in one comparable shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from dala_events.hlp_module import LearnerProfile
+from dala_events.store import event_log
+from projections.database_models import READ_MODEL_METADATA
+
+
+def read_model_rows(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of the eight tables, surrogate id left out, sorted: what 'equal tables' means."""
+    snapshot: dict[str, list[tuple[Any, ...]]] = {}
+    with engine.connect() as connection:
+        for table in READ_MODEL_METADATA.sorted_tables:
+            columns = [c for c in table.columns if not (c.name == "id" and table.name != "learner_profiles")]
+            rows = connection.execute(select(*columns)).all()
+            snapshot[table.name] = sorted((tuple(repr(v) for v in row) for row in rows))
+    return snapshot
+
+
+def log_row_count(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return len(connection.execute(select(event_log.c.position)).all())
+
+
+def aggregate_snapshot(profile: LearnerProfile) -> dict[str, Any]:
+    """An aggregate's state in the shape of `profile_snapshot` of the read models."""
+    state = profile.state
+    return {
+        "created_at": state.created_at,
+        "last_updated_at": state.last_updated_at,
+        "preferences": sorted((p.category, p.value, p.timestamp) for p in state.preferences.values()),
+        "interests": sorted(state.interests.items()),
+        "struggles": sorted(state.struggles.items()),
+        "cognitive_metrics": sorted(
+            (m.task_name, repr(sorted(m.metric_details.items())), m.timestamp) for m in state.cognitive_metrics.values()
+        ),
+        "lo_progress": sorted(
+            (lo.lo_id, lo.status, lo.started_at, lo.completed_at, lo.score, repr(lo.details))
+            for lo in state.lo_progress.values()
+        ),
+        "badges": sorted((b.badge_id, b.badge_name, b.earned_date, b.details) for b in state.badges.values()),
+        "activity_attempts": sorted(
+            (a.lo_id, a.activity_id, a.activity_type, a.attempt_timestamp, a.score, a.completed, repr(a.attempt_details))
+            for a in state.activity_attempts
+        ),
+    }
+
+
+def profile_snapshot(data: Any) -> dict[str, Any] | None:
+    """A FullLearnerProfileData (or None) in the shape of `aggregate_snapshot`."""
+    if data is None:
+        return None
+    return {
+        "created_at": data.created_at,
+        "last_updated_at": data.last_updated_at,
+        "preferences": sorted((p.category, p.value, p.timestamp) for p in data.preferences),
+        "interests": sorted((i.interest_name, i.timestamp) for i in data.interests),
+        "struggles": sorted((s.struggle_description, s.timestamp) for s in data.struggles),
+        "cognitive_metrics": sorted(
+            (m.task_name, repr(sorted(m.metric_details.items())), m.timestamp) for m in data.cognitive_metrics
+        ),
+        "lo_progress": sorted(
+            (lo.lo_id, lo.status, lo.started_at, lo.completed_at, lo.score, repr(lo.details)) for lo in data.lo_progress
+        ),
+        "badges": sorted((b.badge_id, b.badge_name, b.earned_date, b.details) for b in data.badges),
+        "activity_attempts": sorted(
+            (a.lo_id, a.activity_id, a.activity_type, a.attempt_timestamp, a.score, a.completed, repr(a.attempt_details))
+            for a in data.activity_attempts
+        ),
+    }
