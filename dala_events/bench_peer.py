@@ -15,7 +15,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.domain import event as es_event
 
 
-class PeerLearner(Aggregate):  # type: ignore[misc]
+class PeerLearner(Aggregate):
     """A learner profile as an eventsourcing aggregate."""
 
     @es_event("Created")
@@ -88,7 +88,7 @@ class PeerLearner(Aggregate):  # type: ignore[misc]
         self.attempts.append((lo_id, activity_id, score, completed))
 
 
-def peer_application(db_path: Path) -> Application:
+def peer_application(db_path: Path) -> Application[Any]:
     """A fresh eventsourcing application storing its events in the SQLite file `db_path`."""
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db_path}{suffix}").unlink(missing_ok=True)

@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -134,7 +135,11 @@ def capture_transactions(engine: Engine, run: Callable[[], None]) -> list[Transa
     def on_rollback(_conn: Any) -> None:
         current.clear()
 
-    listeners = {"before_cursor_execute": on_execute, "commit": on_commit, "rollback": on_rollback}
+    listeners: dict[str, Callable[..., None]] = {
+        "before_cursor_execute": on_execute,
+        "commit": on_commit,
+        "rollback": on_rollback,
+    }
     for name, listener in listeners.items():
         event.listen(engine, name, listener)
     try:
@@ -200,6 +205,47 @@ def _timed(function: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, result
 
 
+def _measure_round(
+    work: Path,
+    workloads: dict[str, list[Mutation]],
+    floor_a: list[Transaction],
+    floor_b: list[Transaction],
+    result: BenchResult,
+    *,
+    include_peer: bool,
+) -> None:
+    """One round of every measurement, each on a fresh database, in a fixed alternating order."""
+
+    def record(name: str, count: int, run: Callable[[], Any]) -> None:
+        seconds, _ = _timed(run)
+        result.rates.setdefault(name, []).append(count / seconds)
+
+    from projections.rebuild import rebuild_projections
+
+    engine = _fresh_engine(work, "ours_a")
+    record("a", result.mutations, lambda: run_ours_batched(engine, workloads))
+    record("c", result.events, lambda: rebuild_projections(engine))
+    engine.dispose()
+
+    _fresh_engine(work, "floor_a").dispose()
+    record("floor_a", result.mutations, lambda: replay_transactions(work / "floor_a.db", floor_a))
+
+    engine_b = _fresh_engine(work, "ours_b")
+    record("b", result.mutations, lambda: run_ours_per_mutation(engine_b, workloads))
+    engine_b.dispose()
+
+    _fresh_engine(work, "floor_b").dispose()
+    record("floor_b", result.mutations, lambda: replay_transactions(work / "floor_b.db", floor_b))
+
+    if include_peer:
+        for mode, per_mutation in (("a", False), ("b", True)):
+            path = work / f"peer_{mode}.db"
+            seconds, ran = _timed(partial(run_peer, path, workloads, per_mutation=per_mutation))
+            if not ran:
+                return
+            result.rates.setdefault(f"peer_{mode}", []).append(result.mutations / seconds)
+
+
 def run_benchmark(
     learners: int = 200,
     rounds: int = 3,
@@ -209,8 +255,6 @@ def run_benchmark(
     progress: Callable[[str], None] = lambda _message: None,
 ) -> BenchResult:
     """Run every measurement `rounds` times, alternating, and return the rates."""
-    from projections.rebuild import rebuild_projections
-
     workloads = {learner_id: learner_workload(seed) for seed, learner_id in enumerate(_learner_ids(learners))}
     mutations = sum(len(plan) for plan in workloads.values())
     events = mutations + learners  # each learner's LearnerProfileCreated as well
@@ -225,39 +269,11 @@ def run_benchmark(
         floor_b = capture_transactions(engine, lambda: run_ours_per_mutation(engine, workloads))
         engine.dispose()
 
-        def record(name: str, count: int, seconds: float) -> None:
-            result.rates.setdefault(name, []).append(count / seconds)
-
         for number in range(1, rounds + 1):
             progress(f"round {number}/{rounds}")
-            engine = _fresh_engine(work, "ours_a")
-            record("a", mutations, _timed(lambda: run_ours_batched(engine, workloads))[0])
-            record("c", events, _timed(lambda: rebuild_projections(engine))[0])
-            engine.dispose()
-
-            engine = _fresh_engine(work, "floor_a")
-            engine.dispose()
-            record("floor_a", mutations, _timed(lambda: replay_transactions(work / "floor_a.db", floor_a))[0])
-
-            engine = _fresh_engine(work, "ours_b")
-            record("b", mutations, _timed(lambda: run_ours_per_mutation(engine, workloads))[0])
-            engine.dispose()
-
-            engine = _fresh_engine(work, "floor_b")
-            engine.dispose()
-            record("floor_b", mutations, _timed(lambda: replay_transactions(work / "floor_b.db", floor_b))[0])
-
-            if include_peer:
-                for mode, per_mutation in (("a", False), ("b", True)):
-                    seconds, ran = _timed(
-                        lambda per_mutation=per_mutation: run_peer(  # type: ignore[misc]
-                            work / f"peer_{mode}.db", workloads, per_mutation=per_mutation
-                        )
-                    )
-                    if not ran:
-                        result.notes.append("peer skipped: install the bench extra (pip install -e '.[bench]')")
-                        include_peer = False
-                        break
-                    record(f"peer_{mode}", mutations, seconds)
+            _measure_round(work, workloads, floor_a, floor_b, result, include_peer=include_peer)
+            if include_peer and "peer_a" not in result.rates:
+                result.notes.append("peer skipped: install the bench extra (pip install -e '.[bench]')")
+                include_peer = False
     result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result

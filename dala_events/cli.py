@@ -175,8 +175,10 @@ def bench(learners: int, rounds: int, no_peer: bool, as_json: bool) -> None:
 
 
 def _print_profile(data: Any) -> None:
-    out.print(f"Learner {data.learner_id}  created {data.created_at:%Y-%m-%d %H:%M} UTC, "
-              f"last updated {data.last_updated_at:%Y-%m-%d %H:%M} UTC")
+    out.print(
+        f"Learner {data.learner_id}  created {data.created_at:%Y-%m-%d %H:%M} UTC, "
+        f"last updated {data.last_updated_at:%Y-%m-%d %H:%M} UTC"
+    )
     sections: list[tuple[str, list[Any], list[str]]] = [
         ("Preferences", data.preferences, ["category", "value", "timestamp"]),
         ("Interests", data.interests, ["interest_name", "timestamp"]),
@@ -184,8 +186,11 @@ def _print_profile(data: Any) -> None:
         ("Cognitive metrics", data.cognitive_metrics, ["task_name", "metric_details", "timestamp"]),
         ("Learning objectives", data.lo_progress, ["lo_id", "status", "score", "started_at", "completed_at"]),
         ("Badges", data.badges, ["badge_id", "badge_name", "earned_date", "details"]),
-        ("Activity attempts", data.activity_attempts[-10:], ["lo_id", "activity_id", "activity_type", "score",
-                                                              "completed", "attempt_timestamp"]),
+        (
+            "Activity attempts",
+            data.activity_attempts[-10:],
+            ["lo_id", "activity_id", "activity_type", "score", "completed", "attempt_timestamp"],
+        ),
     ]
     for title, rows, columns in sections:
         suffix = f" (last 10 of {len(data.activity_attempts)})" if title == "Activity attempts" else ""

@@ -96,7 +96,7 @@ class DriverStatement:
 
     def __init__(self, statement: ClauseElement, dialect: Dialect, *, columns: Sequence[str] | None = None) -> None:
         # `columns` names the values an INSERT/UPSERT takes (the rest keep their defaults).
-        compiled = statement.compile(dialect=dialect, column_keys=list(columns) if columns is not None else None)
+        compiled: Any = statement.compile(dialect=dialect, column_keys=list(columns) if columns is not None else None)
         self.sql = compiled.string
         processors = compiled._bind_processors
         names = list(compiled.positiontup or ()) if compiled.positional else list(compiled.binds)
@@ -115,7 +115,7 @@ class DriverStatement:
         parameters = [self.parameters(row) for row in rows]
         if len(parameters) == 1:
             return connection.exec_driver_sql(self.sql, parameters[0])
-        return connection.exec_driver_sql(self.sql, parameters)  # type: ignore[arg-type]
+        return connection.exec_driver_sql(self.sql, parameters)
 
 
 def written_columns(table: Table) -> list[str]:

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from dala_events.database_setup import close_db, init_db, store_for
-from dala_events.store import EventStore, LOG_METADATA
+from dala_events.store import LOG_METADATA, EventStore
 from projections.database_models import READ_MODEL_METADATA
 
 POSTGRES_URL = os.environ.get("DALA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

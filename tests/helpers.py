@@ -18,7 +18,7 @@ def read_model_rows(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
         for table in READ_MODEL_METADATA.sorted_tables:
             columns = [c for c in table.columns if not (c.name == "id" and table.name != "learner_profiles")]
             rows = connection.execute(select(*columns)).all()
-            snapshot[table.name] = sorted((tuple(repr(v) for v in row) for row in rows))
+            snapshot[table.name] = sorted(tuple(repr(v) for v in row) for row in rows)
     return snapshot
 
 
@@ -45,7 +45,15 @@ def aggregate_snapshot(profile: LearnerProfile) -> dict[str, Any]:
         ),
         "badges": sorted((b.badge_id, b.badge_name, b.earned_date, b.details) for b in state.badges.values()),
         "activity_attempts": sorted(
-            (a.lo_id, a.activity_id, a.activity_type, a.attempt_timestamp, a.score, a.completed, repr(a.attempt_details))
+            (
+                a.lo_id,
+                a.activity_id,
+                a.activity_type,
+                a.attempt_timestamp,
+                a.score,
+                a.completed,
+                repr(a.attempt_details),
+            )
             for a in state.activity_attempts
         ),
     }
@@ -69,7 +77,54 @@ def profile_snapshot(data: Any) -> dict[str, Any] | None:
         ),
         "badges": sorted((b.badge_id, b.badge_name, b.earned_date, b.details) for b in data.badges),
         "activity_attempts": sorted(
-            (a.lo_id, a.activity_id, a.activity_type, a.attempt_timestamp, a.score, a.completed, repr(a.attempt_details))
+            (
+                a.lo_id,
+                a.activity_id,
+                a.activity_type,
+                a.attempt_timestamp,
+                a.score,
+                a.completed,
+                repr(a.attempt_details),
+            )
             for a in data.activity_attempts
         ),
     }
+
+
+def reload_snapshots(database_url: str, learner_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Run in a fresh process: load each learner from scratch and snapshot its state."""
+    from dala_events.database_setup import create_dala_engine, store_for
+
+    engine = create_dala_engine(database_url)
+    try:
+        store = store_for(engine)
+        return {
+            learner_id: aggregate_snapshot(LearnerProfile.load(learner_id, store=store)) for learner_id in learner_ids
+        }
+    finally:
+        engine.dispose()
+
+
+def hammer(database_url: str, worker: int, rounds: int) -> int:
+    """Run in a child process: write to its own learner and to a shared one, retrying on conflicts."""
+    from dala_events.database_setup import create_dala_engine, store_for
+    from dala_events.errors import ConcurrencyError
+
+    engine = create_dala_engine(database_url)
+    store = store_for(engine)
+    conflicts = 0
+    try:
+        for n in range(rounds):
+            LearnerProfile(f"own-{worker}", store=store).add_interest(f"interest {n}")
+            while True:
+                shared = LearnerProfile("shared", persistence_enabled=False, store=store)
+                shared.add_interest(f"worker {worker} item {n}")
+                shared.record_activity_attempt("LO1", f"w{worker}-{n}", "quiz", score=n)
+                try:
+                    shared.save()
+                    break
+                except ConcurrencyError:
+                    conflicts += 1
+        return conflicts
+    finally:
+        engine.dispose()

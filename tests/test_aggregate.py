@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from freezegun import freeze_time
@@ -23,7 +23,7 @@ from dala_events.hlp_module import (
 )
 from dala_events.store import EventStore
 
-T0 = datetime(2026, 3, 3, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
 
 
 def offline(store: EventStore, learner_id: str = "ann") -> LearnerProfile:
@@ -151,7 +151,10 @@ def test_delete_then_recreate(sqlite_store: EventStore) -> None:
         (lambda p: p.mark_lo_completed("LO", score=float("nan")), "score"),
         (lambda p: p.start_lo("  "), "lo_id"),
         (lambda p: p.add_badge("b", ""), "badge_name"),
-        (lambda p: p.record_activity_attempt("LO", "A", "quiz", attempt_details={"x": float("inf")}), "attempt_details"),
+        (
+            lambda p: p.record_activity_attempt("LO", "A", "quiz", attempt_details={"x": float("inf")}),
+            "attempt_details",
+        ),
     ],
 )
 def test_bad_input_is_refused_naming_the_field_and_nothing_is_recorded(sqlite_store: EventStore, call, field) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pydantic
 import pytest
@@ -68,7 +68,7 @@ def test_scores_must_be_finite(score: float) -> None:
 
 
 def test_lo_status_is_a_closed_set() -> None:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with pytest.raises(pydantic.ValidationError) as caught:
         LearningObjectiveCompleted(lo_id="LO", status="done", started_at=now)
     assert caught.value.errors()[0]["loc"] == ("status",)
@@ -111,7 +111,10 @@ def test_every_event_type_has_a_schema_version() -> None:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53), 2**53)
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=20),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=12,

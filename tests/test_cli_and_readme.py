@@ -1,0 +1,78 @@
+"""End to end: the console script in a fresh directory, and the README's examples as written."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DALA = shutil.which("dala", path=str(Path(sys.executable).parent)) or "dala"
+
+
+def run_dala(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if k != "DALA_DATABASE_URL"} | (env or {})
+    return subprocess.run([DALA, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=300)
+
+
+def test_demo_profile_and_rebuild_through_the_console_script(tmp_path: Path) -> None:
+    first = run_dala("demo", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert (tmp_path / "database" / "edpsych_connect_dala.db").exists()
+    assert "Interests" in first.stdout and "76 events recorded" in first.stdout
+
+    shown = run_dala("profile", "student123", "--json", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    profile = json.loads(shown.stdout)
+    assert profile["learner_id"] == "student123"
+    assert len(profile["activity_attempts"]) == 31 and len(profile["interests"]) == 4
+
+    rebuilt = run_dala("rebuild", cwd=tmp_path)
+    assert rebuilt.returncode == 0 and "76 events" in rebuilt.stdout
+    assert json.loads(run_dala("profile", "student123", "--json", cwd=tmp_path).stdout) == profile
+
+    again = run_dala("demo", cwd=tmp_path)  # running twice is safe
+    assert again.returncode == 0, again.stderr
+
+
+def test_errors_go_to_stderr_without_traceback(tmp_path: Path) -> None:
+    missing = run_dala("profile", "nobody", cwd=tmp_path)
+    assert missing.returncode == 1
+    assert "learner 'nobody' has no profile" in missing.stderr and "Traceback" not in missing.stderr
+    bad_url = run_dala("--database-url", "mysql://x/y", "init", cwd=tmp_path)
+    assert bad_url.returncode == 1 and "database_url" in bad_url.stderr and "Traceback" not in bad_url.stderr
+    assert run_dala("profile", cwd=tmp_path).returncode == 2
+
+
+def test_bench_prints_numbers(tmp_path: Path) -> None:
+    result = run_dala("bench", "--learners", "3", "--rounds", "1", "--no-peer", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["mutations"] == 225
+    assert all(summary["median_per_second"][key] > 0 for key in ("a", "b", "c", "floor_a", "floor_b"))
+    assert summary["ratios"]["a_to_floor"] > 0
+
+
+def test_readme_python_examples_run_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dala_events.database_setup import close_db
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DALA_DATABASE_URL", raising=False)
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    assert len(blocks) >= 6
+    namespace: dict[str, object] = {}
+    try:
+        for block in blocks:
+            exec(compile(block, "README.md", "exec"), namespace)
+        profile = namespace["learner_profile"]
+        assert "Robotics" in profile.interests  # type: ignore[attr-defined]
+        assert profile.lo_progress["MATH_LO_001"].status == "completed"  # type: ignore[attr-defined]
+        assert (tmp_path / "database" / "edpsych_connect_dala.db").exists()
+    finally:
+        close_db()
