@@ -107,7 +107,7 @@ class DriverStatement:
     def parameters(self, row: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
         """One row's values, converted and shaped for the driver."""
         if self._positional:
-            return tuple(row[name] if convert is None else convert(row[name]) for name, convert in self._steps)
+            return tuple([row[name] if convert is None else convert(row[name]) for name, convert in self._steps])
         return {name: row[name] if convert is None else convert(row[name]) for name, convert in self._steps}
 
     def execute(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> CursorResult[Any]:
