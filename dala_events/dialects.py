@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import TIMESTAMP, Connection, CursorResult, Dialect, Engine, Table, event
 from sqlalchemy.dialects import postgresql, sqlite
@@ -116,6 +116,23 @@ class DriverStatement:
         if len(parameters) == 1:
             return connection.exec_driver_sql(self.sql, parameters[0])
         return connection.exec_driver_sql(self.sql, parameters)
+
+
+T = TypeVar("T")
+
+
+def once_per_dialect(build: Callable[[Dialect], T]) -> Callable[[Dialect], T]:
+    """`build(dialect)` computed once per dialect and driver, then reused (compiled statements)."""
+    built: dict[tuple[str, str], T] = {}
+
+    def get(dialect: Dialect) -> T:
+        key = (dialect.name, dialect.driver)
+        value = built.get(key)
+        if value is None:
+            value = built[key] = build(dialect)
+        return value
+
+    return get
 
 
 def written_columns(table: Table) -> list[str]:

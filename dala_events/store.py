@@ -36,7 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from dala_events.attribution import current_attribution
-from dala_events.dialects import DriverStatement, UTCDateTime, write_transaction, written_columns
+from dala_events.dialects import DriverStatement, UTCDateTime, once_per_dialect, write_transaction, written_columns
 from dala_events.errors import ConcurrencyError, CorruptEventError, InvalidInput
 from dala_events.events import (
     DomainEvent,
@@ -268,15 +268,7 @@ class _Statements:
         )
 
 
-_STATEMENTS: dict[tuple[str, str], _Statements] = {}
-
-
-def _statements_for(dialect: Dialect) -> _Statements:
-    key = (dialect.name, dialect.driver)
-    statements = _STATEMENTS.get(key)
-    if statements is None:
-        statements = _STATEMENTS[key] = _Statements(dialect)
-    return statements
+_statements_for = once_per_dialect(_Statements)
 
 
 def _valid_learner_id(learner_id: str) -> str:

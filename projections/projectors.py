@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Dialect, Table, and_, bindparam
 
-from dala_events.dialects import DriverStatement, upsert, written_columns
+from dala_events.dialects import DriverStatement, once_per_dialect, upsert, written_columns
 from dala_events.events import (
     EVENT_TYPES,
     ActivityAttemptRecorded,
@@ -200,15 +200,7 @@ class _Statements:
         )
 
 
-_STATEMENTS: dict[tuple[str, str], _Statements] = {}
-
-
-def _statements_for(dialect: Dialect) -> _Statements:
-    key = (dialect.name, dialect.driver)
-    statements = _STATEMENTS.get(key)
-    if statements is None:
-        statements = _STATEMENTS[key] = _Statements(dialect)
-    return statements
+_statements_for = once_per_dialect(_Statements)
 
 
 # ---------------------------------------------------------------------------------------------
