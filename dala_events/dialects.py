@@ -100,7 +100,6 @@ class DriverStatement:
         self.sql = compiled.string
         processors = compiled._bind_processors
         names = list(compiled.positiontup or ()) if compiled.positional else list(compiled.binds)
-        self._names = names
         self._positional = compiled.positional
         self._steps: list[tuple[str, Callable[[Any], Any] | None]] = [(name, processors.get(name)) for name in names]
 

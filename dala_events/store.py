@@ -168,9 +168,9 @@ class EventStore:
         try:
             with write_transaction(self.engine) as connection:
                 statements = _statements_for(connection.dialect)
-                actual = statements.stream_version.execute(connection, [{"learner_id": learner_id}]).scalar()
-                if (actual or 0) != expected_version:
-                    raise ConcurrencyError(learner_id, expected_version, actual or 0)
+                actual = _stream_version(connection, learner_id)
+                if actual != expected_version:
+                    raise ConcurrencyError(learner_id, expected_version, actual)
                 statements.insert.execute(connection, rows)
                 for project in self.inline_projectors:
                     project(connection, appended)
@@ -279,9 +279,8 @@ def _valid_learner_id(learner_id: str) -> str:
 
 
 def _stream_version(connection: Connection, learner_id: str) -> int:
-    version = connection.execute(
-        select(func.max(event_log.c.version)).where(event_log.c.learner_id == learner_id)
-    ).scalar()
+    statement = _statements_for(connection.dialect).stream_version
+    version = statement.execute(connection, [{"learner_id": learner_id}]).scalar()
     return int(version or 0)
 
 

@@ -28,35 +28,34 @@ def log_row_count(engine: Engine) -> int:
 
 
 def aggregate_snapshot(profile: LearnerProfile) -> dict[str, Any]:
-    """An aggregate's state in the shape of `profile_snapshot` of the read models."""
+    """An aggregate's state, put in the read models' DTO shape and snapshotted like them."""
+    from dala_events import persistence_manager as pm
+
     state = profile.state
-    return {
-        "created_at": state.created_at,
-        "last_updated_at": state.last_updated_at,
-        "preferences": sorted((p.category, p.value, p.timestamp) for p in state.preferences.values()),
-        "interests": sorted(state.interests.items()),
-        "struggles": sorted(state.struggles.items()),
-        "cognitive_metrics": sorted(
-            (m.task_name, repr(sorted(m.metric_details.items())), m.timestamp) for m in state.cognitive_metrics.values()
-        ),
-        "lo_progress": sorted(
-            (lo.lo_id, lo.status, lo.started_at, lo.completed_at, lo.score, repr(lo.details))
-            for lo in state.lo_progress.values()
-        ),
-        "badges": sorted((b.badge_id, b.badge_name, b.earned_date, b.details) for b in state.badges.values()),
-        "activity_attempts": sorted(
-            (
-                a.lo_id,
-                a.activity_id,
-                a.activity_type,
-                a.attempt_timestamp,
-                a.score,
-                a.completed,
-                repr(a.attempt_details),
-            )
-            for a in state.activity_attempts
-        ),
-    }
+    data = pm.FullLearnerProfileData.model_construct(
+        learner_id=profile.learner_id,
+        created_at=state.created_at,
+        last_updated_at=state.last_updated_at,
+        preferences=[pm.PreferenceData.model_construct(**vars_of(p)) for p in state.preferences.values()],
+        interests=[pm.InterestData.model_construct(interest_name=n, timestamp=t) for n, t in state.interests.items()],
+        struggles=[
+            pm.StruggleData.model_construct(struggle_description=d, timestamp=t) for d, t in state.struggles.items()
+        ],
+        cognitive_metrics=[
+            pm.CognitiveMetricData.model_construct(**vars_of(m)) for m in state.cognitive_metrics.values()
+        ],
+        lo_progress=[pm.LOProgressData.model_construct(**vars_of(lo)) for lo in state.lo_progress.values()],
+        badges=[pm.BadgeData.model_construct(**vars_of(b)) for b in state.badges.values()],
+        activity_attempts=[pm.ActivityAttemptData.model_construct(**vars_of(a)) for a in state.activity_attempts],
+    )
+    snapshot = profile_snapshot(data)
+    assert snapshot is not None
+    return snapshot
+
+
+def vars_of(record: Any) -> dict[str, Any]:
+    """The fields of a slotted state dataclass."""
+    return {name: getattr(record, name) for name in record.__slots__}
 
 
 def profile_snapshot(data: Any) -> dict[str, Any] | None:
