@@ -12,17 +12,22 @@ from __future__ import annotations
 
 import os
 import threading
+from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, make_url, text
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, inspect, make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import StaticPool
 
 from dala_events.dialects import configure_sqlite, write_transaction
 from dala_events.errors import InvalidInput
-from dala_events.store import LOG_METADATA, EventStore
-from projections.database_models import READ_MODEL_METADATA
+from dala_events.store import EventStore
 from projections.projectors import project_events
+from projections.rebuild import ensure_projections, rebuild, stale_error
 
 DATABASE_URL_ENV = "DALA_DATABASE_URL"
 DEFAULT_DATABASE_PATH = Path("database") / "edpsych_connect_dala.db"
@@ -65,14 +70,82 @@ def create_dala_engine(database_url: str | URL) -> Engine:
     return engine
 
 
-def create_tables(engine: Engine) -> None:
-    """Create the event log and the eight read-model tables where missing (idempotent)."""
+AUTO_REBUILD_ENV = "DALA_AUTO_REBUILD"
+MIGRATIONS = "dala_events:migrations"
+_PG_SETUP_LOCK = 4242001
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """The Alembic configuration of the log's migrations, bound to `connection` if given."""
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def migrate(engine: Engine, revision: str = "head", *, downgrade: bool = False) -> str | None:
+    """Bring the event log and bookkeeping tables to `revision` (Alembic); returns where they end.
+
+    A database whose event log predates the migrations is stamped with the first revision
+    (the same table) before upgrading. Read models are not migrated: they are rebuilt.
+    """
     with write_transaction(engine) as connection:
-        if connection.dialect.name == "postgresql":
-            # Two processes starting at once must not both try to create the same tables.
-            connection.execute(text("SELECT pg_advisory_xact_lock(4242001)"))
-        LOG_METADATA.create_all(connection, checkfirst=True)
-        READ_MODEL_METADATA.create_all(connection, checkfirst=True)
+        _hold_setup_lock(connection)
+        return _migrate(connection, revision, downgrade=downgrade)
+
+
+def _migrate(connection: Connection, revision: str, *, downgrade: bool = False) -> str | None:
+    config = alembic_config(connection)
+    migrations = _migrations()
+    target = migrations.get_current_head() if revision == "head" else revision
+    current = MigrationContext.configure(connection).get_current_revision()
+    if current is None and "event_log" in inspect(connection).get_table_names():
+        command.stamp(config, "0001")
+        current = "0001"
+    if current != target:
+        if downgrade:
+            command.downgrade(config, revision)
+        else:
+            command.upgrade(config, revision)
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+@lru_cache(maxsize=1)
+def _migrations() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def _hold_setup_lock(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        # Two processes starting at once must not both try to create the same tables.
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_SETUP_LOCK})
+
+
+def create_tables(engine: Engine) -> tuple[str, ...]:
+    """Migrate the log to head and create missing read-model tables; returns stale projections.
+
+    Idempotent. A projection is stale when its table definition changed since it was built
+    (or it is missing while the log has events): it needs `dala rebuild`.
+    """
+    with write_transaction(engine) as connection:
+        _hold_setup_lock(connection)
+        _migrate(connection, "head")
+        return ensure_projections(connection)
+
+
+def auto_rebuild_enabled(engine: Engine) -> bool:
+    """Whether `init_db` rebuilds stale projections itself: DALA_AUTO_REBUILD=1/0, by default
+    on for SQLite (embedded, one application) and off for PostgreSQL (a shared server, where
+    a rebuild is an operator's decision)."""
+    value = os.environ.get(AUTO_REBUILD_ENV, "").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    if value:
+        raise InvalidInput(AUTO_REBUILD_ENV, f"must be 1 or 0, not {value!r}")
+    return engine.dialect.name == "sqlite"
 
 
 def store_for(engine: Engine) -> EventStore:
@@ -80,15 +153,25 @@ def store_for(engine: Engine) -> EventStore:
     return EventStore(engine, inline_projectors=[project_events])
 
 
-def init_db(database_url: str | None = None) -> Engine:
-    """Connect, create any missing tables, and make this database the process default.
+def init_db(database_url: str | None = None, *, check_projections: bool = True) -> Engine:
+    """Connect, migrate the log, create missing tables, and make this the process default.
 
-    Safe to call on every start. `persistence_manager` and `LearnerProfile` use the default
-    unless given a store of their own.
+    Safe to call on every start. A read model whose definition changed is rebuilt from the log
+    when DALA_AUTO_REBUILD allows it (the SQLite default), else SchemaMismatchError says to
+    run `dala rebuild`; `check_projections=False` skips that (what `dala rebuild` itself
+    uses). `persistence_manager` and `LearnerProfile` use the default unless given a store.
     """
     global _default_engine, _default_store
     engine = create_dala_engine(database_url or configured_database_url())
-    create_tables(engine)
+    try:
+        stale = create_tables(engine)
+        if stale and check_projections:
+            if not auto_rebuild_enabled(engine):
+                raise stale_error(stale)
+            rebuild(engine, projections=stale)
+    except BaseException:
+        engine.dispose()
+        raise
     with _lock:
         previous = _default_engine
         _default_engine, _default_store = engine, store_for(engine)

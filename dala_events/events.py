@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Literal, TypeAlias
+from typing import Annotated, Any, ClassVar, Final, Literal, TypeAlias
 
 from pydantic import (
     AfterValidator,
@@ -25,6 +25,7 @@ from pydantic import (
     Field,
     StringConstraints,
     TypeAdapter,
+    ValidationInfo,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -122,7 +123,18 @@ Text: TypeAlias = Annotated[str, StringConstraints(strip_whitespace=True, min_le
 Score: TypeAlias = Annotated[float, Field(allow_inf_nan=False)]
 """A finite score."""
 
-JsonObject: TypeAlias = Annotated[dict[str, Any], BeforeValidator(check_json_object)]
+def _check_json_object_field(value: object, info: ValidationInfo) -> dict[str, Any]:
+    # A payload read back from the log was checked when it was written and has just been
+    # parsed from JSON text: re-serialising it to measure it again would only cost time.
+    if isinstance(value, dict) and info.context is STORED:
+        return value
+    return check_json_object(value)
+
+
+STORED: Final[dict[str, bool]] = {"stored": True}
+"""Validation context of payloads read back from the event log (see `decode_event`)."""
+
+JsonObject: TypeAlias = Annotated[dict[str, Any], BeforeValidator(_check_json_object_field)]
 """A JSON object of at most 64 KiB."""
 
 LOStatus: TypeAlias = Literal["not_started", "in_progress", "completed"]
@@ -172,11 +184,19 @@ class LearnerProfileDeleted(DomainEvent):
 
 
 class PreferenceSet(DomainEvent):
-    """A preference of a category took a value (new, or different from before)."""
+    """A preference of a category took a value (new, or different from before).
 
+    Schema history: v1 carried `category` and `value`. v2 adds `previous_value`, the value it
+    replaced (None for a new category), so an audit can say "visual -> auditory" from the
+    event alone. v1 events are read with `previous_value=None`: what it replaced was not
+    recorded then, and the upcaster does not guess.
+    """
+
+    schema_version: ClassVar[int] = 2
     event_type: Literal["PreferenceSet"] = "PreferenceSet"
     category: Text
     value: Text
+    previous_value: Text | None = None
 
 
 class PreferenceRemoved(DomainEvent):
@@ -373,7 +393,7 @@ def decode_event(event_type: str, schema_version: int, payload: str | Mapping[st
         raise UnknownEventError(f"unknown event type {event_type!r}")
     current = cls.schema_version
     if schema_version == current and isinstance(payload, str):
-        return cls.model_validate_json(payload)
+        return cls.model_validate_json(payload, context=STORED)
     if schema_version > current or schema_version < 1:
         raise UnknownEventError(
             f"{event_type} schema_version {schema_version} is not readable (this code reads versions 1..{current})"
@@ -384,4 +404,16 @@ def decode_event(event_type: str, schema_version: int, payload: str | Mapping[st
         if lift is None:
             raise UnknownEventError(f"no upcaster for {event_type} from schema_version {version}")
         data = lift(data)
+    # What an upcaster produced is new data: it gets the full checks.
     return cls.model_validate(data)
+
+
+# ---------------------------------------------------------------------------------------------
+# The shipped evolutions (each class's docstring tells its schema history)
+# ---------------------------------------------------------------------------------------------
+
+
+@upcaster("PreferenceSet", 1)
+def _preference_set_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
+    """v1 -> v2: the replaced value was not recorded; say so with None."""
+    return {**payload, "previous_value": None}

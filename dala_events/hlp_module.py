@@ -425,8 +425,10 @@ class LearnerProfile:
         """Set a preference; no event if it already has this value. Returns whether it changed."""
         event = self._build(PreferenceSet, category=category, value=value)
         current = self._state.preferences.get(event.category)
-        if current is not None and current.value == event.value:
-            return False
+        if current is not None:
+            if current.value == event.value:
+                return False
+            event = event.model_copy(update={"previous_value": current.value})
         return self._record(event)
 
     def remove_preference(self, category: str) -> bool:

@@ -9,9 +9,9 @@ to run inside each append's transaction, so events and their projection commit t
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import pydantic
@@ -23,7 +23,6 @@ from sqlalchemy import (
     Engine,
     Integer,
     MetaData,
-    Row,
     String,
     Table,
     Text,
@@ -36,9 +35,17 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from dala_events.attribution import current_attribution
-from dala_events.dialects import DriverStatement, UTCDateTime, once_per_dialect, write_transaction, written_columns
+from dala_events.dialects import (
+    DriverQuery,
+    DriverStatement,
+    UTCDateTime,
+    once_per_dialect,
+    write_transaction,
+    written_columns,
+)
 from dala_events.errors import ConcurrencyError, CorruptEventError, InvalidInput
 from dala_events.events import (
+    EVENT_TYPES,
     DomainEvent,
     UnknownEventError,
     check_learner_id,
@@ -67,6 +74,19 @@ event_log = Table(
     UniqueConstraint("learner_id", "version", name="uq_event_log_learner_version"),
 )
 """The one table of truth. Rows are only ever inserted."""
+
+projection_state = Table(
+    "projection_state",
+    LOG_METADATA,
+    Column("name", String(100), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("rebuilt_at", UTCDateTime(), nullable=True),
+)
+"""Bookkeeping of each projection (read-model table): the definition it was built with
+(`fingerprint`) and the log position its last rebuild reached. Between rebuilds the inline
+projection keeps the table at the head of the log inside every append's transaction, so the
+position is where the table was last *rebuilt* to, not a lag."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +123,17 @@ class ProjectableEvent(Protocol):
 class AppendedEvent:
     """An event inside the transaction that appends it (its log position is not known yet)."""
 
+    learner_id: str
+    version: int
+    occurred_at: datetime
+    event: DomainEvent
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    """An event as a projector reads it back from the log: its position and what it projects."""
+
+    position: int
     learner_id: str
     version: int
     occurred_at: datetime
@@ -194,16 +225,32 @@ class EventStore:
         *,
         up_to_version: int | None = None,
         until: datetime | None = None,
+        since: datetime | None = None,
+        event_types: Collection[str] | None = None,
     ) -> list[RecordedEvent]:
-        """The learner's events in version order, optionally only those up to a version or time."""
-        query = select(event_log).where(event_log.c.learner_id == learner_id)
-        if up_to_version is not None:
-            query = query.where(event_log.c.version <= up_to_version)
-        if until is not None:
-            query = query.where(event_log.c.occurred_at <= until)
+        """The learner's events in version order.
+
+        Optionally only those up to a version, recorded within [since, until], of the given
+        types. Times are compared with `recorded_at`: when the store learned of the event.
+        """
+        learner_id = _valid_learner_id(learner_id)
+        if event_types is not None:
+            unknown = sorted(set(event_types) - set(EVENT_TYPES))
+            if unknown:
+                raise InvalidInput("event_types", f"unknown event types {unknown}", learner_id=learner_id)
         with self.engine.connect() as connection:
-            rows = connection.execute(query.order_by(event_log.c.version)).all()
-        return [_from_row(row) for row in rows]
+            query = _statements_for(connection.dialect).read_stream
+            rows = query.rows(
+                connection,
+                {
+                    "learner_id": learner_id,
+                    "up_to_version": _NO_LIMIT if up_to_version is None else up_to_version,
+                    "since": _check_bound("since", since) or _EPOCH,
+                    "until": _check_bound("until", until) or _END_OF_TIME,
+                },
+            )
+        wanted = None if event_types is None else frozenset(event_types)
+        return [_recorded(row) for row in rows if wanted is None or row[_TYPE] in wanted]
 
     def read_all(
         self,
@@ -229,26 +276,62 @@ class EventStore:
         batch_size: int = DEFAULT_BATCH_SIZE,
         connection: Connection | None = None,
     ) -> Iterator[list[RecordedEvent]]:
-        """Like `read_all`, one list per batch: the shape a rebuild wants."""
+        """Like `read_all`, one list per batch."""
+        for rows in self._log_batches("read_all", after_position, limit, batch_size, connection):
+            yield [_recorded(row) for row in rows]
+
+    def read_for_projection(
+        self,
+        after_position: int = 0,
+        limit: int | None = None,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        connection: Connection | None = None,
+    ) -> Iterator[list[LoggedEvent]]:
+        """Like `read_all_batches`, but only what a projector needs (no ids, no metadata): the
+        shape a rebuild streams."""
+        for rows in self._log_batches("read_projectable", after_position, limit, batch_size, connection):
+            yield [_logged(row) for row in rows]
+
+    def read_positions(self, positions: Collection[int], *, connection: Connection) -> list[LoggedEvent]:
+        """The events at `positions` (those that exist), in log order: a rebuild's catch-up of
+        events that committed late, behind newer positions."""
+        events: list[LoggedEvent] = []
+        ordered = sorted(positions)
+        for start in range(0, len(ordered), 500):
+            query = select(*_PROJECTABLE_COLUMNS).where(event_log.c.position.in_(ordered[start : start + 500]))
+            rows = connection.execute(query.order_by(event_log.c.position)).all()
+            events.extend(_logged(tuple(row)) for row in rows)
+        return events
+
+    def _log_batches(
+        self,
+        query_name: str,
+        after_position: int,
+        limit: int | None,
+        batch_size: int,
+        connection: Connection | None,
+    ) -> Iterator[list[tuple[Any, ...]]]:
         if batch_size < 1:
             raise InvalidInput("batch_size", f"must be >= 1, got {batch_size}")
+        if limit is not None and limit < 0:
+            raise InvalidInput("limit", f"must be >= 0, got {limit}")
         remaining = limit
         position = after_position
         while remaining is None or remaining > 0:
             size = batch_size if remaining is None else min(batch_size, remaining)
-            query = select(event_log).where(event_log.c.position > position).order_by(event_log.c.position).limit(size)
+            parameters = {"after": position, "size": size}
             if connection is None:
                 with self.engine.connect() as own:
-                    rows = own.execute(query).all()
+                    rows = getattr(_statements_for(own.dialect), query_name).rows(own, parameters)
             else:
-                rows = connection.execute(query).all()
+                rows = getattr(_statements_for(connection.dialect), query_name).rows(connection, parameters)
             if not rows:
                 return
-            batch = [_from_row(row) for row in rows]
-            yield batch
-            position = batch[-1].position
+            yield rows
+            position = rows[-1][0]
             if remaining is not None:
-                remaining -= len(batch)
+                remaining -= len(rows)
             if len(rows) < size:
                 return
 
@@ -265,6 +348,24 @@ class _Statements:
         self.insert = DriverStatement(event_log.insert(), dialect, columns=written_columns(event_log))
         self.stream_version = DriverStatement(
             select(func.max(event_log.c.version)).where(event_log.c.learner_id == bindparam("learner_id")), dialect
+        )
+        c = event_log.c
+        self.read_stream = DriverQuery(
+            select(*_RECORDED_COLUMNS)
+            .where(
+                c.learner_id == bindparam("learner_id"),
+                c.version <= bindparam("up_to_version"),
+                c.recorded_at >= bindparam("since", type_=UTCDateTime()),
+                c.recorded_at <= bindparam("until", type_=UTCDateTime()),
+            )
+            .order_by(c.version),
+            dialect,
+        )
+        after = c.position > bindparam("after")
+        size = bindparam("size", type_=Integer())
+        self.read_all = DriverQuery(select(*_RECORDED_COLUMNS).where(after).order_by(c.position).limit(size), dialect)
+        self.read_projectable = DriverQuery(
+            select(*_PROJECTABLE_COLUMNS).where(after).order_by(c.position).limit(size), dialect
         )
 
 
@@ -299,22 +400,66 @@ def _to_row(learner_id: str, version: int, new: NewEvent, recorded_at: datetime)
     }
 
 
-def _from_row(row: Row[Any]) -> RecordedEvent:
-    values = row._mapping
+_RECORDED_COLUMNS = (
+    event_log.c.position,
+    event_log.c.event_type,
+    event_log.c.schema_version,
+    event_log.c.payload,
+    event_log.c.event_id,
+    event_log.c.learner_id,
+    event_log.c.version,
+    event_log.c.occurred_at,
+    event_log.c.recorded_at,
+    event_log.c.metadata,
+)
+_PROJECTABLE_COLUMNS = (
+    event_log.c.position,
+    event_log.c.event_type,
+    event_log.c.schema_version,
+    event_log.c.payload,
+    event_log.c.learner_id,
+    event_log.c.version,
+    event_log.c.occurred_at,
+)
+_TYPE = 1
+_NO_LIMIT = 2**31 - 1
+_EPOCH = datetime(1, 1, 2, tzinfo=UTC)
+_END_OF_TIME = datetime(9999, 12, 30, tzinfo=UTC)
+
+
+def _check_bound(field_name: str, value: datetime | None) -> datetime | None:
+    if value is not None and (value.tzinfo is None or value.utcoffset() is None):
+        raise InvalidInput(field_name, f"must be timezone-aware, got {value!r}")
+    return value
+
+
+def _decode(row: tuple[Any, ...]) -> DomainEvent:
+    """The event of a row that starts (position, event_type, schema_version, payload)."""
     try:
-        event = decode_event(values["event_type"], values["schema_version"], values["payload"])
-        metadata = json.loads(values["metadata"])
+        return decode_event(row[1], row[2], row[3])
     except (UnknownEventError, pydantic.ValidationError, ValueError) as error:
-        raise CorruptEventError(values["position"], values["event_type"], str(error)) from error
+        raise CorruptEventError(row[0], row[1], str(error)) from error
+
+
+def _logged(row: tuple[Any, ...]) -> LoggedEvent:
+    return LoggedEvent(row[0], row[4], row[5], row[6], _decode(row))
+
+
+def _recorded(row: tuple[Any, ...]) -> RecordedEvent:
+    event = _decode(row)
+    try:
+        metadata = json.loads(row[9])
+    except ValueError as error:
+        raise CorruptEventError(row[0], row[1], f"metadata is not JSON: {error}") from error
     return RecordedEvent(
-        position=values["position"],
-        event_id=str(values["event_id"]),
-        learner_id=values["learner_id"],
-        version=values["version"],
-        event_type=values["event_type"],
-        schema_version=values["schema_version"],
-        occurred_at=values["occurred_at"],
-        recorded_at=values["recorded_at"],
+        position=row[0],
+        event_id=str(row[4]),
+        learner_id=row[5],
+        version=row[6],
+        event_type=row[1],
+        schema_version=row[2],
+        occurred_at=row[7],
+        recorded_at=row[8],
         event=event,
         metadata=metadata,
     )

@@ -12,13 +12,13 @@ and writes each table's changes with one executemany per kind of statement.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Dialect, Table, and_, bindparam
 
-from dala_events.dialects import DriverStatement, once_per_dialect, upsert, written_columns
+from dala_events.dialects import DriverStatement, upsert, written_columns
 from dala_events.events import (
     EVENT_TYPES,
     ActivityAttemptRecorded,
@@ -40,6 +40,7 @@ from dala_events.events import (
     StruggleAreaRemoved,
 )
 from dala_events.store import ProjectableEvent
+from projections.catalog import PARENT, projection_names, read_model_tables
 from projections.database_models import (
     DBActivityAttempt,
     DBBadge,
@@ -60,17 +61,6 @@ learning_objective_progress: Table = DBLearningObjectiveProgress.__table__  # ty
 badges: Table = DBBadge.__table__  # type: ignore[assignment]
 activity_attempts: Table = DBActivityAttempt.__table__  # type: ignore[assignment]
 
-CHILD_TABLES: tuple[Table, ...] = (
-    preferences,
-    interests,
-    struggles,
-    cognitive_metrics,
-    learning_objective_progress,
-    badges,
-    activity_attempts,
-)
-"""The seven tables hanging off learner_profiles, in the order they are written."""
-
 NATURAL_KEYS: dict[str, tuple[str, ...]] = {
     "learner_profiles": ("id",),
     "preferences": ("learner_id", "category"),
@@ -89,17 +79,57 @@ Row = dict[str, Any]
 Key = tuple[Any, ...]
 
 
+class TableSet:
+    """Where projected rows go: the physical table of each read model that is written.
+
+    The inline projection writes the live tables; a rebuild writes shadow copies of some of
+    them, and changes to read models outside the set are dropped. The statements for each
+    dialect are compiled once per set.
+    """
+
+    def __init__(self, tables: Mapping[str, Table]) -> None:
+        order = projection_names()
+        unknown = set(tables) - set(order)
+        if unknown:
+            raise ValueError(f"not read models: {sorted(unknown)}")
+        self.tables: dict[str, Table] = {name: tables[name] for name in order if name in tables}
+        self.children: tuple[str, ...] = tuple(name for name in self.tables if name != PARENT)
+        self._statements: dict[tuple[str, str], _Statements] = {}
+
+    def statements(self, dialect: Dialect) -> _Statements:
+        """The compiled statements of this set for `dialect`."""
+        key = (dialect.name, dialect.driver)
+        statements = self._statements.get(key)
+        if statements is None:
+            statements = self._statements[key] = _Statements(self, dialect)
+        return statements
+
+
+_live: TableSet | None = None
+
+
+def live_tables() -> TableSet:
+    """The live read-model tables: where the inline projection writes."""
+    global _live
+    if _live is None:
+        _live = TableSet(read_model_tables())
+    return _live
+
+
 class RowChanges:
     """The net row changes of a run of events, written to one connection by `flush`.
 
     Upserts and deletes are kept per table and natural key, last one wins, so a batch writes
     each row at most once; inserts are kept in order. `touch` moves a profile's
-    last_updated_at, once per learner per flush.
+    last_updated_at, once per learner per flush. Rows go to the tables of `targets` (the
+    live tables by default); changes to read models outside it are dropped.
     """
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, targets: TableSet | None = None) -> None:
         self.connection = connection
-        self._statements = _statements_for(connection.dialect)
+        self.targets = targets or live_tables()
+        self._written = frozenset(self.targets.tables)
+        self._statements = self.targets.statements(connection.dialect)
         self._upserts: dict[str, dict[Key, Row]] = {}
         self._deletes: dict[str, dict[Key, Row]] = {}
         self._inserts: dict[str, list[Row]] = {}
@@ -107,51 +137,57 @@ class RowChanges:
 
     def upsert(self, table: Table, row: Row) -> None:
         """Make the row identified by its natural key hold `row` (insert or update)."""
-        key = tuple(row[name] for name in NATURAL_KEYS[table.name])
-        deletes = self._deletes.get(table.name)
+        name = table.name
+        if name not in self._written:
+            return
+        key = tuple(row[column] for column in NATURAL_KEYS[name])
+        deletes = self._deletes.get(name)
         if deletes:
             deletes.pop(key, None)
-        self._upserts.setdefault(table.name, {})[key] = row
+        self._upserts.setdefault(name, {})[key] = row
 
     def delete(self, table: Table, row_key: Row) -> None:
         """Remove the row whose natural key columns hold the values in `row_key`."""
-        key = tuple(row_key[name] for name in NATURAL_KEYS[table.name])
-        upserts = self._upserts.get(table.name)
+        name = table.name
+        if name not in self._written:
+            return
+        key = tuple(row_key[column] for column in NATURAL_KEYS[name])
+        upserts = self._upserts.get(name)
         if upserts:
             upserts.pop(key, None)
         # Deleted even when upserted in this batch: the row may have existed before it.
-        self._deletes.setdefault(table.name, {})[key] = {f"key_{name}": value for name, value in row_key.items()}
+        self._deletes.setdefault(name, {})[key] = {f"key_{column}": value for column, value in row_key.items()}
 
     def insert(self, table: Table, row: Row) -> None:
         """Add a row to an insert-only table."""
-        self._inserts.setdefault(table.name, []).append(row)
+        if table.name in self._written:
+            self._inserts.setdefault(table.name, []).append(row)
 
     def touch(self, learner_id: str, at: datetime) -> None:
         """Move the learner's last_updated_at to `at`."""
         self._touched[learner_id] = at
 
     def delete_learner(self, learner_id: str) -> None:
-        """Remove every row of the learner from all eight tables, after what is pending."""
+        """Remove every row of the learner from the target tables, after what is pending."""
         self.flush()
         self._touched.pop(learner_id, None)
-        statements = self._statements
-        for table in CHILD_TABLES:
-            statements.delete_learner[table.name].execute(self.connection, [{"key_learner_id": learner_id}])
-        statements.delete_learner["learner_profiles"].execute(self.connection, [{"key_learner_id": learner_id}])
+        for name in (*self.targets.children, PARENT):
+            statement = self._statements.delete_learner.get(name)
+            if statement is not None:
+                statement.execute(self.connection, [{"key_learner_id": learner_id}])
 
     def flush(self) -> None:
         """Write everything pending (parents first) and start empty."""
         connection = self.connection
         statements = self._statements
-        profiles = self._upserts.pop("learner_profiles", None)
+        profiles = self._upserts.pop(PARENT, None)
         if profiles:
             for (learner_id,), row in profiles.items():
                 touched_at = self._touched.pop(learner_id, None)
                 if touched_at is not None:
                     row["last_updated_at"] = touched_at
-            statements.upsert["learner_profiles"].execute(connection, list(profiles.values()))
-        for table in CHILD_TABLES:
-            name = table.name
+            statements.upsert[PARENT].execute(connection, list(profiles.values()))
+        for name in self.targets.children:
             deletes = self._deletes.pop(name, None)
             if deletes:
                 statements.delete[name].execute(connection, list(deletes.values()))
@@ -162,26 +198,27 @@ class RowChanges:
             if inserts:
                 statements.insert[name].execute(connection, inserts)
         if self._touched:
-            statements.touch.execute(
-                connection,
-                [{"key_id": learner_id, "last_updated_at": at} for learner_id, at in self._touched.items()],
-            )
+            if statements.touch is not None:
+                statements.touch.execute(
+                    connection,
+                    [{"key_id": learner_id, "last_updated_at": at} for learner_id, at in self._touched.items()],
+                )
             self._touched.clear()
 
 
 class _Statements:
-    """The statements RowChanges executes, compiled once per dialect."""
+    """The statements RowChanges executes on one table set, compiled for one dialect."""
 
-    def __init__(self, dialect: Dialect) -> None:
+    def __init__(self, targets: TableSet, dialect: Dialect) -> None:
         self.upsert: dict[str, DriverStatement] = {}
         self.delete: dict[str, DriverStatement] = {}
         self.insert: dict[str, DriverStatement] = {}
         self.delete_learner: dict[str, DriverStatement] = {}
-        for table in (learner_profiles, *CHILD_TABLES):
-            name = table.name
+        self.touch: DriverStatement | None = None
+        for name, table in targets.tables.items():
             columns = written_columns(table)
             self.insert[name] = DriverStatement(table.insert(), dialect, columns=columns)
-            learner_column = table.c.id if table is learner_profiles else table.c.learner_id
+            learner_column = table.c.id if name == PARENT else table.c.learner_id
             self.delete_learner[name] = DriverStatement(
                 table.delete().where(learner_column == bindparam("key_learner_id")), dialect
             )
@@ -192,15 +229,13 @@ class _Statements:
                     table.delete().where(and_(*(table.c[column] == bindparam(f"key_{column}") for column in keys))),
                     dialect,
                 )
-        self.touch = DriverStatement(
-            learner_profiles.update()
-            .where(learner_profiles.c.id == bindparam("key_id"))
-            .values(last_updated_at=bindparam("last_updated_at")),
-            dialect,
-        )
-
-
-_statements_for = once_per_dialect(_Statements)
+            if name == PARENT:
+                self.touch = DriverStatement(
+                    table.update()
+                    .where(table.c.id == bindparam("key_id"))
+                    .values(last_updated_at=bindparam("last_updated_at")),
+                    dialect,
+                )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -366,9 +401,14 @@ def apply_events(changes: RowChanges, events: Sequence[ProjectableEvent]) -> Non
             changes.touch(recorded.learner_id, recorded.occurred_at)
 
 
-def project_events(connection: Connection, events: Sequence[ProjectableEvent]) -> None:
-    """Bring the read models on `connection` up to date with `events`: the inline projector."""
-    changes = RowChanges(connection)
+def project_events(
+    connection: Connection, events: Sequence[ProjectableEvent], targets: TableSet | None = None
+) -> None:
+    """Bring the read models on `connection` up to date with `events`: the inline projector.
+
+    `targets` chooses other tables than the live ones (a rebuild's shadows, an as-of scratch).
+    """
+    changes = RowChanges(connection, targets)
     apply_events(changes, events)
     changes.flush()
 

@@ -1,34 +1,430 @@
-"""Rebuild the eight read models from the event log.
+"""Rebuild read models from the event log into shadow tables, then swap them in atomically.
 
-Empties the tables and replays the whole log through the same projectors the inline
-projection uses, in one transaction: readers see the old rows until it commits, and a
-failure leaves them untouched. The log is read in batches, so memory stays bounded.
+How a rebuild runs, and why it is safe while the application keeps writing:
+
+1. Shadow tables are created beside the live ones (SQLite: `<table>__rebuild`; PostgreSQL:
+   the same names in the schema `dala_rebuild`). Leftovers of an interrupted run are dropped
+   first, so a rebuild can always simply be run again.
+2. The log is streamed in batches by position through the same projectors the inline
+   projection uses, written into the shadows in short transactions: memory stays bounded and
+   writers keep appending (their inline projection goes to the live tables as usual).
+3. Catch-up and swap, in one short transaction that holds off writers (SQLite's write lock;
+   PostgreSQL's EXCLUSIVE lock on event_log, which readers do not need): the events appended
+   since step 2 are projected into the shadows, the live tables are dropped, the shadows
+   renamed into their place, and `projection_state` records each table's fingerprint and the
+   position reached. Readers see the old tables or the new ones, never a half-built one.
+
+Nothing touches the live tables before step 3, so a rebuild that fails or is interrupted
+leaves them as they were.
+
+Only one rebuild runs at a time per database: PostgreSQL takes an advisory lock, a SQLite
+file a lock file beside it.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
-from dala_events.dialects import write_transaction
-from dala_events.store import DEFAULT_BATCH_SIZE, EventStore
-from projections.projectors import CHILD_TABLES, RowChanges, apply_events, learner_profiles
+from sqlalchemy import (
+    Column,
+    Connection,
+    Dialect,
+    Engine,
+    ForeignKey,
+    Index,
+    MetaData,
+    Table,
+    UniqueConstraint,
+    func,
+    inspect,
+    select,
+    text,
+)
+from sqlalchemy.schema import ForeignKeyConstraint
+
+from dala_events.dialects import upsert
+from dala_events.errors import DalaError, SchemaMismatchError
+from dala_events.events import utc_now
+from dala_events.store import EventStore, LoggedEvent, event_log, projection_state
+from projections.catalog import PARENT, fingerprint, projection_names, read_model_tables, with_dependents
+from projections.projectors import RowChanges, TableSet, apply_events
+
+SHADOW_SUFFIX = "__rebuild"
+SHADOW_SCHEMA = "dala_rebuild"
+REBUILD_BATCH_SIZE = 10_000
+"""Events per batch of a rebuild: each batch is one read, one flush and (SQLite) one commit."""
+
+_PG_REBUILD_LOCK = 4242002
+
+Progress = Callable[[int, int], None]
+"""Called after each batch with (events replayed so far, events in the log when it started)."""
 
 
-def rebuild_projections(engine: Engine | None = None, *, batch_size: int = DEFAULT_BATCH_SIZE) -> int:
-    """Replace every read-model row by a replay of the log; returns the number of events replayed."""
+class RebuildError(DalaError):
+    """A rebuild could not finish; the live read models are untouched."""
+
+
+@dataclass(frozen=True)
+class RebuildResult:
+    """What a rebuild did: which projections, how many events, up to which log position."""
+
+    projections: tuple[str, ...]
+    events: int
+    position: int
+    seconds: float
+
+
+def rebuild_projections(
+    engine: Engine | None = None,
+    *,
+    projections: Iterable[str] | None = None,
+    batch_size: int = REBUILD_BATCH_SIZE,
+    progress: Progress | None = None,
+) -> int:
+    """Rebuild read models from the whole log and swap them in; returns the events replayed.
+
+    `projections` names the tables to rebuild (default: all eight); rebuilding
+    `learner_profiles` rebuilds every table, as the others hang off it. See `rebuild` for the
+    full result.
+    """
+    return rebuild(engine, projections=projections, batch_size=batch_size, progress=progress).events
+
+
+def rebuild(
+    engine: Engine | None = None,
+    *,
+    projections: Iterable[str] | None = None,
+    batch_size: int = REBUILD_BATCH_SIZE,
+    progress: Progress | None = None,
+) -> RebuildResult:
+    """Rebuild read models live-safely (see the module's docstring) and report what was done."""
     if engine is None:
         from dala_events.database_setup import get_engine
 
         engine = get_engine()
+    names = with_dependents(projection_names() if projections is None else projections)
+    if not names:
+        raise RebuildError("no projection to rebuild")
+    started = time.perf_counter()
     store = EventStore(engine)
-    replayed = 0
-    with write_transaction(engine) as connection:
-        for table in CHILD_TABLES:
-            connection.execute(table.delete())
-        connection.execute(learner_profiles.delete())
-        changes = RowChanges(connection)
-        for batch in store.read_all_batches(batch_size=batch_size, connection=connection):
-            apply_events(changes, batch)
-            changes.flush()
-            replayed += len(batch)
-    return replayed
+    with _one_rebuild_at_a_time(engine), engine.connect() as connection:
+        connection.execution_options(dala_write=True)
+        shadow = _Shadow(connection.dialect, names)
+        with _foreign_keys_unchecked(connection):
+            try:
+                with connection.begin():
+                    shadow.create(connection)
+                expected = store.last_position()
+                reached = _Reached()
+                changes = RowChanges(connection, shadow.targets)
+                for batch in store.read_for_projection(batch_size=batch_size):
+                    with connection.begin():
+                        _project(changes, batch, reached)
+                    if progress is not None:
+                        progress(reached.events, expected)
+                with connection.begin():
+                    _lock_out_writers(connection)
+                    _catch_up(store, connection, changes, reached)
+                    shadow.swap_in(connection)
+                    record_projections(connection, names, reached.position)
+                if progress is not None:
+                    progress(reached.events, max(expected, reached.events))
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    if connection.in_transaction():
+                        connection.rollback()
+                    with connection.begin():
+                        shadow.drop(connection)
+                raise
+    return RebuildResult(names, reached.events, reached.position, time.perf_counter() - started)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bookkeeping: fingerprints and positions
+# ---------------------------------------------------------------------------------------------
+
+
+def record_projections(connection: Connection, names: Sequence[str], position: int) -> None:
+    """Remember that `names` were built with this code's definitions up to `position`."""
+    tables = read_model_tables()
+    rows = [
+        {
+            "name": name,
+            "fingerprint": fingerprint(tables[name], connection.dialect),
+            "position": position,
+            "rebuilt_at": utc_now(),
+        }
+        for name in names
+    ]
+    connection.execute(upsert(projection_state, ["name"], connection.dialect.name), rows)
+
+
+def stale_projections(connection: Connection) -> tuple[str, ...]:
+    """The projections whose tables do not hold what this code would build from the log.
+
+    A table is stale when it is missing, was never recorded, or was built with a different
+    definition, unless the log is empty (then there is nothing to rebuild: an empty table of
+    the current definition is correct, and `ensure_projections` creates it).
+    """
+    recorded = {row.name: row.fingerprint for row in connection.execute(select(projection_state)).all()}
+    existing = set(inspect(connection).get_table_names())
+    log_empty = connection.execute(select(event_log.c.position).limit(1)).first() is None
+    stale = []
+    for name, table in read_model_tables().items():
+        if recorded.get(name) == fingerprint(table, connection.dialect) and name in existing:
+            continue
+        if log_empty and name in existing and name not in recorded:
+            continue
+        if not (log_empty and name not in existing):
+            stale.append(name)
+    return with_dependents(stale) if stale else ()
+
+
+def ensure_projections(connection: Connection) -> tuple[str, ...]:
+    """Create missing read-model tables on an empty log, record fresh ones, return the stale.
+
+    Called by `init_db` inside its set-up transaction.
+    """
+    stale = stale_projections(connection)
+    tables = read_model_tables()
+    fresh = [name for name in tables if name not in stale]
+    for name in fresh:
+        tables[name].create(connection, checkfirst=True)
+    recorded = {row.name for row in connection.execute(select(projection_state.c.name)).all()}
+    unrecorded = [name for name in fresh if name not in recorded]
+    if unrecorded:
+        position = connection.execute(select(func.coalesce(func.max(event_log.c.position), 0))).scalar_one()
+        record_projections(connection, unrecorded, int(position))
+    return stale
+
+
+def stale_error(stale: Sequence[str]) -> SchemaMismatchError:
+    """The error `init_db` raises when projections need a rebuild it may not run itself."""
+    return SchemaMismatchError(
+        f"read models out of date with this code's definitions: {', '.join(stale)}; "
+        "run `dala rebuild` (or set DALA_AUTO_REBUILD=1 to rebuild them on start)"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The phases
+# ---------------------------------------------------------------------------------------------
+
+
+class _Reached:
+    """How far the replay got: the highest position, positions skipped (maybe committed late)."""
+
+    def __init__(self) -> None:
+        self.position = 0
+        self.events = 0
+        self.gaps: list[tuple[int, int]] = []
+
+
+def _project(changes: RowChanges, batch: list[LoggedEvent], reached: _Reached) -> None:
+    apply_events(changes, batch)
+    changes.flush()
+    # Positions come from a sequence: one that is missing below the highest seen belongs to a
+    # transaction that rolled back, or (PostgreSQL) one that has not committed yet.
+    position = reached.position
+    for event in batch:
+        if event.position != position + 1:
+            reached.gaps.append((position + 1, event.position - 1))
+        position = event.position
+    reached.position = position
+    reached.events += len(batch)
+
+
+def _catch_up(store: EventStore, connection: Connection, changes: RowChanges, reached: _Reached) -> None:
+    """Project what was appended during the replay, with writers held off."""
+    if reached.gaps:
+        late = [p for low, high in reached.gaps for p in range(low, high + 1)] if _gap_size(reached) < 100_000 else []
+        if late:
+            events = store.read_positions(late, connection=connection)
+            if events:
+                apply_events(changes, events)
+                changes.flush()
+                reached.events += len(events)
+    for batch in store.read_for_projection(reached.position, connection=connection):
+        _project(changes, batch, reached)
+
+
+def _gap_size(reached: _Reached) -> int:
+    return sum(high - low + 1 for low, high in reached.gaps)
+
+
+def _lock_out_writers(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        # Appenders take ROW EXCLUSIVE on event_log; EXCLUSIVE waits for those in flight and
+        # holds off new ones until the swap commits. Plain SELECTs are not blocked.
+        connection.execute(text("LOCK TABLE event_log IN EXCLUSIVE MODE"))
+    # SQLite: this transaction began with BEGIN IMMEDIATE and holds the write lock.
+
+
+@contextlib.contextmanager
+def _foreign_keys_unchecked(connection: Connection) -> Iterator[None]:
+    """SQLite: replaying a child table alone may briefly hold rows of learners deleted later in
+    the log, whose live profile row is already gone. Checks are off on this connection while
+    the shadows fill, and `swap_in` verifies every foreign key before committing."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    driver.execute("PRAGMA foreign_keys = OFF")
+    try:
+        yield
+    finally:
+        driver.execute("PRAGMA foreign_keys = ON")
+
+
+@contextlib.contextmanager
+def _one_rebuild_at_a_time(engine: Engine) -> Iterator[None]:
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as holder:
+            locked = holder.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": _PG_REBUILD_LOCK}).scalar()
+            holder.commit()
+            if not locked:
+                raise RebuildError("another rebuild is running on this database; wait for it to finish")
+            try:
+                yield
+            finally:
+                holder.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _PG_REBUILD_LOCK})
+                holder.commit()
+        return
+    database = engine.url.database
+    if not database or database == ":memory:" or os.name != "posix":
+        yield
+        return
+    import fcntl
+
+    lock_path = Path(f"{database}.rebuild-lock")
+    with lock_path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RebuildError("another rebuild is running on this database; wait for it to finish") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# ---------------------------------------------------------------------------------------------
+# Shadow tables
+# ---------------------------------------------------------------------------------------------
+
+
+class _Shadow:
+    """The shadow copies of the tables being rebuilt, and how to swap them in.
+
+    SQLite has one namespace per file: shadows get a suffix and no secondary indexes while
+    they fill (the live names are taken); the indexes are made at the swap. PostgreSQL keeps
+    the shadows in their own schema under the live names, with their indexes; the swap moves
+    them (and their sequences) into the live schema.
+    """
+
+    def __init__(self, dialect: Dialect, names: Sequence[str]) -> None:
+        self.dialect = dialect
+        self.names = tuple(names)
+        self.postgres = dialect.name == "postgresql"
+        live = read_model_tables()
+        self.live = {name: live[name] for name in self.names}
+        metadata = MetaData()
+        self.tables = {name: self._copy(live[name], metadata) for name in self.names}
+        self.targets = TableSet(self.tables)
+
+    def _copy(self, table: Table, metadata: MetaData) -> Table:
+        parent_rebuilt = PARENT in self.names
+        columns = []
+        for column in table.columns:
+            args: list[ForeignKey] = []
+            if column.foreign_keys:
+                if parent_rebuilt:
+                    target = f"{SHADOW_SCHEMA}.{PARENT}" if self.postgres else f"{PARENT}{SHADOW_SUFFIX}"
+                    args.append(ForeignKey(f"{target}.id"))
+                elif not self.postgres:
+                    # SQLite cannot add the key later: declared now, checked at the swap.
+                    args.append(ForeignKey(f"{PARENT}.id"))
+                # PostgreSQL with a live parent: the key is added at the swap.
+            columns.append(
+                Column(
+                    column.name,
+                    column.type,
+                    *args,
+                    primary_key=column.primary_key,
+                    nullable=column.nullable,
+                    autoincrement=column.autoincrement,
+                )
+            )
+        constraints = [
+            UniqueConstraint(*(column.name for column in constraint.columns))
+            for constraint in table.constraints
+            if isinstance(constraint, UniqueConstraint)
+        ]
+        if self.postgres:
+            copy = Table(table.name, metadata, *columns, *constraints, schema=SHADOW_SCHEMA)
+            for index in table.indexes:
+                Index(index.name, *(copy.c[column.name] for column in index.columns), unique=index.unique)
+            return copy
+        if not parent_rebuilt:
+            # A stand-in for the live parent so the declared key resolves; never created.
+            parent = read_model_tables()[PARENT]
+            Table(PARENT, metadata, *(Column(c.name, c.type, primary_key=c.primary_key) for c in parent.columns))
+        return Table(f"{table.name}{SHADOW_SUFFIX}", metadata, *columns, *constraints)
+
+    def create(self, connection: Connection) -> None:
+        self.drop(connection)
+        if self.postgres:
+            connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {SHADOW_SCHEMA}"))
+        for name in self.names:
+            self.tables[name].create(connection)
+
+    def drop(self, connection: Connection) -> None:
+        """Drop the shadow tables (children first), if there are any."""
+        for name in reversed(projection_names()):
+            if self.postgres:
+                connection.execute(text(f'DROP TABLE IF EXISTS {SHADOW_SCHEMA}."{name}" CASCADE'))
+            else:
+                connection.execute(text(f'DROP TABLE IF EXISTS "{name}{SHADOW_SUFFIX}"'))
+
+    def swap_in(self, connection: Connection) -> None:
+        """Replace the live tables by the shadows, inside the caller's transaction."""
+        for name in reversed(self.names):
+            connection.execute(text(f'DROP TABLE IF EXISTS "{name}"'))
+        if self.postgres:
+            schema = connection.execute(text("SELECT current_schema()")).scalar_one()
+            for name in self.names:
+                connection.execute(text(f'ALTER TABLE {SHADOW_SCHEMA}."{name}" SET SCHEMA "{schema}"'))
+            if PARENT not in self.names:
+                for name in self.names:
+                    self._add_parent_key(connection, name)
+            return
+        for name in self.names:
+            connection.execute(text(f'ALTER TABLE "{name}{SHADOW_SUFFIX}" RENAME TO "{name}"'))
+        for name in self.names:
+            for index in self.live[name].indexes:
+                index.create(connection)
+        broken = []
+        for name in self.names:
+            if connection.exec_driver_sql(f'PRAGMA foreign_key_check("{name}")').first() is not None:
+                broken.append(name)
+        if broken:
+            raise RebuildError(f"rebuilt rows without a learner profile in {', '.join(broken)}; nothing was swapped")
+
+    def _add_parent_key(self, connection: Connection, name: str) -> None:
+        for constraint in self.live[name].constraints:
+            if isinstance(constraint, ForeignKeyConstraint):
+                columns = [column.name for column in constraint.columns]
+                referred = constraint.elements[0].column.table.name
+                targets = [element.column.name for element in constraint.elements]
+                connection.execute(
+                    text(
+                        f'ALTER TABLE "{name}" ADD CONSTRAINT "{name}_{"_".join(columns)}_fkey" '
+                        f'FOREIGN KEY ({", ".join(columns)}) REFERENCES "{referred}" ({", ".join(targets)})'
+                    )
+                )
