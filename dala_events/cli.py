@@ -1,4 +1,4 @@
-"""`dala`: the command line of the store (init, demo, profile, rebuild, bench).
+"""`dala`: the command line of the store (init, demo, profile, history, diff, rebuild, migrate, bench).
 
 Human output is tables; `--json` prints one JSON document. Errors go to stderr with exit
 status 1 (2 for a wrong command line) and no traceback.
@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -29,6 +31,8 @@ def _reports_errors(command: F) -> F:
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
+        except click.ClickException:
+            raise  # a wrong command line: click prints it with usage, exit status 2
         except DalaError as error:
             click.echo(f"error: {error}", err=True)
             sys.exit(1)
@@ -94,18 +98,31 @@ def demo(obj: dict[str, Any], learner: str, seed: int) -> None:
 
 @main.command()
 @click.argument("learner")
+@click.option("--as-of", "as_of", default=None, help="Show it as recorded at this time (ISO 8601; naive = UTC).")
+@click.option("--version", "version", default=None, type=click.IntRange(0), help="Show it at this stream version.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj
 @_reports_errors
-def profile(obj: dict[str, Any], learner: str, as_json: bool) -> None:
-    """Show a learner's profile as the read models hold it."""
+def profile(obj: dict[str, Any], learner: str, as_of: str | None, version: int | None, as_json: bool) -> None:
+    """Show a learner's profile as the read models hold it, or as they held it then."""
     from dala_events.errors import LearnerNotFound
     from dala_events.persistence_manager import get_full_learner_profile_data
 
     _init(obj["database_url"])
-    data = get_full_learner_profile_data(learner)
+    if as_of is not None and version is not None:
+        raise click.UsageError("give --as-of or --version, not both")
+    if as_of is None and version is None:
+        data = get_full_learner_profile_data(learner)
+    else:
+        from dala_events.audit import profile_as_of
+
+        at = None if as_of is None else _parse_time(as_of, "--as-of")
+        data = profile_as_of(learner, at=at, version=version)
     if data is None:
-        raise LearnerNotFound(learner)
+        if as_of is None and version is None:
+            raise LearnerNotFound(learner)
+        when = f"at {as_of}" if as_of is not None else f"at version {version}"
+        raise LearnerNotFound(learner, f"learner {learner!r} had no profile {when}")
     if as_json:
         click.echo(data.model_dump_json(indent=2))
     else:
@@ -113,15 +130,127 @@ def profile(obj: dict[str, Any], learner: str, as_json: bool) -> None:
 
 
 @main.command()
+@click.argument("learner")
+@click.option("--since", default=None, help="Only events recorded at or after this time (ISO 8601; naive = UTC).")
+@click.option("--until", default=None, help="Only events recorded at or before this time (ISO 8601; naive = UTC).")
+@click.option("--type", "event_types", multiple=True, help="Only events of this type (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of events.")
 @click.pass_obj
 @_reports_errors
-def rebuild(obj: dict[str, Any]) -> None:
-    """Rebuild the eight read models from the event log."""
-    from projections.rebuild import rebuild_projections
+def history(
+    obj: dict[str, Any],
+    learner: str,
+    since: str | None,
+    until: str | None,
+    event_types: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """List a learner's events: who changed what, when, and why."""
+    from dala_events import audit
 
-    engine = _init(obj["database_url"])
-    replayed = rebuild_projections(engine)
-    click.echo(f"rebuilt the read models from {replayed} events")
+    _init(obj["database_url"])
+    events = audit.history(
+        learner,
+        since=None if since is None else _parse_time(since, "--since"),
+        until=None if until is None else _parse_time(until, "--until"),
+        event_types=event_types or None,
+    )
+    if as_json:
+        click.echo(json.dumps([_event_json(event) for event in events], indent=2, ensure_ascii=False))
+        return
+    table = Table(title=f"History of {learner}: {len(events)} events", title_justify="left", show_edge=False)
+    for column in ("version", "recorded (UTC)", "event", "actor", "reason", "details"):
+        table.add_column(column)
+    for event in events:
+        table.add_row(
+            str(event.version),
+            f"{event.recorded_at:%Y-%m-%d %H:%M:%S}",
+            event.event_type,
+            str(event.metadata.get("actor", "")),
+            str(event.metadata.get("reason") or ""),
+            _cell(event.event.model_dump(mode="json", exclude={"event_type"})),
+        )
+    out.print(table)
+
+
+@main.command()
+@click.argument("learner")
+@click.argument("start")
+@click.argument("end")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+@_reports_errors
+def diff(obj: dict[str, Any], learner: str, start: str, end: str, as_json: bool) -> None:
+    """Show what changed in a learner's profile between START and END.
+
+    Each is a time (ISO 8601; naive = UTC) or a stream version (a whole number, or vN).
+    """
+    from dala_events import audit
+
+    _init(obj["database_url"])
+    result = audit.diff(learner, _parse_point(start, "START"), _parse_point(end, "END"))
+    if as_json:
+        click.echo(result.model_dump_json(indent=2))
+        return
+    out.print(f"{learner}: version {result.start_version} -> {result.end_version}, {len(result.rows)} rows differ")
+    if result.existed_before != result.exists_after:
+        out.print("profile " + ("created" if result.exists_after else "deleted") + " in between")
+    table = Table(show_edge=False)
+    for column in ("change", "section", "row", "before", "after"):
+        table.add_column(column)
+    for row in result.rows:
+        before, after = row.before, row.after
+        if row.change == "changed" and before is not None and after is not None:
+            before = {name: before[name] for name in row.fields}
+            after = {name: after[name] for name in row.fields}
+        table.add_row(row.change, row.section, row.key, _cell(before), _cell(after))
+    out.print(table)
+
+
+@main.command()
+@click.option(
+    "--projection",
+    "projections",
+    multiple=True,
+    help="Rebuild only this read-model table (repeatable; learner_profiles brings all). Default: all.",
+)
+@click.pass_obj
+@_reports_errors
+def rebuild(obj: dict[str, Any], projections: tuple[str, ...]) -> None:
+    """Rebuild read models from the event log into shadow tables and swap them in.
+
+    Safe while the application writes; an interrupted rebuild leaves the live tables as they
+    were and can simply be run again.
+    """
+    from dala_events.database_setup import init_db
+    from projections.rebuild import rebuild as run_rebuild
+
+    engine = init_db(obj["database_url"], check_projections=False)
+    with _progress_bar("rebuilding") as progress:
+        result = run_rebuild(engine, projections=projections or None, progress=progress)
+    rate = result.events / result.seconds if result.seconds else 0.0
+    click.echo(
+        f"rebuilt {', '.join(result.projections)} from {result.events} events "
+        f"(log position {result.position}) in {result.seconds:.2f} s, {rate:,.0f} events/s"
+    )
+
+
+@main.command()
+@click.option("--to", "revision", default="head", show_default=True, help="The revision to end at.")
+@click.option("--downgrade", is_flag=True, help="Go down to --to (dropping what later revisions added).")
+@click.pass_obj
+@_reports_errors
+def migrate(obj: dict[str, Any], revision: str, downgrade: bool) -> None:
+    """Migrate the event log and bookkeeping tables (Alembic); read models are rebuilt instead."""
+    from dala_events.database_setup import configured_database_url, create_dala_engine
+    from dala_events.database_setup import migrate as run_migrate
+
+    engine = create_dala_engine(obj["database_url"] or configured_database_url())
+    try:
+        reached = run_migrate(engine, revision, downgrade=downgrade)
+    finally:
+        engine.dispose()
+    click.echo(f"event log schema at revision {reached or 'base (no tables)'}")
 
 
 @main.command()
@@ -202,6 +331,71 @@ def _print_profile(data: Any) -> None:
         if not rows:
             table.add_row(*(["-"] * len(columns)))
         out.print(table)
+
+
+def _parse_time(value: str, option: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"not an ISO 8601 time: {value!r}", param_hint=option) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+def _parse_point(value: str, name: str) -> datetime | int:
+    text = value.strip()
+    digits = text[1:] if text[:1] in ("v", "V") else text
+    if digits.isdigit():
+        return int(digits)
+    return _parse_time(text, name)
+
+
+def _event_json(event: Any) -> dict[str, Any]:
+    return {
+        "position": event.position,
+        "event_id": event.event_id,
+        "learner_id": event.learner_id,
+        "version": event.version,
+        "event_type": event.event_type,
+        "schema_version": event.schema_version,
+        "occurred_at": event.occurred_at.isoformat(),
+        "recorded_at": event.recorded_at.isoformat(),
+        "payload": event.event.model_dump(mode="json", exclude={"event_type"}),
+        "metadata": dict(event.metadata),
+    }
+
+
+@contextmanager
+def _progress_bar(description: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar with rate and ETA on a terminal (stderr); nothing otherwise."""
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(description, total=None, rate="")
+
+        def update(done: int, total: int) -> None:
+            speed = bar.tasks[0].speed
+            bar.update(task, completed=done, total=max(total, done), rate=f"{speed:,.0f} events/s" if speed else "")
+
+        yield update
 
 
 def _cell(value: Any) -> str:

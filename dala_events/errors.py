@@ -34,9 +34,9 @@ class InvalidInput(DalaError, ValueError):
 class LearnerNotFound(DalaError, LookupError):
     """No (live) profile exists for the learner."""
 
-    def __init__(self, learner_id: str) -> None:
+    def __init__(self, learner_id: str, message: str | None = None) -> None:
         self.learner_id = learner_id
-        super().__init__(f"learner {learner_id!r} has no profile")
+        super().__init__(message or f"learner {learner_id!r} has no profile")
 
 
 class ConcurrencyError(DalaError):

@@ -437,7 +437,10 @@ def _decode(row: tuple[Any, ...]) -> DomainEvent:
     """The event of a row that starts (position, event_type, schema_version, payload)."""
     try:
         return decode_event(row[1], row[2], row[3])
-    except (UnknownEventError, pydantic.ValidationError, ValueError) as error:
+    except pydantic.ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'payload'}: {e['msg']}" for e in error.errors())
+        raise CorruptEventError(row[0], row[1], f"payload does not fit the event: {problems}") from error
+    except (UnknownEventError, ValueError) as error:
         raise CorruptEventError(row[0], row[1], str(error)) from error
 
 

@@ -371,7 +371,7 @@ class _Shadow:
             for index in table.indexes:
                 Index(index.name, *(copy.c[column.name] for column in index.columns), unique=index.unique)
             return copy
-        if not parent_rebuilt:
+        if not parent_rebuilt and PARENT not in metadata.tables:
             # A stand-in for the live parent so the declared key resolves; never created.
             parent = read_model_tables()[PARENT]
             Table(PARENT, metadata, *(Column(c.name, c.type, primary_key=c.primary_key) for c in parent.columns))

@@ -56,6 +56,7 @@ def reset_postgres() -> None:
             LOG_METADATA.drop_all(connection)
             for table in ("alembic_version", "projection_state"):
                 connection.execute(text(f"DROP TABLE IF EXISTS {table} CASCADE"))
+            connection.execute(text("DROP SCHEMA IF EXISTS dala_rebuild CASCADE"))
     finally:
         engine.dispose()
 

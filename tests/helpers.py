@@ -127,3 +127,47 @@ def hammer(database_url: str, worker: int, rounds: int) -> int:
         return conflicts
     finally:
         engine.dispose()
+
+
+def rebuild_after_adding_a_badge_column(database_url: str) -> dict[str, Any]:
+    """Run in a fresh process: the code's badges table gains `earned_at` (the full time, filled
+    from each BadgeAwarded's occurred_at, which the log always had); start-up notices, a rebuild
+    of badges fills the column for history written before the change."""
+    import os
+
+    from sqlalchemy import Column
+
+    from dala_events.database_setup import close_db, init_db
+    from dala_events.dialects import UTCDateTime
+    from dala_events.errors import SchemaMismatchError
+    from dala_events.events import BadgeAwarded
+    from projections.projectors import PROJECTORS, RowChanges, badges
+    from projections.rebuild import rebuild
+
+    badges.append_column(Column("earned_at", UTCDateTime(), nullable=True))
+
+    def project_badge_awarded_v2(event: BadgeAwarded, learner_id: str, at: Any, changes: RowChanges) -> None:
+        row = {
+            "learner_id": learner_id,
+            "badge_id": event.badge_id,
+            "badge_name": event.badge_name,
+            "earned_date": at.date(),
+            "details": event.details,
+            "earned_at": at,
+        }
+        changes.upsert(badges, row)
+
+    PROJECTORS[BadgeAwarded] = project_badge_awarded_v2
+    os.environ["DALA_AUTO_REBUILD"] = "0"
+    try:
+        init_db(database_url)
+        refused = ""
+    except SchemaMismatchError as error:
+        refused = str(error)
+    engine = init_db(database_url, check_projections=False)
+    result = rebuild(engine, projections=["badges"])
+    with engine.connect() as connection:
+        filled = [tuple(row) for row in connection.execute(select(badges.c.badge_id, badges.c.earned_at)).all()]
+    init_db(database_url)  # no complaint any more
+    close_db()
+    return {"refused": refused, "rebuilt": result.projections, "filled": sorted(filled)}

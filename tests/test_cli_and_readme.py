@@ -41,6 +41,39 @@ def test_demo_profile_and_rebuild_through_the_console_script(tmp_path: Path) -> 
     assert again.returncode == 0, again.stderr
 
 
+def test_audit_commands_through_the_console_script(tmp_path: Path) -> None:
+    assert run_dala("demo", cwd=tmp_path).returncode == 0
+
+    listed = run_dala("history", "student123", "--json", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    events = json.loads(listed.stdout)
+    assert [event["version"] for event in events] == list(range(1, len(events) + 1))
+    assert events[1]["metadata"]["actor"] == "system:demo" and "payload" in events[1]
+    human = run_dala("history", "student123", "--type", "BadgeAwarded", cwd=tmp_path)
+    assert human.returncode == 0 and "BadgeAwarded" in human.stdout and "InterestAdded" not in human.stdout
+
+    then = json.loads(run_dala("profile", "student123", "--version", "3", "--json", cwd=tmp_path).stdout)
+    assert then["learner_id"] == "student123" and then["activity_attempts"] == []
+    future = run_dala("profile", "student123", "--as-of", "2999-01-01T00:00:00", "--json", cwd=tmp_path)
+    now = run_dala("profile", "student123", "--json", cwd=tmp_path)
+    assert json.loads(future.stdout) == json.loads(now.stdout)
+    before = run_dala("profile", "student123", "--as-of", "2000-01-01", cwd=tmp_path)
+    assert before.returncode == 1 and "had no profile at 2000-01-01" in before.stderr
+
+    changed = json.loads(run_dala("diff", "student123", "v3", "10", "--json", cwd=tmp_path).stdout)
+    assert (changed["start_version"], changed["end_version"]) == (3, 10) and changed["rows"]
+    assert "rows differ" in run_dala("diff", "student123", "0", "v76", cwd=tmp_path).stdout
+    bad = run_dala("diff", "student123", "yesterday", "3", cwd=tmp_path)
+    assert bad.returncode == 2 and "not an ISO 8601 time" in bad.stderr
+
+    partial = run_dala("rebuild", "--projection", "badges", "--projection", "interests", cwd=tmp_path)
+    assert partial.returncode == 0 and "rebuilt interests, badges from" in partial.stdout
+    unknown = run_dala("rebuild", "--projection", "nope", cwd=tmp_path)
+    assert unknown.returncode == 1 and "unknown projection 'nope'" in unknown.stderr
+    migrated = run_dala("migrate", cwd=tmp_path)
+    assert migrated.returncode == 0 and "revision 0002" in migrated.stdout
+
+
 def test_errors_go_to_stderr_without_traceback(tmp_path: Path) -> None:
     missing = run_dala("profile", "nobody", cwd=tmp_path)
     assert missing.returncode == 1

@@ -1,0 +1,239 @@
+"""Audits: a learner's history, the profile as it stood at any time or version, and diffs.
+
+"What did the system hold about this child on 3 March, and who changed it?" Every answer
+here comes from the event log:
+
+- `history` lists the learner's events with who (actor), why (reason), when, and what.
+- `profile_as_of` runs the learner's events up to a point through the very projectors that
+  maintain the live read models, into a scratch in-memory SQLite database, and reads the result
+  with the same getters: the profile exactly as the read models showed it then.
+- `diff` compares two such profiles row by row.
+
+A point in time means "as recorded by then": events are cut by `recorded_at`, when the store
+learned of them (an event may have occurred a little earlier, in memory, before it was saved).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection, Iterable, Sequence
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import Engine
+
+from dala_events.errors import InvalidInput
+from dala_events.persistence_manager import FullLearnerProfileData, get_full_learner_profile_data
+from dala_events.store import EventStore, RecordedEvent
+from projections.catalog import read_model_tables
+from projections.projectors import NATURAL_KEYS, project_events
+
+Point = datetime | int
+"""A point in a learner's history: a timezone-aware time, or a stream version (0 = before
+the first event)."""
+
+
+def history(
+    learner_id: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    event_types: Collection[str] | None = None,
+    store: EventStore | None = None,
+) -> list[RecordedEvent]:
+    """The learner's events in order, each with position, version, type, the (upcast) event,
+    occurred_at, recorded_at and metadata (actor, reason, correlation_id).
+
+    `since`/`until` bound recorded_at (inclusive); `event_types` keeps only those types.
+    An unknown learner has an empty history.
+    """
+    return _store(store).read_stream(learner_id, since=since, until=until, event_types=event_types)
+
+
+def profile_as_of(
+    learner_id: str,
+    *,
+    at: datetime | None = None,
+    version: int | None = None,
+    store: EventStore | None = None,
+) -> FullLearnerProfileData | None:
+    """The learner's full profile as the read models showed it at `at` or at stream `version`.
+
+    Exactly one of `at` and `version` must be given. None when the learner had no profile
+    then (not yet created, or deleted).
+    """
+    if (at is None) == (version is None):
+        raise InvalidInput("at", "give exactly one of `at` and `version`", learner_id=learner_id)
+    if version is not None and version < 0:
+        raise InvalidInput("version", f"must be >= 0, got {version}", learner_id=learner_id)
+    events = _store(store).read_stream(learner_id, up_to_version=version, until=at)
+    return _project_profile(learner_id, events)
+
+
+class RowDiff(BaseModel):
+    """One read-model row that differs between two points."""
+
+    model_config = ConfigDict(frozen=True)
+
+    section: str
+    """The profile section (preferences, interests, ..., activity_attempts)."""
+    key: str
+    """What identifies the row within its section (category, interest name, LO id, ...)."""
+    change: Literal["added", "changed", "removed"]
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    fields: tuple[str, ...] = ()
+    """For a change: the columns whose values differ."""
+
+
+class ProfileDiff(BaseModel):
+    """What was added, changed and removed in a learner's profile between two points."""
+
+    model_config = ConfigDict(frozen=True)
+
+    learner_id: str
+    start_version: int
+    end_version: int
+    existed_before: bool
+    exists_after: bool
+    rows: tuple[RowDiff, ...]
+
+    @property
+    def added(self) -> list[RowDiff]:
+        """Rows present at the end and not at the start."""
+        return [row for row in self.rows if row.change == "added"]
+
+    @property
+    def changed(self) -> list[RowDiff]:
+        """Rows present at both points with different values."""
+        return [row for row in self.rows if row.change == "changed"]
+
+    @property
+    def removed(self) -> list[RowDiff]:
+        """Rows present at the start and gone at the end."""
+        return [row for row in self.rows if row.change == "removed"]
+
+
+def diff(learner_id: str, start: Point, end: Point, *, store: EventStore | None = None) -> ProfileDiff:
+    """Compare the learner's profile at `start` with the one at `end`, row by row.
+
+    Each point is a timezone-aware datetime or a stream version. The profile's own
+    last_updated_at is left out: it changes with every event and says nothing on its own.
+    """
+    events = _store(store).read_stream(learner_id)
+    start_version = _version_at(events, start, "start")
+    end_version = _version_at(events, end, "end")
+    before = _project_profile(learner_id, events[:start_version])
+    after = _project_profile(learner_id, events[:end_version])
+    rows: list[RowDiff] = []
+    before_rows, after_rows = _keyed_rows(before), _keyed_rows(after)
+    for section in _SECTIONS:
+        old, new = before_rows.get(section, {}), after_rows.get(section, {})
+        for key, row in new.items():
+            if key not in old:
+                rows.append(RowDiff(section=section, key=key, change="added", before=None, after=row))
+            elif old[key] != row:
+                fields = tuple(name for name in row if row[name] != old[key].get(name))
+                rows.append(
+                    RowDiff(section=section, key=key, change="changed", before=old[key], after=row, fields=fields)
+                )
+        for key, row in old.items():
+            if key not in new:
+                rows.append(RowDiff(section=section, key=key, change="removed", before=row, after=None))
+    return ProfileDiff(
+        learner_id=learner_id,
+        start_version=start_version,
+        end_version=end_version,
+        existed_before=before is not None,
+        exists_after=after is not None,
+        rows=tuple(rows),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The scratch database of as-of views
+# ---------------------------------------------------------------------------------------------
+
+_scratch_lock = threading.Lock()
+_scratch: Engine | None = None
+
+
+def _project_profile(learner_id: str, events: Sequence[RecordedEvent]) -> FullLearnerProfileData | None:
+    """Run `events` through the projectors into empty read models, read the profile back, and
+    leave the scratch database empty again (the transaction is rolled back)."""
+    global _scratch
+    if not events:
+        return None
+    with _scratch_lock:
+        if _scratch is None:
+            from dala_events.database_setup import create_dala_engine
+
+            engine = create_dala_engine("sqlite://")
+            with engine.begin() as connection:
+                for table in read_model_tables().values():
+                    table.create(connection)
+            _scratch = engine
+        with _scratch.connect() as connection:
+            transaction = connection.begin()
+            try:
+                project_events(connection, events)
+                return get_full_learner_profile_data(learner_id, connection=connection)
+            finally:
+                transaction.rollback()
+
+
+def _version_at(events: Sequence[RecordedEvent], point: Point, field_name: str) -> int:
+    if isinstance(point, bool) or not isinstance(point, int | datetime):
+        raise InvalidInput(field_name, f"must be a datetime or a stream version, not {type(point).__name__}")
+    if isinstance(point, int):
+        if point < 0:
+            raise InvalidInput(field_name, f"a version must be >= 0, got {point}")
+        return min(point, len(events))
+    if point.tzinfo is None or point.utcoffset() is None:
+        raise InvalidInput(field_name, f"must be timezone-aware, got {point!r}")
+    return sum(1 for event in events if event.recorded_at <= point)
+
+
+_SECTIONS = (
+    "preferences",
+    "interests",
+    "struggles",
+    "cognitive_metrics",
+    "lo_progress",
+    "badges",
+    "activity_attempts",
+)
+_SECTION_TABLES = {section: section for section in _SECTIONS} | {"lo_progress": "learning_objective_progress"}
+
+
+def _keyed_rows(profile: FullLearnerProfileData | None) -> dict[str, dict[str, dict[str, Any]]]:
+    if profile is None:
+        return {}
+    keyed: dict[str, dict[str, dict[str, Any]]] = {}
+    for section in _SECTIONS:
+        rows: Iterable[BaseModel] = getattr(profile, section)
+        key_columns = [name for name in NATURAL_KEYS.get(_SECTION_TABLES[section], ()) if name != "learner_id"]
+        by_key: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            values = row.model_dump(mode="json", exclude={"learner_id"})
+            if key_columns:
+                key = " / ".join(str(values[name]) for name in key_columns)
+            else:  # activity attempts are only ever added: the attempt is its own key
+                key = f"{values['activity_id']} @ {values['attempt_timestamp']}"
+                while key in by_key:
+                    key += "'"
+            by_key[key] = values
+        keyed[section] = by_key
+    return keyed
+
+
+def _store(store: EventStore | None) -> EventStore:
+    if store is not None:
+        return store
+    from dala_events.database_setup import get_store
+
+    return get_store()
+
+
+__all__ = ["Point", "ProfileDiff", "RowDiff", "diff", "history", "profile_as_of"]

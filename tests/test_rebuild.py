@@ -1,0 +1,187 @@
+"""Rebuilding projections: shadow tables, catch-up of concurrent writes, interruption, partial
+rebuilds, schema-change detection, and the log's migrations. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from freezegun import freeze_time
+from sqlalchemy import inspect, select, update
+
+from dala_events import persistence_manager as pm
+from dala_events.database_setup import close_db, create_dala_engine, init_db, migrate, store_for
+from dala_events.errors import InvalidInput, SchemaMismatchError
+from dala_events.hlp_module import LearnerProfile
+from dala_events.store import LOG_METADATA, EventStore, event_log, projection_state
+from projections.catalog import fingerprint, projection_names, read_model_tables, with_dependents
+from projections.rebuild import rebuild, rebuild_projections
+from tests.helpers import read_model_rows, rebuild_after_adding_a_badge_column
+
+
+def _fill(store: EventStore, learners: int = 6) -> None:
+    for n in range(learners):
+        profile = LearnerProfile(f"kid-{n}", persistence_enabled=False, store=store)
+        profile.update_preference("style", "visual")
+        profile.add_interest("Robotics")
+        profile.add_struggle_area("Fractions")
+        profile.add_cognitive_metric("story_weaver", {"accuracy": n / 10})
+        profile.start_lo("LO1")
+        profile.record_activity_attempt("LO1", "a1", "quiz", score=n)
+        profile.add_badge("b1", "Starter")
+        profile.save()
+    LearnerProfile("kid-0", store=store).delete()
+
+
+def _table_names(store: EventStore) -> set[str]:
+    with store.engine.connect() as connection:
+        return set(inspect(connection).get_table_names())
+
+
+def test_rebuild_catches_up_with_writes_made_while_it_runs(store: EventStore) -> None:
+    _fill(store)
+    writer = store_for(create_dala_engine(str(store.engine.url.render_as_string(hide_password=False))))
+    seen: list[tuple[int, int]] = []
+
+    def write_during_rebuild(done: int, total: int) -> None:
+        seen.append((done, total))
+        if len(seen) == 1:  # after the first batch, before the swap
+            late = LearnerProfile("late", store=writer)
+            late.add_interest("Written during the rebuild")
+            LearnerProfile("kid-1", store=writer).add_badge("b2", "Mid-rebuild")
+
+    result = rebuild(store.engine, batch_size=7, progress=write_during_rebuild)
+    writer.engine.dispose()
+    assert [i.interest_name for i in pm.get_interests("late", store=store)] == ["Written during the rebuild"]
+    assert {b.badge_id for b in pm.get_badges("kid-1", store=store)} == {"b1", "b2"}
+    assert result.events == store.last_position() == result.position
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen) and seen[-1][0] == result.events
+    inline = read_model_rows(store.engine)
+    rebuild_projections(store.engine)
+    assert read_model_rows(store.engine) == inline
+
+
+def test_an_interrupted_rebuild_leaves_the_live_tables_alone_and_can_be_run_again(store: EventStore) -> None:
+    _fill(store)
+    before = read_model_rows(store.engine)
+    tables_before = _table_names(store)
+
+    def interrupt(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        rebuild(store.engine, batch_size=5, progress=interrupt)
+    assert read_model_rows(store.engine) == before
+    assert _table_names(store) == tables_before  # no shadow left behind
+    LearnerProfile("kid-2", store=store).add_interest("Still writable")
+    assert rebuild_projections(store.engine) == store.last_position()
+    assert "Still writable" in {i.interest_name for i in pm.get_interests("kid-2", store=store)}
+
+
+@pytest.mark.parametrize("names", [["badges"], ["interests", "activity_attempts"], ["learner_profiles"]])
+def test_rebuilding_some_projections_leaves_the_others_and_equals_inline(store: EventStore, names: list[str]) -> None:
+    _fill(store)
+    inline = read_model_rows(store.engine)
+    result = rebuild(store.engine, projections=names)
+    assert result.projections == with_dependents(names)
+    assert read_model_rows(store.engine) == inline
+    with store.engine.connect() as connection:
+        recorded = dict(connection.execute(select(projection_state.c.name, projection_state.c.position)).all())
+    assert all(recorded[name] == result.position for name in result.projections)
+    # the swapped-in tables carry the live names' indexes and keys, and inline writes go on
+    LearnerProfile("kid-3", store=store).add_badge("b9", "After the swap")
+    assert "b9" in {b.badge_id for b in pm.get_badges("kid-3", store=store)}
+    for name in projection_names():
+        assert {ix["name"] for ix in inspect(store.engine).get_indexes(name)} >= {
+            ix.name for ix in read_model_tables()[name].indexes
+        }
+
+
+def test_unknown_projection_is_refused_by_name(store: EventStore) -> None:
+    with pytest.raises(InvalidInput, match=r"projection.*'badgez'"):
+        rebuild(store.engine, projections=["badgez"])
+
+
+def test_changed_definition_is_detected_at_start_and_rebuilt_when_allowed(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = init_db(database_url)
+    _fill(store_for(engine))
+    inline = read_model_rows(engine)
+    with engine.begin() as connection:
+        connection.execute(
+            update(projection_state).where(projection_state.c.name == "interests").values(fingerprint="old")
+        )
+    close_db()
+    monkeypatch.setenv("DALA_AUTO_REBUILD", "0")
+    with pytest.raises(SchemaMismatchError, match=r"interests.*dala rebuild"):
+        init_db(database_url)
+    monkeypatch.setenv("DALA_AUTO_REBUILD", "1")
+    engine = init_db(database_url)
+    try:
+        with engine.connect() as connection:
+            stored = connection.execute(
+                select(projection_state.c.fingerprint).where(projection_state.c.name == "interests")
+            ).scalar_one()
+        assert stored == fingerprint(read_model_tables()["interests"], engine.dialect)
+        assert read_model_rows(engine) == inline
+    finally:
+        close_db()
+    monkeypatch.setenv("DALA_AUTO_REBUILD", "maybe")
+    with pytest.raises(InvalidInput, match="DALA_AUTO_REBUILD"):
+        with engine.begin() as connection:
+            connection.execute(update(projection_state).values(fingerprint="old"))
+        init_db(database_url)
+
+
+def test_a_new_column_filled_from_old_events_after_a_schema_change(database_url: str) -> None:
+    """The code's badges table gains a column; start-up refuses (auto-rebuild off); a rebuild
+    of badges fills it for badges earned long before the change."""
+    engine = init_db(database_url)
+    store = store_for(engine)
+    with freeze_time(datetime(2026, 3, 3, 14, 30, tzinfo=UTC)):
+        _fill(store, learners=3)
+    close_db()
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        outcome = pool.submit(rebuild_after_adding_a_badge_column, database_url).result(timeout=120)
+    assert "badges" in outcome["refused"] and "dala rebuild" in outcome["refused"]
+    assert outcome["rebuilt"] == ("badges",)
+    earned = datetime(2026, 3, 3, 14, 30, tzinfo=UTC)
+    assert outcome["filled"] == [("b1", earned), ("b1", earned)]  # kid-0 was deleted
+
+
+def test_migrations_run_up_and_down_and_match_the_tables_in_code(database_url: str) -> None:
+    engine = create_dala_engine(database_url)
+    try:
+        assert migrate(engine) == "0002"
+        with engine.connect() as connection:
+            assert {"event_log", "projection_state", "alembic_version"} <= set(inspect(connection).get_table_names())
+            differences = compare_metadata(MigrationContext.configure(connection), LOG_METADATA)
+        assert [d for d in differences if d[0] in ("add_table", "remove_table", "add_column", "remove_column")] == []
+        assert migrate(engine, "0001", downgrade=True) == "0001"
+        with engine.connect() as connection:
+            names = set(inspect(connection).get_table_names())
+        assert "event_log" in names and "projection_state" not in names
+        assert migrate(engine, "base", downgrade=True) is None
+        with engine.connect() as connection:
+            assert not {"event_log", "projection_state"} & set(inspect(connection).get_table_names())
+        assert migrate(engine) == "0002"
+    finally:
+        engine.dispose()
+
+
+def test_a_log_created_before_the_migrations_is_stamped_and_upgraded(database_url: str) -> None:
+    engine = create_dala_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            event_log.create(connection)
+        init_db(database_url)
+        with engine.connect() as connection:
+            assert MigrationContext.configure(connection).get_current_revision() == "0002"
+    finally:
+        close_db()
+        engine.dispose()
