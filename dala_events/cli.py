@@ -1,4 +1,4 @@
-"""`dala`: the command line of the store (init, demo, profile, history, diff, rebuild, migrate, bench).
+"""`dala`: the command line of the store (init, demo, interface, profile, history, diff, rebuild, migrate, bench).
 
 Human output is tables; `--json` prints one JSON document. Errors go to stderr with exit
 status 1 (2 for a wrong command line) and no traceback.
@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import wraps
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -73,27 +74,55 @@ def init(obj: dict[str, Any]) -> None:
 
 
 @main.command()
-@click.option("--learner", default="student123", show_default=True, help="Learner id of the sample learner.")
-@click.option("--seed", default=7, show_default=True, type=int, help="Seed of the sample data.")
+@click.option("--learner", default="student123", show_default=True, help="Learner id of the demo learner.")
+@click.option("--seed", default=7, show_default=True, type=int, help="Seed of the simulated assessment.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the page (default: database/interface/<learner>.html).",
+)
 @click.pass_obj
 @_reports_errors
-def demo(obj: dict[str, Any], learner: str, seed: int) -> None:
-    """Create a sample learner with a realistic spread of data and print the profile."""
-    from dala_events.attribution import recorded_as
-    from dala_events.hlp_module import LearnerProfile
-    from dala_events.persistence_manager import get_full_learner_profile_data
-    from dala_events.workload import apply_workload, learner_workload
+def demo(obj: dict[str, Any], learner: str, seed: int, out: Path | None) -> None:
+    """The main job: assess a learner, plan their pathway, make a start, and write their page.
+
+    A learner who already has a profile is kept as is and their page is rendered again.
+    """
+    from dala_events.demo import run_demo
 
     _init(obj["database_url"])
-    profile = LearnerProfile(learner, persistence_enabled=False)
-    with recorded_as("system:demo", reason="sample data"):
-        changed = apply_workload(profile, learner_workload(seed))
-    recorded = len(profile.pending_events)
-    profile.save()
-    data = get_full_learner_profile_data(learner)
-    assert data is not None
-    _print_profile(data)
-    click.echo(f"\n{recorded} events recorded ({changed} changes); stream version {profile.version}.")
+    result = run_demo(learner, seed, out)
+    if result.assessment is not None:
+        found = result.assessment
+        click.echo(
+            f"assessed {learner} (seed {seed}): interests {', '.join(found.interests)}; "
+            f"struggle areas {', '.join(found.struggles)}"
+        )
+        click.echo(f"{result.events_recorded} events recorded")
+    else:
+        click.echo(f"{learner} already has a profile; nothing recorded, page rendered again")
+    for number, step in enumerate(result.pathway, start=1):
+        click.echo(f"  {number}. {step.lo_id} {step.title}: {step.reason}")
+    click.echo(f"page written: {result.page}")
+
+
+@main.command()
+@click.argument("learner")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the page (default: database/interface/<learner>.html).",
+)
+@click.pass_obj
+@_reports_errors
+def interface(obj: dict[str, Any], learner: str, out: Path | None) -> None:
+    """Render a stored learner's page (self-contained HTML) from the read models."""
+    from dala_events.generate_interface import generate_interface
+
+    _init(obj["database_url"])
+    click.echo(f"page written: {generate_interface(learner, out)}")
 
 
 @main.command()
@@ -159,8 +188,12 @@ def history(
         click.echo(json.dumps([_event_json(event) for event in events], indent=2, ensure_ascii=False))
         return
     table = Table(title=f"History of {learner}: {len(events)} events", title_justify="left", show_edge=False)
-    for column in ("version", "recorded (UTC)", "event", "actor", "reason", "details"):
-        table.add_column(column)
+    table.add_column("version", no_wrap=True)
+    table.add_column("recorded (UTC)", no_wrap=True)
+    table.add_column("event", no_wrap=True)
+    table.add_column("actor", overflow="fold")
+    table.add_column("reason", overflow="fold")
+    table.add_column("details", overflow="fold", ratio=1)
     for event in events:
         table.add_row(
             str(event.version),

@@ -12,15 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from dala_events.assessment import DIAGNOSTIC_TASKS as ASSESSMENT_TASKS
 from dala_events.hlp_module import PREDEFINED_INTERESTS, PREDEFINED_STRUGGLE_AREAS, LearnerProfile
 
-DIAGNOSTIC_TASKS: tuple[str, ...] = (
-    "story_weaver",
-    "pattern_detective",
-    "memory_maze",
-    "number_sense_sprint",
-    "word_builder",
-)
+DIAGNOSTIC_TASKS: tuple[str, ...] = tuple(ASSESSMENT_TASKS)
 ACTIVITY_TYPES: tuple[str, ...] = ("quiz", "game", "reading", "video", "practice")
 BADGES: tuple[tuple[str, str], ...] = (
     ("trailblazer", "Trailblazer"),

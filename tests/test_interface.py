@@ -1,0 +1,152 @@
+"""The learner's page: rendered from the read models and history, escaped, self-contained;
+checked in a real headless Chromium; and `dala demo` end to end through the console script."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from freezegun import freeze_time
+
+from dala_events.attribution import recorded_as
+from dala_events.demo import run_demo
+from dala_events.errors import InvalidInput, LearnerNotFound
+from dala_events.generate_interface import default_interface_path, generate_interface
+from dala_events.hlp_module import LearnerProfile
+from dala_events.store import EventStore
+from tests.conftest import IN_CI
+from tests.test_cli_and_readme import run_dala
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+INJECTED = '<script>window.__dala_xss = 1; document.title = "pwned";</script>'
+INJECTED_IMG = '<img src=x onerror="window.__dala_xss = 2">'
+SECTIONS = (
+    "preferences",
+    "interests",
+    "struggles",
+    "cognitive-metrics",
+    "learning-objectives",
+    "pathway",
+    "badges",
+    "scores",
+    "activity-attempts",
+    "timeline",
+)
+
+
+def _hostile_learner(store: EventStore, tmp_path: Path) -> Path:
+    run_demo("ann", 3, tmp_path / "first.html", store=store)
+    with recorded_as("teacher:<b>evil</b>", reason=INJECTED):
+        profile = LearnerProfile("ann", store=store)
+        profile.add_interest(INJECTED)
+        profile.add_struggle_area(INJECTED_IMG)
+        profile.update_preference("note", "</style><script>window.__dala_xss = 3</script>")
+    return generate_interface("ann", tmp_path / "ann.html", store=store)
+
+
+def test_page_shows_every_section_from_the_read_models_and_escapes_learner_text(
+    sqlite_store: EventStore, tmp_path: Path
+) -> None:
+    page = _hostile_learner(sqlite_store, tmp_path).read_text(encoding="utf-8")
+    for section in SECTIONS:
+        assert f'<section id="{section}"' in page
+    assert "<script" not in page.lower() and "onerror=" not in page.replace("onerror=&#34;", "")
+    assert "&lt;script&gt;window.__dala_xss = 1;" in page
+    assert "teacher:&lt;b&gt;evil&lt;/b&gt;" in page
+    assert "by system:assessment" in page and "by learner:ann" in page  # the audit timeline
+    assert "<svg" in page and "<polyline" in page  # the score chart
+    assert "<progress" in page and "Trailblazer" in page
+    assert not re.search(r"(src|href)=\"https?://", page)  # self-contained: nothing fetched
+    assert '<meta name="viewport"' in page and '<html lang="en">' in page
+
+
+def test_page_paths_and_errors(sqlite_store: EventStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with freeze_time("2026-10-01T10:00:00Z"):
+        LearnerProfile("x/../y", store=sqlite_store).add_interest("Music")
+        written = generate_interface("x/../y", store=sqlite_store)
+    assert written == default_interface_path("x/../y") == Path("database/interface/x_.._y.html")
+    assert written.exists() and "Generated 2026-10-01 10:00 UTC" in written.read_text()
+    with pytest.raises(LearnerNotFound):
+        generate_interface("nobody", tmp_path / "n.html", store=sqlite_store)
+    with pytest.raises(InvalidInput, match="output_path"):
+        generate_interface("x/../y", tmp_path, store=sqlite_store)
+
+
+def test_demo_twice_is_safe_and_keeps_the_learner(sqlite_store: EventStore, tmp_path: Path) -> None:
+    first = run_demo("kim", 4, tmp_path / "kim.html", store=sqlite_store)
+    assert first.created and first.events_recorded == sqlite_store.stream_version("kim")
+    again = run_demo("kim", 4, tmp_path / "kim.html", store=sqlite_store)
+    assert not again.created and again.events_recorded == 0
+    assert sqlite_store.stream_version("kim") == first.events_recorded
+    actors = {event.metadata["actor"] for event in sqlite_store.read_stream("kim")}
+    assert actors == {"system:demo", "system:assessment", "system:pathway", "learner:kim", "system:badges"}
+
+
+def test_dala_demo_end_to_end_in_a_fresh_directory(tmp_path: Path) -> None:
+    first = run_dala("demo", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    page = tmp_path / "database" / "interface" / "student123.html"
+    assert page.exists() and f"page written: {page.relative_to(tmp_path)}" in first.stdout
+    assert "events recorded" in first.stdout and "1. " in first.stdout
+    html = page.read_text()
+    assert "Learner profile: student123" in html and "Next steps on the pathway" in html
+
+    again = run_dala("demo", cwd=tmp_path)
+    assert again.returncode == 0 and "already has a profile" in again.stdout
+
+    other = run_dala("demo", "--learner", "lee", "--seed", "9", "--out", "pages/lee.html", cwd=tmp_path)
+    assert other.returncode == 0, other.stderr
+    assert (tmp_path / "pages" / "lee.html").exists()
+    rendered = run_dala("interface", "lee", "--out", "lee-again.html", cwd=tmp_path)
+    assert rendered.returncode == 0 and (tmp_path / "lee-again.html").exists()
+    missing = run_dala("interface", "nobody", cwd=tmp_path)
+    assert missing.returncode == 1 and "no profile" in missing.stderr
+
+
+def _chromium() -> tuple[str, str] | None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    return (browser, driver) if browser and driver else None
+
+
+def test_page_in_headless_chromium(sqlite_store: EventStore, tmp_path: Path) -> None:
+    found = _chromium()
+    if found is None:
+        reason = "headless Chromium not installed (Debian packages chromium and chromium-driver)"
+        if IN_CI:
+            pytest.fail(f"{reason}; CI must run the browser test")
+        pytest.skip(reason)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    page = _hostile_learner(sqlite_store, tmp_path)
+    options = webdriver.ChromeOptions()
+    options.binary_location = found[0]
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(argument)
+    options.add_argument("--window-size=1280,2000")
+    driver = webdriver.Chrome(service=Service(found[1]), options=options)
+    try:
+        driver.get(page.resolve().as_uri())
+        assert driver.title == "Learner ann · DALA"
+        for section in SECTIONS:
+            element = driver.find_element(By.ID, section)
+            assert element.is_displayed() and element.size["height"] > 0, section
+        assert driver.execute_script("return window.__dala_xss === undefined")
+        interests = driver.find_element(By.ID, "interests").text
+        assert "<script>window.__dala_xss = 1;" in interests  # shown as text
+        assert driver.find_elements(By.CSS_SELECTOR, "#scores svg polyline")
+        ARTIFACTS.mkdir(exist_ok=True)
+        assert driver.save_screenshot(str(ARTIFACTS / "learner-page.png"))
+        driver.set_window_size(390, 844)  # a phone
+        assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1")
+        assert driver.save_screenshot(str(ARTIFACTS / "learner-page-phone.png"))
+    finally:
+        driver.quit()
+    assert os.path.getsize(ARTIFACTS / "learner-page.png") > 10_000
