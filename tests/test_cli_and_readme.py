@@ -87,9 +87,15 @@ def test_errors_go_to_stderr_without_traceback(tmp_path: Path) -> None:
 
 
 def test_bench_prints_numbers(tmp_path: Path) -> None:
-    result = run_dala("bench", "--learners", "3", "--rounds", "1", "--no-peer", "--json", cwd=tmp_path)
+    result = run_dala(
+        "bench", "--learners", "3", "--rounds", "1", "--no-peer", "--rebuild-events", "3000", "--json", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
+    scale = summary["scale"]
+    assert scale["events"] >= 3000 and scale["audit_events"] >= 5000
+    assert scale["rebuild_events_per_second"] > 0 and scale["rebuild_to_floor"] > 0
+    assert scale["history_median_ms"] > 0 and scale["profile_as_of_median_ms"] > 0
     assert summary["mutations"] == 225
     assert all(summary["median_per_second"][key] > 0 for key in ("a", "b", "c", "floor_a", "floor_b"))
     assert summary["ratios"]["a_to_floor"] > 0
