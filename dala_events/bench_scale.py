@@ -121,6 +121,15 @@ def write_log(path: Path, events: int) -> int:
 
 
 def _peak_rss_mb() -> float:
+    """This process's peak resident memory. Linux's VmHWM belongs to the running program; the
+    getrusage figure survives exec, so a freshly spawned child would report its parent's peak."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
