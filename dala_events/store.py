@@ -30,6 +30,7 @@ from sqlalchemy import (
     Uuid,
     bindparam,
     func,
+    or_,
     select,
 )
 from sqlalchemy.exc import IntegrityError
@@ -293,13 +294,17 @@ class EventStore:
         for rows in self._log_batches("read_projectable", after_position, limit, batch_size, connection):
             yield [_logged(row) for row in rows]
 
-    def read_positions(self, positions: Collection[int], *, connection: Connection) -> list[LoggedEvent]:
-        """The events at `positions` (those that exist), in log order: a rebuild's catch-up of
-        events that committed late, behind newer positions."""
+    def read_position_ranges(
+        self, ranges: Sequence[tuple[int, int]], *, connection: Connection
+    ) -> list[LoggedEvent]:
+        """The events whose positions fall in the inclusive `ranges`, in log order: a rebuild's
+        catch-up of events that committed late, behind newer positions."""
         events: list[LoggedEvent] = []
-        ordered = sorted(positions)
-        for start in range(0, len(ordered), 500):
-            query = select(*_PROJECTABLE_COLUMNS).where(event_log.c.position.in_(ordered[start : start + 500]))
+        for start in range(0, len(ranges), 200):
+            chunk = ranges[start : start + 200]
+            query = select(*_PROJECTABLE_COLUMNS).where(
+                or_(*(event_log.c.position.between(low, high) for low, high in chunk))
+            )
             rows = connection.execute(query.order_by(event_log.c.position)).all()
             events.extend(_logged(tuple(row)) for row in rows)
         return events

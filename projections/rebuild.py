@@ -176,11 +176,12 @@ def stale_projections(connection: Connection) -> tuple[str, ...]:
     log_empty = connection.execute(select(event_log.c.position).limit(1)).first() is None
     stale = []
     for name, table in read_model_tables().items():
-        if recorded.get(name) == fingerprint(table, connection.dialect) and name in existing:
-            continue
-        if log_empty and name in existing and name not in recorded:
-            continue
-        if not (log_empty and name not in existing):
+        if name in existing and name in recorded:
+            changed = recorded[name] != fingerprint(table, connection.dialect)
+        else:
+            # Missing or never recorded: only a log with events has something to rebuild.
+            changed = not log_empty
+        if changed:
             stale.append(name)
     return with_dependents(stale) if stale else ()
 
@@ -242,19 +243,13 @@ def _project(changes: RowChanges, batch: list[LoggedEvent], reached: _Reached) -
 def _catch_up(store: EventStore, connection: Connection, changes: RowChanges, reached: _Reached) -> None:
     """Project what was appended during the replay, with writers held off."""
     if reached.gaps:
-        late = [p for low, high in reached.gaps for p in range(low, high + 1)] if _gap_size(reached) < 100_000 else []
+        late = store.read_position_ranges(reached.gaps, connection=connection)
         if late:
-            events = store.read_positions(late, connection=connection)
-            if events:
-                apply_events(changes, events)
-                changes.flush()
-                reached.events += len(events)
+            apply_events(changes, late)
+            changes.flush()
+            reached.events += len(late)
     for batch in store.read_for_projection(reached.position, connection=connection):
         _project(changes, batch, reached)
-
-
-def _gap_size(reached: _Reached) -> int:
-    return sum(high - low + 1 for low, high in reached.gaps)
 
 
 def _lock_out_writers(connection: Connection) -> None:

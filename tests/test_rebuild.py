@@ -20,7 +20,7 @@ from dala_events.hlp_module import LearnerProfile
 from dala_events.store import LOG_METADATA, EventStore, event_log, projection_state
 from projections.catalog import fingerprint, projection_names, read_model_tables, with_dependents
 from projections.rebuild import rebuild, rebuild_projections
-from tests.helpers import read_model_rows, rebuild_after_adding_a_badge_column
+from tests.helpers import log_row_count, read_model_rows, rebuild_after_adding_a_badge_column
 
 
 def _fill(store: EventStore, learners: int = 6) -> None:
@@ -185,3 +185,32 @@ def test_a_log_created_before_the_migrations_is_stamped_and_upgraded(database_ur
     finally:
         close_db()
         engine.dispose()
+
+
+def test_positions_skipped_by_rolled_back_appends_are_looked_up_again(store: EventStore) -> None:
+    """A rolled-back append leaves a hole in the positions (PostgreSQL sequences do not reuse
+    values); the catch-up reads the hole's range again in case it was a late commit."""
+    _fill(store, learners=2)
+    with store.engine.connect() as connection:
+        transaction = connection.begin()
+        connection.execute(
+            event_log.insert().values(
+                event_id="01a21013-2dd6-7842-9c1b-dae3dc8f16cd",
+                learner_id="ghost",
+                version=1,
+                event_type="LearnerProfileCreated",
+                schema_version=1,
+                occurred_at=datetime(2026, 1, 1, tzinfo=UTC),
+                recorded_at=datetime(2026, 1, 1, tzinfo=UTC),
+                payload="{}",
+                metadata="{}",
+            )
+        )
+        transaction.rollback()
+    LearnerProfile("after-the-hole", store=store).add_interest("Music")
+    inline = read_model_rows(store.engine)
+    assert rebuild(store.engine, batch_size=4).events == log_row_count(store.engine)
+    assert read_model_rows(store.engine) == inline
+    with store.engine.connect() as connection:
+        late = store.read_position_ranges([(1, 3), (5, 5)], connection=connection)
+    assert [event.position for event in late] == [1, 2, 3, 5]
