@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Engine
 
 from dala_events.errors import InvalidInput
-from dala_events.persistence_manager import FullLearnerProfileData, get_full_learner_profile_data
+from dala_events.persistence_manager import SECTIONS, FullLearnerProfileData, get_full_learner_profile_data
 from dala_events.store import EventStore, RecordedEvent
 from projections.catalog import read_model_tables
 from projections.projectors import NATURAL_KEYS, project_events
@@ -128,7 +128,7 @@ def diff(learner_id: str, start: Point, end: Point, *, store: EventStore | None 
     after = _project_profile(learner_id, events[:end_version])
     rows: list[RowDiff] = []
     before_rows, after_rows = _keyed_rows(before), _keyed_rows(after)
-    for section in _SECTIONS:
+    for section in SECTIONS:
         old, new = before_rows.get(section, {}), after_rows.get(section, {})
         for key, row in new.items():
             if key not in old:
@@ -195,25 +195,13 @@ def _version_at(events: Sequence[RecordedEvent], point: Point, field_name: str) 
     return sum(1 for event in events if event.recorded_at <= point)
 
 
-_SECTIONS = (
-    "preferences",
-    "interests",
-    "struggles",
-    "cognitive_metrics",
-    "lo_progress",
-    "badges",
-    "activity_attempts",
-)
-_SECTION_TABLES = {section: section for section in _SECTIONS} | {"lo_progress": "learning_objective_progress"}
-
-
 def _keyed_rows(profile: FullLearnerProfileData | None) -> dict[str, dict[str, dict[str, Any]]]:
     if profile is None:
         return {}
     keyed: dict[str, dict[str, dict[str, Any]]] = {}
-    for section in _SECTIONS:
+    for section, (table, _dto, _order) in SECTIONS.items():
         rows: Iterable[BaseModel] = getattr(profile, section)
-        key_columns = [name for name in NATURAL_KEYS.get(_SECTION_TABLES[section], ()) if name != "learner_id"]
+        key_columns = [name for name in NATURAL_KEYS.get(table.name, ()) if name != "learner_id"]
         by_key: dict[str, dict[str, Any]] = {}
         for row in rows:
             values = row.model_dump(mode="json", exclude={"learner_id"})

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dala_events.database_setup import create_dala_engine, create_tables, store_for
+from dala_events.benchmark import fresh_engine
+from dala_events.database_setup import create_dala_engine, store_for
 from dala_events.dialects import SQLITE_BUSY_TIMEOUT_MS
 from dala_events.hlp_module import LearnerProfile
 from dala_events.workload import apply_workload, learner_workload
@@ -80,9 +81,7 @@ def run_scale_benchmark(
     progress("floor: plain sqlite3 reading the log and inserting the final rows")
     final_rows = _final_rows(path)
     floor_path = folder / "scale-floor.db"
-    engine = create_dala_engine(f"sqlite:///{floor_path}")
-    create_tables(engine)
-    engine.dispose()
+    fresh_engine(folder, floor_path.stem).dispose()
     with ProcessPoolExecutor(1, mp_context=spawn) as pool:
         floor_seconds, floor_rss = pool.submit(_floor_in_child, str(path), str(floor_path), final_rows).result()
     del final_rows
@@ -103,8 +102,7 @@ def run_scale_benchmark(
 
 def write_log(path: Path, events: int) -> int:
     """Write learners with the bench workload until the log holds at least `events` events."""
-    engine = create_dala_engine(f"sqlite:///{path}")
-    create_tables(engine)
+    engine = fresh_engine(path.parent, path.stem)
     store = store_for(engine)
     written = 0
     seed = 0
@@ -207,8 +205,7 @@ def _floor_in_child(
 def _measure_audit(path: Path, events: int, repeats: int) -> tuple[int, float, float]:
     from dala_events import audit
 
-    engine = create_dala_engine(f"sqlite:///{path}")
-    create_tables(engine)
+    engine = fresh_engine(path.parent, path.stem)
     store = store_for(engine)
     try:
         profile = LearnerProfile(AUDIT_LEARNER, persistence_enabled=False, store=store)

@@ -80,7 +80,8 @@ def _learner_ids(count: int) -> list[str]:
     return [f"bench-learner-{n:05d}" for n in range(count)]
 
 
-def _fresh_engine(folder: Path, name: str) -> Engine:
+def fresh_engine(folder: Path, name: str) -> Engine:
+    """An engine on a new, empty SQLite file `folder/name.db` with every table created."""
     path = folder / f"{name}.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
@@ -222,19 +223,19 @@ def _measure_round(
 
     from projections.rebuild import rebuild_projections
 
-    engine = _fresh_engine(work, "ours_a")
+    engine = fresh_engine(work, "ours_a")
     record("a", result.mutations, lambda: run_ours_batched(engine, workloads))
     record("c", result.events, lambda: rebuild_projections(engine))
     engine.dispose()
 
-    _fresh_engine(work, "floor_a").dispose()
+    fresh_engine(work, "floor_a").dispose()
     record("floor_a", result.mutations, lambda: replay_transactions(work / "floor_a.db", floor_a))
 
-    engine_b = _fresh_engine(work, "ours_b")
+    engine_b = fresh_engine(work, "ours_b")
     record("b", result.mutations, lambda: run_ours_per_mutation(engine_b, workloads))
     engine_b.dispose()
 
-    _fresh_engine(work, "floor_b").dispose()
+    fresh_engine(work, "floor_b").dispose()
     record("floor_b", result.mutations, lambda: replay_transactions(work / "floor_b.db", floor_b))
 
     if include_peer:
@@ -262,10 +263,10 @@ def run_benchmark(
     with tempfile.TemporaryDirectory(prefix="dala-bench-", dir=folder) as tmp:
         work = Path(tmp)
         progress("capturing the statements the store executes (for the floor)")
-        engine = _fresh_engine(work, "capture_a")
+        engine = fresh_engine(work, "capture_a")
         floor_a = capture_transactions(engine, lambda: run_ours_batched(engine, workloads))
         engine.dispose()
-        engine = _fresh_engine(work, "capture_b")
+        engine = fresh_engine(work, "capture_b")
         floor_b = capture_transactions(engine, lambda: run_ours_per_mutation(engine, workloads))
         engine.dispose()
 

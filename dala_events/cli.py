@@ -44,6 +44,14 @@ def _reports_errors(command: F) -> F:
     return run  # type: ignore[return-value]
 
 
+_out_option = click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the page (default: database/interface/<learner>.html).",
+)
+
+
 def _init(database_url: str | None) -> Any:
     from dala_events.database_setup import init_db
 
@@ -76,12 +84,7 @@ def init(obj: dict[str, Any]) -> None:
 @main.command()
 @click.option("--learner", default="student123", show_default=True, help="Learner id of the demo learner.")
 @click.option("--seed", default=7, show_default=True, type=int, help="Seed of the simulated assessment.")
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Where to write the page (default: database/interface/<learner>.html).",
-)
+@_out_option
 @click.pass_obj
 @_reports_errors
 def demo(obj: dict[str, Any], learner: str, seed: int, out: Path | None) -> None:
@@ -109,12 +112,7 @@ def demo(obj: dict[str, Any], learner: str, seed: int, out: Path | None) -> None
 
 @main.command()
 @click.argument("learner")
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Where to write the page (default: database/interface/<learner>.html).",
-)
+@_out_option
 @click.pass_obj
 @_reports_errors
 def interface(obj: dict[str, Any], learner: str, out: Path | None) -> None:

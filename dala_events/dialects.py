@@ -117,6 +117,12 @@ class DriverStatement:
         names = list(compiled.positiontup or ()) if compiled.positional else list(compiled.binds)
         self._positional = compiled.positional
         self._steps: list[tuple[str, Callable[[Any], Any] | None]] = [(name, processors.get(name)) for name in names]
+        # Values the compiler added itself (SQLite's `OFFSET 0` after a LIMIT): queries need them.
+        self._fixed = {
+            name: compiled.binds[name].value
+            for name in names
+            if not compiled.binds[name].required and compiled.binds[name].value is not None
+        }
 
     def parameters(self, row: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
         """One row's values, converted and shaped for the driver."""
@@ -142,13 +148,6 @@ class DriverQuery(DriverStatement):
 
     def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
         super().__init__(statement, dialect)
-        compiled: Any = statement.compile(dialect=dialect)
-        # Values the compiler added itself (SQLite's `OFFSET 0` after a LIMIT).
-        self._fixed = {
-            name: bind.value
-            for name, bind in ((name, compiled.binds[name]) for name, _ in self._steps)
-            if not bind.required and bind.value is not None
-        }
         self._converters = [
             (index, processor)
             for index, column in enumerate(statement.selected_columns)

@@ -262,7 +262,7 @@ def _rows(connection: Connection, table: Table, learner_id: str, order: Sequence
     return [dict(row._mapping) for row in connection.execute(query)]
 
 
-_READERS: dict[str, tuple[Table, type[_Data], tuple[str, ...]]] = {
+SECTIONS: dict[str, tuple[Table, type[_Data], tuple[str, ...]]] = {
     "preferences": (preferences, PreferenceData, ("category",)),
     "interests": (interests, InterestData, ("timestamp", "id")),
     "struggles": (struggles, StruggleData, ("timestamp", "id")),
@@ -271,10 +271,11 @@ _READERS: dict[str, tuple[Table, type[_Data], tuple[str, ...]]] = {
     "badges": (badges, BadgeData, ("earned_date", "badge_id")),
     "activity_attempts": (activity_attempts, ActivityAttemptData, ("attempt_timestamp", "id")),
 }
+"""The profile's sections: each one's read-model table, DTO and row order."""
 
 
 def _read(connection: Connection, section: str, learner_id: str) -> list[Any]:
-    table, dto, order = _READERS[section]
+    table, dto, order = SECTIONS[section]
     return [dto.model_construct(**row) for row in _rows(connection, table, learner_id, order)]
 
 
@@ -296,7 +297,7 @@ def get_full_learner_profile_data(
     header = connection.execute(select(learner_profiles).where(learner_profiles.c.id == learner_id)).first()
     if header is None:
         return None
-    sections = {section: _read(connection, section, learner_id) for section in _READERS}
+    sections = {section: _read(connection, section, learner_id) for section in SECTIONS}
     try:
         return FullLearnerProfileData(
             learner_id=learner_id,
