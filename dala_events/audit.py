@@ -25,7 +25,7 @@ from sqlalchemy import Engine
 
 from dala_events.errors import InvalidInput
 from dala_events.persistence_manager import SECTIONS, FullLearnerProfileData, get_full_learner_profile_data
-from dala_events.store import EventStore, RecordedEvent
+from dala_events.store import EventStore, ProjectableEvent, RecordedEvent
 from projections.catalog import read_model_tables
 from projections.projectors import NATURAL_KEYS, project_events
 
@@ -67,7 +67,7 @@ def profile_as_of(
         raise InvalidInput("at", "give exactly one of `at` and `version`", learner_id=learner_id)
     if version is not None and version < 0:
         raise InvalidInput("version", f"must be >= 0, got {version}", learner_id=learner_id)
-    events = _store(store).read_stream(learner_id, up_to_version=version, until=at)
+    events = _store(store).read_stream_for_projection(learner_id, up_to_version=version, until=at)
     return _project_profile(learner_id, events)
 
 
@@ -159,7 +159,7 @@ _scratch_lock = threading.Lock()
 _scratch: Engine | None = None
 
 
-def _project_profile(learner_id: str, events: Sequence[RecordedEvent]) -> FullLearnerProfileData | None:
+def _project_profile(learner_id: str, events: Sequence[ProjectableEvent]) -> FullLearnerProfileData | None:
     """Run `events` through the projectors into empty read models, read the profile back, and
     leave the scratch database empty again (the transaction is rolled back)."""
     global _scratch

@@ -8,10 +8,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
+from uuid import UUID
 
-from sqlalchemy import TIMESTAMP, Connection, CursorResult, Dialect, Engine, Select, Table, event
+from sqlalchemy import TIMESTAMP, Connection, Dialect, Engine, Select, Table, Uuid, event
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.types import TypeDecorator
@@ -43,16 +45,16 @@ class UTCDateTime(TypeDecorator[datetime]):
             return super().bind_processor(dialect)
 
         # The hot path of every append: one call instead of a chain of two, same text format
-        # as SQLAlchemy's own SQLite DATETIME (always with microseconds, so text order is time order).
+        # as SQLAlchemy's own SQLite DATETIME (always with microseconds, so text order is time
+        # order). A UTC value prints as that text plus "+00:00", which is cut off.
         def to_sqlite_text(value: datetime | None) -> str | None:
             if value is None:
                 return None
-            offset = value.utcoffset()
-            if offset is None:
-                raise ValueError(f"naive datetime {value!r}: every timestamp must be timezone-aware")
-            if offset:
-                value = value - offset
-            return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+            if value.tzinfo is not UTC:
+                if value.utcoffset() is None:
+                    raise ValueError(f"naive datetime {value!r}: every timestamp must be timezone-aware")
+                value = value.astimezone(UTC)
+            return value.isoformat(" ", "microseconds")[:-6]
 
         return to_sqlite_text
 
@@ -60,13 +62,17 @@ class UTCDateTime(TypeDecorator[datetime]):
         if dialect.name != "sqlite":
             return super().result_processor(dialect, coltype)
 
-        # Reading the log back (history, as-of views, rebuilds) parses every timestamp: one
-        # C-level parse of the text written by `bind_processor` above, then the zone.
+        # Reading the log back (history, as-of views, rebuilds) parses every timestamp. Parsing
+        # the stored UTC text with its zone appended gives the aware value in one C call, several
+        # times faster than parsing it naive and then replacing the zone.
         def from_sqlite_text(value: Any) -> datetime | None:
             if value is None:
                 return None
             if isinstance(value, str):
-                return datetime.fromisoformat(value).replace(tzinfo=UTC)
+                try:
+                    return datetime.fromisoformat(value + "+00:00")
+                except ValueError:  # text with a zone of its own, not written by this type
+                    value = datetime.fromisoformat(value)
             return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)  # type: ignore[no-any-return]
 
         return from_sqlite_text
@@ -77,6 +83,31 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+class EventIdText(TypeDecorator[str]):
+    """A UUID column whose values are canonical UUID strings (`8-4-4-4-12` lowercase hex).
+
+    Stored as SQLAlchemy's `Uuid` stores it: native `uuid` on PostgreSQL, 32 hex digits on
+    SQLite. Reading the SQLite form back only inserts the dashes, rather than building a
+    `uuid.UUID` per row to print it, which costs more than the rest of reading an event's ids.
+    """
+
+    impl = Uuid(as_uuid=False)
+    cache_ok = True
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], str | None] | None:
+        if dialect.supports_native_uuid:
+            return self.impl_instance.result_processor(dialect, coltype)
+
+        def from_hex(value: Any) -> str | None:
+            if value is None:
+                return None
+            if len(value) == 32 and value.islower():
+                return f"{value[:8]}-{value[8:12]}-{value[12:16]}-{value[16:20]}-{value[20:]}"
+            return str(UUID(value))
+
+        return from_hex
 
 
 def upsert(table: Table, key_columns: Sequence[str], dialect_name: str) -> Insert:
@@ -100,8 +131,48 @@ def upsert(table: Table, key_columns: Sequence[str], dialect_name: str) -> Inser
     return statement.on_conflict_do_update(index_elements=list(key_columns), set_=updated)  # type: ignore[no-any-return]
 
 
+def run_on_driver(
+    connection: Connection, sql: str, parameters: Any, *, many: bool = False
+) -> list[tuple[Any, ...]] | None:
+    """Run compiled `sql` on the connection's DBAPI cursor: rows for a query, None otherwise.
+
+    Inside a transaction, with nobody listening to cursor executions, the statement goes
+    straight to the driver: the per-statement bookkeeping of a Core execution costs more than
+    SQLite's own work for the one-row statements of an append. Otherwise (no transaction yet,
+    so SQLAlchemy must begin one; or `before_cursor_execute` listeners, such as tracing, that
+    expect to see every statement) it goes through `exec_driver_sql`. Driver errors come out
+    as SQLAlchemy's exceptions either way (IntegrityError, OperationalError, ...).
+    """
+    if not connection.in_transaction() or connection.dispatch.before_cursor_execute:
+        result = connection.exec_driver_sql(sql, parameters)
+        return [tuple(row) for row in result.fetchall()] if result.returns_rows else None
+    proxied = connection.connection
+    cursor = proxied.cursor()
+    try:
+        if many:
+            cursor.executemany(sql, parameters)
+        else:
+            cursor.execute(sql, parameters)
+        return cast("list[tuple[Any, ...]]", cursor.fetchall()) if cursor.description is not None else None
+    except connection.dialect.loaded_dbapi.Error as error:
+        invalidated = connection.dialect.is_disconnect(error, proxied, cursor)
+        if invalidated:
+            connection.invalidate(error)
+        raise DBAPIError.instance(
+            sql,
+            parameters,
+            error,
+            connection.dialect.loaded_dbapi.Error,
+            connection_invalidated=invalidated,
+            dialect=connection.dialect,
+            ismulti=many,
+        ) from error
+    finally:
+        cursor.close()
+
+
 class DriverStatement:
-    """A Core statement compiled once for one dialect and run with `exec_driver_sql`.
+    """A Core statement compiled once for one dialect and run on the driver (`run_on_driver`).
 
     Writes on the hot paths (append, projection, rebuild) run the same few statements
     thousands of times; compiling once and converting values with the column types' own bind
@@ -130,12 +201,12 @@ class DriverStatement:
             return tuple([row[name] if convert is None else convert(row[name]) for name, convert in self._steps])
         return {name: row[name] if convert is None else convert(row[name]) for name, convert in self._steps}
 
-    def execute(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> CursorResult[Any]:
+    def execute(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Run the statement once per row (executemany when more than one)."""
-        parameters = [self.parameters(row) for row in rows]
-        if len(parameters) == 1:
-            return connection.exec_driver_sql(self.sql, parameters[0])
-        return connection.exec_driver_sql(self.sql, parameters)
+        if len(rows) == 1:
+            run_on_driver(connection, self.sql, self.parameters(rows[0]))
+        elif rows:
+            run_on_driver(connection, self.sql, [self.parameters(row) for row in rows], many=True)
 
 
 class DriverQuery(DriverStatement):
@@ -156,17 +227,15 @@ class DriverQuery(DriverStatement):
 
     def rows(self, connection: Connection, parameters: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Every row of the query for `parameters`, converted."""
-        raw = connection.exec_driver_sql(self.sql, self.parameters({**self._fixed, **parameters})).fetchall()
-        converters = self._converters
-        if not converters:
-            return [tuple(row) for row in raw]
-        rows = []
-        for row in raw:
-            values = list(row)
-            for index, convert in converters:
-                values[index] = convert(values[index])
-            rows.append(tuple(values))
-        return rows
+        raw = run_on_driver(connection, self.sql, self.parameters({**self._fixed, **parameters})) or []
+        if not self._converters or not raw:
+            return raw
+        # Column by column: each converter maps over its whole column at C speed, rather
+        # than every row being unpacked and rebuilt in Python.
+        columns: list[Any] = list(zip(*raw, strict=True))
+        for index, convert in self._converters:
+            columns[index] = map(convert, columns[index])
+        return list(zip(*columns, strict=True))
 
 
 T = TypeVar("T")
@@ -218,7 +287,8 @@ def configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def begin(connection: Connection) -> None:
         mode = "IMMEDIATE" if connection.get_execution_options().get("dala_write") else "DEFERRED"
-        connection.exec_driver_sql(f"BEGIN {mode}")
+        # Straight to the driver: SQLAlchemy is beginning the transaction this statement opens.
+        connection.connection.driver_connection.execute(f"BEGIN {mode}")  # type: ignore[union-attr]
 
 
 @contextmanager

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 from freezegun import freeze_time
-from sqlalchemy import inspect, select
+from sqlalchemy import event, inspect, select, text
 
 from dala_events import persistence_manager as pm
 from dala_events.errors import ConcurrencyError, InvalidInput
-from dala_events.events import InterestAdded, LearnerProfileCreated
+from dala_events.events import InterestAdded, LearnerProfileCreated, new_event_id
 from dala_events.hlp_module import LearnerProfile
 from dala_events.store import EventStore, NewEvent, ProjectableEvent
 from projections.database_models import READ_MODEL_METADATA
@@ -246,3 +246,66 @@ def test_log_rows_are_only_inserted(store: EventStore) -> None:
     with store.engine.connect() as connection:
         after = connection.execute(select(event_log).order_by(event_log.c.position)).all()
     assert after[: len(before)] == before and len(after) == len(before) + 2
+
+
+def test_driver_errors_come_out_as_sqlalchemy_errors_and_write_nothing(store: EventStore) -> None:
+    # The statements of an append go straight to the driver; a duplicate event id must still
+    # surface as SQLAlchemy's IntegrityError (turned into InvalidInput by the store).
+    first = NewEvent.now(LearnerProfileCreated())
+    store.append("ann", [first], expected_version=0)
+    duplicate = NewEvent(InterestAdded(interest_name="Robotics"), first.event_id, first.occurred_at, first.metadata)
+    with pytest.raises(InvalidInput, match="event_id"):
+        store.append("ann", [duplicate], expected_version=1)
+    assert log_row_count(store.engine) == 1
+    assert read_model_rows(store.engine)["interests"] == []
+
+
+def test_cursor_listeners_see_every_statement_of_an_append(store: EventStore) -> None:
+    seen: list[str] = []
+
+    def listener(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        seen.append(statement.split()[0].upper() + " " + statement.split()[2].strip('"'))
+
+    event.listen(store.engine, "before_cursor_execute", listener)
+    try:
+        LearnerProfile("ann", store=store).add_interest("Robotics")
+    finally:
+        event.remove(store.engine, "before_cursor_execute", listener)
+    assert "INSERT event_log" in seen and "INSERT interests" in seen
+    # Without listeners the same append goes to the driver directly and writes the same rows.
+    LearnerProfile("bob", store=store).add_interest("Robotics")
+    assert [i.interest_name for i in pm.get_interests("bob", store=store)] == ["Robotics"]
+    assert pm.get_interests("ann", store=store)[0].timestamp is not None
+
+
+def test_event_ids_read_back_in_canonical_form(store: EventStore) -> None:
+    mixed_case = "0192F2A4-0000-7ABC-8DEF-0123456789AB"
+    new = NewEvent(LearnerProfileCreated(), mixed_case, T0, {"actor": "system"})
+    store.append("ann", [new], expected_version=0)
+    (recorded,) = store.read_stream("ann")
+    assert recorded.event_id == mixed_case.lower()
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        datetime(2026, 3, 3, 9, 0, tzinfo=UTC),
+        datetime(2026, 3, 3, 10, 30, 0, 5, tzinfo=timezone(timedelta(hours=1, minutes=30))),
+        datetime(1999, 12, 31, 23, 59, 59, 999_999, tzinfo=timezone(timedelta(hours=-8))),
+    ],
+)
+def test_timestamps_read_back_equal_and_in_utc(store: EventStore, written: datetime) -> None:
+    store.append("ann", [NewEvent(LearnerProfileCreated(), new_event_id(), written, {"actor": "system"})], 0)
+    (recorded,) = store.read_stream("ann")
+    assert recorded.occurred_at == written
+    assert recorded.occurred_at.tzinfo is UTC
+
+
+def test_sqlite_timestamps_with_a_zone_of_their_own_are_still_read(sqlite_store: EventStore) -> None:
+    # Text not written by this store (e.g. by hand) may carry its own offset.
+    LearnerProfile("ann", store=sqlite_store)
+    with sqlite_store.engine.begin() as connection:
+        connection.execute(text("UPDATE event_log SET occurred_at = '2026-03-03 10:00:00.000000+01:00'"))
+    (recorded,) = sqlite_store.read_stream("ann")
+    assert recorded.occurred_at == datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
+    assert recorded.occurred_at.tzinfo is UTC
