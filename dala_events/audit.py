@@ -23,6 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Engine
 
+from dala_events.bulk import bulk_allocation
 from dala_events.errors import InvalidInput
 from dala_events.persistence_manager import SECTIONS, FullLearnerProfileData, get_full_learner_profile_data
 from dala_events.store import EventStore, ProjectableEvent, RecordedEvent
@@ -67,8 +68,9 @@ def profile_as_of(
         raise InvalidInput("at", "give exactly one of `at` and `version`", learner_id=learner_id)
     if version is not None and version < 0:
         raise InvalidInput("version", f"must be >= 0, got {version}", learner_id=learner_id)
-    events = _store(store).read_stream_for_projection(learner_id, up_to_version=version, until=at)
-    return _project_profile(learner_id, events)
+    with bulk_allocation():
+        events = _store(store).read_stream_for_projection(learner_id, up_to_version=version, until=at)
+        return _project_profile(learner_id, events)
 
 
 class RowDiff(BaseModel):
@@ -121,11 +123,12 @@ def diff(learner_id: str, start: Point, end: Point, *, store: EventStore | None 
     Each point is a timezone-aware datetime or a stream version. The profile's own
     last_updated_at is left out: it changes with every event and says nothing on its own.
     """
-    events = _store(store).read_stream(learner_id)
-    start_version = _version_at(events, start, "start")
-    end_version = _version_at(events, end, "end")
-    before = _project_profile(learner_id, events[:start_version])
-    after = _project_profile(learner_id, events[:end_version])
+    with bulk_allocation():
+        events = _store(store).read_stream(learner_id)
+        start_version = _version_at(events, start, "start")
+        end_version = _version_at(events, end, "end")
+        before = _project_profile(learner_id, events[:start_version])
+        after = _project_profile(learner_id, events[:end_version])
     rows: list[RowDiff] = []
     before_rows, after_rows = _keyed_rows(before), _keyed_rows(after)
     for section in SECTIONS:

@@ -35,6 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from dala_events.attribution import current_attribution
+from dala_events.bulk import bulk_allocation
 from dala_events.dialects import (
     DriverQuery,
     DriverStatement,
@@ -239,17 +240,19 @@ class EventStore:
             unknown = sorted(set(event_types) - set(EVENT_TYPES))
             if unknown:
                 raise InvalidInput("event_types", f"unknown event types {unknown}", learner_id=learner_id)
-        rows = self._stream_rows("read_stream", learner_id, up_to_version, since, until)
         wanted = None if event_types is None else frozenset(event_types)
-        return [_recorded(row) for row in rows if wanted is None or row[_TYPE] in wanted]
+        with bulk_allocation():
+            rows = self._stream_rows("read_stream", learner_id, up_to_version, since, until)
+            return [_recorded(row) for row in rows if wanted is None or row[_TYPE] in wanted]
 
     def read_stream_for_projection(
         self, learner_id: str, *, up_to_version: int | None = None, until: datetime | None = None
     ) -> list[LoggedEvent]:
         """Like `read_stream`, but only what a projector needs (no ids, no metadata): the
         events an as-of view runs through the projectors."""
-        rows = self._stream_rows("read_stream_projectable", learner_id, up_to_version, None, until)
-        return [_logged(row) for row in rows]
+        with bulk_allocation():
+            rows = self._stream_rows("read_stream_projectable", learner_id, up_to_version, None, until)
+            return [_logged(row) for row in rows]
 
     def _stream_rows(
         self,

@@ -47,6 +47,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.schema import ForeignKeyConstraint
 
+from dala_events.bulk import bulk_allocation
 from dala_events.dialects import upsert
 from dala_events.errors import DalaError, SchemaMismatchError
 from dala_events.events import utc_now
@@ -122,11 +123,12 @@ def rebuild(
                 expected = store.last_position()
                 reached = _Reached()
                 changes = RowChanges(connection, shadow.targets)
-                for batch in store.read_for_projection(batch_size=batch_size):
-                    with connection.begin():
-                        _project(changes, batch, reached)
-                    if progress is not None:
-                        progress(reached.events, expected)
+                with bulk_allocation():
+                    for batch in store.read_for_projection(batch_size=batch_size):
+                        with connection.begin():
+                            _project(changes, batch, reached)
+                        if progress is not None:
+                            progress(reached.events, expected)
                 with connection.begin():
                     _lock_out_writers(connection)
                     _catch_up(store, connection, changes, reached)

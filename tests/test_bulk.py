@@ -1,0 +1,83 @@
+"""Unit tests of the collector pause used by bulk reads and rebuilds."""
+
+from __future__ import annotations
+
+import gc
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from dala_events.bulk import bulk_allocation
+
+
+@pytest.fixture(autouse=True)
+def collector_restored() -> Iterator[None]:
+    was_enabled = gc.isenabled()
+    yield
+    (gc.enable if was_enabled else gc.disable)()
+
+
+def test_the_collector_is_off_inside_and_back_on_after() -> None:
+    gc.enable()
+    with bulk_allocation():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+
+def test_nested_pauses_end_with_the_outermost() -> None:
+    gc.enable()
+    with bulk_allocation():
+        with bulk_allocation():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+
+def test_an_error_inside_still_switches_it_back_on() -> None:
+    gc.enable()
+    with pytest.raises(RuntimeError), bulk_allocation():
+        raise RuntimeError("boom")
+    assert gc.isenabled()
+
+
+def test_a_collector_switched_off_by_the_application_stays_off() -> None:
+    gc.disable()
+    with bulk_allocation():
+        assert not gc.isenabled()
+    assert not gc.isenabled()
+
+
+def test_overlapping_pauses_in_threads_keep_it_off_until_the_last_ends() -> None:
+    gc.enable()
+    first_inside, second_inside, first_may_leave = threading.Event(), threading.Event(), threading.Event()
+    observed: list[bool] = []
+
+    def first() -> None:
+        with bulk_allocation():
+            first_inside.set()
+            first_may_leave.wait(timeout=10)
+
+    def second() -> None:
+        first_inside.wait(timeout=10)
+        with bulk_allocation():
+            second_inside.set()
+            first_may_leave.set()
+            worker.join(timeout=10)  # the first pause has ended while this one runs
+            observed.append(gc.isenabled())
+
+    worker = threading.Thread(target=first)
+    other = threading.Thread(target=second)
+    worker.start()
+    other.start()
+    other.join(timeout=10)
+    assert second_inside.is_set()
+    assert observed == [False]
+    assert gc.isenabled()
+
+
+def test_the_pause_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DALA_PAUSE_GC", "0")
+    gc.enable()
+    with bulk_allocation():
+        assert gc.isenabled()
