@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 from uuid import UUID
 
 from sqlalchemy import TIMESTAMP, Connection, Dialect, Engine, Select, Table, Uuid, event
@@ -131,9 +131,14 @@ def upsert(table: Table, key_columns: Sequence[str], dialect_name: str) -> Inser
     return statement.on_conflict_do_update(index_elements=list(key_columns), set_=updated)  # type: ignore[no-any-return]
 
 
-def run_on_driver(
-    connection: Connection, sql: str, parameters: Any, *, many: bool = False
-) -> list[tuple[Any, ...]] | None:
+class Fetched(NamedTuple):
+    """A query's raw rows and the DBAPI description of its columns."""
+
+    rows: list[tuple[Any, ...]]
+    description: Sequence[Sequence[Any]]
+
+
+def run_on_driver(connection: Connection, sql: str, parameters: Any, *, many: bool = False) -> Fetched | None:
     """Run compiled `sql` on the connection's DBAPI cursor: rows for a query, None otherwise.
 
     Inside a transaction, with nobody listening to cursor executions, the statement goes
@@ -145,7 +150,10 @@ def run_on_driver(
     """
     if not connection.in_transaction() or connection.dispatch.before_cursor_execute:
         result = connection.exec_driver_sql(sql, parameters)
-        return [tuple(row) for row in result.fetchall()] if result.returns_rows else None
+        if not result.returns_rows:
+            return None
+        description = result.cursor.description
+        return Fetched([tuple(row) for row in result.fetchall()], description)
     proxied = connection.connection
     cursor = proxied.cursor()
     try:
@@ -153,7 +161,9 @@ def run_on_driver(
             cursor.executemany(sql, parameters)
         else:
             cursor.execute(sql, parameters)
-        return cast("list[tuple[Any, ...]]", cursor.fetchall()) if cursor.description is not None else None
+        if cursor.description is None:
+            return None
+        return Fetched(cast("list[tuple[Any, ...]]", cursor.fetchall()), cursor.description)
     except connection.dialect.loaded_dbapi.Error as error:
         invalidated = connection.dialect.is_disconnect(error, proxied, cursor)
         if invalidated:
@@ -219,21 +229,30 @@ class DriverQuery(DriverStatement):
 
     def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
         super().__init__(statement, dialect)
-        self._converters = [
-            (index, processor)
-            for index, column in enumerate(statement.selected_columns)
-            if (processor := column.type._cached_result_processor(dialect, None)) is not None
-        ]
+        self._dialect = dialect
+        self._types = [column.type for column in statement.selected_columns]
+        # Built from the first result's description: some drivers' processors depend on the
+        # type code the database reports (PostgreSQL numerics).
+        self._converters: list[tuple[int, Callable[[Any], Any]]] | None = None
 
     def rows(self, connection: Connection, parameters: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         """Every row of the query for `parameters`, converted."""
-        raw = run_on_driver(connection, self.sql, self.parameters({**self._fixed, **parameters})) or []
-        if not self._converters or not raw:
-            return raw
+        fetched = run_on_driver(connection, self.sql, self.parameters({**self._fixed, **parameters}))
+        if fetched is None or not fetched.rows:
+            return []
+        converters = self._converters
+        if converters is None:
+            converters = self._converters = [
+                (index, processor)
+                for index, (type_, described) in enumerate(zip(self._types, fetched.description, strict=True))
+                if (processor := type_._cached_result_processor(self._dialect, described[1])) is not None
+            ]
+        if not converters:
+            return fetched.rows
         # Column by column: each converter maps over its whole column at C speed, rather
         # than every row being unpacked and rebuilt in Python.
-        columns: list[Any] = list(zip(*raw, strict=True))
-        for index, convert in self._converters:
+        columns: list[Any] = list(zip(*fetched.rows, strict=True))
+        for index, convert in converters:
             columns[index] = map(convert, columns[index])
         return list(zip(*columns, strict=True))
 

@@ -12,14 +12,14 @@ empty there; getters always fill them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any, ClassVar
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, field_validator
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, Dialect, Table, bindparam, select
 
+from dala_events.dialects import DriverQuery, once_per_dialect
 from dala_events.errors import InvalidInput
 from dala_events.events import JsonObject, LOStatus, Score, Text
 from dala_events.hlp_module import LearnerProfile
@@ -256,12 +256,6 @@ def _engine(store: EventStore | None) -> Any:
     return get_engine()
 
 
-def _rows(connection: Connection, table: Table, learner_id: str, order: Sequence[str]) -> list[dict[str, Any]]:
-    query = select(*(c for c in table.columns if c.name != "id")).where(table.c.learner_id == learner_id)
-    query = query.order_by(*(table.c[name] for name in order))
-    return [dict(row._mapping) for row in connection.execute(query)]
-
-
 SECTIONS: dict[str, tuple[Table, type[_Data], tuple[str, ...]]] = {
     "preferences": (preferences, PreferenceData, ("category",)),
     "interests": (interests, InterestData, ("timestamp", "id")),
@@ -274,9 +268,30 @@ SECTIONS: dict[str, tuple[Table, type[_Data], tuple[str, ...]]] = {
 """The profile's sections: each one's read-model table, DTO and row order."""
 
 
+class _SectionQuery:
+    """One section's rows of a learner, in the section's order: compiled once per dialect."""
+
+    def __init__(self, section: str, dialect: Dialect) -> None:
+        table, self.dto, order = SECTIONS[section]
+        columns = [column for column in table.columns if column.name != "id"]
+        self.names = tuple(column.name for column in columns)
+        self.query = DriverQuery(
+            select(*columns)
+            .where(table.c.learner_id == bindparam("learner_id"))
+            .order_by(*(table.c[name] for name in order)),
+            dialect,
+        )
+
+
+_section_queries = once_per_dialect(lambda dialect: {section: _SectionQuery(section, dialect) for section in SECTIONS})
+
+
 def _read(connection: Connection, section: str, learner_id: str) -> list[Any]:
-    table, dto, order = SECTIONS[section]
-    return [dto.model_construct(**row) for row in _rows(connection, table, learner_id, order)]
+    # Rows come from the projectors, which only write valid values: constructed, not validated.
+    query = _section_queries(connection.dialect)[section]
+    construct, names = query.dto.model_construct, query.names
+    rows = query.query.rows(connection, {"learner_id": learner_id})
+    return [construct(**dict(zip(names, row, strict=True))) for row in rows]
 
 
 def _get(section: str, learner_id: str, store: EventStore | None) -> list[Any]:
