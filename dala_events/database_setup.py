@@ -25,6 +25,7 @@ from sqlalchemy.pool import StaticPool
 
 from dala_events.dialects import configure_sqlite, write_transaction
 from dala_events.errors import InvalidInput
+from dala_events.events import encode_json
 from dala_events.store import EventStore
 from projections.projectors import project_events
 from projections.rebuild import ensure_projections, rebuild, stale_error
@@ -48,6 +49,7 @@ def create_dala_engine(database_url: str | URL) -> Engine:
 
     `postgresql://` URLs use the psycopg 3 driver that ships with the package; a SQLite file's
     folder is created if missing; SQLite connections get the pragmas of `configure_sqlite`.
+    JSON columns are written as the log writes JSON: compact, NaN refused (`encode_json`).
     """
     try:
         url = make_url(database_url)
@@ -57,15 +59,17 @@ def create_dala_engine(database_url: str | URL) -> Engine:
     if backend == "postgresql":
         if url.drivername == "postgresql":
             url = url.set(drivername="postgresql+psycopg")
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, json_serializer=encode_json)
     if backend != "sqlite":
         raise InvalidInput("database_url", f"only sqlite and postgresql are supported, not {backend!r}")
     if url.database in (None, "", ":memory:"):
         # One shared connection, or every checkout would see a different empty database.
-        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+        engine = create_engine(
+            url, poolclass=StaticPool, connect_args={"check_same_thread": False}, json_serializer=encode_json
+        )
     else:
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": 30}, json_serializer=encode_json)
     configure_sqlite(engine)
     return engine
 

@@ -87,6 +87,13 @@ def check_learner_id(value: object) -> str:
     return value
 
 
+encode_json: Callable[[Any], str] = json.JSONEncoder(
+    allow_nan=False, ensure_ascii=False, separators=(",", ":")
+).encode
+"""Compact JSON text of a value, refusing NaN and infinities: how details and metadata are
+stored. One encoder made once (json.dumps with options builds a new one on every call)."""
+
+
 def check_json_object(value: object) -> dict[str, Any]:
     """Return `value` if it is a JSON object of at most 64 KiB, else raise ValueError.
 
@@ -97,7 +104,7 @@ def check_json_object(value: object) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(f"must be a JSON object (dict), not {type(value).__name__}")
     try:
-        encoded = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+        encoded = encode_json(value)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"must be JSON-serialisable without NaN or infinity: {exc}") from None
     if not all(isinstance(key, str) for key in value):

@@ -52,6 +52,7 @@ from dala_events.events import (
     UnknownEventError,
     check_learner_id,
     decode_event,
+    encode_json,
     encode_payload,
     new_event_id,
     utc_now,
@@ -420,7 +421,7 @@ def _to_row(learner_id: str, version: int, new: NewEvent, recorded_at: datetime)
         "occurred_at": new.occurred_at,
         "recorded_at": recorded_at,
         "payload": encode_payload(event),
-        "metadata": json.dumps(new.metadata, separators=(",", ":"), ensure_ascii=False),
+        "metadata": encode_json(new.metadata),
     }
 
 
