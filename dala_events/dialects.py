@@ -321,3 +321,15 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
         connection.execution_options(dala_write=True)
         with connection.begin():
             yield connection
+
+
+@contextmanager
+def read_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that only reads: what it sees is one consistent snapshot of the database.
+
+    Being inside a transaction from the start also lets `run_on_driver` hand its queries
+    straight to the driver.
+    """
+    with engine.connect() as connection, connection.begin():
+        yield connection
+

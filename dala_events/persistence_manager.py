@@ -19,7 +19,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, field_validator
 from sqlalchemy import Connection, Dialect, Table, bindparam, select
 
-from dala_events.dialects import DriverQuery, once_per_dialect
+from dala_events.dialects import DriverQuery, once_per_dialect, read_transaction
 from dala_events.errors import InvalidInput
 from dala_events.events import JsonObject, LOStatus, Score, Text
 from dala_events.hlp_module import LearnerProfile
@@ -295,7 +295,7 @@ def _read(connection: Connection, section: str, learner_id: str) -> list[Any]:
 
 
 def _get(section: str, learner_id: str, store: EventStore | None) -> list[Any]:
-    with _engine(store).connect() as connection:
+    with read_transaction(_engine(store)) as connection:
         return _read(connection, section, learner_id)
 
 
@@ -307,7 +307,7 @@ def get_full_learner_profile_data(
     Read in one transaction, so the sections agree with each other.
     """
     if connection is None:
-        with _engine(store).connect() as own, own.begin():
+        with read_transaction(_engine(store)) as own:
             return get_full_learner_profile_data(learner_id, connection=own)
     header = connection.execute(select(learner_profiles).where(learner_profiles.c.id == learner_id)).first()
     if header is None:

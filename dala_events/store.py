@@ -42,6 +42,7 @@ from dala_events.dialects import (
     EventIdText,
     UTCDateTime,
     once_per_dialect,
+    read_transaction,
     write_transaction,
     written_columns,
 )
@@ -220,7 +221,7 @@ class EventStore:
 
     def stream_version(self, learner_id: str) -> int:
         """The learner's latest version (0 for a stream with no events)."""
-        with self.engine.connect() as connection:
+        with read_transaction(self.engine) as connection:
             return _stream_version(connection, learner_id)
 
     def read_stream(
@@ -270,7 +271,7 @@ class EventStore:
             "since": _check_bound("since", since) or _EPOCH,
             "until": _check_bound("until", until) or _END_OF_TIME,
         }
-        with self.engine.connect() as connection:
+        with read_transaction(self.engine) as connection:
             query: DriverQuery = getattr(_statements_for(connection.dialect), query_name)
             return query.rows(connection, parameters)
 
@@ -348,7 +349,7 @@ class EventStore:
             size = batch_size if remaining is None else min(batch_size, remaining)
             parameters = {"after": position, "size": size}
             if connection is None:
-                with self.engine.connect() as own:
+                with read_transaction(self.engine) as own:
                     rows = getattr(_statements_for(own.dialect), query_name).rows(own, parameters)
             else:
                 rows = getattr(_statements_for(connection.dialect), query_name).rows(connection, parameters)
