@@ -1,6 +1,13 @@
-"""Where SQLite and PostgreSQL differ: timestamps, upserts and write locking, in one small place.
+"""Where SQLite and PostgreSQL differ, and how statements reach the driver, in one small place.
 
-Everything else in the package speaks portable SQLAlchemy Core and calls these three things.
+- Column types that read back exactly what was written on both: `UTCDateTime`, `EventIdText`.
+- `upsert`: INSERT ... ON CONFLICT for either dialect.
+- Transactions: `write_transaction` (SQLite's BEGIN IMMEDIATE via `configure_sqlite`) and
+  `read_transaction`.
+- The hot paths' statements: Core statements compiled once per dialect (`DriverStatement`,
+  `DriverQuery`) and run on the DBAPI cursor inside SQLAlchemy's transaction (`run_on_driver`).
+
+Everything else in the package speaks portable SQLAlchemy Core and calls these.
 """
 
 from __future__ import annotations
