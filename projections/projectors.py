@@ -93,6 +93,7 @@ class TableSet:
         if unknown:
             raise ValueError(f"not read models: {sorted(unknown)}")
         self.tables: dict[str, Table] = {name: tables[name] for name in order if name in tables}
+        self.names: frozenset[str] = frozenset(self.tables)
         self.children: tuple[str, ...] = tuple(name for name in self.tables if name != PARENT)
         self._statements: dict[tuple[str, str], _Statements] = {}
 
@@ -128,7 +129,7 @@ class RowChanges:
     def __init__(self, connection: Connection, targets: TableSet | None = None) -> None:
         self.connection = connection
         self.targets = targets or live_tables()
-        self._written = frozenset(self.targets.tables)
+        self._written = self.targets.names
         self._statements = self.targets.statements(connection.dialect)
         self._upserts: dict[str, dict[Key, Row]] = {}
         self._deletes: dict[str, dict[Key, Row]] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta, timezone
 
@@ -10,6 +11,7 @@ from freezegun import freeze_time
 from sqlalchemy import event, inspect, select, text
 
 from dala_events import persistence_manager as pm
+from dala_events.dialects import write_transaction
 from dala_events.errors import ConcurrencyError, InvalidInput
 from dala_events.events import InterestAdded, LearnerProfileCreated, new_event_id
 from dala_events.hlp_module import LearnerProfile
@@ -232,6 +234,21 @@ def test_sqlite_pragmas(sqlite_store: EventStore) -> None:
             for pragma in ("journal_mode", "foreign_keys", "busy_timeout", "synchronous")
         }
     assert values == {"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 30000, "synchronous": 1}
+
+
+def test_sqlite_writers_hold_the_write_lock_from_the_start(sqlite_store: EventStore) -> None:
+    # BEGIN IMMEDIATE: a second writer is turned away before the first has written anything,
+    # so two writers never deadlock upgrading a read lock.
+    path = sqlite_store.engine.url.database
+    assert path is not None
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        with write_transaction(sqlite_store.engine), pytest.raises(sqlite3.OperationalError, match="locked"):
+            other.execute("BEGIN IMMEDIATE")
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
 
 
 def test_log_rows_are_only_inserted(store: EventStore) -> None:
