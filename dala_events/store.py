@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
 
@@ -93,9 +92,11 @@ projection keeps the table at the head of the log inside every append's transact
 position is where the table was last *rebuilt* to, not a lag."""
 
 
-@dataclass(frozen=True, slots=True)
-class NewEvent:
-    """An event about to be appended: the fact, its id, when it happened and who did it."""
+class NewEvent(NamedTuple):
+    """An event about to be appended: the fact, its id, when it happened and who did it.
+
+    A named tuple like the stored events: every mutation makes one.
+    """
 
     event: DomainEvent
     event_id: str
