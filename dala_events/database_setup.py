@@ -14,6 +14,7 @@ import os
 import threading
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -25,7 +26,7 @@ from sqlalchemy.pool import StaticPool
 
 from dala_events.dialects import configure_sqlite, write_transaction
 from dala_events.errors import InvalidInput
-from dala_events.events import encode_json
+from dala_events.events import decode_json, dump_checked_json
 from dala_events.store import EventStore
 from projections.projectors import project_events
 from projections.rebuild import ensure_projections, rebuild, stale_error
@@ -44,12 +45,16 @@ def configured_database_url() -> str:
     return url or f"sqlite:///{DEFAULT_DATABASE_PATH}"
 
 
+_JSON_COLUMNS: dict[str, Any] = {"json_serializer": dump_checked_json, "json_deserializer": decode_json}
+
+
 def create_dala_engine(database_url: str | URL) -> Engine:
     """An engine for `database_url` set up the way the store needs it.
 
     `postgresql://` URLs use the psycopg 3 driver that ships with the package; a SQLite file's
     folder is created if missing; SQLite connections get the pragmas of `configure_sqlite`.
-    JSON columns are written as the log writes JSON: compact, NaN refused (`encode_json`).
+    JSON columns are written compact and read back with pydantic-core's JSON codec: what
+    they hold are details objects every event checked when it was made.
     """
     try:
         url = make_url(database_url)
@@ -59,17 +64,17 @@ def create_dala_engine(database_url: str | URL) -> Engine:
     if backend == "postgresql":
         if url.drivername == "postgresql":
             url = url.set(drivername="postgresql+psycopg")
-        return create_engine(url, pool_pre_ping=True, json_serializer=encode_json)
+        return create_engine(url, pool_pre_ping=True, **_JSON_COLUMNS)
     if backend != "sqlite":
         raise InvalidInput("database_url", f"only sqlite and postgresql are supported, not {backend!r}")
     if url.database in (None, "", ":memory:"):
         # One shared connection, or every checkout would see a different empty database.
         engine = create_engine(
-            url, poolclass=StaticPool, connect_args={"check_same_thread": False}, json_serializer=encode_json
+            url, poolclass=StaticPool, connect_args={"check_same_thread": False}, **_JSON_COLUMNS
         )
     else:
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30}, json_serializer=encode_json)
+        engine = create_engine(url, connect_args={"timeout": 30}, **_JSON_COLUMNS)
     configure_sqlite(engine)
     return engine
 

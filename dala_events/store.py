@@ -8,7 +8,6 @@ to run inside each append's transaction, so events and their projection commit t
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
@@ -52,6 +51,7 @@ from dala_events.events import (
     UnknownEventError,
     check_learner_id,
     decode_event,
+    decode_json,
     encode_json,
     encode_payload,
     new_event_id,
@@ -478,7 +478,7 @@ def _logged(row: tuple[Any, ...]) -> LoggedEvent:
 def _recorded(row: tuple[Any, ...]) -> RecordedEvent:
     event = _decode(row)
     try:
-        metadata = json.loads(row[9])
+        metadata = decode_json(row[9])
     except ValueError as error:
         raise CorruptEventError(row[0], row[1], f"metadata is not JSON: {error}") from error
     # position, event_id, learner_id, version, event_type, schema_version, occurred_at, recorded_at

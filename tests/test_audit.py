@@ -243,6 +243,27 @@ def test_unreadable_events_name_their_log_position(
     assert pm.get_interests("ok", store=store)[0].interest_name == "Music"
 
 
+@pytest.mark.parametrize(
+    ("column", "text", "schema_version", "problem"),
+    [
+        ("payload", '{"interest_name": "Mus', 1, "payload does not fit"),
+        ("payload", "not json", 1, "payload does not fit"),
+        ("payload", '{"category": "style"', 1, "EOF while parsing"),  # an old shape, read for upcasting
+        ("metadata", "{oops", 1, "metadata is not JSON"),
+    ],
+)
+def test_text_that_is_not_json_names_its_log_position(
+    store: EventStore, column: str, text: str, schema_version: int, problem: str
+) -> None:
+    event_type = "PreferenceSet" if "category" in text else "InterestAdded"
+    _insert_raw(store, "bad", 1, event_type, schema_version, {"interest_name": "Music"})
+    with store.engine.begin() as connection:
+        connection.execute(event_log.update().values({column: text}))
+    position = store.last_position()
+    with pytest.raises(CorruptEventError, match=f"position {position} .*{problem}"):
+        audit.history("bad", store=store)
+
+
 def test_rebuild_equals_inline_after_the_audit_paths_ran(store: EventStore) -> None:
     _write_day_by_day(store)
     before = read_model_rows(store.engine)
