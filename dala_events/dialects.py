@@ -151,12 +151,14 @@ def run_on_driver(connection: Connection, sql: str, parameters: Any, *, many: bo
 
     Inside a transaction, with nobody listening to cursor executions, the statement goes
     straight to the driver: the per-statement bookkeeping of a Core execution costs more than
-    SQLite's own work for the one-row statements of an append. Otherwise (no transaction yet,
-    so SQLAlchemy must begin one; or `before_cursor_execute` listeners, such as tracing, that
-    expect to see every statement) it goes through `exec_driver_sql`. Driver errors come out
-    as SQLAlchemy's exceptions either way (IntegrityError, OperationalError, ...).
+    SQLite's own work for the one-row statements of an append. Otherwise it goes through
+    `exec_driver_sql`: when there is no transaction yet (SQLAlchemy must begin one), when
+    `before_cursor_execute` listeners (tracing, say) expect to see every statement, and when
+    SQLAlchemy logs its SQL (`echo=True`, or the `sqlalchemy.engine` logger at INFO). Driver
+    errors come out as SQLAlchemy's exceptions either way (IntegrityError, OperationalError, ...).
     """
-    if not connection.in_transaction() or connection.dispatch.before_cursor_execute:
+    # `_echo` is the connection's own "log each statement" flag, the one its executions obey.
+    if not connection.in_transaction() or connection.dispatch.before_cursor_execute or connection._echo:
         result = connection.exec_driver_sql(sql, parameters)
         if not result.returns_rows:
             return None

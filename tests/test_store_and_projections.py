@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -326,3 +327,13 @@ def test_sqlite_timestamps_with_a_zone_of_their_own_are_still_read(sqlite_store:
     (recorded,) = sqlite_store.read_stream("ann")
     assert recorded.occurred_at == datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
     assert recorded.occurred_at.tzinfo is UTC
+
+
+def test_statements_of_an_append_are_logged_when_sqlalchemy_logs_sql(
+    store: EventStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The logger at INFO is what `echo=True` switches on.
+    with caplog.at_level(logging.INFO, logger="sqlalchemy.engine"):
+        LearnerProfile("ann", store=store).add_interest("Robotics")
+    logged = " ".join(record.getMessage() for record in caplog.records)
+    assert "INSERT INTO event_log" in logged and "INSERT INTO interests" in logged
