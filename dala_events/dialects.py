@@ -153,12 +153,11 @@ def run_on_driver(connection: Connection, sql: str, parameters: Any, *, many: bo
     straight to the driver: the per-statement bookkeeping of a Core execution costs more than
     SQLite's own work for the one-row statements of an append. Otherwise it goes through
     `exec_driver_sql`: when there is no transaction yet (SQLAlchemy must begin one), when
-    `before_cursor_execute` listeners (tracing, say) expect to see every statement, and when
-    SQLAlchemy logs its SQL (`echo=True`, or the `sqlalchemy.engine` logger at INFO). Driver
-    errors come out as SQLAlchemy's exceptions either way (IntegrityError, OperationalError, ...).
+    cursor-execution listeners (tracing, metrics) expect to see every statement, and
+    when SQLAlchemy logs its SQL (`echo=True`, or the `sqlalchemy.engine` logger at INFO).
+    Driver errors come out as SQLAlchemy's exceptions either way (IntegrityError, ...).
     """
-    # `_echo` is the connection's own "log each statement" flag, the one its executions obey.
-    if not connection.in_transaction() or connection.dispatch.before_cursor_execute or connection._echo:
+    if not connection.in_transaction() or _observed(connection):
         result = connection.exec_driver_sql(sql, parameters)
         if not result.returns_rows:
             return None
@@ -189,6 +188,13 @@ def run_on_driver(connection: Connection, sql: str, parameters: Any, *, many: bo
         ) from error
     finally:
         cursor.close()
+
+
+def _observed(connection: Connection) -> bool:
+    """Whether anyone watches this connection's statements: listeners, or its SQL logging
+    (`_echo` is the connection's own "log each statement" flag, the one its executions obey)."""
+    dispatch = connection.dispatch
+    return bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute or connection._echo)
 
 
 class DriverStatement:

@@ -278,17 +278,18 @@ def test_driver_errors_come_out_as_sqlalchemy_errors_and_write_nothing(store: Ev
     assert read_model_rows(store.engine)["interests"] == []
 
 
-def test_cursor_listeners_see_every_statement_of_an_append(store: EventStore) -> None:
+@pytest.mark.parametrize("hook", ["before_cursor_execute", "after_cursor_execute"])
+def test_cursor_listeners_see_every_statement_of_an_append(store: EventStore, hook: str) -> None:
     seen: list[str] = []
 
     def listener(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
         seen.append(statement.split()[0].upper() + " " + statement.split()[2].strip('"'))
 
-    event.listen(store.engine, "before_cursor_execute", listener)
+    event.listen(store.engine, hook, listener)
     try:
         LearnerProfile("ann", store=store).add_interest("Robotics")
     finally:
-        event.remove(store.engine, "before_cursor_execute", listener)
+        event.remove(store.engine, hook, listener)
     assert "INSERT event_log" in seen and "INSERT interests" in seen
     # Without listeners the same append goes to the driver directly and writes the same rows.
     LearnerProfile("bob", store=store).add_interest("Robotics")
