@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Engine
 
 from dala_events.bulk import bulk_allocation
+from dala_events.database_setup import create_dala_engine, store_or_default
 from dala_events.errors import InvalidInput
 from dala_events.persistence_manager import SECTIONS, FullLearnerProfileData, get_full_learner_profile_data
 from dala_events.store import EventStore, ProjectableEvent, RecordedEvent
@@ -49,7 +50,7 @@ def history(
     `since`/`until` bound recorded_at (inclusive); `event_types` keeps only those types.
     An unknown learner has an empty history.
     """
-    return _store(store).read_stream(learner_id, since=since, until=until, event_types=event_types)
+    return store_or_default(store).read_stream(learner_id, since=since, until=until, event_types=event_types)
 
 
 def profile_as_of(
@@ -69,7 +70,7 @@ def profile_as_of(
     if version is not None and version < 0:
         raise InvalidInput("version", f"must be >= 0, got {version}", learner_id=learner_id)
     with bulk_allocation():
-        events = _store(store).read_stream_for_projection(learner_id, up_to_version=version, until=at)
+        events = store_or_default(store).read_stream_for_projection(learner_id, up_to_version=version, until=at)
         return _project_profile(learner_id, events)
 
 
@@ -124,7 +125,7 @@ def diff(learner_id: str, start: Point, end: Point, *, store: EventStore | None 
     last_updated_at is left out: it changes with every event and says nothing on its own.
     """
     with bulk_allocation():
-        events = _store(store).read_stream(learner_id)
+        events = store_or_default(store).read_stream(learner_id)
         start_version = _version_at(events, start, "start")
         end_version = _version_at(events, end, "end")
         before = _project_profile(learner_id, events[:start_version])
@@ -170,8 +171,6 @@ def _project_profile(learner_id: str, events: Sequence[ProjectableEvent]) -> Ful
         return None
     with _scratch_lock:
         if _scratch is None:
-            from dala_events.database_setup import create_dala_engine
-
             engine = create_dala_engine("sqlite://")
             with engine.begin() as connection:
                 for table in read_model_tables().values():
@@ -217,14 +216,6 @@ def _keyed_rows(profile: FullLearnerProfileData | None) -> dict[str, dict[str, d
             by_key[key] = values
         keyed[section] = by_key
     return keyed
-
-
-def _store(store: EventStore | None) -> EventStore:
-    if store is not None:
-        return store
-    from dala_events.database_setup import get_store
-
-    return get_store()
 
 
 __all__ = ["Point", "ProfileDiff", "RowDiff", "diff", "history", "profile_as_of"]

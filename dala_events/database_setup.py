@@ -214,3 +214,8 @@ def get_store() -> EventStore:
             init_db()
         assert _default_store is not None
         return _default_store
+
+
+def store_or_default(store: EventStore | None) -> EventStore:
+    """`store`, or the process default when none is given: what every `store=` argument means."""
+    return store if store is not None else get_store()

@@ -19,6 +19,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, field_validator
 from sqlalchemy import Connection, Dialect, Table, bindparam, select
 
+from dala_events.database_setup import store_or_default
 from dala_events.dialects import DriverQuery, once_per_dialect, read_transaction
 from dala_events.errors import InvalidInput
 from dala_events.events import JsonObject, LOStatus, Score, Text
@@ -248,14 +249,6 @@ def _existing(learner_id: str, store: EventStore | None) -> LearnerProfile:
 # ---------------------------------------------------------------------------------------------
 
 
-def _engine(store: EventStore | None) -> Any:
-    if store is not None:
-        return store.engine
-    from dala_events.database_setup import get_engine
-
-    return get_engine()
-
-
 SECTIONS: dict[str, tuple[Table, type[_Data], tuple[str, ...]]] = {
     "preferences": (preferences, PreferenceData, ("category",)),
     "interests": (interests, InterestData, ("timestamp", "id")),
@@ -295,7 +288,7 @@ def _read(connection: Connection, section: str, learner_id: str) -> list[Any]:
 
 
 def _get(section: str, learner_id: str, store: EventStore | None) -> list[Any]:
-    with read_transaction(_engine(store)) as connection:
+    with read_transaction(store_or_default(store).engine) as connection:
         return _read(connection, section, learner_id)
 
 
@@ -307,7 +300,7 @@ def get_full_learner_profile_data(
     Read in one transaction, so the sections agree with each other.
     """
     if connection is None:
-        with read_transaction(_engine(store)) as own:
+        with read_transaction(store_or_default(store).engine) as own:
             return get_full_learner_profile_data(learner_id, connection=own)
     header = connection.execute(select(learner_profiles).where(learner_profiles.c.id == learner_id)).first()
     if header is None:
