@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -81,3 +82,52 @@ def test_the_pause_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
     gc.enable()
     with bulk_allocation():
         assert gc.isenabled()
+
+
+def test_what_was_built_during_the_pause_is_not_walked_when_it_ends() -> None:
+    collections: list[int] = []
+
+    def record(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collections.append(info["generation"])
+
+    gc.enable()
+    gc.callbacks.append(record)
+    try:
+        with bulk_allocation():
+            built = [[index] for index in range(20_000)]
+        # Left in the youngest generation, these would start a collection walking all of them
+        # at the next allocation.
+        after = [[index] for index in range(10)]
+    finally:
+        gc.callbacks.remove(record)
+    assert collections == []
+    assert len(built) == 20_000 and len(after) == 10
+
+
+def test_objects_the_application_froze_stay_frozen() -> None:
+    gc.enable()
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        with bulk_allocation():
+            _built = [[index] for index in range(1_000)]
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
+
+
+def test_cycles_dropped_during_the_pause_are_still_collected() -> None:
+    class Node:
+        partner: object
+
+    gc.enable()
+    with bulk_allocation():
+        node = Node()
+        node.partner = node
+        alive = weakref.ref(node)
+        del node
+    assert alive() is not None  # a cycle: reference counting alone cannot free it
+    gc.collect()
+    assert alive() is None
