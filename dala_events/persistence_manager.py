@@ -12,6 +12,7 @@ empty there; getters always fill them.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from typing import Any, ClassVar
 
@@ -265,9 +266,9 @@ class _SectionQuery:
     """One section's rows of a learner, in the section's order: compiled once per dialect."""
 
     def __init__(self, section: str, dialect: Dialect) -> None:
-        table, self.dto, order = SECTIONS[section]
+        table, dto, order = SECTIONS[section]
         columns = [column for column in table.columns if column.name != "id"]
-        self.names = tuple(column.name for column in columns)
+        self.build = trusted_builder(dto, tuple(column.name for column in columns))
         self.query = DriverQuery(
             select(*columns)
             .where(table.c.learner_id == bindparam("learner_id"))
@@ -276,15 +277,39 @@ class _SectionQuery:
         )
 
 
+def trusted_builder(dto: type[_Data], names: tuple[str, ...]) -> Callable[[Sequence[Any]], Any]:
+    """A function making a `dto` from a row holding the values of `names`, without validation.
+
+    Rows of the read models come from the projectors, which only write valid values, so they
+    are constructed, not validated. This does what `model_construct` does for such a row (set
+    the instance's fields and the set of fields given) in a third of its time, which matters
+    for a profile of thousands of rows; it needs the row to give every field and the DTO to
+    have no post-init hook, private attributes or extra fields, and refuses one that does.
+    """
+    fields = frozenset(dto.model_fields)
+    if set(names) != fields or len(names) != len(fields):
+        raise TypeError(f"{dto.__name__}: rows give {sorted(names)}, the fields are {sorted(fields)}")
+    if dto.__pydantic_post_init__ or dto.__private_attributes__ or dto.model_config.get("extra") == "allow":
+        raise TypeError(f"{dto.__name__} cannot be built from trusted rows: it has a post-init, private or extra state")
+    new, set_attribute = dto.__new__, object.__setattr__
+
+    def build(row: Sequence[Any]) -> Any:
+        model = new(dto)
+        set_attribute(model, "__dict__", dict(zip(names, row, strict=True)))
+        set_attribute(model, "__pydantic_fields_set__", set(fields))
+        set_attribute(model, "__pydantic_extra__", None)
+        set_attribute(model, "__pydantic_private__", None)
+        return model
+
+    return build
+
+
 _section_queries = once_per_dialect(lambda dialect: {section: _SectionQuery(section, dialect) for section in SECTIONS})
 
 
 def _read(connection: Connection, section: str, learner_id: str) -> list[Any]:
-    # Rows come from the projectors, which only write valid values: constructed, not validated.
     query = _section_queries(connection.dialect)[section]
-    construct, names = query.dto.model_construct, query.names
-    rows = query.query.rows(connection, {"learner_id": learner_id})
-    return [construct(**dict(zip(names, row, strict=True))) for row in rows]
+    return list(map(query.build, query.query.rows(connection, {"learner_id": learner_id})))
 
 
 def _get(section: str, learner_id: str, store: EventStore | None) -> list[Any]:

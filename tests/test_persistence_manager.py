@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pydantic
 import pytest
 
 from dala_events import persistence_manager as pm
@@ -147,3 +148,34 @@ def test_dto_fields_are_the_document_columns() -> None:
         "badges",
         "activity_attempts",
     ]
+
+
+def test_getters_build_the_same_models_model_construct_would(store: EventStore) -> None:
+    pm.create_learner_profile("student123")
+    pm.add_or_update_lo_progress("student123", pm.LOProgressData(lo_id="MATH_LO_001", status="completed", score=9.5))
+    pm.add_activity_attempt(
+        "student123",
+        pm.ActivityAttemptData(lo_id="MATH_LO_001", activity_id="q1", activity_type="quiz", attempt_details={"a": 1}),
+    )
+    for read in (pm.get_lo_progress, pm.get_activity_attempts):
+        (built,) = read("student123")
+        constructed = type(built).model_construct(**built.__dict__)
+        assert built == constructed
+        assert built.model_fields_set == constructed.model_fields_set == set(type(built).model_fields)
+        assert built.model_dump_json() == constructed.model_dump_json()
+        with pytest.raises(pydantic.ValidationError):  # frozen like any other
+            built.lo_id = "other"  # type: ignore[misc]
+
+
+def test_a_dto_is_built_from_trusted_rows_only_when_the_rows_give_every_field() -> None:
+    names = tuple(pm.InterestData.model_fields)
+    assert pm.trusted_builder(pm.InterestData, names)(("ann", "Music", None)).interest_name == "Music"
+    with pytest.raises(TypeError, match="InterestData"):
+        pm.trusted_builder(pm.InterestData, names[:-1])
+
+    class WithPostInit(pm.InterestData):
+        def model_post_init(self, context: object, /) -> None:
+            pass
+
+    with pytest.raises(TypeError, match="post-init"):
+        pm.trusted_builder(WithPostInit, names)
