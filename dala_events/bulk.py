@@ -17,8 +17,12 @@ allocation finds the youngest generation tens of thousands of objects over its t
 examines them all (8 ms of a 30 ms history read). So when the pause ends, the tracked objects
 are moved to the oldest generation as they are, with `gc.freeze()` then `gc.unfreeze()` (two
 list splices, whatever their length), and the collector sees them again only in a full
-collection, by which time the caller has usually dropped them. That is skipped when something
-else keeps objects frozen (a pre-fork server's `gc.freeze()`), so as not to thaw them.
+collection, by which time the caller has usually dropped them. So that this hands over only
+what the pause built, and not garbage cycles the application made before it (which would then
+wait for a full collection), the young generations are collected when a pause begins: they
+hold at most a few thousand objects. Cycles other threads drop while a pause runs do reach the
+oldest generation. All of this is skipped when something else keeps objects frozen (a pre-fork
+server's `gc.freeze()`), so as not to thaw them; the collector is then simply switched back on.
 """
 
 from __future__ import annotations
@@ -46,6 +50,9 @@ def bulk_allocation() -> Iterator[None]:
     if not pausing_enabled():
         yield
         return
+    if gc.isenabled() and gc.get_freeze_count() == 0:
+        # Outside the lock: finalizers run by the collection may start a pause of their own.
+        gc.collect(1)
     with _lock:
         if _depth == 0:
             _was_enabled = gc.isenabled()

@@ -92,9 +92,9 @@ def test_what_was_built_during_the_pause_is_not_walked_when_it_ends() -> None:
             collections.append(info["generation"])
 
     gc.enable()
-    gc.callbacks.append(record)
     try:
         with bulk_allocation():
+            gc.callbacks.append(record)
             built = [[index] for index in range(20_000)]
         # Left in the youngest generation, these would start a collection walking all of them
         # at the next allocation.
@@ -118,10 +118,21 @@ def test_objects_the_application_froze_stay_frozen() -> None:
         gc.unfreeze()
 
 
-def test_cycles_dropped_during_the_pause_are_still_collected() -> None:
-    class Node:
-        partner: object
+class Node:
+    partner: object
 
+
+def test_cycles_dropped_before_a_pause_are_collected_when_it_begins_not_handed_over() -> None:
+    gc.enable()
+    node = Node()
+    node.partner = node
+    alive = weakref.ref(node)
+    del node
+    with bulk_allocation():
+        assert alive() is None
+
+
+def test_cycles_dropped_during_the_pause_are_still_collected() -> None:
     gc.enable()
     with bulk_allocation():
         node = Node()
