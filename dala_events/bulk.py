@@ -14,15 +14,18 @@ switched back on if it was on when the first one began. Set `DALA_PAUSE_GC=0` to
 
 Switching it back on alone would still cost one walk over everything built meanwhile: the next
 allocation finds the youngest generation tens of thousands of objects over its threshold and
-examines them all (8 ms of a 30 ms history read). So when the pause ends, the tracked objects
-are moved to the oldest generation as they are, with `gc.freeze()` then `gc.unfreeze()` (two
-list splices, whatever their length), and the collector sees them again only in a full
-collection, by which time the caller has usually dropped them. So that this hands over only
-what the pause built, and not garbage cycles the application made before it (which would then
-wait for a full collection), the young generations are collected when a pause begins: they
-hold at most a few thousand objects. Cycles other threads drop while a pause runs do reach the
-oldest generation. All of this is skipped when something else keeps objects frozen (a pre-fork
-server's `gc.freeze()`), so as not to thaw them; the collector is then simply switched back on.
+examines them all (8 ms of a 30 ms history read). So when a pause that built many objects ends,
+the young objects are handed to the oldest generation as they are, with `gc.freeze()` then
+`gc.unfreeze()` (two list splices, whatever their length); the collector sees them again in
+the next full collection, by which time the caller has usually dropped them.
+
+What is handed over unexamined may include garbage cycles: ones the application made just
+before the pause, or other threads made during it. Python starts full collections by its own
+rule, which does not count objects handed over this way, so after every million of them a
+full collection is run here (outside the lock), and such garbage stays bounded. A pause that
+built fewer than ten thousand objects just switches the collector back on: walking them is
+cheaper than all this. Nothing is handed over when something else keeps objects frozen (a
+pre-fork server's `gc.freeze()`), so as not to thaw them.
 """
 
 from __future__ import annotations
@@ -33,9 +36,15 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+HAND_OVER_FROM = 10_000
+"""Young objects a pause must leave for them to be handed over rather than walked."""
+FULL_COLLECTION_AFTER = 1_000_000
+"""Objects handed over unexamined after which a full collection is run."""
+
 _lock = threading.Lock()
 _depth = 0
 _was_enabled = False
+_handed_over = 0
 
 
 def pausing_enabled() -> bool:
@@ -50,9 +59,6 @@ def bulk_allocation() -> Iterator[None]:
     if not pausing_enabled():
         yield
         return
-    if gc.isenabled() and gc.get_freeze_count() == 0:
-        # Outside the lock: finalizers run by the collection may start a pause of their own.
-        gc.collect(1)
     with _lock:
         if _depth == 0:
             _was_enabled = gc.isenabled()
@@ -61,10 +67,27 @@ def bulk_allocation() -> Iterator[None]:
     try:
         yield
     finally:
-        with _lock:
-            _depth -= 1
-            if _depth == 0 and _was_enabled:
-                if gc.get_freeze_count() == 0:
-                    gc.freeze()
-                    gc.unfreeze()
-                gc.enable()
+        if _resume():
+            # Outside the lock: finalizers run by the collection may start a pause of their own.
+            gc.collect()
+
+
+def _resume() -> bool:
+    """End one pause; when it was the last, switch the collector back on (see the module
+    docstring). Returns whether a full collection is due."""
+    global _depth, _handed_over
+    with _lock:
+        _depth -= 1
+        if _depth > 0 or not _was_enabled:
+            return False
+        young = gc.get_count()[0]
+        due = False
+        if young >= HAND_OVER_FROM and gc.get_freeze_count() == 0:
+            gc.freeze()
+            gc.unfreeze()
+            _handed_over += young
+            if _handed_over >= FULL_COLLECTION_AFTER:
+                _handed_over = 0
+                due = True
+        gc.enable()
+        return due

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from dala_events import bulk
 from dala_events.bulk import bulk_allocation
 
 
@@ -122,14 +123,22 @@ class Node:
     partner: object
 
 
-def test_cycles_dropped_before_a_pause_are_collected_when_it_begins_not_handed_over() -> None:
+def test_cycles_handed_over_unexamined_are_collected_after_enough_hand_overs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bulk, "FULL_COLLECTION_AFTER", 30_000)
+    monkeypatch.setattr(bulk, "_handed_over", 0)
     gc.enable()
+    gc.collect()
     node = Node()
     node.partner = node
     alive = weakref.ref(node)
     del node
     with bulk_allocation():
-        assert alive() is None
+        built = [[index] for index in range(20_000)]
+    assert alive() is not None  # handed over with what the pause built, not examined
+    with bulk_allocation():
+        built += [[index] for index in range(20_000)]
+    assert alive() is None  # 40,000 handed over: a full collection ran
+    assert len(built) == 40_000
 
 
 def test_cycles_dropped_during_the_pause_are_still_collected() -> None:
