@@ -14,10 +14,11 @@ switched back on if it was on when the first one began. Set `DALA_PAUSE_GC=0` to
 
 Switching it back on alone would still cost one walk over everything built meanwhile: the next
 allocation finds the youngest generation tens of thousands of objects over its threshold and
-examines them all (measured: 2 to 5 ms of a 25 to 30 ms history read). So when a pause that built many objects ends,
-the young objects are handed to the oldest generation as they are, with `gc.freeze()` then
-`gc.unfreeze()` (two list splices, whatever their length); the collector sees them again in
-the next full collection, by which time the caller has usually dropped them.
+examines them all (measured: 2 to 5 ms of a 25 to 30 ms history read). So when a pause that
+built many objects ends, the young objects are handed to the oldest generation as they are,
+with `gc.freeze()` then `gc.unfreeze()` (two list splices, whatever their length); the
+collector sees them again in the next full collection, by which time the caller has usually
+dropped them.
 
 What is handed over unexamined may include garbage cycles: ones the application made just
 before the pause, or other threads made during it. Python starts full collections by its own
