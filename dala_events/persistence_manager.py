@@ -17,13 +17,13 @@ from datetime import date, datetime
 from typing import Any, ClassVar
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Connection, Dialect, Table, bindparam, select
 
 from dala_events.database_setup import store_or_default
 from dala_events.dialects import DriverQuery, once_per_dialect, read_transaction
 from dala_events.errors import InvalidInput
-from dala_events.events import JsonObject, LOStatus, Score, Text
+from dala_events.events import JsonObject, LOStatus, Score, Text, UtcDateTime
 from dala_events.hlp_module import LearnerProfile
 from dala_events.store import EventStore
 from projections.projectors import (
@@ -139,8 +139,8 @@ class FullLearnerProfileData(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     learner_id: str
-    created_at: datetime
-    last_updated_at: datetime
+    created_at: UtcDateTime
+    last_updated_at: UtcDateTime
     preferences: list[PreferenceData]
     interests: list[InterestData]
     struggles: list[StruggleData]
@@ -148,13 +148,6 @@ class FullLearnerProfileData(BaseModel):
     lo_progress: list[LOProgressData]
     badges: list[BadgeData]
     activity_attempts: list[ActivityAttemptData]
-
-    @field_validator("created_at", "last_updated_at")
-    @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("must be timezone-aware")
-        return value
 
 
 # ---------------------------------------------------------------------------------------------
