@@ -27,7 +27,7 @@ from dala_events.bulk import bulk_allocation
 from dala_events.database_setup import create_dala_engine, store_or_default
 from dala_events.errors import InvalidInput
 from dala_events.persistence_manager import SECTIONS, FullLearnerProfileData, get_full_learner_profile_data
-from dala_events.store import EventStore, ProjectableEvent, RecordedEvent
+from dala_events.store import EventStore, ProjectableEvent, RecordedEvent, check_aware
 from projections.catalog import read_model_tables
 from projections.projectors import NATURAL_KEYS, project_events
 
@@ -192,8 +192,7 @@ def _version_at(events: Sequence[RecordedEvent], point: Point, field_name: str) 
         if point < 0:
             raise InvalidInput(field_name, f"a version must be >= 0, got {point}")
         return min(point, len(events))
-    if point.tzinfo is None or point.utcoffset() is None:
-        raise InvalidInput(field_name, f"must be timezone-aware, got {point!r}")
+    check_aware(field_name, point)
     return sum(1 for event in events if event.recorded_at <= point)
 
 

@@ -269,8 +269,8 @@ class EventStore:
         parameters = {
             "learner_id": learner_id,
             "up_to_version": _NO_LIMIT if up_to_version is None else up_to_version,
-            "since": _check_bound("since", since) or _EPOCH,
-            "until": _check_bound("until", until) or _END_OF_TIME,
+            "since": check_aware("since", since) or _EPOCH,
+            "until": check_aware("until", until) or _END_OF_TIME,
         }
         with read_transaction(self.engine) as connection:
             query: DriverQuery = getattr(_statements_for(connection.dialect), query_name)
@@ -454,7 +454,8 @@ _EPOCH = datetime(1, 1, 2, tzinfo=UTC)
 _END_OF_TIME = datetime(9999, 12, 30, tzinfo=UTC)
 
 
-def _check_bound(field_name: str, value: datetime | None) -> datetime | None:
+def check_aware(field_name: str, value: datetime | None) -> datetime | None:
+    """`value` if it is None or a timezone-aware datetime, else InvalidInput naming the field."""
     if value is not None and (value.tzinfo is None or value.utcoffset() is None):
         raise InvalidInput(field_name, f"must be timezone-aware, got {value!r}")
     return value
