@@ -20,9 +20,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from dala_events.errors import InvalidInput
+from dala_events.events import utc_now
 
 DEFAULT_ACTOR = "system"
 MAX_ACTOR_LENGTH = 200
@@ -90,3 +92,32 @@ def recorded_as(
         yield attribution
     finally:
         _current.reset(token)
+
+
+_occurring_at: ContextVar[datetime | None] = ContextVar("dala_occurring_at", default=None)
+
+
+def occurrence_time() -> datetime:
+    """When events recorded now happened: the time set by `occurring_at`, else the clock now."""
+    return _occurring_at.get() or utc_now()
+
+
+@contextmanager
+def occurring_at(when: datetime) -> Iterator[datetime]:
+    """Record the changes made inside the block as having happened at `when`.
+
+    For entering what happened earlier (a paper assessment typed in later, an imported
+    record, a simulation): each event's `occurred_at` (and the times the read models derive
+    from it) is `when`, while `recorded_at` stays the moment the store learns of it, so
+    audits, which cut on `recorded_at`, still see when the record was made. `when` must be
+    timezone-aware and not in the future.
+    """
+    if not isinstance(when, datetime) or when.tzinfo is None or when.utcoffset() is None:
+        raise InvalidInput("occurred_at", f"must be a timezone-aware datetime, got {when!r}")
+    if when > utc_now():
+        raise InvalidInput("occurred_at", f"must not be in the future, got {when.isoformat()}")
+    token = _occurring_at.set(when)
+    try:
+        yield when
+    finally:
+        _occurring_at.reset(token)

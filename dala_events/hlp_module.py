@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import pydantic
 
+from dala_events.attribution import occurrence_time
 from dala_events.errors import InvalidInput, LearnerNotFound
 from dala_events.events import (
     ActivityAttemptRecorded,
@@ -43,7 +44,6 @@ from dala_events.events import (
     StruggleAreaRemoved,
     check_learner_id,
     check_text,
-    utc_now,
 )
 from dala_events.store import EventStore, NewEvent
 
@@ -470,7 +470,7 @@ class LearnerProfile:
         current = self._state.lo_progress.get(key)
         if current is not None and current.status != "not_started":
             return False
-        now = utc_now()
+        now = occurrence_time()
         event = self._build(
             LearningObjectiveStarted,
             lo_id=key,
@@ -539,7 +539,7 @@ class LearnerProfile:
 
     def _change_lo(self, lo_id: str, status: str, score: float | None, details: dict[str, Any] | None) -> bool:
         key = self._text("lo_id", lo_id)
-        now = utc_now()
+        now = occurrence_time()
         current = self._state.lo_progress.get(key)
         before = current or LOProgress(lo_id=key, status="not_started", started_at=now)
         if status != "completed":
@@ -582,7 +582,7 @@ class LearnerProfile:
             raise InvalidInput.from_pydantic(error, learner_id=self.learner_id) from None
 
     def _record(self, event: DomainEvent, *, at: datetime | None = None) -> bool:
-        new = NewEvent.now(event, occurred_at=at)
+        new = NewEvent.now(event, occurred_at=at or occurrence_time())
         self._state.apply(event, new.occurred_at)
         self._version += 1
         self._pending.append(new)

@@ -188,3 +188,22 @@ def test_predefined_lists_are_sensible() -> None:
     for values in (PREDEFINED_INTERESTS, PREDEFINED_STRUGGLE_AREAS):
         assert len(values) >= 10 and len(set(values)) == len(values)
         assert all(value == value.strip() and value for value in values)
+
+
+def test_occurring_at_backdates_occurred_at_but_not_recorded_at(sqlite_store: EventStore) -> None:
+    from dala_events.attribution import occurring_at
+
+    earlier = T0 - timedelta(days=14)
+    with freeze_time(T0):
+        profile = LearnerProfile("ann", store=sqlite_store)
+        with occurring_at(earlier):
+            profile.start_lo("MATH_LO_001")
+            profile.record_activity_attempt("MATH_LO_001", "quiz_1", "quiz", score=80)
+        stored = sqlite_store.read_stream("ann")
+    assert [event.occurred_at for event in stored] == [T0, earlier, earlier]
+    assert {event.recorded_at for event in stored} == {T0}
+    assert profile.lo_progress["MATH_LO_001"].started_at == earlier
+    with freeze_time(T0), pytest.raises(InvalidInput, match="occurred_at"), occurring_at(T0 + timedelta(days=1)):
+        pass
+    with pytest.raises(InvalidInput, match="occurred_at"), occurring_at(datetime(2026, 1, 1)):
+        pass
