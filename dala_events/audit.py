@@ -23,13 +23,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Engine
 
-from dala_events.bulk import bulk_allocation
 from dala_events.database_setup import create_dala_engine, store_or_default
+from dala_events.envelopes import ProjectableEvent, RecordedEvent
 from dala_events.errors import InvalidInput
-from dala_events.persistence_manager import SECTIONS, FullLearnerProfileData, get_full_learner_profile_data
-from dala_events.store import EventStore, ProjectableEvent, RecordedEvent, check_aware
+from dala_events.persistence_manager import FullLearnerProfileData, get_full_learner_profile_data
+from dala_events.store import EventStore, check_aware
 from projections.catalog import read_model_tables
-from projections.projectors import NATURAL_KEYS, project_events
+from projections.database_models import SECTIONS
+from projections.projectors import project_events
 
 Point = datetime | int
 """A point in a learner's history: a timezone-aware time, or a stream version (0 = before
@@ -69,9 +70,8 @@ def profile_as_of(
         raise InvalidInput("at", "give exactly one of `at` and `version`", learner_id=learner_id)
     if version is not None and version < 0:
         raise InvalidInput("version", f"must be >= 0, got {version}", learner_id=learner_id)
-    with bulk_allocation():
-        events = store_or_default(store).read_stream_for_projection(learner_id, up_to_version=version, until=at)
-        return _project_profile(learner_id, events)
+    events = store_or_default(store).read_stream_for_projection(learner_id, up_to_version=version, until=at)
+    return _project_profile(learner_id, events)
 
 
 class RowDiff(BaseModel):
@@ -124,12 +124,11 @@ def diff(learner_id: str, start: Point, end: Point, *, store: EventStore | None 
     Each point is a timezone-aware datetime or a stream version. The profile's own
     last_updated_at is left out: it changes with every event and says nothing on its own.
     """
-    with bulk_allocation():
-        events = store_or_default(store).read_stream(learner_id)
-        start_version = _version_at(events, start, "start")
-        end_version = _version_at(events, end, "end")
-        before = _project_profile(learner_id, events[:start_version])
-        after = _project_profile(learner_id, events[:end_version])
+    events = store_or_default(store).read_stream(learner_id)
+    start_version = _version_at(events, start, "start")
+    end_version = _version_at(events, end, "end")
+    before = _project_profile(learner_id, events[:start_version])
+    after = _project_profile(learner_id, events[:end_version])
     rows: list[RowDiff] = []
     before_rows, after_rows = _keyed_rows(before), _keyed_rows(after)
     for section in SECTIONS:
@@ -200,18 +199,16 @@ def _keyed_rows(profile: FullLearnerProfileData | None) -> dict[str, dict[str, d
     if profile is None:
         return {}
     keyed: dict[str, dict[str, dict[str, Any]]] = {}
-    for section, (table, _dto, _order) in SECTIONS.items():
+    for section, model in SECTIONS.items():
         rows: Iterable[BaseModel] = getattr(profile, section)
-        key_columns = [name for name in NATURAL_KEYS.get(table.name, ()) if name != "learner_id"]
+        key_columns = [name for name in model.natural_key if name != "learner_id"]
+        separator = " @ " if model.insert_only else " / "
         by_key: dict[str, dict[str, Any]] = {}
         for row in rows:
             values = row.model_dump(mode="json", exclude={"learner_id"})
-            if key_columns:
-                key = " / ".join(str(values[name]) for name in key_columns)
-            else:  # activity attempts are only ever added: the attempt is its own key
-                key = f"{values['activity_id']} @ {values['attempt_timestamp']}"
-                while key in by_key:
-                    key += "'"
+            key = separator.join(str(values[name]) for name in key_columns)
+            while key in by_key:  # two identical attempts: told apart by a mark
+                key += "'"
             by_key[key] = values
         keyed[section] = by_key
     return keyed

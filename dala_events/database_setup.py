@@ -1,7 +1,9 @@
-"""Engine creation and `init_db`: connect to SQLite or PostgreSQL and make sure the tables exist.
+"""Wiring: engines, the store and its inline projections, `init_db`, and the process default.
 
-This is where the store and the projections are wired together: the process-wide default
-EventStore runs `projections.projectors.project_events` inline in every append.
+The one place where the parts are put together: an engine for SQLite or PostgreSQL, the
+`SqlEventStore` on it with `projections.projectors.project_events` run inline in every
+append, the log's migrations and the read models' tables. Everything else is handed a store
+(or uses the process default made here).
 
 The database is chosen, in order, by the `database_url` argument, the `DALA_DATABASE_URL`
 environment variable, or the embedded default `database/edpsych_connect_dala.db` relative to
@@ -27,7 +29,8 @@ from sqlalchemy.pool import StaticPool
 from dala_events.dialects import configure_sqlite, write_transaction
 from dala_events.errors import InvalidInput
 from dala_events.events import decode_json, dump_checked_json
-from dala_events.store import EventStore
+from dala_events.store import EventStore, InMemoryEventStore, SqlEventStore
+from projections.memory import MemoryReadModels
 from projections.projectors import project_events
 from projections.rebuild import ensure_projections, rebuild, stale_error
 
@@ -36,7 +39,7 @@ DEFAULT_DATABASE_PATH = Path("database") / "edpsych_connect_dala.db"
 
 _lock = threading.RLock()
 _default_engine: Engine | None = None
-_default_store: EventStore | None = None
+_default_store: SqlEventStore | None = None
 
 
 def configured_database_url() -> str:
@@ -157,9 +160,15 @@ def auto_rebuild_enabled(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def store_for(engine: Engine) -> EventStore:
-    """An EventStore on `engine` that keeps the eight read models up to date inline."""
-    return EventStore(engine, inline_projectors=[project_events])
+def store_for(engine: Engine) -> SqlEventStore:
+    """An event store on `engine` that keeps the eight read models up to date inline."""
+    return SqlEventStore(engine, inline_projectors=[project_events])
+
+
+def in_memory_store() -> tuple[InMemoryEventStore, MemoryReadModels]:
+    """An event store in memory and the read models it keeps up to date inline (for tests)."""
+    read_models = MemoryReadModels()
+    return InMemoryEventStore(inline_projectors=[read_models.project]), read_models
 
 
 def init_db(database_url: str | None = None, *, check_projections: bool = True) -> Engine:
@@ -207,7 +216,7 @@ def get_engine() -> Engine:
         return _default_engine
 
 
-def get_store() -> EventStore:
+def get_store() -> SqlEventStore:
     """The process default EventStore (see `get_engine`)."""
     with _lock:
         if _default_store is None:
@@ -219,3 +228,11 @@ def get_store() -> EventStore:
 def store_or_default(store: EventStore | None) -> EventStore:
     """`store`, or the process default when none is given: what every `store=` argument means."""
     return store if store is not None else get_store()
+
+
+def sql_store_or_default(store: EventStore | None) -> SqlEventStore:
+    """Like `store_or_default`, for what reads the read-model tables (getters): a SQL store."""
+    chosen = store_or_default(store)
+    if not isinstance(chosen, SqlEventStore):
+        raise InvalidInput("store", f"the read-model getters need a SqlEventStore, not {type(chosen).__name__}")
+    return chosen

@@ -18,7 +18,7 @@ from dala_events.attribution import recorded_as
 from dala_events.generate_interface import generate_interface
 from dala_events.hlp_module import LearnerProfile
 from dala_events.pathway import PathwayStep, generate_pathway
-from dala_events.store import EventStore
+from dala_events.store import SqlEventStore
 
 ACTIVITY_TYPES = ("quiz", "game", "reading", "practice")
 
@@ -40,7 +40,7 @@ def run_demo(
     seed: int,
     output_path: str | Path | None = None,
     *,
-    store: EventStore | None = None,
+    store: SqlEventStore | None = None,
 ) -> DemoResult:
     """Run the demo for `learner_id` with `seed` and write their page; see the module docstring."""
     with recorded_as("system:demo", reason="demo learner created"):

@@ -12,6 +12,7 @@ Everything else in the package speaks portable SQLAlchemy Core and calls these.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -191,10 +192,15 @@ def run_on_driver(connection: Connection, sql: str, parameters: Any, *, many: bo
 
 
 def _observed(connection: Connection) -> bool:
-    """Whether anyone watches this connection's statements: listeners, or its SQL logging
-    (`_echo` is the connection's own "log each statement" flag, the one its executions obey)."""
+    """Whether anyone watches this connection's statements or errors: cursor or error
+    listeners, or SQL logging (`echo=True`, or the `sqlalchemy.engine` logger at INFO)."""
     dispatch = connection.dispatch
-    return bool(dispatch.before_cursor_execute or dispatch.after_cursor_execute or connection._echo)
+    if dispatch.before_cursor_execute or dispatch.after_cursor_execute or connection.dialect.dispatch.handle_error:
+        return True
+    return bool(connection.engine.echo) or _SQL_LOGGER.isEnabledFor(logging.INFO)
+
+
+_SQL_LOGGER = logging.getLogger("sqlalchemy.engine.Engine")
 
 
 class DriverStatement:
@@ -210,10 +216,12 @@ class DriverStatement:
         # `columns` names the values an INSERT/UPSERT takes (the rest keep their defaults).
         compiled: Any = statement.compile(dialect=dialect, column_keys=list(columns) if columns is not None else None)
         self.sql = compiled.string
-        processors = compiled._bind_processors
         names = list(compiled.positiontup or ()) if compiled.positional else list(compiled.binds)
         self._positional = compiled.positional
-        self._steps: list[tuple[str, Callable[[Any], Any] | None]] = [(name, processors.get(name)) for name in names]
+        # Each value is converted by its type's own bind processor, as a Core execution would.
+        self._steps: list[tuple[str, Callable[[Any], Any] | None]] = [
+            (name, compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in names
+        ]
         # Values the compiler added itself (SQLite's `OFFSET 0` after a LIMIT): queries need them.
         self._fixed = {
             name: compiled.binds[name].value
@@ -261,7 +269,8 @@ class DriverQuery(DriverStatement):
             converters = self._converters = [
                 (index, processor)
                 for index, (type_, described) in enumerate(zip(self._types, fetched.description, strict=True))
-                if (processor := type_._cached_result_processor(self._dialect, described[1])) is not None
+                if (processor := type_.dialect_impl(self._dialect).result_processor(self._dialect, described[1]))
+                is not None
             ]
         if not converters:
             return fetched.rows

@@ -23,7 +23,7 @@ from dala_events.errors import InvalidInput, LearnerNotFound
 from dala_events.events import utc_now
 from dala_events.pathway import generate_pathway
 from dala_events.persistence_manager import ActivityAttemptData, FullLearnerProfileData, get_full_learner_profile_data
-from dala_events.store import EventStore, RecordedEvent
+from dala_events.store import RecordedEvent, SqlEventStore
 
 DEFAULT_INTERFACE_DIR = Path("database") / "interface"
 TIMELINE_LENGTH = 40
@@ -49,7 +49,7 @@ def generate_interface(
     learner_id: str,
     output_path: str | Path | None = None,
     *,
-    store: EventStore | None = None,
+    store: SqlEventStore | None = None,
 ) -> Path:
     """Render the learner's page and write it to `output_path` (default: see
     `default_interface_path`); returns the path written. LearnerNotFound for a learner with

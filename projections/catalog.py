@@ -18,16 +18,14 @@ from collections.abc import Iterable
 from sqlalchemy import Dialect, ForeignKeyConstraint, Index, Table, UniqueConstraint
 
 from dala_events.errors import InvalidInput
-from projections.database_models import READ_MODELS
+from projections.database_models import PARENT, READ_MODELS
 
-PARENT = "learner_profiles"
-"""The table every other read model hangs off."""
+__all__ = ["PARENT", "fingerprint", "projection_names", "read_model_tables", "with_dependents"]
 
 
 def read_model_tables() -> dict[str, Table]:
-    """The eight read-model tables by name, parent first (looked up on each call, never cached)."""
-    tables: list[Table] = [model.__table__ for model in READ_MODELS]  # type: ignore[misc]
-    return {table.name: table for table in tables}
+    """The eight read-model tables by name, parent first."""
+    return {model.name: model.table for model in READ_MODELS}
 
 
 def projection_names() -> tuple[str, ...]:

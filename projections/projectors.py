@@ -1,24 +1,28 @@
 """Event -> read-model row changes: one small function per event type, and the buffer they write to.
 
 The same code serves the inline projection of each append, a full rebuild and the as-of views:
-each runs `project_events` over some events into some tables. Projectors copy values out of
-events and never decide anything (the aggregate already did), and every timestamp they write
-is the event's occurred_at, so replaying the log reproduces the tables exactly.
+each runs `apply_events` over some events into a `RowChanges` buffer and flushes it. Projectors
+copy values out of events and never decide anything (the aggregate already did), and every
+timestamp they write is the event's occurred_at, so replaying the log reproduces the tables
+exactly.
 
-Projectors do not talk to the database. They record changes in a `RowChanges` buffer that
-keeps only the net change per row (a row upserted then deleted in one batch is just deleted)
-and writes each table's changes with one executemany per kind of statement.
+Projectors do not talk to a database. They record changes in a `RowChanges` buffer that keeps
+only the net change per row (a row upserted then deleted in one batch is just deleted) and
+hands them, table by table, to a `RowWriter`: `SqlRowWriter` writes each table's changes with
+one executemany per kind of statement; `projections.memory.MemoryReadModels` keeps rows in
+dictionaries, for unit tests on the in-memory store.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, Dialect, Table, and_, bindparam
 
 from dala_events.dialects import DriverStatement, upsert, written_columns
+from dala_events.envelopes import ProjectableEvent
 from dala_events.events import (
     EVENT_TYPES,
     ActivityAttemptRecorded,
@@ -39,9 +43,9 @@ from dala_events.events import (
     StruggleAreaAdded,
     StruggleAreaRemoved,
 )
-from dala_events.store import ProjectableEvent
-from projections.catalog import PARENT, projection_names, read_model_tables
 from projections.database_models import (
+    PARENT,
+    READ_MODELS,
     DBActivityAttempt,
     DBBadge,
     DBCognitiveMetric,
@@ -61,40 +65,50 @@ learning_objective_progress: Table = DBLearningObjectiveProgress.__table__  # ty
 badges: Table = DBBadge.__table__  # type: ignore[assignment]
 activity_attempts: Table = DBActivityAttempt.__table__  # type: ignore[assignment]
 
-NATURAL_KEYS: dict[str, tuple[str, ...]] = {
-    "learner_profiles": ("id",),
-    "preferences": ("learner_id", "category"),
-    "interests": ("learner_id", "interest_name"),
-    "struggles": ("learner_id", "struggle_description"),
-    "cognitive_metrics": ("learner_id", "task_name"),
-    "learning_objective_progress": ("learner_id", "lo_id"),
-    "badges": ("learner_id", "badge_id"),
-}
-"""The columns that identify a row of each keyed table (its UNIQUE pair; the id for profiles).
-
-activity_attempts has none: attempts are only ever inserted.
-"""
+_NATURAL_KEYS: dict[str, tuple[str, ...]] = {model.name: model.natural_key for model in READ_MODELS}
+_ORDER: tuple[str, ...] = tuple(model.name for model in READ_MODELS)
 
 Row = dict[str, Any]
 Key = tuple[Any, ...]
 
 
+class RowWriter(Protocol):
+    """Where a `RowChanges` buffer writes: one read-model set (live, shadow, scratch or memory)."""
+
+    @property
+    def names(self) -> frozenset[str]:
+        """The read models written; changes to others are dropped."""
+        ...
+
+    def upsert(self, name: str, rows: list[Row]) -> None:
+        """Insert each row, or replace the row with its natural key."""
+
+    def delete(self, name: str, keys: list[Row]) -> None:
+        """Delete the rows with these natural-key values (column -> value)."""
+
+    def insert(self, name: str, rows: list[Row]) -> None:
+        """Add rows to an insert-only table."""
+
+    def touch(self, moments: Mapping[str, datetime]) -> None:
+        """Set each learner's last_updated_at."""
+
+    def delete_learner(self, learner_id: str) -> None:
+        """Remove every row of the learner, children first."""
+
+
 class TableSet:
-    """Where projected rows go: the physical table of each read model that is written.
+    """Where projected rows go in a database: the physical table of each read model written.
 
     The inline projection writes the live tables; a rebuild writes shadow copies of some of
-    them, and changes to read models outside the set are dropped. The statements for each
-    dialect are compiled once per set.
+    them. The statements for each dialect are compiled once per set.
     """
 
     def __init__(self, tables: Mapping[str, Table]) -> None:
-        order = projection_names()
-        unknown = set(tables) - set(order)
+        unknown = set(tables) - set(_ORDER)
         if unknown:
             raise ValueError(f"not read models: {sorted(unknown)}")
-        self.tables: dict[str, Table] = {name: tables[name] for name in order if name in tables}
+        self.tables: dict[str, Table] = {name: tables[name] for name in _ORDER if name in tables}
         self.names: frozenset[str] = frozenset(self.tables)
-        self.children: tuple[str, ...] = tuple(name for name in self.tables if name != PARENT)
         self._statements: dict[tuple[str, str], _Statements] = {}
 
     def statements(self, dialect: Dialect) -> _Statements:
@@ -113,24 +127,56 @@ def live_tables() -> TableSet:
     """The live read-model tables: where the inline projection writes."""
     global _live
     if _live is None:
-        _live = TableSet(read_model_tables())
+        _live = TableSet({model.name: model.table for model in READ_MODELS})
     return _live
 
 
-class RowChanges:
-    """The net row changes of a run of events, written to one connection by `flush`.
-
-    Upserts and deletes are kept per table and natural key, last one wins, so a batch writes
-    each row at most once; inserts are kept in order. `touch` moves a profile's
-    last_updated_at, once per learner per flush. Rows go to the tables of `targets` (the
-    live tables by default); changes to read models outside it are dropped.
-    """
+class SqlRowWriter:
+    """A `RowWriter` on a database connection, writing to the tables of a `TableSet`."""
 
     def __init__(self, connection: Connection, targets: TableSet | None = None) -> None:
         self.connection = connection
         self.targets = targets or live_tables()
-        self._written = self.targets.names
+        self.names = self.targets.names
         self._statements = self.targets.statements(connection.dialect)
+
+    def upsert(self, name: str, rows: list[Row]) -> None:
+        """See `RowWriter.upsert`."""
+        self._statements.upsert[name].execute(self.connection, rows)
+
+    def delete(self, name: str, keys: list[Row]) -> None:
+        """See `RowWriter.delete`."""
+        rows = [{f"key_{column}": value for column, value in key.items()} for key in keys]
+        self._statements.delete[name].execute(self.connection, rows)
+
+    def insert(self, name: str, rows: list[Row]) -> None:
+        """See `RowWriter.insert`."""
+        self._statements.insert[name].execute(self.connection, rows)
+
+    def touch(self, moments: Mapping[str, datetime]) -> None:
+        """See `RowWriter.touch`."""
+        if self._statements.touch is not None:
+            rows = [{"key_id": learner_id, "last_updated_at": at} for learner_id, at in moments.items()]
+            self._statements.touch.execute(self.connection, rows)
+
+    def delete_learner(self, learner_id: str) -> None:
+        """See `RowWriter.delete_learner`."""
+        for name in reversed(self.targets.tables):
+            self._statements.delete_learner[name].execute(self.connection, [{"key_learner_id": learner_id}])
+
+
+class RowChanges:
+    """The net row changes of a run of events, handed to a `RowWriter` by `flush`.
+
+    Upserts and deletes are kept per table and natural key, last one wins, so a batch writes
+    each row at most once; inserts are kept in order. `touch` moves a profile's
+    last_updated_at, once per learner per flush. Changes to read models the writer does not
+    hold are dropped.
+    """
+
+    def __init__(self, writer: RowWriter) -> None:
+        self.writer = writer
+        self._written = writer.names
         self._upserts: dict[str, dict[Key, Row]] = {}
         self._deletes: dict[str, dict[Key, Row]] = {}
         self._inserts: dict[str, list[Row]] = {}
@@ -141,7 +187,7 @@ class RowChanges:
         name = table.name
         if name not in self._written:
             return
-        key = tuple(row[column] for column in NATURAL_KEYS[name])
+        key = tuple(row[column] for column in _NATURAL_KEYS[name])
         deletes = self._deletes.get(name)
         if deletes:
             deletes.pop(key, None)
@@ -152,12 +198,12 @@ class RowChanges:
         name = table.name
         if name not in self._written:
             return
-        key = tuple(row_key[column] for column in NATURAL_KEYS[name])
+        key = tuple(row_key[column] for column in _NATURAL_KEYS[name])
         upserts = self._upserts.get(name)
         if upserts:
             upserts.pop(key, None)
         # Deleted even when upserted in this batch: the row may have existed before it.
-        self._deletes.setdefault(name, {})[key] = {f"key_{column}": value for column, value in row_key.items()}
+        self._deletes.setdefault(name, {})[key] = row_key
 
     def insert(self, table: Table, row: Row) -> None:
         """Add a row to an insert-only table."""
@@ -169,46 +215,41 @@ class RowChanges:
         self._touched[learner_id] = at
 
     def delete_learner(self, learner_id: str) -> None:
-        """Remove every row of the learner from the target tables, after what is pending."""
+        """Remove every row of the learner from the written tables, after what is pending."""
         self.flush()
         self._touched.pop(learner_id, None)
-        for name in (*self.targets.children, PARENT):
-            statement = self._statements.delete_learner.get(name)
-            if statement is not None:
-                statement.execute(self.connection, [{"key_learner_id": learner_id}])
+        self.writer.delete_learner(learner_id)
 
     def flush(self) -> None:
         """Write everything pending (parents first) and start empty."""
-        connection = self.connection
-        statements = self._statements
+        writer = self.writer
         profiles = self._upserts.pop(PARENT, None)
         if profiles:
             for (learner_id,), row in profiles.items():
                 touched_at = self._touched.pop(learner_id, None)
                 if touched_at is not None:
                     row["last_updated_at"] = touched_at
-            statements.upsert[PARENT].execute(connection, list(profiles.values()))
-        for name in self.targets.children:
+            writer.upsert(PARENT, list(profiles.values()))
+        for name in _ORDER:
+            if name == PARENT:
+                continue
             deletes = self._deletes.pop(name, None)
             if deletes:
-                statements.delete[name].execute(connection, list(deletes.values()))
+                writer.delete(name, list(deletes.values()))
             upserts = self._upserts.pop(name, None)
             if upserts:
-                statements.upsert[name].execute(connection, list(upserts.values()))
+                writer.upsert(name, list(upserts.values()))
             inserts = self._inserts.pop(name, None)
             if inserts:
-                statements.insert[name].execute(connection, inserts)
+                writer.insert(name, inserts)
         if self._touched:
-            if statements.touch is not None:
-                statements.touch.execute(
-                    connection,
-                    [{"key_id": learner_id, "last_updated_at": at} for learner_id, at in self._touched.items()],
-                )
-            self._touched.clear()
+            if PARENT in self._written:
+                writer.touch(self._touched)
+            self._touched = {}
 
 
 class _Statements:
-    """The statements RowChanges executes on one table set, compiled for one dialect."""
+    """The statements a SqlRowWriter executes on one table set, compiled for one dialect."""
 
     def __init__(self, targets: TableSet, dialect: Dialect) -> None:
         self.upsert: dict[str, DriverStatement] = {}
@@ -216,21 +257,25 @@ class _Statements:
         self.insert: dict[str, DriverStatement] = {}
         self.delete_learner: dict[str, DriverStatement] = {}
         self.touch: DriverStatement | None = None
-        for name, table in targets.tables.items():
+        for model in READ_MODELS:
+            table = targets.tables.get(model.name)
+            if table is None:
+                continue
             columns = written_columns(table)
-            self.insert[name] = DriverStatement(table.insert(), dialect, columns=columns)
-            learner_column = table.c.id if name == PARENT else table.c.learner_id
-            self.delete_learner[name] = DriverStatement(
+            learner_column = table.c.id if model.name == PARENT else table.c.learner_id
+            self.delete_learner[model.name] = DriverStatement(
                 table.delete().where(learner_column == bindparam("key_learner_id")), dialect
             )
-            keys = NATURAL_KEYS.get(name)
-            if keys is not None:
-                self.upsert[name] = DriverStatement(upsert(table, keys, dialect.name), dialect, columns=columns)
-                self.delete[name] = DriverStatement(
-                    table.delete().where(and_(*(table.c[column] == bindparam(f"key_{column}") for column in keys))),
-                    dialect,
-                )
-            if name == PARENT:
+            if model.insert_only:
+                self.insert[model.name] = DriverStatement(table.insert(), dialect, columns=columns)
+                continue
+            keys = model.natural_key
+            self.upsert[model.name] = DriverStatement(upsert(table, keys, dialect.name), dialect, columns=columns)
+            self.delete[model.name] = DriverStatement(
+                table.delete().where(and_(*(table.c[column] == bindparam(f"key_{column}") for column in keys))),
+                dialect,
+            )
+            if model.name == PARENT:
                 self.touch = DriverStatement(
                     table.update()
                     .where(table.c.id == bindparam("key_id"))
@@ -405,11 +450,12 @@ def apply_events(changes: RowChanges, events: Sequence[ProjectableEvent]) -> Non
 def project_events(
     connection: Connection, events: Sequence[ProjectableEvent], targets: TableSet | None = None
 ) -> None:
-    """Bring the read models on `connection` up to date with `events`: the inline projector.
+    """Bring the read models on `connection` up to date with `events`: the inline projector
+    of the SQL store.
 
-    `targets` chooses other tables than the live ones (a rebuild's shadows, an as-of scratch).
+    `targets` chooses other tables than the live ones (a rebuild's shadows).
     """
-    changes = RowChanges(connection, targets)
+    changes = RowChanges(SqlRowWriter(connection, targets))
     apply_events(changes, events)
     changes.flush()
 

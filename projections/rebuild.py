@@ -47,13 +47,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.schema import ForeignKeyConstraint
 
-from dala_events.bulk import bulk_allocation
 from dala_events.dialects import upsert
+from dala_events.envelopes import LoggedEvent
 from dala_events.errors import DalaError, SchemaMismatchError
 from dala_events.events import utc_now
-from dala_events.store import EventStore, LoggedEvent, event_log, projection_state
+from dala_events.store import SqlEventStore, event_log, projection_state
 from projections.catalog import PARENT, fingerprint, projection_names, read_model_tables, with_dependents
-from projections.projectors import RowChanges, TableSet, apply_events
+from projections.projectors import RowChanges, SqlRowWriter, TableSet, apply_events
 
 SHADOW_SUFFIX = "__rebuild"
 SHADOW_SCHEMA = "dala_rebuild"
@@ -81,7 +81,7 @@ class RebuildResult:
 
 
 def rebuild_projections(
-    engine: Engine | None = None,
+    engine: Engine,
     *,
     projections: Iterable[str] | None = None,
     batch_size: int = REBUILD_BATCH_SIZE,
@@ -97,22 +97,18 @@ def rebuild_projections(
 
 
 def rebuild(
-    engine: Engine | None = None,
+    engine: Engine,
     *,
     projections: Iterable[str] | None = None,
     batch_size: int = REBUILD_BATCH_SIZE,
     progress: Progress | None = None,
 ) -> RebuildResult:
     """Rebuild read models live-safely (see the module's docstring) and report what was done."""
-    if engine is None:
-        from dala_events.database_setup import get_engine
-
-        engine = get_engine()
     names = with_dependents(projection_names() if projections is None else projections)
     if not names:
         raise RebuildError("no projection to rebuild")
     started = time.perf_counter()
-    store = EventStore(engine)
+    store = SqlEventStore(engine)
     with _one_rebuild_at_a_time(engine), engine.connect() as connection:
         connection.execution_options(dala_write=True)
         shadow = _Shadow(connection.dialect, names)
@@ -122,13 +118,12 @@ def rebuild(
                     shadow.create(connection)
                 expected = store.last_position()
                 reached = _Reached()
-                changes = RowChanges(connection, shadow.targets)
-                with bulk_allocation():
-                    for batch in store.read_for_projection(batch_size=batch_size):
-                        with connection.begin():
-                            _project(changes, batch, reached)
-                        if progress is not None:
-                            progress(reached.events, expected)
+                changes = RowChanges(SqlRowWriter(connection, shadow.targets))
+                for batch in store.read_for_projection(batch_size=batch_size):
+                    with connection.begin():
+                        _project(changes, batch, reached)
+                    if progress is not None:
+                        progress(reached.events, expected)
                 with connection.begin():
                     _lock_out_writers(connection)
                     _catch_up(store, connection, changes, reached)
@@ -242,15 +237,16 @@ def _project(changes: RowChanges, batch: list[LoggedEvent], reached: _Reached) -
     reached.events += len(batch)
 
 
-def _catch_up(store: EventStore, connection: Connection, changes: RowChanges, reached: _Reached) -> None:
+def _catch_up(store: SqlEventStore, connection: Connection, changes: RowChanges, reached: _Reached) -> None:
     """Project what was appended during the replay, with writers held off."""
+    store = store.bound_to(connection)
     if reached.gaps:
-        late = store.read_position_ranges(reached.gaps, connection=connection)
+        late = store.read_position_ranges(reached.gaps)
         if late:
             apply_events(changes, late)
             changes.flush()
             reached.events += len(late)
-    for batch in store.read_for_projection(reached.position, connection=connection):
+    for batch in store.read_for_projection(reached.position):
         _project(changes, batch, reached)
 
 

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from dala_events.database_setup import close_db, init_db, store_for
-from dala_events.store import LOG_METADATA, EventStore
+from dala_events.store import LOG_METADATA, SqlEventStore
 from projections.database_models import READ_MODEL_METADATA
 
 POSTGRES_URL = os.environ.get("DALA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -73,7 +73,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> 
 
 
 @pytest.fixture
-def store(database_url: str) -> Iterator[EventStore]:
+def store(database_url: str) -> Iterator[SqlEventStore]:
     """The process default store on a fresh database (inline projections on)."""
     engine = init_db(database_url)
     try:
@@ -83,7 +83,7 @@ def store(database_url: str) -> Iterator[EventStore]:
 
 
 @pytest.fixture
-def sqlite_store(tmp_path: os.PathLike[str]) -> Iterator[EventStore]:
+def sqlite_store(tmp_path: os.PathLike[str]) -> Iterator[SqlEventStore]:
     """A store on a fresh SQLite file only, for tests about the aggregate's logic."""
     engine = init_db(f"sqlite:///{tmp_path}/dala-unit.db")
     try:

@@ -21,16 +21,16 @@ from dala_events.hlp_module import (
     LearnerProfile,
     get_or_create_learner_profile,
 )
-from dala_events.store import EventStore
+from dala_events.store import SqlEventStore
 
 T0 = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
 
 
-def offline(store: EventStore, learner_id: str = "ann") -> LearnerProfile:
+def offline(store: SqlEventStore, learner_id: str = "ann") -> LearnerProfile:
     return LearnerProfile(learner_id, persistence_enabled=False, store=store)
 
 
-def test_new_profile_records_creation_only_in_memory_when_persistence_is_off(sqlite_store: EventStore) -> None:
+def test_new_profile_records_creation_only_in_memory_when_persistence_is_off(sqlite_store: SqlEventStore) -> None:
     profile = offline(sqlite_store)
     assert profile.pending_events == (LearnerProfileCreated(),)
     assert sqlite_store.stream_version("ann") == 0
@@ -55,7 +55,7 @@ def test_new_profile_records_creation_only_in_memory_when_persistence_is_off(sql
         (lambda p: p.mark_lo_completed("LO1", 5.0), lambda p: p.mark_lo_completed("LO1")),
     ],
 )
-def test_a_change_appends_one_event_and_a_repeat_appends_none(sqlite_store: EventStore, first, again) -> None:
+def test_a_change_appends_one_event_and_a_repeat_appends_none(sqlite_store: SqlEventStore, first, again) -> None:
     profile = offline(sqlite_store)
     before = profile.version
     assert first(profile) is True
@@ -73,13 +73,13 @@ def test_a_change_appends_one_event_and_a_repeat_appends_none(sqlite_store: Even
         lambda p: p.revoke_badge("b9"),
     ],
 )
-def test_removing_what_is_not_there_appends_nothing(sqlite_store: EventStore, removal) -> None:
+def test_removing_what_is_not_there_appends_nothing(sqlite_store: SqlEventStore, removal) -> None:
     profile = offline(sqlite_store)
     assert removal(profile) is False
     assert profile.version == 1
 
 
-def test_same_apply_serves_live_state_and_replay(sqlite_store: EventStore) -> None:
+def test_same_apply_serves_live_state_and_replay(sqlite_store: SqlEventStore) -> None:
     profile = LearnerProfile("ann", store=sqlite_store)
     profile.add_interest("Robotics")
     profile.update_preference("visual_preference_task_1", "visual")
@@ -97,7 +97,7 @@ def test_same_apply_serves_live_state_and_replay(sqlite_store: EventStore) -> No
     assert len(reloaded.activity_attempts) == 1
 
 
-def test_lo_transitions_are_permissive(sqlite_store: EventStore) -> None:
+def test_lo_transitions_are_permissive(sqlite_store: SqlEventStore) -> None:
     with freeze_time(T0) as clock:
         profile = offline(sqlite_store)
         profile.mark_lo_completed("LO_NEVER_STARTED", score=80)
@@ -127,7 +127,7 @@ def test_lo_transitions_are_permissive(sqlite_store: EventStore) -> None:
         assert profile.start_lo("LO3") is True
 
 
-def test_delete_then_recreate(sqlite_store: EventStore) -> None:
+def test_delete_then_recreate(sqlite_store: SqlEventStore) -> None:
     profile = LearnerProfile("ann", store=sqlite_store)
     profile.add_interest("Robotics")
     profile.delete()
@@ -157,7 +157,9 @@ def test_delete_then_recreate(sqlite_store: EventStore) -> None:
         ),
     ],
 )
-def test_bad_input_is_refused_naming_the_field_and_nothing_is_recorded(sqlite_store: EventStore, call, field) -> None:
+def test_bad_input_is_refused_naming_the_field_and_nothing_is_recorded(
+    sqlite_store: SqlEventStore, call, field
+) -> None:
     profile = LearnerProfile("ann", store=sqlite_store)
     with pytest.raises(InvalidInput) as caught:
         call(profile)
@@ -168,12 +170,12 @@ def test_bad_input_is_refused_naming_the_field_and_nothing_is_recorded(sqlite_st
 
 
 @pytest.mark.parametrize("learner_id", ["", " ann", "a" * 129, "tab\there"])
-def test_bad_learner_id_is_refused(sqlite_store: EventStore, learner_id: str) -> None:
+def test_bad_learner_id_is_refused(sqlite_store: SqlEventStore, learner_id: str) -> None:
     with pytest.raises(InvalidInput, match="learner_id"):
         LearnerProfile(learner_id, store=sqlite_store)
 
 
-def test_persistence_toggle_keeps_the_seed_attribute(sqlite_store: EventStore) -> None:
+def test_persistence_toggle_keeps_the_seed_attribute(sqlite_store: SqlEventStore) -> None:
     profile = LearnerProfile("ann", store=sqlite_store)
     profile._persistence_enabled = False
     assert profile.persistence_enabled is False
@@ -190,7 +192,7 @@ def test_predefined_lists_are_sensible() -> None:
         assert all(value == value.strip() and value for value in values)
 
 
-def test_occurring_at_backdates_occurred_at_but_not_recorded_at(sqlite_store: EventStore) -> None:
+def test_occurring_at_backdates_occurred_at_but_not_recorded_at(sqlite_store: SqlEventStore) -> None:
     from dala_events.attribution import occurring_at
 
     earlier = T0 - timedelta(days=14)

@@ -12,12 +12,12 @@ from hypothesis import strategies as st
 from dala_events.assessment import ASSESSMENT_ACTOR, DIAGNOSTIC_TASKS, PREFERENCE_TASKS, simulate_assessment
 from dala_events.hlp_module import PREDEFINED_INTERESTS, PREDEFINED_STRUGGLE_AREAS, LearnerProfile
 from dala_events.pathway import CurriculumLO, curriculum_from, generate_pathway, load_curriculum
-from dala_events.store import EventStore
+from dala_events.store import SqlEventStore
 
 NOW = datetime(2026, 9, 1, 9, 0, tzinfo=UTC)
 
 
-def _assessed(store: EventStore, learner: str, seed: int) -> tuple[LearnerProfile, object]:
+def _assessed(store: SqlEventStore, learner: str, seed: int) -> tuple[LearnerProfile, object]:
     profile = LearnerProfile(learner, persistence_enabled=False, store=store)
     result = simulate_assessment(profile, seed)
     profile.save()
@@ -25,7 +25,7 @@ def _assessed(store: EventStore, learner: str, seed: int) -> tuple[LearnerProfil
 
 
 @freeze_time(NOW)
-def test_same_seed_same_assessment_and_events(sqlite_store: EventStore) -> None:
+def test_same_seed_same_assessment_and_events(sqlite_store: SqlEventStore) -> None:
     _, result_one = _assessed(sqlite_store, "a", 11)
     _, result_two = _assessed(sqlite_store, "b", 11)
     _, other = _assessed(sqlite_store, "c", 12)
@@ -37,7 +37,7 @@ def test_same_seed_same_assessment_and_events(sqlite_store: EventStore) -> None:
 
 
 @freeze_time(NOW)
-def test_assessment_records_plausible_attributed_facts(sqlite_store: EventStore) -> None:
+def test_assessment_records_plausible_attributed_facts(sqlite_store: SqlEventStore) -> None:
     profile, result = _assessed(sqlite_store, "kid", 5)
     assert set(profile.interests) <= set(PREDEFINED_INTERESTS) and 3 <= len(profile.interests) <= 5
     assert set(profile.struggles) <= set(PREDEFINED_STRUGGLE_AREAS) and profile.struggles
@@ -61,7 +61,9 @@ def test_shipped_curriculum_is_consistent() -> None:
         assert set(lo.interests) <= set(PREDEFINED_INTERESTS), lo.lo_id
 
 
-def _learner(store: EventStore, *, interests: list[str], struggles: list[str], completed: list[str]) -> LearnerProfile:
+def _learner(
+    store: SqlEventStore, *, interests: list[str], struggles: list[str], completed: list[str]
+) -> LearnerProfile:
     profile = LearnerProfile("p", persistence_enabled=False, store=store)
     for interest in interests:
         profile.add_interest(interest)
@@ -72,7 +74,7 @@ def _learner(store: EventStore, *, interests: list[str], struggles: list[str], c
     return profile
 
 
-def test_struggles_come_first_then_interests_then_curriculum_order(sqlite_store: EventStore) -> None:
+def test_struggles_come_first_then_interests_then_curriculum_order(sqlite_store: SqlEventStore) -> None:
     profile = _learner(sqlite_store, interests=["Cooking"], struggles=["Fractions"], completed=["MATH_LO_001"])
     steps = generate_pathway(profile, limit=20)
     assert steps[0].lo_id == "MATH_LO_003" and steps[0].struggles_addressed == ("Fractions",)

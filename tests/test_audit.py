@@ -19,14 +19,14 @@ from dala_events.attribution import recorded_as
 from dala_events.errors import CorruptEventError, InvalidInput
 from dala_events.events import PreferenceSet, new_event_id
 from dala_events.hlp_module import LearnerProfile, LearnerState
-from dala_events.store import EventStore, event_log
+from dala_events.store import SqlEventStore, event_log
 from projections.rebuild import rebuild_projections
 from tests.helpers import aggregate_snapshot, profile_snapshot, read_model_rows
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 
-def _write_day_by_day(store: EventStore) -> LearnerProfile:
+def _write_day_by_day(store: SqlEventStore) -> LearnerProfile:
     """Three days of changes to one learner, by different actors."""
     with freeze_time(T0), recorded_as("teacher:42", reason="initial interview"):
         profile = LearnerProfile("ann", store=store)
@@ -42,7 +42,7 @@ def _write_day_by_day(store: EventStore) -> LearnerProfile:
     return profile
 
 
-def test_history_lists_who_changed_what_and_when(store: EventStore) -> None:
+def test_history_lists_who_changed_what_and_when(store: SqlEventStore) -> None:
     _write_day_by_day(store)
     events = audit.history("ann", store=store)
     assert [event.version for event in events] == list(range(1, 9))
@@ -67,7 +67,7 @@ def test_history_lists_who_changed_what_and_when(store: EventStore) -> None:
         audit.history("ann", since=datetime(2026, 1, 1), store=store)
 
 
-def test_profile_as_of_time_and_version_matches_the_read_models_then(store: EventStore) -> None:
+def test_profile_as_of_time_and_version_matches_the_read_models_then(store: SqlEventStore) -> None:
     _write_day_by_day(store)
     day_one = audit.profile_as_of("ann", at=T0 + timedelta(hours=12), store=store)
     assert day_one is not None
@@ -86,7 +86,7 @@ def test_profile_as_of_time_and_version_matches_the_read_models_then(store: Even
         audit.profile_as_of("ann", version=-1, store=store)
 
 
-def test_profile_as_of_is_none_after_deletion_and_back_after_recreation(store: EventStore) -> None:
+def test_profile_as_of_is_none_after_deletion_and_back_after_recreation(store: SqlEventStore) -> None:
     profile = LearnerProfile("bo", store=store)
     profile.add_interest("Music")
     profile.delete()
@@ -98,7 +98,7 @@ def test_profile_as_of_is_none_after_deletion_and_back_after_recreation(store: E
     assert latest is not None and [i.interest_name for i in latest.interests] == ["Art"]
 
 
-def test_diff_reports_rows_added_changed_and_removed(store: EventStore) -> None:
+def test_diff_reports_rows_added_changed_and_removed(store: SqlEventStore) -> None:
     _write_day_by_day(store)
     result = audit.diff("ann", T0 + timedelta(hours=12), T0 + timedelta(days=2, hours=1), store=store)
     assert (result.start_version, result.end_version) == (3, 8)
@@ -143,7 +143,7 @@ _LEARNER_NUMBERS = itertools.count()
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=LEARNER_STEPS)
 def test_as_of_every_version_agrees_with_the_aggregate_replayed_that_far(
-    sqlite_store: EventStore, steps: list[tuple[str, ...]]
+    sqlite_store: SqlEventStore, steps: list[tuple[str, ...]]
 ) -> None:
     """The as-of view (projectors into scratch tables) and the aggregate's own fold agree at
     every version: two independent readings of the same events."""
@@ -170,7 +170,12 @@ def test_as_of_every_version_agrees_with_the_aggregate_replayed_that_far(
 
 
 def _insert_raw(
-    store: EventStore, learner_id: str, version: int, event_type: str, schema_version: int, payload: dict[str, object]
+    store: SqlEventStore,
+    learner_id: str,
+    version: int,
+    event_type: str,
+    schema_version: int,
+    payload: dict[str, object],
 ) -> None:
     at = T0 + timedelta(minutes=version)
     event_id = new_event_id()
@@ -190,7 +195,7 @@ def _insert_raw(
         )
 
 
-def test_a_v1_preference_event_written_as_old_rows_is_read_through_every_path(store: EventStore) -> None:
+def test_a_v1_preference_event_written_as_old_rows_is_read_through_every_path(store: SqlEventStore) -> None:
     """PreferenceSet v1 had no previous_value; rows of that shape stay readable everywhere."""
     _insert_raw(store, "old", 1, "LearnerProfileCreated", 1, {})
     _insert_raw(store, "old", 2, "PreferenceSet", 1, {"category": "style", "value": "visual"})
@@ -226,7 +231,7 @@ def test_a_v1_preference_event_written_as_old_rows_is_read_through_every_path(st
     ],
 )
 def test_unreadable_events_name_their_log_position(
-    store: EventStore, event_type: str, schema_version: int, payload: dict[str, object], problem: str
+    store: SqlEventStore, event_type: str, schema_version: int, payload: dict[str, object], problem: str
 ) -> None:
     LearnerProfile("ok", store=store).add_interest("Music")
     _insert_raw(store, "bad", 1, event_type, schema_version, payload)
@@ -253,7 +258,7 @@ def test_unreadable_events_name_their_log_position(
     ],
 )
 def test_text_that_is_not_json_names_its_log_position(
-    store: EventStore, column: str, text: str, schema_version: int, problem: str
+    store: SqlEventStore, column: str, text: str, schema_version: int, problem: str
 ) -> None:
     event_type = "PreferenceSet" if "category" in text else "InterestAdded"
     _insert_raw(store, "bad", 1, event_type, schema_version, {"interest_name": "Music"})
@@ -264,7 +269,7 @@ def test_text_that_is_not_json_names_its_log_position(
         audit.history("bad", store=store)
 
 
-def test_rebuild_equals_inline_after_the_audit_paths_ran(store: EventStore) -> None:
+def test_rebuild_equals_inline_after_the_audit_paths_ran(store: SqlEventStore) -> None:
     _write_day_by_day(store)
     before = read_model_rows(store.engine)
     audit.profile_as_of("ann", version=4, store=store)

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from dala_events import persistence_manager as pm
-from dala_events.store import EventStore, event_log
+from dala_events.store import SqlEventStore, event_log
 from projections.rebuild import rebuild_projections
 from tests.helpers import hammer, read_model_rows
 
@@ -18,7 +18,7 @@ ROUNDS = 15
 
 
 @pytest.mark.slow
-def test_processes_appending_to_own_and_shared_learners(store: EventStore, database_url: str) -> None:
+def test_processes_appending_to_own_and_shared_learners(store: SqlEventStore, database_url: str) -> None:
     pm.create_learner_profile("shared")
     with ProcessPoolExecutor(max_workers=WORKERS, mp_context=multiprocessing.get_context("spawn")) as pool:
         conflicts = sum(pool.map(hammer, [database_url] * WORKERS, range(WORKERS), [ROUNDS] * WORKERS))

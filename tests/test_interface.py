@@ -16,7 +16,7 @@ from dala_events.demo import run_demo
 from dala_events.errors import InvalidInput, LearnerNotFound
 from dala_events.generate_interface import default_interface_path, generate_interface
 from dala_events.hlp_module import LearnerProfile
-from dala_events.store import EventStore
+from dala_events.store import SqlEventStore
 from tests.conftest import IN_CI
 from tests.test_cli_and_readme import run_dala
 
@@ -38,7 +38,7 @@ SECTIONS = (
 )
 
 
-def _hostile_learner(store: EventStore, tmp_path: Path) -> Path:
+def _hostile_learner(store: SqlEventStore, tmp_path: Path) -> Path:
     run_demo("ann", 3, tmp_path / "first.html", store=store)
     with recorded_as("teacher:<b>evil</b>", reason=INJECTED):
         profile = LearnerProfile("ann", store=store)
@@ -49,7 +49,7 @@ def _hostile_learner(store: EventStore, tmp_path: Path) -> Path:
 
 
 def test_page_shows_every_section_from_the_read_models_and_escapes_learner_text(
-    sqlite_store: EventStore, tmp_path: Path
+    sqlite_store: SqlEventStore, tmp_path: Path
 ) -> None:
     page = _hostile_learner(sqlite_store, tmp_path).read_text(encoding="utf-8")
     for section in SECTIONS:
@@ -64,7 +64,7 @@ def test_page_shows_every_section_from_the_read_models_and_escapes_learner_text(
     assert '<meta name="viewport"' in page and '<html lang="en">' in page
 
 
-def test_page_paths_and_errors(sqlite_store: EventStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_page_paths_and_errors(sqlite_store: SqlEventStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     with freeze_time("2026-10-01T10:00:00Z"):
         LearnerProfile("x/../y", store=sqlite_store).add_interest("Music")
@@ -77,7 +77,7 @@ def test_page_paths_and_errors(sqlite_store: EventStore, tmp_path: Path, monkeyp
         generate_interface("x/../y", tmp_path, store=sqlite_store)
 
 
-def test_demo_twice_is_safe_and_keeps_the_learner(sqlite_store: EventStore, tmp_path: Path) -> None:
+def test_demo_twice_is_safe_and_keeps_the_learner(sqlite_store: SqlEventStore, tmp_path: Path) -> None:
     first = run_demo("kim", 4, tmp_path / "kim.html", store=sqlite_store)
     assert first.created and first.events_recorded == sqlite_store.stream_version("kim")
     again = run_demo("kim", 4, tmp_path / "kim.html", store=sqlite_store)
@@ -114,7 +114,7 @@ def _chromium() -> tuple[str, str] | None:
     return (browser, driver) if browser and driver else None
 
 
-def test_page_in_headless_chromium(sqlite_store: EventStore, tmp_path: Path) -> None:
+def test_page_in_headless_chromium(sqlite_store: SqlEventStore, tmp_path: Path) -> None:
     found = _chromium()
     if found is None:
         reason = "headless Chromium not installed (Debian packages chromium and chromium-driver)"

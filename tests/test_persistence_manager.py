@@ -9,11 +9,11 @@ import pytest
 
 from dala_events import persistence_manager as pm
 from dala_events.errors import InvalidInput, LearnerNotFound
-from dala_events.store import EventStore
+from dala_events.store import SqlEventStore
 from tests.helpers import log_row_count, read_model_rows
 
 
-def test_writers_and_getters_round_trip(store: EventStore) -> None:
+def test_writers_and_getters_round_trip(store: SqlEventStore) -> None:
     created = pm.create_learner_profile("student123")
     assert created.learner_id == "student123" and created.interests == []
     assert pm.create_learner_profile("student123").created_at == created.created_at  # idempotent
@@ -59,7 +59,7 @@ def test_writers_and_getters_round_trip(store: EventStore) -> None:
     assert len(full.activity_attempts) == 1 and len(full.lo_progress) == 1
 
 
-def test_full_profile_json_is_stable(store: EventStore) -> None:
+def test_full_profile_json_is_stable(store: SqlEventStore) -> None:
     pm.create_learner_profile("ann")
     pm.add_interest("ann", pm.InterestData(interest_name="Music"))
     data = pm.get_full_learner_profile_data("ann")
@@ -79,13 +79,13 @@ def test_full_profile_json_is_stable(store: EventStore) -> None:
         lambda: pm.delete_learner_profile("ghost"),
     ],
 )
-def test_writers_on_unknown_learner_raise_and_write_nothing(store: EventStore, write) -> None:
+def test_writers_on_unknown_learner_raise_and_write_nothing(store: SqlEventStore, write) -> None:
     with pytest.raises(LearnerNotFound, match="'ghost'"):
         write()
     assert log_row_count(store.engine) == 0
 
 
-def test_getters_on_unknown_learner_return_none_or_empty(store: EventStore) -> None:
+def test_getters_on_unknown_learner_return_none_or_empty(store: SqlEventStore) -> None:
     assert pm.get_full_learner_profile_data("ghost") is None
     for getter in (
         pm.get_preferences,
@@ -99,7 +99,7 @@ def test_getters_on_unknown_learner_return_none_or_empty(store: EventStore) -> N
         assert getter("ghost") == []
 
 
-def test_bad_input_names_the_field_and_writes_nothing(store: EventStore) -> None:
+def test_bad_input_names_the_field_and_writes_nothing(store: SqlEventStore) -> None:
     pm.create_learner_profile("ann")
     before = (log_row_count(store.engine), read_model_rows(store.engine))
     with pytest.raises(InvalidInput, match="timestamp"):
@@ -150,7 +150,7 @@ def test_dto_fields_are_the_document_columns() -> None:
     ]
 
 
-def test_getters_build_the_same_models_model_construct_would(store: EventStore) -> None:
+def test_getters_build_the_same_models_model_construct_would(store: SqlEventStore) -> None:
     pm.create_learner_profile("student123")
     pm.add_or_update_lo_progress("student123", pm.LOProgressData(lo_id="MATH_LO_001", status="completed", score=9.5))
     pm.add_activity_attempt(
@@ -165,17 +165,3 @@ def test_getters_build_the_same_models_model_construct_would(store: EventStore) 
         assert built.model_dump_json() == constructed.model_dump_json()
         with pytest.raises(pydantic.ValidationError):  # frozen like any other
             built.lo_id = "other"  # type: ignore[misc]
-
-
-def test_a_dto_is_built_from_trusted_rows_only_when_the_rows_give_every_field() -> None:
-    names = tuple(pm.InterestData.model_fields)
-    assert pm.trusted_builder(pm.InterestData, names)(("ann", "Music", None)).interest_name == "Music"
-    with pytest.raises(TypeError, match="InterestData"):
-        pm.trusted_builder(pm.InterestData, names[:-1])
-
-    class WithPostInit(pm.InterestData):
-        def model_post_init(self, context: object, /) -> None:
-            pass
-
-    with pytest.raises(TypeError, match="post-init"):
-        pm.trusted_builder(WithPostInit, names)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from dala_events import persistence_manager as pm
 from dala_events.hlp_module import LearnerProfile
-from dala_events.store import EventStore
+from dala_events.store import SqlEventStore
 from projections.rebuild import rebuild_projections
 from tests.helpers import aggregate_snapshot, profile_snapshot, read_model_rows, reload_snapshots
 
@@ -62,7 +62,7 @@ def fresh_process() -> Iterator[ProcessPoolExecutor]:
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(plan=st.lists(st.tuples(st.integers(0, 2), mutation), max_size=40))
 def test_aggregate_read_models_rebuild_and_fresh_process_agree(
-    store: EventStore, database_url: str, fresh_process: ProcessPoolExecutor, plan: list[tuple[int, tuple]]
+    store: SqlEventStore, database_url: str, fresh_process: ProcessPoolExecutor, plan: list[tuple[int, tuple]]
 ) -> None:
     run = next(_run)
     learner_ids = [f"run{run}-learner{n}" for n in range(3)]

@@ -17,13 +17,13 @@ from dala_events import persistence_manager as pm
 from dala_events.database_setup import close_db, create_dala_engine, init_db, migrate, store_for
 from dala_events.errors import InvalidInput, SchemaMismatchError
 from dala_events.hlp_module import LearnerProfile
-from dala_events.store import LOG_METADATA, EventStore, event_log, projection_state
+from dala_events.store import LOG_METADATA, SqlEventStore, event_log, projection_state
 from projections.catalog import fingerprint, projection_names, read_model_tables, with_dependents
 from projections.rebuild import rebuild, rebuild_projections
 from tests.helpers import log_row_count, read_model_rows, rebuild_after_adding_a_badge_column
 
 
-def _fill(store: EventStore, learners: int = 6) -> None:
+def _fill(store: SqlEventStore, learners: int = 6) -> None:
     for n in range(learners):
         profile = LearnerProfile(f"kid-{n}", persistence_enabled=False, store=store)
         profile.update_preference("style", "visual")
@@ -37,12 +37,12 @@ def _fill(store: EventStore, learners: int = 6) -> None:
     LearnerProfile("kid-0", store=store).delete()
 
 
-def _table_names(store: EventStore) -> set[str]:
+def _table_names(store: SqlEventStore) -> set[str]:
     with store.engine.connect() as connection:
         return set(inspect(connection).get_table_names())
 
 
-def test_rebuild_catches_up_with_writes_made_while_it_runs(store: EventStore) -> None:
+def test_rebuild_catches_up_with_writes_made_while_it_runs(store: SqlEventStore) -> None:
     _fill(store)
     writer = store_for(create_dala_engine(str(store.engine.url.render_as_string(hide_password=False))))
     seen: list[tuple[int, int]] = []
@@ -65,7 +65,7 @@ def test_rebuild_catches_up_with_writes_made_while_it_runs(store: EventStore) ->
     assert read_model_rows(store.engine) == inline
 
 
-def test_an_interrupted_rebuild_leaves_the_live_tables_alone_and_can_be_run_again(store: EventStore) -> None:
+def test_an_interrupted_rebuild_leaves_the_live_tables_alone_and_can_be_run_again(store: SqlEventStore) -> None:
     _fill(store)
     before = read_model_rows(store.engine)
     tables_before = _table_names(store)
@@ -83,7 +83,9 @@ def test_an_interrupted_rebuild_leaves_the_live_tables_alone_and_can_be_run_agai
 
 
 @pytest.mark.parametrize("names", [["badges"], ["interests", "activity_attempts"], ["learner_profiles"]])
-def test_rebuilding_some_projections_leaves_the_others_and_equals_inline(store: EventStore, names: list[str]) -> None:
+def test_rebuilding_some_projections_leaves_the_others_and_equals_inline(
+    store: SqlEventStore, names: list[str]
+) -> None:
     _fill(store)
     inline = read_model_rows(store.engine)
     result = rebuild(store.engine, projections=names)
@@ -101,7 +103,7 @@ def test_rebuilding_some_projections_leaves_the_others_and_equals_inline(store: 
         }
 
 
-def test_unknown_projection_is_refused_by_name(store: EventStore) -> None:
+def test_unknown_projection_is_refused_by_name(store: SqlEventStore) -> None:
     with pytest.raises(InvalidInput, match=r"projection.*'badgez'"):
         rebuild(store.engine, projections=["badgez"])
 
@@ -187,7 +189,7 @@ def test_a_log_created_before_the_migrations_is_stamped_and_upgraded(database_ur
         engine.dispose()
 
 
-def test_positions_skipped_by_rolled_back_appends_are_looked_up_again(store: EventStore) -> None:
+def test_positions_skipped_by_rolled_back_appends_are_looked_up_again(store: SqlEventStore) -> None:
     """A rolled-back append leaves a hole in the positions (PostgreSQL sequences do not reuse
     values); the catch-up reads the hole's range again in case it was a late commit."""
     _fill(store, learners=2)
@@ -212,5 +214,5 @@ def test_positions_skipped_by_rolled_back_appends_are_looked_up_again(store: Eve
     assert rebuild(store.engine, batch_size=4).events == log_row_count(store.engine)
     assert read_model_rows(store.engine) == inline
     with store.engine.connect() as connection:
-        late = store.read_position_ranges([(1, 3), (5, 5)], connection=connection)
+        late = store.bound_to(connection).read_position_ranges([(1, 3), (5, 5)])
     assert [event.position for event in late] == [1, 2, 3, 5]

@@ -16,7 +16,7 @@ from dala_events.dialects import write_transaction
 from dala_events.errors import ConcurrencyError, InvalidInput
 from dala_events.events import InterestAdded, LearnerProfileCreated, new_event_id
 from dala_events.hlp_module import LearnerProfile
-from dala_events.store import EventStore, NewEvent, ProjectableEvent
+from dala_events.store import NewEvent, ProjectableEvent, SqlEventStore
 from projections.database_models import READ_MODEL_METADATA
 from projections.projectors import project_events
 from projections.rebuild import rebuild_projections
@@ -25,7 +25,7 @@ from tests.helpers import log_row_count, read_model_rows
 T0 = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
 
 
-def test_append_and_read_stream(store: EventStore) -> None:
+def test_append_and_read_stream(store: SqlEventStore) -> None:
     events = [NewEvent.now(LearnerProfileCreated()), NewEvent.now(InterestAdded(interest_name="Robotics"))]
     assert store.append("ann", events, expected_version=0) == 2
     recorded = store.read_stream("ann")
@@ -38,7 +38,7 @@ def test_append_and_read_stream(store: EventStore) -> None:
     assert store.read_stream("nobody") == []
 
 
-def test_stale_writer_gets_concurrency_error_and_writes_nothing(store: EventStore) -> None:
+def test_stale_writer_gets_concurrency_error_and_writes_nothing(store: SqlEventStore) -> None:
     first = LearnerProfile("ann", store=store)
     second = LearnerProfile("ann", persistence_enabled=False, store=store)
     first.add_interest("Robotics")
@@ -52,25 +52,25 @@ def test_stale_writer_gets_concurrency_error_and_writes_nothing(store: EventStor
     assert LearnerProfile("ann", store=store).interests == ["Robotics"]
 
 
-def test_expected_version_ahead_of_the_stream_is_refused(store: EventStore) -> None:
+def test_expected_version_ahead_of_the_stream_is_refused(store: SqlEventStore) -> None:
     with pytest.raises(ConcurrencyError):
         store.append("ann", [NewEvent.now(LearnerProfileCreated())], expected_version=3)
     assert log_row_count(store.engine) == 0
 
 
-def test_events_and_projection_commit_together_or_not_at_all(store: EventStore) -> None:
+def test_events_and_projection_commit_together_or_not_at_all(store: SqlEventStore) -> None:
     def failing_projector(connection, events: Sequence[ProjectableEvent]) -> None:
         project_events(connection, events)
         raise RuntimeError("projection failed")
 
-    broken = EventStore(store.engine, inline_projectors=[failing_projector])
+    broken = SqlEventStore(store.engine, inline_projectors=[failing_projector])
     with pytest.raises(RuntimeError, match="projection failed"):
         LearnerProfile("ann", store=broken)
     assert log_row_count(store.engine) == 0
     assert all(rows == [] for rows in read_model_rows(store.engine).values())
 
 
-def test_read_all_streams_in_batches(store: EventStore) -> None:
+def test_read_all_streams_in_batches(store: SqlEventStore) -> None:
     for n in range(5):
         profile = LearnerProfile(f"learner-{n}", persistence_enabled=False, store=store)
         profile.add_interest("Robotics")
@@ -84,7 +84,7 @@ def test_read_all_streams_in_batches(store: EventStore) -> None:
         list(store.read_all(batch_size=0))
 
 
-def test_read_models_hold_event_times_before_and_after_rebuild(store: EventStore) -> None:
+def test_read_models_hold_event_times_before_and_after_rebuild(store: SqlEventStore) -> None:
     with freeze_time(T0) as clock:
         profile = LearnerProfile("ann", store=store)
         steps = [
@@ -122,7 +122,7 @@ def test_read_models_hold_event_times_before_and_after_rebuild(store: EventStore
     check()
 
 
-def test_delete_learner_removes_every_read_model_row_but_keeps_history(store: EventStore) -> None:
+def test_delete_learner_removes_every_read_model_row_but_keeps_history(store: SqlEventStore) -> None:
     for learner in ("ann", "bob"):
         profile = LearnerProfile(learner, persistence_enabled=False, store=store)
         profile.add_interest("Robotics")
@@ -144,7 +144,7 @@ def test_delete_learner_removes_every_read_model_row_but_keeps_history(store: Ev
     assert read_model_rows(store.engine) == inline
 
 
-def test_schema_matches_the_document(store: EventStore) -> None:
+def test_schema_matches_the_document(store: SqlEventStore) -> None:
     inspector = inspect(store.engine)
     expected = {
         "learner_profiles": ["id", "created_at", "last_updated_at"],
@@ -219,7 +219,7 @@ def test_schema_matches_the_document(store: EventStore) -> None:
     assert set(READ_MODEL_METADATA.tables) == set(expected)
 
 
-def test_init_db_is_idempotent(store: EventStore, database_url: str) -> None:
+def test_init_db_is_idempotent(store: SqlEventStore, database_url: str) -> None:
     from dala_events.database_setup import init_db
 
     LearnerProfile("ann", store=store).add_interest("Robotics")
@@ -228,7 +228,7 @@ def test_init_db_is_idempotent(store: EventStore, database_url: str) -> None:
     assert pm.get_interests("ann")[0].interest_name == "Robotics"
 
 
-def test_sqlite_pragmas(sqlite_store: EventStore) -> None:
+def test_sqlite_pragmas(sqlite_store: SqlEventStore) -> None:
     with sqlite_store.engine.connect() as connection:
         values = {
             pragma: connection.exec_driver_sql(f"PRAGMA {pragma}").scalar()
@@ -237,7 +237,7 @@ def test_sqlite_pragmas(sqlite_store: EventStore) -> None:
     assert values == {"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 30000, "synchronous": 1}
 
 
-def test_sqlite_writers_hold_the_write_lock_from_the_start(sqlite_store: EventStore) -> None:
+def test_sqlite_writers_hold_the_write_lock_from_the_start(sqlite_store: SqlEventStore) -> None:
     # BEGIN IMMEDIATE: a second writer is turned away before the first has written anything,
     # so two writers never deadlock upgrading a read lock.
     path = sqlite_store.engine.url.database
@@ -252,7 +252,7 @@ def test_sqlite_writers_hold_the_write_lock_from_the_start(sqlite_store: EventSt
         other.close()
 
 
-def test_log_rows_are_only_inserted(store: EventStore) -> None:
+def test_log_rows_are_only_inserted(store: SqlEventStore) -> None:
     profile = LearnerProfile("ann", store=store)
     profile.add_interest("Robotics")
     from dala_events.store import event_log
@@ -266,7 +266,7 @@ def test_log_rows_are_only_inserted(store: EventStore) -> None:
     assert after[: len(before)] == before and len(after) == len(before) + 2
 
 
-def test_driver_errors_come_out_as_sqlalchemy_errors_and_write_nothing(store: EventStore) -> None:
+def test_driver_errors_come_out_as_sqlalchemy_errors_and_write_nothing(store: SqlEventStore) -> None:
     # The statements of an append go straight to the driver; a duplicate event id must still
     # surface as SQLAlchemy's IntegrityError (turned into InvalidInput by the store).
     first = NewEvent.now(LearnerProfileCreated())
@@ -279,7 +279,7 @@ def test_driver_errors_come_out_as_sqlalchemy_errors_and_write_nothing(store: Ev
 
 
 @pytest.mark.parametrize("hook", ["before_cursor_execute", "after_cursor_execute"])
-def test_cursor_listeners_see_every_statement_of_an_append(store: EventStore, hook: str) -> None:
+def test_cursor_listeners_see_every_statement_of_an_append(store: SqlEventStore, hook: str) -> None:
     seen: list[str] = []
 
     def listener(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
@@ -297,7 +297,7 @@ def test_cursor_listeners_see_every_statement_of_an_append(store: EventStore, ho
     assert pm.get_interests("ann", store=store)[0].timestamp is not None
 
 
-def test_event_ids_read_back_in_canonical_form(store: EventStore) -> None:
+def test_event_ids_read_back_in_canonical_form(store: SqlEventStore) -> None:
     mixed_case = "0192F2A4-0000-7ABC-8DEF-0123456789AB"
     new = NewEvent(LearnerProfileCreated(), mixed_case, T0, {"actor": "system"})
     store.append("ann", [new], expected_version=0)
@@ -313,14 +313,14 @@ def test_event_ids_read_back_in_canonical_form(store: EventStore) -> None:
         datetime(1999, 12, 31, 23, 59, 59, 999_999, tzinfo=timezone(timedelta(hours=-8))),
     ],
 )
-def test_timestamps_read_back_equal_and_in_utc(store: EventStore, written: datetime) -> None:
+def test_timestamps_read_back_equal_and_in_utc(store: SqlEventStore, written: datetime) -> None:
     store.append("ann", [NewEvent(LearnerProfileCreated(), new_event_id(), written, {"actor": "system"})], 0)
     (recorded,) = store.read_stream("ann")
     assert recorded.occurred_at == written
     assert recorded.occurred_at.tzinfo is UTC
 
 
-def test_sqlite_timestamps_with_a_zone_of_their_own_are_still_read(sqlite_store: EventStore) -> None:
+def test_sqlite_timestamps_with_a_zone_of_their_own_are_still_read(sqlite_store: SqlEventStore) -> None:
     # Text not written by this store (e.g. by hand) may carry its own offset.
     LearnerProfile("ann", store=sqlite_store)
     with sqlite_store.engine.begin() as connection:
@@ -331,7 +331,7 @@ def test_sqlite_timestamps_with_a_zone_of_their_own_are_still_read(sqlite_store:
 
 
 def test_statements_of_an_append_are_logged_when_sqlalchemy_logs_sql(
-    store: EventStore, caplog: pytest.LogCaptureFixture
+    store: SqlEventStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     # The logger at INFO is what `echo=True` switches on.
     with caplog.at_level(logging.INFO, logger="sqlalchemy.engine"):

@@ -1,0 +1,252 @@
+"""The event store contract: what every store does, and the limits every store checks the same way.
+
+An event store keeps one append-only stream of events per learner and one global order
+(positions) across them. `EventStore` states the contract and checks every argument before
+a backend sees it, so the in-memory store and the SQL store (SQLite and PostgreSQL) answer
+the same input the same way; backends implement only the row-level methods at the bottom.
+
+- `append(learner_id, events, expected_version)`: versions expected+1, +2, ... in one
+  transaction with the backend's inline projections, or ConcurrencyError and nothing written.
+- `read_stream`: a learner's events in version order, optionally cut by version, recorded
+  time and type. `read_all` / `read_all_batches` / `read_for_projection`: the whole log in
+  position order, in bounded batches.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Collection, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from dala_events.envelopes import AppendedEvent, LoggedEvent, NewEvent, RecordedEvent
+from dala_events.errors import InvalidInput
+from dala_events.events import EVENT_TYPES, DomainEvent, check_learner_id, utc_now
+from dala_events.store.codec import decode_logged, decode_recorded, encode_row
+
+DEFAULT_BATCH_SIZE = 2_000
+MAX_VERSION = 2**31 - 1
+"""The highest stream version (and version argument) a store takes: a 32-bit column on every backend."""
+EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+LATEST = datetime(9999, 12, 30, tzinfo=UTC)
+"""Time bounds outside these are clamped: every backend stores the years 1 to 9999."""
+
+Row = tuple[Any, ...]
+
+
+def check_aware(field_name: str, value: datetime | None) -> datetime | None:
+    """`value` if it is None or a timezone-aware datetime, else InvalidInput naming the field."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise InvalidInput(field_name, f"must be a datetime, not {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInput(field_name, f"must be timezone-aware, got {value!r}")
+    return value
+
+
+def check_count(field_name: str, value: object, *, minimum: int = 0, learner_id: str | None = None) -> int:
+    """`value` if it is a whole number >= `minimum` (not a bool), else InvalidInput naming the field."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(field_name, f"must be a whole number, not {type(value).__name__}", learner_id=learner_id)
+    if value < minimum:
+        raise InvalidInput(field_name, f"must be >= {minimum}, got {value}", learner_id=learner_id)
+    return value
+
+
+def valid_learner_id(learner_id: object) -> str:
+    """`learner_id` if it is a valid stream name, else InvalidInput naming `learner_id`."""
+    try:
+        return check_learner_id(learner_id)
+    except ValueError as error:
+        raise InvalidInput("learner_id", str(error)) from None
+
+
+def _clamped(field_name: str, value: datetime | None, default: datetime) -> datetime:
+    checked = check_aware(field_name, value)
+    if checked is None:
+        return default
+    try:
+        return min(max(checked.astimezone(UTC), EARLIEST), LATEST)
+    except OverflowError:  # an offset pushes it past year 1 or 9999
+        return EARLIEST if checked.year < 5000 else LATEST
+
+
+class EventStore(ABC):
+    """Appends events to learners' streams and reads them back (see the module docstring)."""
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def append(self, learner_id: str, events: Sequence[NewEvent], expected_version: int) -> int:
+        """Append `events` to the learner's stream as versions expected_version+1, +2, ...
+
+        In one transaction: check the stream is at `expected_version`, store the events, run
+        the inline projections. Returns the stream's new version. Raises ConcurrencyError,
+        having written nothing, when another writer moved the stream first.
+        """
+        learner_id = valid_learner_id(learner_id)
+        check_count("expected_version", expected_version, learner_id=learner_id)
+        events = list(events)
+        if expected_version + len(events) > MAX_VERSION:
+            raise InvalidInput("version", f"a stream holds at most {MAX_VERSION} events", learner_id=learner_id)
+        for new in events:
+            if not isinstance(new, NewEvent) or not isinstance(new.event, DomainEvent):
+                raise InvalidInput(
+                    "events", f"must be NewEvent tuples, not {type(new).__name__}", learner_id=learner_id
+                )
+            check_aware("occurred_at", new.occurred_at)
+        if not events:
+            return expected_version
+        recorded_at = utc_now()
+        rows = [
+            encode_row(learner_id, expected_version + offset, new, recorded_at)
+            for offset, new in enumerate(events, start=1)
+        ]
+        appended = [
+            AppendedEvent(learner_id, expected_version + offset, new.occurred_at, new.event)
+            for offset, new in enumerate(events, start=1)
+        ]
+        self._append_rows(learner_id, expected_version, rows, appended)
+        return expected_version + len(events)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def stream_version(self, learner_id: str) -> int:
+        """The learner's latest version (0 for a stream with no events)."""
+        return self._stream_version(valid_learner_id(learner_id))
+
+    def read_stream(
+        self,
+        learner_id: str,
+        *,
+        up_to_version: int | None = None,
+        until: datetime | None = None,
+        since: datetime | None = None,
+        event_types: Collection[str] | None = None,
+    ) -> list[RecordedEvent]:
+        """The learner's events in version order.
+
+        Optionally only those up to a version, recorded within [since, until], of the given
+        types. Times are compared with `recorded_at`: when the store learned of the event.
+        """
+        wanted: frozenset[str] | None = None
+        if event_types is not None:
+            if isinstance(event_types, str) or not all(isinstance(name, str) for name in event_types):
+                raise InvalidInput("event_types", "must be a collection of event type names", learner_id=learner_id)
+            unknown = sorted(set(event_types) - set(EVENT_TYPES))
+            if unknown:
+                raise InvalidInput(
+                    "event_types",
+                    f"unknown event types {unknown}; known: {', '.join(EVENT_TYPES)}",
+                    learner_id=learner_id,
+                )
+            wanted = frozenset(event_types)
+        rows = self._checked_stream_rows(learner_id, up_to_version, since, until, projectable=False)
+        return [decode_recorded(row) for row in rows if wanted is None or row[1] in wanted]
+
+    def read_stream_for_projection(
+        self, learner_id: str, *, up_to_version: int | None = None, until: datetime | None = None
+    ) -> list[LoggedEvent]:
+        """Like `read_stream`, but only what a projector needs (no ids, no metadata): the
+        events an as-of view runs through the projectors."""
+        rows = self._checked_stream_rows(learner_id, up_to_version, None, until, projectable=True)
+        return [decode_logged(row) for row in rows]
+
+    def read_all(
+        self, after_position: int = 0, limit: int | None = None, *, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> Iterator[RecordedEvent]:
+        """Every event after `after_position` in log order, at most `limit` of them.
+
+        Fetched `batch_size` rows at a time by position, so memory stays bounded however long
+        the log.
+        """
+        for batch in self.read_all_batches(after_position, limit, batch_size=batch_size):
+            yield from batch
+
+    def read_all_batches(
+        self, after_position: int = 0, limit: int | None = None, *, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> Iterator[list[RecordedEvent]]:
+        """Like `read_all`, one list per batch."""
+        for rows in self._batches(after_position, limit, batch_size, projectable=False):
+            yield [decode_recorded(row) for row in rows]
+
+    def read_for_projection(
+        self, after_position: int = 0, limit: int | None = None, *, batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> Iterator[list[LoggedEvent]]:
+        """Like `read_all_batches`, but only what a projector needs: the shape a rebuild streams."""
+        for rows in self._batches(after_position, limit, batch_size, projectable=True):
+            yield [decode_logged(row) for row in rows]
+
+    @abstractmethod
+    def last_position(self) -> int:
+        """The position of the newest event in the log (0 when empty)."""
+
+    # -- the checks every backend shares ---------------------------------------------------
+
+    def _checked_stream_rows(
+        self,
+        learner_id: str,
+        up_to_version: int | None,
+        since: datetime | None,
+        until: datetime | None,
+        *,
+        projectable: bool,
+    ) -> list[Row]:
+        learner_id = valid_learner_id(learner_id)
+        if up_to_version is not None:
+            check_count("up_to_version", up_to_version, learner_id=learner_id)
+        return self._stream_rows(
+            learner_id,
+            MAX_VERSION if up_to_version is None else min(up_to_version, MAX_VERSION),
+            _clamped("since", since, EARLIEST),
+            _clamped("until", until, LATEST),
+            projectable=projectable,
+        )
+
+    def _batches(
+        self, after_position: int, limit: int | None, batch_size: int, *, projectable: bool
+    ) -> Iterator[list[Row]]:
+        check_count("after_position", after_position)
+        check_count("batch_size", batch_size, minimum=1)
+        if limit is not None:
+            check_count("limit", limit)
+        fetch = self._log_fetcher(projectable=projectable)
+        remaining = limit
+        position = after_position
+        while remaining is None or remaining > 0:
+            size = batch_size if remaining is None else min(batch_size, remaining)
+            rows = fetch(position, size)
+            if not rows:
+                return
+            yield rows
+            position = rows[-1][0]
+            if remaining is not None:
+                remaining -= len(rows)
+            if len(rows) < size:
+                return
+
+    # -- what a backend implements ---------------------------------------------------------
+
+    @abstractmethod
+    def _append_rows(
+        self, learner_id: str, expected_version: int, rows: list[dict[str, Any]], appended: list[AppendedEvent]
+    ) -> None:
+        """Store `rows` (from `codec.encode_row`) and run the inline projections on `appended`
+        (the same events), atomically;
+        ConcurrencyError if the stream is not at `expected_version`, InvalidInput for an event
+        id already in the log."""
+
+    @abstractmethod
+    def _stream_version(self, learner_id: str) -> int:
+        """The learner's latest version, 0 for none."""
+
+    @abstractmethod
+    def _stream_rows(
+        self, learner_id: str, up_to_version: int, since: datetime, until: datetime, *, projectable: bool
+    ) -> list[Row]:
+        """The learner's rows with version <= up_to_version and since <= recorded_at <= until,
+        in version order, in the recorded or projectable shape (see `codec`)."""
+
+    @abstractmethod
+    def _log_fetcher(self, *, projectable: bool) -> Callable[[int, int], list[Row]]:
+        """A function giving at most `size` rows after a position, in position order."""

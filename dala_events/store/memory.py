@@ -1,0 +1,97 @@
+"""The in-memory event store: the contract without a database, for tests and scratch work.
+
+Rows are kept exactly as the SQL store writes them (payload and metadata as JSON text, made
+by the same codec), so reading them back runs the same decoding and the same checks; only
+where they live differs. Appends are atomic under a lock: the rows and the inline
+projections of one append happen together or, if a projection fails, not at all.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from dala_events.envelopes import AppendedEvent, ProjectableEvent
+from dala_events.errors import ConcurrencyError, InvalidInput
+from dala_events.store.codec import RECORDED_FIELDS, projectable
+from dala_events.store.contract import EventStore, Row
+
+MemoryProjector = Callable[[Sequence[ProjectableEvent]], None]
+"""An inline projection of the in-memory store: called with each append's events, inside the
+append (an exception undoes the append)."""
+
+
+class InMemoryEventStore(EventStore):
+    """An `EventStore` holding its log in a list: nothing survives the process."""
+
+    def __init__(self, *, inline_projectors: Sequence[MemoryProjector] = ()) -> None:
+        self.inline_projectors = tuple(inline_projectors)
+        self._lock = threading.RLock()
+        self._rows: list[Row] = []
+        self._streams: dict[str, list[Row]] = {}
+        self._event_ids: set[str] = set()
+
+    def last_position(self) -> int:
+        """The position of the newest event in the log (0 when empty)."""
+        with self._lock:
+            return len(self._rows)
+
+    def _append_rows(
+        self, learner_id: str, expected_version: int, rows: list[dict[str, Any]], appended: list[AppendedEvent]
+    ) -> None:
+        with self._lock:
+            stream = self._streams.get(learner_id, [])
+            actual = len(stream)
+            if actual != expected_version:
+                raise ConcurrencyError(learner_id, expected_version, actual)
+            ids = [row["event_id"] for row in rows]
+            if len(set(ids)) != len(ids) or not self._event_ids.isdisjoint(ids):
+                raise InvalidInput("event_id", "an event with this id is already in the log", learner_id=learner_id)
+            stored = [self._stored(len(self._rows) + offset, row) for offset, row in enumerate(rows, start=1)]
+            self._rows.extend(stored)
+            self._streams.setdefault(learner_id, []).extend(stored)
+            self._event_ids.update(ids)
+            try:
+                for project in self.inline_projectors:
+                    project(appended)
+            except BaseException:
+                del self._rows[-len(stored) :]
+                del self._streams[learner_id][-len(stored) :]
+                if not self._streams[learner_id]:
+                    del self._streams[learner_id]
+                self._event_ids.difference_update(ids)
+                raise
+
+    @staticmethod
+    def _stored(position: int, row: dict[str, Any]) -> Row:
+        # Times come back in UTC, as the SQL store returns them.
+        values = {**row, "position": position}
+        for name in ("occurred_at", "recorded_at"):
+            moment: datetime = values[name]
+            values[name] = moment.astimezone(UTC)
+        return tuple(values[name] for name in RECORDED_FIELDS)
+
+    def _stream_version(self, learner_id: str) -> int:
+        with self._lock:
+            return len(self._streams.get(learner_id, ()))
+
+    def _stream_rows(
+        self, learner_id: str, up_to_version: int, since: datetime, until: datetime, *, projectable: bool
+    ) -> list[Row]:
+        with self._lock:
+            rows = [row for row in self._streams.get(learner_id, ())[:up_to_version] if since <= row[8] <= until]
+        return [_shape(row, projectable) for row in rows]
+
+    def _log_fetcher(self, *, projectable: bool) -> Callable[[int, int], list[Row]]:
+        def fetch(after: int, size: int) -> list[Row]:
+            with self._lock:
+                rows = self._rows[after : after + size]
+            return [_shape(row, projectable) for row in rows]
+
+        return fetch
+
+
+def _shape(row: Row, as_projectable: bool) -> Row:
+    return projectable(row) if as_projectable else row
