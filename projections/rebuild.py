@@ -24,7 +24,7 @@ file a lock file beside it.
 from __future__ import annotations
 
 import contextlib
-import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -46,6 +46,9 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.schema import ForeignKeyConstraint
+
+if sys.platform != "win32":
+    import fcntl
 
 from dala_events.dialects import upsert
 from dala_events.envelopes import LoggedEvent
@@ -290,11 +293,9 @@ def _one_rebuild_at_a_time(engine: Engine) -> Iterator[None]:
                 holder.commit()
         return
     database = engine.url.database
-    if not database or database == ":memory:" or os.name != "posix":
+    if not database or database == ":memory:" or sys.platform == "win32":
         yield
         return
-    import fcntl
-
     lock_path = Path(f"{database}.rebuild-lock")
     with lock_path.open("a") as handle:
         try:

@@ -13,9 +13,10 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import create_engine, text
 
-from dala_events.database_setup import close_db, init_db, store_for
-from dala_events.store import LOG_METADATA, SqlEventStore
+from dala_events.database_setup import close_db, in_memory_store, init_db, store_for
+from dala_events.store import LOG_METADATA, InMemoryEventStore, SqlEventStore
 from projections.database_models import READ_MODEL_METADATA
+from projections.memory import MemoryReadModels
 
 POSTGRES_URL = os.environ.get("DALA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -90,3 +91,15 @@ def sqlite_store(tmp_path: os.PathLike[str]) -> Iterator[SqlEventStore]:
         yield store_for(engine)
     finally:
         close_db()
+
+
+@pytest.fixture
+def memory_store() -> InMemoryEventStore:
+    """An in-memory store, no database: for the aggregate's and the projectors' unit tests."""
+    return in_memory_store()[0]
+
+
+@pytest.fixture
+def memory_read_models() -> tuple[InMemoryEventStore, MemoryReadModels]:
+    """An in-memory store and the read models it keeps up to date inline."""
+    return in_memory_store()

@@ -1,4 +1,4 @@
-"""The aggregate's rules: one event per real change, none otherwise, and the LO transitions."""
+"""The aggregate's rules (on the in-memory store): one event per real change, none otherwise, and the LO transitions."""
 
 from __future__ import annotations
 
@@ -21,26 +21,26 @@ from dala_events.hlp_module import (
     LearnerProfile,
     get_or_create_learner_profile,
 )
-from dala_events.store import SqlEventStore
+from dala_events.store import EventStore
 
 T0 = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
 
 
-def offline(store: SqlEventStore, learner_id: str = "ann") -> LearnerProfile:
+def offline(store: EventStore, learner_id: str = "ann") -> LearnerProfile:
     return LearnerProfile(learner_id, persistence_enabled=False, store=store)
 
 
-def test_new_profile_records_creation_only_in_memory_when_persistence_is_off(sqlite_store: SqlEventStore) -> None:
-    profile = offline(sqlite_store)
+def test_new_profile_records_creation_only_in_memory_when_persistence_is_off(memory_store: EventStore) -> None:
+    profile = offline(memory_store)
     assert profile.pending_events == (LearnerProfileCreated(),)
-    assert sqlite_store.stream_version("ann") == 0
+    assert memory_store.stream_version("ann") == 0
     profile.add_interest("Robotics")
-    assert sqlite_store.stream_version("ann") == 0
+    assert memory_store.stream_version("ann") == 0
     profile.save()
-    assert sqlite_store.stream_version("ann") == 2
+    assert memory_store.stream_version("ann") == 2
     assert profile.pending_events == ()
     profile.save()  # nothing pending: a no-op
-    assert sqlite_store.stream_version("ann") == 2
+    assert memory_store.stream_version("ann") == 2
 
 
 @pytest.mark.parametrize(
@@ -55,8 +55,8 @@ def test_new_profile_records_creation_only_in_memory_when_persistence_is_off(sql
         (lambda p: p.mark_lo_completed("LO1", 5.0), lambda p: p.mark_lo_completed("LO1")),
     ],
 )
-def test_a_change_appends_one_event_and_a_repeat_appends_none(sqlite_store: SqlEventStore, first, again) -> None:
-    profile = offline(sqlite_store)
+def test_a_change_appends_one_event_and_a_repeat_appends_none(memory_store: EventStore, first, again) -> None:
+    profile = offline(memory_store)
     before = profile.version
     assert first(profile) is True
     assert profile.version == before + 1
@@ -73,21 +73,21 @@ def test_a_change_appends_one_event_and_a_repeat_appends_none(sqlite_store: SqlE
         lambda p: p.revoke_badge("b9"),
     ],
 )
-def test_removing_what_is_not_there_appends_nothing(sqlite_store: SqlEventStore, removal) -> None:
-    profile = offline(sqlite_store)
+def test_removing_what_is_not_there_appends_nothing(memory_store: EventStore, removal) -> None:
+    profile = offline(memory_store)
     assert removal(profile) is False
     assert profile.version == 1
 
 
-def test_same_apply_serves_live_state_and_replay(sqlite_store: SqlEventStore) -> None:
-    profile = LearnerProfile("ann", store=sqlite_store)
+def test_same_apply_serves_live_state_and_replay(memory_store: EventStore) -> None:
+    profile = LearnerProfile("ann", store=memory_store)
     profile.add_interest("Robotics")
     profile.update_preference("visual_preference_task_1", "visual")
     profile.add_cognitive_metric("story_weaver", {"accuracy": 0.8, "attempts": 1})
     profile.mark_lo_completed("MATH_LO_001", score=0.9, details={"hints": 1})
     profile.add_badge("trailblazer", "Trailblazer", details="first LO")
     profile.record_activity_attempt("MATH_LO_001", "act1", "quiz", score=3, completed=True)
-    reloaded = LearnerProfile("ann", store=sqlite_store)
+    reloaded = LearnerProfile("ann", store=memory_store)
     assert reloaded.state == profile.state
     assert reloaded.version == profile.version == 7
     assert reloaded.interests == ["Robotics"]
@@ -97,9 +97,9 @@ def test_same_apply_serves_live_state_and_replay(sqlite_store: SqlEventStore) ->
     assert len(reloaded.activity_attempts) == 1
 
 
-def test_lo_transitions_are_permissive(sqlite_store: SqlEventStore) -> None:
+def test_lo_transitions_are_permissive(memory_store: EventStore) -> None:
     with freeze_time(T0) as clock:
-        profile = offline(sqlite_store)
+        profile = offline(memory_store)
         profile.mark_lo_completed("LO_NEVER_STARTED", score=80)
         done = profile.lo_progress["LO_NEVER_STARTED"]
         assert (done.status, done.started_at, done.completed_at, done.score) == ("completed", T0, T0, 80)
@@ -127,16 +127,16 @@ def test_lo_transitions_are_permissive(sqlite_store: SqlEventStore) -> None:
         assert profile.start_lo("LO3") is True
 
 
-def test_delete_then_recreate(sqlite_store: SqlEventStore) -> None:
-    profile = LearnerProfile("ann", store=sqlite_store)
+def test_delete_then_recreate(memory_store: EventStore) -> None:
+    profile = LearnerProfile("ann", store=memory_store)
     profile.add_interest("Robotics")
     profile.delete()
     assert not profile.exists
     with pytest.raises(LearnerNotFound, match="'ann'"):
         profile.add_interest("Music")
     with pytest.raises(LearnerNotFound):
-        LearnerProfile.load("ann", store=sqlite_store)
-    again = get_or_create_learner_profile("ann", store=sqlite_store)
+        LearnerProfile.load("ann", store=memory_store)
+    again = get_or_create_learner_profile("ann", store=memory_store)
     assert again.exists and again.interests == [] and again.version == 4
 
 
@@ -158,32 +158,32 @@ def test_delete_then_recreate(sqlite_store: SqlEventStore) -> None:
     ],
 )
 def test_bad_input_is_refused_naming_the_field_and_nothing_is_recorded(
-    sqlite_store: SqlEventStore, call, field
+    memory_store: EventStore, call, field
 ) -> None:
-    profile = LearnerProfile("ann", store=sqlite_store)
+    profile = LearnerProfile("ann", store=memory_store)
     with pytest.raises(InvalidInput) as caught:
         call(profile)
     assert caught.value.field == field
     assert field in str(caught.value) and "'ann'" in str(caught.value)
     assert profile.version == 1 and profile.pending_events == ()
-    assert sqlite_store.stream_version("ann") == 1
+    assert memory_store.stream_version("ann") == 1
 
 
 @pytest.mark.parametrize("learner_id", ["", " ann", "a" * 129, "tab\there"])
-def test_bad_learner_id_is_refused(sqlite_store: SqlEventStore, learner_id: str) -> None:
+def test_bad_learner_id_is_refused(memory_store: EventStore, learner_id: str) -> None:
     with pytest.raises(InvalidInput, match="learner_id"):
-        LearnerProfile(learner_id, store=sqlite_store)
+        LearnerProfile(learner_id, store=memory_store)
 
 
-def test_persistence_toggle_keeps_the_seed_attribute(sqlite_store: SqlEventStore) -> None:
-    profile = LearnerProfile("ann", store=sqlite_store)
+def test_persistence_toggle_keeps_the_seed_attribute(memory_store: EventStore) -> None:
+    profile = LearnerProfile("ann", store=memory_store)
     profile._persistence_enabled = False
     assert profile.persistence_enabled is False
     profile.add_interest("Robotics")
     assert profile.pending_events == (InterestAdded(interest_name="Robotics"),)
     profile.persistence_enabled = True
     profile.add_interest("Music")  # flushes what was pending too
-    assert sqlite_store.stream_version("ann") == 3
+    assert memory_store.stream_version("ann") == 3
 
 
 def test_predefined_lists_are_sensible() -> None:
@@ -192,16 +192,16 @@ def test_predefined_lists_are_sensible() -> None:
         assert all(value == value.strip() and value for value in values)
 
 
-def test_occurring_at_backdates_occurred_at_but_not_recorded_at(sqlite_store: SqlEventStore) -> None:
+def test_occurring_at_backdates_occurred_at_but_not_recorded_at(memory_store: EventStore) -> None:
     from dala_events.attribution import occurring_at
 
     earlier = T0 - timedelta(days=14)
     with freeze_time(T0):
-        profile = LearnerProfile("ann", store=sqlite_store)
+        profile = LearnerProfile("ann", store=memory_store)
         with occurring_at(earlier):
             profile.start_lo("MATH_LO_001")
             profile.record_activity_attempt("MATH_LO_001", "quiz_1", "quiz", score=80)
-        stored = sqlite_store.read_stream("ann")
+        stored = memory_store.read_stream("ann")
     assert [event.occurred_at for event in stored] == [T0, earlier, earlier]
     assert {event.recorded_at for event in stored} == {T0}
     assert profile.lo_progress["MATH_LO_001"].started_at == earlier

@@ -6,6 +6,7 @@ import logging
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from freezegun import freeze_time
@@ -276,6 +277,24 @@ def test_driver_errors_come_out_as_sqlalchemy_errors_and_write_nothing(store: Sq
         store.append("ann", [duplicate], expected_version=1)
     assert log_row_count(store.engine) == 1
     assert read_model_rows(store.engine)["interests"] == []
+
+
+def test_handle_error_listeners_see_a_failing_statement_of_an_append(store: SqlEventStore) -> None:
+    seen: list[str] = []
+
+    def listener(context: Any) -> None:
+        seen.append(type(context.original_exception).__name__)
+
+    first = NewEvent.now(LearnerProfileCreated())
+    store.append("ann", [first], expected_version=0)
+    duplicate = NewEvent(InterestAdded(interest_name="Robotics"), first.event_id, first.occurred_at, first.metadata)
+    event.listen(store.engine, "handle_error", listener)
+    try:
+        with pytest.raises(InvalidInput, match="event_id"):
+            store.append("ann", [duplicate], expected_version=1)
+    finally:
+        event.remove(store.engine, "handle_error", listener)
+    assert seen == ["IntegrityError"] or seen == ["UniqueViolation"]
 
 
 @pytest.mark.parametrize("hook", ["before_cursor_execute", "after_cursor_execute"])

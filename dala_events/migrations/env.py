@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from alembic import context
 
+from dala_events.database_setup import configured_database_url, create_dala_engine
+from dala_events.dialects import write_transaction
 from dala_events.store import LOG_METADATA
 
 config = context.config
@@ -18,8 +20,6 @@ target_metadata = LOG_METADATA
 
 def run_offline() -> None:
     """Print the SQL instead of running it (`alembic upgrade head --sql`)."""
-    from dala_events.database_setup import configured_database_url
-
     url = config.get_main_option("sqlalchemy.url") or configured_database_url()
     context.configure(url=url, target_metadata=target_metadata, literal_binds=True, render_as_batch=True)
     with context.begin_transaction():
@@ -34,9 +34,6 @@ def run_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    from dala_events.database_setup import configured_database_url, create_dala_engine
-    from dala_events.dialects import write_transaction
-
     engine = create_dala_engine(config.get_main_option("sqlalchemy.url") or configured_database_url())
     try:
         with write_transaction(engine) as own:

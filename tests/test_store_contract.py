@@ -1,0 +1,262 @@
+"""The event store contract, one suite run on every implementation: in memory, SQLite, PostgreSQL.
+
+Each backend is built with one inline projection that records what it was handed, and a
+switch that makes it fail, so atomicity is checked the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from freezegun import freeze_time
+
+from dala_events.database_setup import create_dala_engine, create_tables
+from dala_events.envelopes import NewEvent, ProjectableEvent
+from dala_events.errors import ConcurrencyError, InvalidInput
+from dala_events.events import InterestAdded, LearnerProfileCreated, PreferenceSet, StruggleAreaAdded
+from dala_events.store import MAX_VERSION, EventStore, InMemoryEventStore, SqlEventStore
+from tests.conftest import POSTGRES_URL, require_postgres, reset_postgres
+
+T0 = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
+
+
+@dataclass
+class Projection:
+    """An inline projection that remembers what it saw and can be told to fail."""
+
+    seen: list[tuple[str, int]] = field(default_factory=list)
+    fail: bool = False
+
+    def __call__(self, events: Sequence[ProjectableEvent]) -> None:
+        if self.fail:
+            raise RuntimeError("projection failed")
+        self.seen.extend((event.learner_id, event.version) for event in events)
+
+
+@dataclass
+class Backend:
+    store: EventStore
+    projection: Projection
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> Iterator[Backend]:
+    projection = Projection()
+    if request.param == "memory":
+        yield Backend(InMemoryEventStore(inline_projectors=[projection]), projection)
+        return
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/contract.db"
+    else:
+        require_postgres()
+        reset_postgres()
+        url = POSTGRES_URL
+    engine = create_dala_engine(url)
+    create_tables(engine)
+    try:
+        yield Backend(
+            SqlEventStore(engine, inline_projectors=[lambda _connection, events: projection(events)]), projection
+        )
+    finally:
+        engine.dispose()
+
+
+def new(event: Any, *, at: datetime | None = None) -> NewEvent:
+    return NewEvent.now(event, occurred_at=at)
+
+
+def interests(*names: str) -> list[NewEvent]:
+    return [new(InterestAdded(interest_name=name)) for name in names]
+
+
+# -- append ----------------------------------------------------------------------------------
+
+
+def test_append_numbers_versions_from_one_and_returns_the_new_version(backend: Backend) -> None:
+    store = backend.store
+    assert store.stream_version("ann") == 0
+    assert store.append("ann", [new(LearnerProfileCreated()), *interests("Music")], 0) == 2
+    assert store.append("ann", interests("Art", "Sports"), 2) == 4
+    assert [event.version for event in store.read_stream("ann")] == [1, 2, 3, 4]
+    assert store.stream_version("ann") == 4
+    assert backend.projection.seen == [("ann", 1), ("ann", 2), ("ann", 3), ("ann", 4)]
+
+
+def test_appending_nothing_writes_nothing(backend: Backend) -> None:
+    assert backend.store.append("ann", [], 0) == 0
+    assert backend.store.last_position() == 0
+    assert backend.projection.seen == []
+
+
+def test_a_stale_expected_version_is_refused_and_nothing_is_written(backend: Backend) -> None:
+    store = backend.store
+    store.append("ann", interests("Music"), 0)
+    for stale in (0, 2):
+        with pytest.raises(ConcurrencyError) as caught:
+            store.append("ann", interests("Art"), stale)
+        assert caught.value.learner_id == "ann"
+        assert caught.value.expected_version == stale
+    assert [event.event.interest_name for event in store.read_stream("ann")] == ["Music"]  # type: ignore[attr-defined]
+    assert store.last_position() == 1
+
+
+def test_of_two_writers_at_the_same_version_exactly_one_wins(backend: Backend) -> None:
+    store = backend.store
+    results: list[str] = []
+    barrier = threading.Barrier(2)
+
+    def write(name: str) -> None:
+        barrier.wait()
+        try:
+            store.append("shared", interests(name), 0)
+            results.append("won")
+        except ConcurrencyError:
+            results.append("lost")
+
+    threads = [threading.Thread(target=write, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == ["lost", "won"]
+    assert [event.version for event in store.read_stream("shared")] == [1]
+
+
+def test_a_failing_inline_projection_undoes_the_append(backend: Backend) -> None:
+    store = backend.store
+    store.append("ann", interests("Music"), 0)
+    backend.projection.fail = True
+    with pytest.raises(RuntimeError, match="projection failed"):
+        store.append("ann", interests("Art", "Sports"), 1)
+    backend.projection.fail = False
+    assert store.stream_version("ann") == 1
+    assert store.last_position() == 1
+    assert store.append("ann", interests("Art"), 1) == 2
+
+
+def test_an_event_id_already_in_the_log_is_refused(backend: Backend) -> None:
+    store = backend.store
+    first = new(InterestAdded(interest_name="Music"))
+    store.append("ann", [first], 0)
+    with pytest.raises(InvalidInput) as caught:
+        store.append("bob", [first], 0)
+    assert caught.value.field == "event_id"
+    assert store.stream_version("bob") == 0
+
+
+def test_an_event_reads_back_equal_with_its_envelope(backend: Backend) -> None:
+    store = backend.store
+    occurred = datetime(2026, 3, 1, 10, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2)))
+    sent = new(PreferenceSet(category="visual_preference_task_1", value="visual"), at=occurred)
+    with freeze_time(T0):
+        store.append("ann", [sent], 0)
+    (got,) = store.read_stream("ann")
+    assert got.event == sent.event
+    assert got.event_id == sent.event_id
+    assert got.occurred_at == occurred and got.occurred_at.tzinfo == UTC
+    assert got.recorded_at == T0
+    assert got.event_type == "PreferenceSet"
+    assert got.schema_version == 2
+    assert dict(got.metadata) == dict(sent.metadata)
+    assert got.position == 1 and got.learner_id == "ann" and got.version == 1
+
+
+# -- read_stream -----------------------------------------------------------------------------
+
+
+def test_read_stream_cuts_by_version_time_and_type(backend: Backend) -> None:
+    store = backend.store
+    for minute, event in enumerate(
+        [LearnerProfileCreated(), InterestAdded(interest_name="Music"), StruggleAreaAdded(struggle_description="Maths")]
+    ):
+        with freeze_time(T0 + timedelta(minutes=minute)):
+            store.append("ann", [new(event)], minute)
+    assert [event.version for event in store.read_stream("ann", up_to_version=2)] == [1, 2]
+    assert [event.version for event in store.read_stream("ann", up_to_version=0)] == []
+    assert [event.version for event in store.read_stream("ann", up_to_version=MAX_VERSION + 1)] == [1, 2, 3]
+    assert [e.version for e in store.read_stream("ann", since=T0 + timedelta(minutes=1))] == [2, 3]
+    assert [e.version for e in store.read_stream("ann", until=T0 + timedelta(minutes=1))] == [1, 2]
+    assert [e.version for e in store.read_stream("ann", event_types=["StruggleAreaAdded"])] == [3]
+    far = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14)))
+    assert [e.version for e in store.read_stream("ann", since=far, until=datetime.max.replace(tzinfo=UTC))] == [1, 2, 3]
+    projectable = store.read_stream_for_projection("ann", up_to_version=2)
+    assert [(event.learner_id, event.version, event.position) for event in projectable] == [
+        ("ann", 1, 1),
+        ("ann", 2, 2),
+    ]
+    assert store.read_stream("nobody") == []
+
+
+# -- read_all ----------------------------------------------------------------------------------
+
+
+def test_read_all_gives_the_whole_log_in_position_order_in_batches(backend: Backend) -> None:
+    store = backend.store
+    store.append("ann", interests("a1", "a2"), 0)
+    store.append("bob", interests("b1"), 0)
+    store.append("ann", interests("a3", "a4"), 2)
+    everything = list(store.read_all())
+    assert [event.position for event in everything] == [1, 2, 3, 4, 5]
+    assert [(event.learner_id, event.version) for event in everything] == [
+        ("ann", 1),
+        ("ann", 2),
+        ("bob", 1),
+        ("ann", 3),
+        ("ann", 4),
+    ]
+    assert [event.position for event in store.read_all(after_position=2, limit=2)] == [3, 4]
+    assert [len(batch) for batch in store.read_all_batches(batch_size=2)] == [2, 2, 1]
+    assert [[e.position for e in batch] for batch in store.read_for_projection(1, batch_size=3)] == [[2, 3, 4], [5]]
+    assert list(store.read_all(limit=0)) == []
+    assert list(store.read_all(after_position=5)) == []
+    assert store.last_position() == 5
+
+
+# -- bad input ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("call", "field_name"),
+    [
+        (lambda s: s.append("", [], 0), "learner_id"),
+        (lambda s: s.append(" ann", [], 0), "learner_id"),
+        (lambda s: s.append(42, [], 0), "learner_id"),
+        (lambda s: s.append("x" * 129, [], 0), "learner_id"),
+        (lambda s: s.append("ann", [], -1), "expected_version"),
+        (lambda s: s.append("ann", [], True), "expected_version"),
+        (lambda s: s.append("ann", [], "0"), "expected_version"),
+        (lambda s: s.append("ann", [InterestAdded(interest_name="x")], 0), "events"),
+        (
+            lambda s: s.append("ann", [NewEvent(InterestAdded(interest_name="x"), "id", datetime(2026, 1, 1), {})], 0),
+            "occurred_at",
+        ),
+        (lambda s: s.append("ann", interests("x"), MAX_VERSION), "version"),
+        (lambda s: s.read_stream("ann", up_to_version=-1), "up_to_version"),
+        (lambda s: s.read_stream("ann", since=datetime(2026, 1, 1)), "since"),
+        (lambda s: s.read_stream("ann", until="2026-01-01"), "until"),
+        (lambda s: s.read_stream("ann", event_types=["NoSuchEvent"]), "event_types"),
+        (lambda s: s.read_stream("ann", event_types="InterestAdded"), "event_types"),
+        (lambda s: s.stream_version(None), "learner_id"),
+        (lambda s: list(s.read_all(batch_size=0)), "batch_size"),
+        (lambda s: list(s.read_all(limit=-1)), "limit"),
+        (lambda s: list(s.read_all(after_position=-1)), "after_position"),
+    ],
+)
+def test_bad_input_is_refused_naming_the_field_and_nothing_is_written(
+    backend: Backend, call: Any, field_name: str
+) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        call(backend.store)
+    assert caught.value.field == field_name
+    assert backend.store.last_position() == 0
+
+
+def test_an_unknown_type_names_the_known_ones(backend: Backend) -> None:
+    with pytest.raises(InvalidInput, match="InterestAdded"):
+        backend.store.read_stream("ann", event_types=["NoSuchEvent"])
