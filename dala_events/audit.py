@@ -5,8 +5,8 @@ here comes from the event log:
 
 - `history` lists the learner's events with who (actor), why (reason), when, and what.
 - `profile_as_of` runs the learner's events up to a point through the very projectors that
-  maintain the live read models, into a scratch in-memory SQLite database, and reads the result
-  with the same getters: the profile exactly as the read models showed it then.
+  maintain the live read models, into read models held in memory, and builds the profile from
+  their rows with the getters' own builder: the profile exactly as the read models showed it then.
 - `diff` compares two such profiles row by row.
 
 A point in time means "as recorded by then": events are cut by `recorded_at`, when the store
@@ -15,22 +15,19 @@ learned of them (an event may have occurred a little earlier, in memory, before 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import Engine
 
-from dala_events.database_setup import create_dala_engine, store_or_default
+from dala_events.database_setup import store_or_default
 from dala_events.envelopes import ProjectableEvent, RecordedEvent
 from dala_events.errors import InvalidInput
-from dala_events.persistence_manager import FullLearnerProfileData, get_full_learner_profile_data
 from dala_events.store import EventStore, check_aware
-from projections.catalog import read_model_tables
 from projections.database_models import SECTIONS
-from projections.projectors import project_events
+from projections.dtos import FullLearnerProfileData
+from projections.memory import MemoryReadModels
 
 Point = datetime | int
 """A point in a learner's history: a timezone-aware time, or a stream version (0 = before
@@ -70,8 +67,10 @@ def profile_as_of(
         raise InvalidInput("at", "give exactly one of `at` and `version`", learner_id=learner_id)
     if version is not None and version < 0:
         raise InvalidInput("version", f"must be >= 0, got {version}", learner_id=learner_id)
-    events = store_or_default(store).read_stream_for_projection(learner_id, up_to_version=version, until=at)
-    return _project_profile(learner_id, events)
+    read_models = MemoryReadModels()
+    for batch in store_or_default(store).read_stream_for_projection(learner_id, up_to_version=version, until=at):
+        read_models.project(batch)
+    return read_models.profile(learner_id)
 
 
 class RowDiff(BaseModel):
@@ -155,33 +154,18 @@ def diff(learner_id: str, start: Point, end: Point, *, store: EventStore | None 
 
 
 # ---------------------------------------------------------------------------------------------
-# The scratch database of as-of views
+# As-of views: the projectors into read models in memory
 # ---------------------------------------------------------------------------------------------
-
-_scratch_lock = threading.Lock()
-_scratch: Engine | None = None
 
 
 def _project_profile(learner_id: str, events: Sequence[ProjectableEvent]) -> FullLearnerProfileData | None:
-    """Run `events` through the projectors into empty read models, read the profile back, and
-    leave the scratch database empty again (the transaction is rolled back)."""
-    global _scratch
+    """Run `events` through the projectors into empty read models in memory and build the
+    profile from their rows as the getters build it from the tables."""
     if not events:
         return None
-    with _scratch_lock:
-        if _scratch is None:
-            engine = create_dala_engine("sqlite://")
-            with engine.begin() as connection:
-                for table in read_model_tables().values():
-                    table.create(connection)
-            _scratch = engine
-        with _scratch.connect() as connection:
-            transaction = connection.begin()
-            try:
-                project_events(connection, events)
-                return get_full_learner_profile_data(learner_id, connection=connection)
-            finally:
-                transaction.rollback()
+    read_models = MemoryReadModels()
+    read_models.project(events)
+    return read_models.profile(learner_id)
 
 
 def _version_at(events: Sequence[RecordedEvent], point: Point, field_name: str) -> int:

@@ -34,6 +34,7 @@ from projections.dtos import (
     RowData,
     StruggleData,
 )
+from projections.profiles import build_profile, section_rows
 from projections.projectors import learner_profiles
 
 __all__ = [
@@ -169,10 +170,6 @@ class _SectionQuery:
         table = model.table
         columns = [column for column in table.columns if column.name != "id"]
         self.names = tuple(column.name for column in columns)
-        assert model.dto is not None
-        # Read-model rows are written by projectors only, from validated events: constructed,
-        # not validated again.
-        self.construct = model.dto.model_construct
         self.query = DriverQuery(
             select(*columns)
             .where(table.c.learner_id == bindparam("learner_id"))
@@ -180,17 +177,17 @@ class _SectionQuery:
             dialect,
         )
 
+    def rows(self, connection: Connection, learner_id: str) -> list[dict[str, Any]]:
+        """The learner's rows of this section, as column -> value."""
+        names = self.names
+        return [dict(zip(names, row, strict=True)) for row in self.query.rows(connection, {"learner_id": learner_id})]
+
 
 _section_queries = once_per_dialect(lambda dialect: {section: _SectionQuery(section, dialect) for section in SECTIONS})
 
 
 def _read(connection: Connection, section: str, learner_id: str) -> list[Any]:
-    query = _section_queries(connection.dialect)[section]
-    names, construct = query.names, query.construct
-    return [
-        construct(**dict(zip(names, row, strict=True)))
-        for row in query.query.rows(connection, {"learner_id": learner_id})
-    ]
+    return section_rows(section, _section_queries(connection.dialect)[section].rows(connection, learner_id))
 
 
 def _get(section: str, learner_id: str, store: SqlEventStore | None) -> list[Any]:
@@ -211,14 +208,10 @@ def get_full_learner_profile_data(
     header = connection.execute(select(learner_profiles).where(learner_profiles.c.id == learner_id)).first()
     if header is None:
         return None
-    sections = {section: _read(connection, section, learner_id) for section in SECTIONS}
+    queries = _section_queries(connection.dialect)
+    sections = {section: queries[section].rows(connection, learner_id) for section in SECTIONS}
     try:
-        return FullLearnerProfileData(
-            learner_id=learner_id,
-            created_at=header.created_at,
-            last_updated_at=header.last_updated_at,
-            **sections,
-        )
+        return build_profile(dict(header._mapping), sections)
     except pydantic.ValidationError as error:  # pragma: no cover - read models are written by projectors only
         raise InvalidInput.from_pydantic(error, learner_id=learner_id) from None
 

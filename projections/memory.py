@@ -13,7 +13,9 @@ from datetime import datetime
 from typing import Any
 
 from dala_events.envelopes import ProjectableEvent
-from projections.database_models import PARENT, READ_MODELS
+from projections.database_models import PARENT, READ_MODELS, SECTIONS
+from projections.dtos import FullLearnerProfileData
+from projections.profiles import build_profile
 from projections.projectors import Row, RowChanges, apply_events
 
 
@@ -44,6 +46,19 @@ class MemoryReadModels:
             name: [dict(row) for row in table.values() if row[column[name]] == learner_id]
             for name, table in self._tables.items()
         }
+
+    def profile(self, learner_id: str) -> FullLearnerProfileData | None:
+        """The learner's whole profile, as the SQL getters would read it from the same rows
+        (each section in its declared order), or None if there is none."""
+        header = self._tables[PARENT].get((learner_id,))
+        if header is None:
+            return None
+        sections = {}
+        for section, model in SECTIONS.items():
+            mine = [row for row in self._tables[model.name].values() if row["learner_id"] == learner_id]
+            mine.sort(key=lambda row: tuple(row[column] for column in model.order))
+            sections[section] = [{name: value for name, value in row.items() if name != "id"} for row in mine]
+        return build_profile(header, sections)
 
     # -- RowWriter -------------------------------------------------------------------------
 

@@ -185,12 +185,16 @@ def test_read_stream_cuts_by_version_time_and_type(backend: Backend) -> None:
     assert [e.version for e in store.read_stream("ann", event_types=["StruggleAreaAdded"])] == [3]
     far = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14)))
     assert [e.version for e in store.read_stream("ann", since=far, until=datetime.max.replace(tzinfo=UTC))] == [1, 2, 3]
-    projectable = store.read_stream_for_projection("ann", up_to_version=2)
+    projectable = [event for batch in store.read_stream_for_projection("ann", up_to_version=2) for event in batch]
     assert [(event.learner_id, event.version, event.position) for event in projectable] == [
         ("ann", 1, 1),
         ("ann", 2, 2),
     ]
     assert store.read_stream("nobody") == []
+    batches = store.read_stream_for_projection("ann", batch_size=2)
+    assert [[event.version for event in batch] for batch in batches] == [[1, 2], [3]]
+    cut = store.read_stream_for_projection("ann", until=T0 + timedelta(minutes=1), batch_size=1)
+    assert [[event.version for event in batch] for batch in cut] == [[1], [2]]
 
 
 # -- read_all ----------------------------------------------------------------------------------

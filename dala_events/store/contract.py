@@ -145,12 +145,27 @@ class EventStore(ABC):
         return [decode_recorded(row) for row in rows if wanted is None or row[1] in wanted]
 
     def read_stream_for_projection(
-        self, learner_id: str, *, up_to_version: int | None = None, until: datetime | None = None
-    ) -> list[LoggedEvent]:
-        """Like `read_stream`, but only what a projector needs (no ids, no metadata): the
-        events an as-of view runs through the projectors."""
-        rows = self._checked_stream_rows(learner_id, up_to_version, None, until, projectable=True)
-        return [decode_logged(row) for row in rows]
+        self,
+        learner_id: str,
+        *,
+        up_to_version: int | None = None,
+        until: datetime | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> Iterator[list[LoggedEvent]]:
+        """Like `read_stream`, but only what a projector needs (no ids, no metadata), in
+        batches of at most `batch_size` events: what an as-of view runs through the
+        projectors, one batch at a time, so a long stream's events need not all be alive at once."""
+        check_count("batch_size", batch_size, minimum=1)
+        after = 0
+        while True:
+            rows = self._checked_stream_rows(
+                learner_id, up_to_version, None, until, projectable=True, after_version=after, limit=batch_size
+            )
+            if rows:
+                yield [decode_logged(row) for row in rows]
+            if len(rows) < batch_size:
+                return
+            after = rows[-1][5]
 
     def read_all(
         self, after_position: int = 0, limit: int | None = None, *, batch_size: int = DEFAULT_BATCH_SIZE
@@ -191,15 +206,19 @@ class EventStore(ABC):
         until: datetime | None,
         *,
         projectable: bool,
+        after_version: int = 0,
+        limit: int = MAX_VERSION,
     ) -> list[Row]:
         learner_id = valid_learner_id(learner_id)
         if up_to_version is not None:
             check_count("up_to_version", up_to_version, learner_id=learner_id)
         return self._stream_rows(
             learner_id,
+            after_version,
             MAX_VERSION if up_to_version is None else min(up_to_version, MAX_VERSION),
             _clamped("since", since, EARLIEST),
             _clamped("until", until, LATEST),
+            limit,
             projectable=projectable,
         )
 
@@ -242,9 +261,18 @@ class EventStore(ABC):
 
     @abstractmethod
     def _stream_rows(
-        self, learner_id: str, up_to_version: int, since: datetime, until: datetime, *, projectable: bool
+        self,
+        learner_id: str,
+        after_version: int,
+        up_to_version: int,
+        since: datetime,
+        until: datetime,
+        limit: int,
+        *,
+        projectable: bool,
     ) -> list[Row]:
-        """The learner's rows with version <= up_to_version and since <= recorded_at <= until,
+        """The first `limit` of the learner's rows with after_version < version <= up_to_version
+        and since <= recorded_at <= until,
         in version order, in the recorded or projectable shape (see `codec`)."""
 
     @abstractmethod

@@ -78,10 +78,19 @@ class InMemoryEventStore(EventStore):
             return len(self._streams.get(learner_id, ()))
 
     def _stream_rows(
-        self, learner_id: str, up_to_version: int, since: datetime, until: datetime, *, projectable: bool
+        self,
+        learner_id: str,
+        after_version: int,
+        up_to_version: int,
+        since: datetime,
+        until: datetime,
+        limit: int,
+        *,
+        projectable: bool,
     ) -> list[Row]:
         with self._lock:
-            rows = [row for row in self._streams.get(learner_id, ())[:up_to_version] if since <= row[8] <= until]
+            stream = self._streams.get(learner_id, ())[after_version:up_to_version]
+            rows = [row for row in stream if since <= row[8] <= until][:limit]
         return [_shape(row, projectable) for row in rows]
 
     def _log_fetcher(self, *, projectable: bool) -> Callable[[int, int], list[Row]]:

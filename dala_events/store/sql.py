@@ -151,9 +151,24 @@ class SqlEventStore(EventStore):
             return _stream_version(connection, learner_id)
 
     def _stream_rows(
-        self, learner_id: str, up_to_version: int, since: datetime, until: datetime, *, projectable: bool
+        self,
+        learner_id: str,
+        after_version: int,
+        up_to_version: int,
+        since: datetime,
+        until: datetime,
+        limit: int,
+        *,
+        projectable: bool,
     ) -> list[Row]:
-        parameters = {"learner_id": learner_id, "up_to_version": up_to_version, "since": since, "until": until}
+        parameters = {
+            "size": limit,
+            "learner_id": learner_id,
+            "after_version": after_version,
+            "up_to_version": up_to_version,
+            "since": since,
+            "until": until,
+        }
         with self._reading() as connection:
             statements = _statements_for(connection.dialect)
             query = statements.read_stream_projectable if projectable else statements.read_stream
@@ -188,16 +203,19 @@ class _Statements:
         c = event_log.c
         in_stream = (
             c.learner_id == bindparam("learner_id"),
+            c.version > bindparam("after_version"),
             c.version <= bindparam("up_to_version"),
             c.recorded_at >= bindparam("since", type_=UTCDateTime()),
             c.recorded_at <= bindparam("until", type_=UTCDateTime()),
         )
-        self.read_stream = DriverQuery(select(*_RECORDED_COLUMNS).where(*in_stream).order_by(c.version), dialect)
+        size = bindparam("size", type_=Integer())
+        self.read_stream = DriverQuery(
+            select(*_RECORDED_COLUMNS).where(*in_stream).order_by(c.version).limit(size), dialect
+        )
         self.read_stream_projectable = DriverQuery(
-            select(*_PROJECTABLE_COLUMNS).where(*in_stream).order_by(c.version), dialect
+            select(*_PROJECTABLE_COLUMNS).where(*in_stream).order_by(c.version).limit(size), dialect
         )
         after = c.position > bindparam("after")
-        size = bindparam("size", type_=Integer())
         self.read_all = DriverQuery(select(*_RECORDED_COLUMNS).where(after).order_by(c.position).limit(size), dialect)
         self.read_projectable = DriverQuery(
             select(*_PROJECTABLE_COLUMNS).where(after).order_by(c.position).limit(size), dialect
