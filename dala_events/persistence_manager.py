@@ -15,10 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 import pydantic
-from sqlalchemy import Connection, Dialect, bindparam, select
+from sqlalchemy import Connection, Select, bindparam, select
 
 from dala_events.database_setup import sql_store_or_default
-from dala_events.dialects import DriverQuery, once_per_dialect, read_transaction
+from dala_events.dialects import read_transaction
 from dala_events.errors import InvalidInput
 from dala_events.hlp_module import LearnerProfile
 from dala_events.store import EventStore, SqlEventStore
@@ -162,32 +162,28 @@ def _existing(learner_id: str, store: EventStore | None) -> LearnerProfile:
 # ---------------------------------------------------------------------------------------------
 
 
-class _SectionQuery:
-    """One section's rows of a learner, in the section's order: compiled once per dialect."""
-
-    def __init__(self, section: str, dialect: Dialect) -> None:
-        model = SECTIONS[section]
-        table = model.table
-        columns = [column for column in table.columns if column.name != "id"]
-        self.names = tuple(column.name for column in columns)
-        self.query = DriverQuery(
-            select(*columns)
-            .where(table.c.learner_id == bindparam("learner_id"))
-            .order_by(*(table.c[name] for name in model.order)),
-            dialect,
-        )
-
-    def rows(self, connection: Connection, learner_id: str) -> list[dict[str, Any]]:
-        """The learner's rows of this section, as column -> value."""
-        names = self.names
-        return [dict(zip(names, row, strict=True)) for row in self.query.rows(connection, {"learner_id": learner_id})]
+def _section_query(section: str) -> Select[Any]:
+    model = SECTIONS[section]
+    table = model.table
+    columns = [column for column in table.columns if column.name != "id"]
+    return (
+        select(*columns)
+        .where(table.c.learner_id == bindparam("learner_id"))
+        .order_by(*(table.c[name] for name in model.order))
+    )
 
 
-_section_queries = once_per_dialect(lambda dialect: {section: _SectionQuery(section, dialect) for section in SECTIONS})
+_SECTION_QUERIES = {section: _section_query(section) for section in SECTIONS}
+"""Each section's rows of a learner (column -> value, the surrogate id left out), in its order."""
+
+
+def _rows(connection: Connection, section: str, learner_id: str) -> list[dict[str, Any]]:
+    result = connection.execute(_SECTION_QUERIES[section], {"learner_id": learner_id})
+    return [dict(row) for row in result.mappings()]
 
 
 def _read(connection: Connection, section: str, learner_id: str) -> list[Any]:
-    return section_rows(section, _section_queries(connection.dialect)[section].rows(connection, learner_id))
+    return section_rows(section, _rows(connection, section, learner_id))
 
 
 def _get(section: str, learner_id: str, store: SqlEventStore | None) -> list[Any]:
@@ -208,8 +204,7 @@ def get_full_learner_profile_data(
     header = connection.execute(select(learner_profiles).where(learner_profiles.c.id == learner_id)).first()
     if header is None:
         return None
-    queries = _section_queries(connection.dialect)
-    sections = {section: queries[section].rows(connection, learner_id) for section in SECTIONS}
+    sections = {section: _rows(connection, section, learner_id) for section in SECTIONS}
     try:
         return build_profile(dict(header._mapping), sections)
     except pydantic.ValidationError as error:  # pragma: no cover - read models are written by projectors only

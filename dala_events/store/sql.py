@@ -35,7 +35,6 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from dala_events.dialects import (
-    DriverQuery,
     DriverStatement,
     EventIdText,
     UTCDateTime,
@@ -170,16 +169,14 @@ class SqlEventStore(EventStore):
             "until": until,
         }
         with self._reading() as connection:
-            statements = _statements_for(connection.dialect)
-            query = statements.read_stream_projectable if projectable else statements.read_stream
-            return query.rows(connection, parameters)
+            query = _READ_STREAM_PROJECTABLE if projectable else _READ_STREAM
+            return [tuple(row) for row in connection.execute(query, parameters)]
 
     def _log_fetcher(self, *, projectable: bool) -> Callable[[int, int], list[Row]]:
         def fetch(after: int, size: int) -> list[Row]:
             with self._reading() as connection:
-                statements = _statements_for(connection.dialect)
-                query = statements.read_projectable if projectable else statements.read_all
-                return query.rows(connection, {"after": after, "size": size})
+                query = _READ_LOG_PROJECTABLE if projectable else _READ_LOG
+                return [tuple(row) for row in connection.execute(query, {"after": after, "size": size})]
 
         return fetch
 
@@ -193,32 +190,13 @@ class SqlEventStore(EventStore):
 
 
 class _Statements:
-    """The store's statements, compiled once per dialect."""
+    """The append's statements, compiled once per dialect and run on the driver (see
+    `dialects.DriverStatement`: on this path it pays)."""
 
     def __init__(self, dialect: Dialect) -> None:
         self.insert = DriverStatement(event_log.insert(), dialect, columns=written_columns(event_log))
-        self.stream_version = DriverQuery(
+        self.stream_version = DriverStatement(
             select(func.max(event_log.c.version)).where(event_log.c.learner_id == bindparam("learner_id")), dialect
-        )
-        c = event_log.c
-        in_stream = (
-            c.learner_id == bindparam("learner_id"),
-            c.version > bindparam("after_version"),
-            c.version <= bindparam("up_to_version"),
-            c.recorded_at >= bindparam("since", type_=UTCDateTime()),
-            c.recorded_at <= bindparam("until", type_=UTCDateTime()),
-        )
-        size = bindparam("size", type_=Integer())
-        self.read_stream = DriverQuery(
-            select(*_RECORDED_COLUMNS).where(*in_stream).order_by(c.version).limit(size), dialect
-        )
-        self.read_stream_projectable = DriverQuery(
-            select(*_PROJECTABLE_COLUMNS).where(*in_stream).order_by(c.version).limit(size), dialect
-        )
-        after = c.position > bindparam("after")
-        self.read_all = DriverQuery(select(*_RECORDED_COLUMNS).where(after).order_by(c.position).limit(size), dialect)
-        self.read_projectable = DriverQuery(
-            select(*_PROJECTABLE_COLUMNS).where(after).order_by(c.position).limit(size), dialect
         )
 
 
@@ -226,10 +204,22 @@ _statements_for = once_per_dialect(_Statements)
 
 
 def _stream_version(connection: Connection, learner_id: str) -> int:
-    statement = _statements_for(connection.dialect).stream_version
-    ((version,),) = statement.rows(connection, {"learner_id": learner_id})
-    return int(version or 0)
+    return int(_statements_for(connection.dialect).stream_version.scalar(connection, {"learner_id": learner_id}) or 0)
 
 
 _RECORDED_COLUMNS = tuple(event_log.c[name] for name in RECORDED_FIELDS)
 _PROJECTABLE_COLUMNS = tuple(event_log.c[name] for name in PROJECTABLE_FIELDS)
+
+_IN_STREAM = (
+    event_log.c.learner_id == bindparam("learner_id"),
+    event_log.c.version > bindparam("after_version"),
+    event_log.c.version <= bindparam("up_to_version"),
+    event_log.c.recorded_at >= bindparam("since", type_=UTCDateTime()),
+    event_log.c.recorded_at <= bindparam("until", type_=UTCDateTime()),
+)
+_SIZE = bindparam("size", type_=Integer())
+_READ_STREAM = select(*_RECORDED_COLUMNS).where(*_IN_STREAM).order_by(event_log.c.version).limit(_SIZE)
+_READ_STREAM_PROJECTABLE = select(*_PROJECTABLE_COLUMNS).where(*_IN_STREAM).order_by(event_log.c.version).limit(_SIZE)
+_AFTER = event_log.c.position > bindparam("after")
+_READ_LOG = select(*_RECORDED_COLUMNS).where(_AFTER).order_by(event_log.c.position).limit(_SIZE)
+_READ_LOG_PROJECTABLE = select(*_PROJECTABLE_COLUMNS).where(_AFTER).order_by(event_log.c.position).limit(_SIZE)
