@@ -6,6 +6,7 @@ status 1 (2 for a wrong command line) and no traceback.
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -257,7 +258,7 @@ def rebuild(obj: dict[str, Any], projections: tuple[str, ...]) -> None:
     from projections.rebuild import rebuild as run_rebuild
 
     engine = init_db(obj["database_url"], check_projections=False)
-    with _progress_bar("rebuilding") as progress:
+    with _progress_bar("rebuilding") as progress, _collector_paused():
         result = run_rebuild(engine, projections=projections or None, progress=progress)
     rate = result.events / result.seconds if result.seconds else 0.0
     click.echo(
@@ -416,6 +417,23 @@ def _event_json(event: Any) -> dict[str, Any]:
         "payload": event.event.model_dump(mode="json", exclude={"event_type"}),
         "metadata": dict(event.metadata),
     }
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while `dala rebuild` replays the log.
+
+    The command owns its process, so it may: a rebuild creates millions of short-lived
+    objects that form no cycles, and the collector re-walking the survivors was over a third
+    of a rebuild's time. The library itself never touches the collector.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 @contextmanager
