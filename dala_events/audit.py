@@ -15,15 +15,33 @@ learned of them (an event may have occurred a little earlier, in memory, before 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
 from dala_events.database_setup import store_or_default
 from dala_events.envelopes import ProjectableEvent, RecordedEvent
-from dala_events.errors import InvalidInput
+from dala_events.errors import InvalidInput, LearnerNotFound
+from dala_events.events import (
+    ActivityAttemptRecorded,
+    BadgeAwarded,
+    BadgeRevoked,
+    CognitiveMetricRecorded,
+    DomainEvent,
+    InterestAdded,
+    InterestRemoved,
+    LearnerProfileCreated,
+    LearnerProfileDeleted,
+    LearningObjectiveCompleted,
+    LearningObjectiveProgressUpdated,
+    LearningObjectiveStarted,
+    PreferenceRemoved,
+    PreferenceSet,
+    StruggleAreaAdded,
+    StruggleAreaRemoved,
+)
 from dala_events.store import EventStore, check_aware
 from projections.database_models import SECTIONS
 from projections.dtos import FullLearnerProfileData
@@ -71,6 +89,80 @@ def profile_as_of(
     for batch in store_or_default(store).read_stream_for_projection(learner_id, up_to_version=version, until=at):
         read_models.project(batch)
     return read_models.profile(learner_id)
+
+
+class HistoryPoint(NamedTuple):
+    """Where a point lands in a learner's history: the last change recorded by then."""
+
+    version: int
+    """The stream version the point resolves to (0: before the first change)."""
+    recorded_at: datetime | None
+    """When that change was recorded (None for version 0)."""
+    last_version: int
+    """The learner's latest version: how many changes the stream holds."""
+
+
+def history_point(
+    learner_id: str, *, at: datetime | None = None, version: int | None = None, store: EventStore | None = None
+) -> HistoryPoint:
+    """Resolve a time or a version of the learner's history to the change it shows.
+
+    Raises LearnerNotFound for a learner with no events, and InvalidInput naming `version`
+    for a version past the learner's last one (the message says which is the last).
+    """
+    if (at is None) == (version is None):
+        raise InvalidInput("at", "give exactly one of `at` and `version`", learner_id=learner_id)
+    chosen = store_or_default(store)
+    last = chosen.stream_version(learner_id)
+    if last == 0:
+        raise LearnerNotFound(learner_id, f"learner {learner_id!r} has no recorded changes")
+    if version is not None:
+        if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version <= last:
+            raise InvalidInput(
+                "version",
+                f"must be a whole number from 0 to {last} (the last change), got {version!r}",
+                learner_id=learner_id,
+            )
+        events = chosen.read_stream(learner_id, up_to_version=version)
+    else:
+        events = chosen.read_stream(learner_id, until=at)
+    if not events:
+        return HistoryPoint(0, None, last)
+    return HistoryPoint(events[-1].version, events[-1].recorded_at, last)
+
+
+def describe_change(event: DomainEvent) -> str:
+    """One line saying what an event changed, for people reading a history."""
+    describe = _DESCRIBERS.get(type(event))
+    return describe(event) if describe is not None else event.event_type
+
+
+def _score(score: float | None) -> str:
+    return "" if score is None else f", score {score:g}"
+
+
+_DESCRIBERS: dict[type[DomainEvent], Callable[[Any], str]] = {
+    LearnerProfileCreated: lambda e: "profile created",
+    LearnerProfileDeleted: lambda e: "profile deleted",
+    PreferenceSet: lambda e: (
+        f"{e.category}: {e.previous_value} -> {e.value}" if e.previous_value else f"{e.category} set to {e.value}"
+    ),
+    PreferenceRemoved: lambda e: f"preference {e.category} removed",
+    InterestAdded: lambda e: f"interest added: {e.interest_name}",
+    InterestRemoved: lambda e: f"interest removed: {e.interest_name}",
+    StruggleAreaAdded: lambda e: f"struggle area added: {e.struggle_description}",
+    StruggleAreaRemoved: lambda e: f"struggle area removed: {e.struggle_description}",
+    CognitiveMetricRecorded: lambda e: f"diagnostic {e.task_name} recorded",
+    LearningObjectiveStarted: lambda e: f"started {e.lo_id}",
+    LearningObjectiveProgressUpdated: lambda e: f"{e.lo_id} {e.status.replace('_', ' ')}{_score(e.score)}",
+    LearningObjectiveCompleted: lambda e: f"completed {e.lo_id}{_score(e.score)}",
+    BadgeAwarded: lambda e: f"badge earned: {e.badge_name}",
+    BadgeRevoked: lambda e: f"badge revoked: {e.badge_id}",
+    ActivityAttemptRecorded: lambda e: (
+        f"attempted {e.activity_id} ({e.activity_type}, {e.lo_id}){_score(e.score)}"
+        + (", completed" if e.completed else "")
+    ),
+}
 
 
 class RowDiff(BaseModel):
@@ -198,4 +290,14 @@ def _keyed_rows(profile: FullLearnerProfileData | None) -> dict[str, dict[str, d
     return keyed
 
 
-__all__ = ["Point", "ProfileDiff", "RowDiff", "diff", "history", "profile_as_of"]
+__all__ = [
+    "HistoryPoint",
+    "Point",
+    "ProfileDiff",
+    "RowDiff",
+    "describe_change",
+    "diff",
+    "history",
+    "history_point",
+    "profile_as_of",
+]

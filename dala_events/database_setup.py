@@ -16,23 +16,23 @@ import os
 import threading
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, inspect, make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import StaticPool
 
-from dala_events.dialects import configure_sqlite, write_transaction
-from dala_events.errors import InvalidInput
+from dala_events.dialects import configure_sqlite, read_transaction, write_transaction
+from dala_events.errors import DatabaseNotFound, InvalidInput, SchemaMismatchError
 from dala_events.events import decode_json, dump_checked_json
 from dala_events.store import EventStore, InMemoryEventStore, SqlEventStore
 from projections.memory import MemoryReadModels
 from projections.projectors import project_events
-from projections.rebuild import ensure_projections, rebuild, stale_error
+from projections.rebuild import ensure_projections, rebuild, stale_error, stale_projections
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 DATABASE_URL_ENV = "DALA_DATABASE_URL"
 DEFAULT_DATABASE_PATH = Path("database") / "edpsych_connect_dala.db"
@@ -51,18 +51,21 @@ def configured_database_url() -> str:
 _JSON_COLUMNS: dict[str, Any] = {"json_serializer": dump_checked_json, "json_deserializer": decode_json}
 
 
-def create_dala_engine(database_url: str | URL) -> Engine:
+def create_dala_engine(database_url: str | URL, *, create: bool = True) -> Engine:
     """An engine for `database_url` set up the way the store needs it.
 
-    `postgresql://` URLs use the psycopg 3 driver that ships with the package; a SQLite file's
-    folder is created if missing; SQLite connections get the pragmas of `configure_sqlite`.
-    JSON columns are written compact and read back with pydantic-core's JSON codec: what
-    they hold are details objects every event checked when it was made.
+    `postgresql://` URLs use the psycopg 3 driver that ships with the package; SQLite
+    connections get the pragmas of `configure_sqlite`. With `create` (set-up: init, demo,
+    migrate, restore) a SQLite file's folder is created if missing; without it (every command
+    that only reads) a missing file is DatabaseNotFound and nothing is created, so a typo in
+    a path never looks like a missing learner. JSON columns are written compact and read back
+    with pydantic-core's JSON codec: what they hold are details objects every event checked
+    when it was made.
     """
     try:
         url = make_url(database_url)
     except Exception as error:
-        raise InvalidInput("database_url", f"not a database URL: {error}") from None
+        raise InvalidInput("database_url", f"not a database URL ({error}); e.g. sqlite:///database/dala.db") from None
     backend = url.get_backend_name()
     if backend == "postgresql":
         if url.drivername == "postgresql":
@@ -72,11 +75,13 @@ def create_dala_engine(database_url: str | URL) -> Engine:
         raise InvalidInput("database_url", f"only sqlite and postgresql are supported, not {backend!r}")
     if url.database in (None, "", ":memory:"):
         # One shared connection, or every checkout would see a different empty database.
-        engine = create_engine(
-            url, poolclass=StaticPool, connect_args={"check_same_thread": False}, **_JSON_COLUMNS
-        )
+        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False}, **_JSON_COLUMNS)
     else:
-        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        path = Path(url.database).expanduser()
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        elif not path.is_file():
+            raise DatabaseNotFound(str(path))
         engine = create_engine(url, connect_args={"timeout": 30}, **_JSON_COLUMNS)
     configure_sqlite(engine)
     return engine
@@ -84,11 +89,16 @@ def create_dala_engine(database_url: str | URL) -> Engine:
 
 AUTO_REBUILD_ENV = "DALA_AUTO_REBUILD"
 MIGRATIONS = "dala_events:migrations"
+LOG_SCHEMA_HEAD = "0002"
+"""The newest migration of the log (a test keeps it equal to the scripts' head): a database at
+this revision is opened without loading Alembic, which costs a tenth of a second of start-up."""
 _PG_SETUP_LOCK = 4242001
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
     """The Alembic configuration of the log's migrations, bound to `connection` if given."""
+    from alembic.config import Config  # Alembic is loaded only when migrating (see LOG_SCHEMA_HEAD)
+
     config = Config()
     config.set_main_option("script_location", MIGRATIONS)
     if connection is not None:
@@ -108,23 +118,45 @@ def migrate(engine: Engine, revision: str = "head", *, downgrade: bool = False) 
 
 
 def _migrate(connection: Connection, revision: str, *, downgrade: bool = False) -> str | None:
+    from alembic import command  # loaded only when migrating (see LOG_SCHEMA_HEAD)
+    from alembic.runtime.migration import MigrationContext
+    from alembic.util import CommandError
+
     config = alembic_config(connection)
     migrations = _migrations()
+    known = [script.revision for script in migrations.walk_revisions()]
+    if not revision or (revision not in ("head", "base") and revision not in known):
+        raise InvalidInput(
+            "revision", f"unknown revision {revision!r}; known: head, base, {', '.join(reversed(known))}"
+        )
     target = migrations.get_current_head() if revision == "head" else revision
     current = MigrationContext.configure(connection).get_current_revision()
     if current is None and "event_log" in inspect(connection).get_table_names():
         command.stamp(config, "0001")
         current = "0001"
     if current != target:
-        if downgrade:
-            command.downgrade(config, revision)
-        else:
-            command.upgrade(config, revision)
+        try:
+            if downgrade:
+                command.downgrade(config, revision)
+            else:
+                command.upgrade(config, revision)
+        except CommandError as error:
+            raise InvalidInput("revision", f"{error}; use --downgrade to go back to an older revision") from None
     return MigrationContext.configure(connection).get_current_revision()
+
+
+def log_schema_revision(connection: Connection) -> str | None:
+    """The log's migration revision as the database records it (None: not migrated), read
+    with plain SQL."""
+    if "alembic_version" not in inspect(connection).get_table_names():
+        return None
+    return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 @lru_cache(maxsize=1)
 def _migrations() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config())
 
 
@@ -142,7 +174,8 @@ def create_tables(engine: Engine) -> tuple[str, ...]:
     """
     with write_transaction(engine) as connection:
         _hold_setup_lock(connection)
-        _migrate(connection, "head")
+        if log_schema_revision(connection) != LOG_SCHEMA_HEAD:
+            _migrate(connection, "head")
         return ensure_projections(connection)
 
 
@@ -187,6 +220,43 @@ def init_db(database_url: str | None = None, *, check_projections: bool = True) 
             if not auto_rebuild_enabled(engine):
                 raise stale_error(stale)
             rebuild(engine, projections=stale)
+    except BaseException:
+        engine.dispose()
+        raise
+    with _lock:
+        previous = _default_engine
+        _default_engine, _default_store = engine, store_for(engine)
+    if previous is not None and previous is not engine:
+        previous.dispose()
+    return engine
+
+
+def open_db(database_url: str | None = None) -> Engine:
+    """Connect to an existing database to read it, and make it the process default.
+
+    Unlike `init_db` this creates, migrates and rebuilds nothing: a missing database is
+    DatabaseNotFound, one without the event log or with an older log schema or out-of-date
+    read models is SchemaMismatchError saying what to run.
+    """
+    global _default_engine, _default_store
+    url = database_url or configured_database_url()
+    engine = create_dala_engine(url, create=False)
+    try:
+        with read_transaction(engine) as connection:
+            revision = log_schema_revision(connection)
+            if revision is None and "event_log" not in inspect(connection).get_table_names():
+                raise DatabaseNotFound(
+                    engine.url.render_as_string(hide_password=True),
+                    "the database holds no DALA event log; create one with `dala init`",
+                )
+            if revision != LOG_SCHEMA_HEAD:
+                raise SchemaMismatchError(
+                    f"the event log's schema is at revision {revision or 'none'}, this code needs "
+                    f"{LOG_SCHEMA_HEAD}; run `dala migrate`"
+                )
+            stale = stale_projections(connection)
+        if stale:
+            raise stale_error(stale)
     except BaseException:
         engine.dispose()
         raise

@@ -80,3 +80,12 @@ class RecordedEvent(NamedTuple):
     recorded_at: datetime
     event: DomainEvent
     metadata: Mapping[str, Any]
+
+
+class StreamSummary(NamedTuple):
+    """One learner's stream at a glance: how many events, when the first and last were recorded."""
+
+    learner_id: str
+    version: int
+    first_recorded_at: datetime
+    last_recorded_at: datetime

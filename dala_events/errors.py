@@ -67,3 +67,16 @@ class CorruptEventError(DalaError):
 
 class SchemaMismatchError(DalaError):
     """The database's tables do not match this code's definitions; says what to run."""
+
+
+class DatabaseNotFound(DalaError):
+    """There is no DALA database where one was to be read; nothing was created."""
+
+    def __init__(self, where: str, hint: str = "create one with `dala init` (or `dala demo`)") -> None:
+        self.where = where
+        super().__init__(f"no database at {where}; {hint}")
+
+
+class RefusedToDestroy(DalaError):
+    """A command would have destroyed records (the event log, or read models an empty log
+    cannot rebuild); nothing was changed."""

@@ -15,11 +15,13 @@ from __future__ import annotations
 from typing import Any
 
 import pydantic
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Connection, Select, bindparam, select
 
 from dala_events.database_setup import sql_store_or_default
 from dala_events.dialects import read_transaction
 from dala_events.errors import InvalidInput
+from dala_events.events import UtcDateTime
 from dala_events.hlp_module import LearnerProfile
 from dala_events.store import EventStore, SqlEventStore
 from projections.database_models import SECTIONS
@@ -44,6 +46,7 @@ __all__ = [
     "FullLearnerProfileData",
     "InterestData",
     "LOProgressData",
+    "LearnerSummary",
     "PreferenceData",
     "RowData",
     "StruggleData",
@@ -63,6 +66,7 @@ __all__ = [
     "get_lo_progress",
     "get_preferences",
     "get_struggles",
+    "list_learners",
     "remove_interest",
     "remove_preference",
     "remove_struggle",
@@ -189,6 +193,47 @@ def _read(connection: Connection, section: str, learner_id: str) -> list[Any]:
 def _get(section: str, learner_id: str, store: SqlEventStore | None) -> list[Any]:
     with read_transaction(sql_store_or_default(store).engine) as connection:
         return _read(connection, section, learner_id)
+
+
+class LearnerSummary(BaseModel):
+    """One learner as `list_learners` shows them: from the event log, plus whether a live
+    profile exists in the read models."""
+
+    model_config = ConfigDict(frozen=True)
+
+    learner_id: str
+    created_at: UtcDateTime
+    """When the learner's first change was recorded."""
+    last_updated_at: UtcDateTime
+    """When the learner's latest change was recorded."""
+    changes: int
+    """How many changes (events) the learner's history holds."""
+    has_profile: bool
+    """False once the profile was deleted (its history stays)."""
+
+
+def list_learners(
+    *, after: str | None = None, limit: int = 100, store: SqlEventStore | None = None
+) -> list[LearnerSummary]:
+    """The learners the store knows, in id order, at most `limit` of them after the id `after`
+    (pass the last id of one page to get the next)."""
+    chosen = sql_store_or_default(store)
+    streams = chosen.list_streams(after=after, limit=limit)
+    if not streams:
+        return []
+    ids = [stream.learner_id for stream in streams]
+    with read_transaction(chosen.engine) as connection:
+        live = set(connection.execute(select(learner_profiles.c.id).where(learner_profiles.c.id.in_(ids))).scalars())
+    return [
+        LearnerSummary(
+            learner_id=stream.learner_id,
+            created_at=stream.first_recorded_at,
+            last_updated_at=stream.last_recorded_at,
+            changes=stream.version,
+            has_profile=stream.learner_id in live,
+        )
+        for stream in streams
+    ]
 
 
 def get_full_learner_profile_data(

@@ -52,7 +52,7 @@ if sys.platform != "win32":
 
 from dala_events.dialects import upsert
 from dala_events.envelopes import LoggedEvent
-from dala_events.errors import DalaError, SchemaMismatchError
+from dala_events.errors import DalaError, RefusedToDestroy, SchemaMismatchError
 from dala_events.events import utc_now
 from dala_events.store import SqlEventStore, event_log, projection_state
 from projections.catalog import PARENT, fingerprint, projection_names, read_model_tables, with_dependents
@@ -130,6 +130,8 @@ def rebuild(
                 with connection.begin():
                     _lock_out_writers(connection)
                     _catch_up(store, connection, changes, reached)
+                    if reached.events == 0:
+                        _refuse_to_empty(connection, names)
                     shadow.swap_in(connection)
                     record_projections(connection, names, reached.position)
                 if progress is not None:
@@ -251,6 +253,26 @@ def _catch_up(store: SqlEventStore, connection: Connection, changes: RowChanges,
             reached.events += len(late)
     for batch in store.read_for_projection(reached.position):
         _project(changes, batch, reached)
+
+
+def _refuse_to_empty(connection: Connection, names: Sequence[str]) -> None:
+    """An empty log cannot have produced rows: emptying tables that hold some would destroy
+    what may be the only copy left (a log dropped or restored wrongly). Refuse, saying so."""
+    existing = set(inspect(connection).get_table_names())
+    tables = read_model_tables()
+    holding = {
+        name: count
+        for name in names
+        if name in existing
+        and (count := connection.execute(select(func.count()).select_from(tables[name])).scalar_one())
+    }
+    if holding:
+        held = ", ".join(f"{name} ({count} rows)" for name, count in holding.items())
+        raise RefusedToDestroy(
+            f"refusing to rebuild from an empty event log: the read models hold rows ({held}) that "
+            "the log cannot reproduce; restore the event log from a backup first, or drop those tables "
+            "by hand if they really are to be emptied"
+        )
 
 
 def _lock_out_writers(connection: Connection) -> None:

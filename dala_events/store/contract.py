@@ -19,12 +19,14 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from dala_events.envelopes import AppendedEvent, LoggedEvent, NewEvent, RecordedEvent
+from dala_events.envelopes import AppendedEvent, LoggedEvent, NewEvent, RecordedEvent, StreamSummary
 from dala_events.errors import InvalidInput
 from dala_events.events import EVENT_TYPES, DomainEvent, check_learner_id, utc_now
 from dala_events.store.codec import decode_logged, decode_recorded, encode_row
 
 DEFAULT_BATCH_SIZE = 2_000
+MAX_PAGE = 10_000
+"""The most stream summaries one `list_streams` call returns."""
 MAX_VERSION = 2**31 - 1
 """The highest stream version (and version argument) a store takes: a 32-bit column on every backend."""
 EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
@@ -196,6 +198,14 @@ class EventStore(ABC):
     def last_position(self) -> int:
         """The position of the newest event in the log (0 when empty)."""
 
+    def list_streams(self, *, after: str | None = None, limit: int = 100) -> list[StreamSummary]:
+        """The learners' streams in learner-id order, at most `limit`, starting after the id
+        `after` (keyset paging: pass the last id of one page to get the next)."""
+        if after is not None:
+            after = valid_learner_id(after)
+        check_count("limit", limit, minimum=1)
+        return self._stream_summaries(after, min(limit, MAX_PAGE))
+
     # -- the checks every backend shares ---------------------------------------------------
 
     def _checked_stream_rows(
@@ -274,6 +284,10 @@ class EventStore(ABC):
         """The first `limit` of the learner's rows with after_version < version <= up_to_version
         and since <= recorded_at <= until,
         in version order, in the recorded or projectable shape (see `codec`)."""
+
+    @abstractmethod
+    def _stream_summaries(self, after: str | None, limit: int) -> list[StreamSummary]:
+        """At most `limit` stream summaries with learner ids after `after`, in id order."""
 
     @abstractmethod
     def _log_fetcher(self, *, projectable: bool) -> Callable[[int, int], list[Row]]:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from dala_events.envelopes import AppendedEvent, ProjectableEvent
+from dala_events.envelopes import AppendedEvent, ProjectableEvent, StreamSummary
 from dala_events.errors import ConcurrencyError, InvalidInput
 from dala_events.store.codec import RECORDED_FIELDS, projectable
 from dala_events.store.contract import EventStore, Row
@@ -92,6 +92,15 @@ class InMemoryEventStore(EventStore):
             stream = self._streams.get(learner_id, ())[after_version:up_to_version]
             rows = [row for row in stream if since <= row[8] <= until][:limit]
         return [_shape(row, projectable) for row in rows]
+
+    def _stream_summaries(self, after: str | None, limit: int) -> list[StreamSummary]:
+        with self._lock:
+            names = sorted(name for name in self._streams if after is None or name > after)[:limit]
+            return [
+                StreamSummary(name, len(stream), stream[0][8], stream[-1][8])
+                for name in names
+                if (stream := self._streams[name])
+            ]
 
     def _log_fetcher(self, *, projectable: bool) -> Callable[[int, int], list[Row]]:
         def fetch(after: int, size: int) -> list[Row]:

@@ -43,7 +43,7 @@ from dala_events.dialects import (
     write_transaction,
     written_columns,
 )
-from dala_events.envelopes import AppendedEvent, LoggedEvent, ProjectableEvent
+from dala_events.envelopes import AppendedEvent, LoggedEvent, ProjectableEvent, StreamSummary
 from dala_events.errors import ConcurrencyError, InvalidInput
 from dala_events.store.codec import PROJECTABLE_FIELDS, RECORDED_FIELDS, decode_logged
 from dala_events.store.contract import EventStore, Row
@@ -171,6 +171,19 @@ class SqlEventStore(EventStore):
         with self._reading() as connection:
             query = _READ_STREAM_PROJECTABLE if projectable else _READ_STREAM
             return [tuple(row) for row in connection.execute(query, parameters)]
+
+    def _stream_summaries(self, after: str | None, limit: int) -> list[StreamSummary]:
+        c = event_log.c
+        query = (
+            select(c.learner_id, func.max(c.version), func.min(c.recorded_at), func.max(c.recorded_at))
+            .group_by(c.learner_id)
+            .order_by(c.learner_id)
+            .limit(limit)
+        )
+        if after is not None:
+            query = query.where(c.learner_id > after)
+        with self._reading() as connection:
+            return [StreamSummary(*row) for row in connection.execute(query)]
 
     def _log_fetcher(self, *, projectable: bool) -> Callable[[int, int], list[Row]]:
         def fetch(after: int, size: int) -> list[Row]:

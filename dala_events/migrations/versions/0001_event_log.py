@@ -10,6 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from dala_events.errors import RefusedToDestroy
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -36,4 +38,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # The log is the only copy of every learner's history: never dropped while it holds events.
+    events = op.get_bind().execute(sa.text("SELECT COUNT(*) FROM event_log")).scalar_one()
+    if events:
+        raise RefusedToDestroy(
+            f"refusing to drop event_log: it holds {events} events, the only copy of every learner's "
+            "history (back it up and remove the database by hand if you really mean to)"
+        )
     op.drop_table("event_log")
