@@ -1,13 +1,19 @@
-"""`dala`: the command line of the store (init, demo, interface, profile, history, diff, rebuild, migrate, bench).
+"""`dala`: the command line of the store.
 
-Human output is tables; `--json` prints one JSON document. Errors go to stderr with exit
-status 1 (2 for a wrong command line) and no traceback.
+Commands that set a database up (init, demo, migrate) create it; commands that only read
+(profile, history, diff, learners, interface) never create a file, a folder or a table, and
+say so when there is no database. Human output is tables that stay readable at 80 columns;
+`--json` prints one JSON document, every time as RFC 3339 UTC (`2026-11-25T11:36:00Z`).
+Errors go to stderr as one line with exit status 1 (2 for a wrong command line), never a
+traceback. Imports of the package are deferred into the commands, so that a read does not
+load what only a write or a migration needs (start-up time is most of a read's time).
 """
 
 from __future__ import annotations
 
 import gc
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,15 +23,61 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-from dala_events.errors import DalaError
+from dala_events.errors import DalaError, InvalidInput
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# markup off: learner-supplied text must print as it is, never as rich markup.
-out = Console(soft_wrap=True, markup=False, highlight=False)
+LIBRARY_LOGGER = "dala_events"
+
+
+def _console(*, stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    # markup off: learner-supplied text must print as it is, never as rich markup.
+    return Console(stderr=stderr, soft_wrap=False, markup=False, highlight=False, emoji=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Options every command shares, and error reporting
+# ---------------------------------------------------------------------------------------------
+
+
+class Settings:
+    """What the group's options decided, handed to every command."""
+
+    def __init__(self) -> None:
+        self.database_url: str | None = None
+        self.url_from_environment = False
+        self.quiet = False
+
+    def say(self, message: str) -> None:
+        """A status line (not data): left out with --quiet."""
+        if not self.quiet:
+            click.echo(message)
+
+
+def _remember_database_url(context: click.Context, _parameter: click.Parameter, value: str | None) -> str | None:
+    if value is not None:
+        settings = context.ensure_object(Settings)
+        settings.database_url = value
+        source = context.get_parameter_source("database_url")
+        settings.url_from_environment = source is click.core.ParameterSource.ENVIRONMENT
+    return value
+
+
+_DATABASE_URL_HELP = "SQLAlchemy URL of the database (default: sqlite:///database/edpsych_connect_dala.db)."
+
+
+def _database_url_option(command: F) -> F:
+    """`--database-url` after the command name too (`dala profile ann --database-url ...`)."""
+    return click.option(
+        "--database-url",
+        default=None,
+        expose_value=False,
+        callback=_remember_database_url,
+        help=_DATABASE_URL_HELP,
+    )(command)
 
 
 def _reports_errors(command: F) -> F:
@@ -33,16 +85,94 @@ def _reports_errors(command: F) -> F:
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except click.ClickException:
-            raise  # a wrong command line: click prints it with usage, exit status 2
+        except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
+            raise  # click prints usage errors (status 2) and exits quietly on a closed pipe
         except DalaError as error:
-            click.echo(f"error: {error}", err=True)
-            sys.exit(1)
+            _fail(_with_setting_name(error))
         except Exception as error:  # a database or OS failure: say what, not where
-            click.echo(f"error: {type(error).__name__}: {error}", err=True)
-            sys.exit(1)
+            _fail(_one_line(error))
 
     return run  # type: ignore[return-value]
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def _with_setting_name(error: DalaError) -> str:
+    settings = click.get_current_context().find_object(Settings)
+    if isinstance(error, InvalidInput) and error.field == "database_url" and settings and settings.url_from_environment:
+        return f"DALA_DATABASE_URL: {error.problem}"
+    return str(error)
+
+
+def _one_line(error: Exception) -> str:
+    """A failure from below (SQLAlchemy, the driver, the OS) as one line: what and what to do."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    if isinstance(error, OperationalError) and error.orig is not None:
+        first = str(error.orig).strip().splitlines()[0] if str(error.orig).strip() else type(error.orig).__name__
+        return f"cannot use the database: {first}; check that the server runs and the URL is right (--database-url)"
+    if isinstance(error, DBAPIError) and error.orig is not None:
+        first = str(error.orig).strip().splitlines()[0] if str(error.orig).strip() else type(error.orig).__name__
+        return f"the database refused: {first}"
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    """Show the library's log records on stderr: -v INFO, -vv DEBUG; -q errors only.
+
+    The command owns its process, so it may configure logging; the library never does.
+    """
+    logger = logging.getLogger(LIBRARY_LOGGER)
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--database-url",
+    envvar="DALA_DATABASE_URL",
+    default=None,
+    callback=_remember_database_url,
+    expose_value=False,
+    help=_DATABASE_URL_HELP + " Also DALA_DATABASE_URL.",
+)
+@click.option("-v", "--verbose", count=True, help="Show what the library does (-v: steps, -vv: every append).")
+@click.option("-q", "--quiet", is_flag=True, help="Print only data and errors.")
+@click.version_option(package_name="dala-events")
+@click.pass_context
+def main(context: click.Context, verbose: int, quiet: bool) -> None:
+    """DALA events: the event-sourced learner-profile store.
+
+    Shell completion: eval "$(_DALA_COMPLETE=bash_source dala)" (zsh_source, fish_source).
+    """
+    settings = context.ensure_object(Settings)
+    settings.quiet = quiet
+    _setup_logging(verbose, quiet)
+
+
+def _url(settings: Settings) -> str | None:
+    return settings.database_url
+
+
+def _create(settings: Settings, **options: Any) -> Any:
+    """Set the database up (create, migrate, make the tables) and make it the default."""
+    from dala_events.database_setup import init_db
+
+    return init_db(_url(settings), **options)
+
+
+def _open(settings: Settings) -> Any:
+    """Open an existing database to read it; creates nothing."""
+    from dala_events.database_setup import open_db
+
+    return open_db(_url(settings))
 
 
 _out_option = click.option(
@@ -53,49 +183,36 @@ _out_option = click.option(
 )
 
 
-def _init(database_url: str | None) -> Any:
-    from dala_events.database_setup import init_db
-
-    return init_db(database_url)
-
-
-@click.group()
-@click.option(
-    "--database-url",
-    envvar="DALA_DATABASE_URL",
-    default=None,
-    help="SQLAlchemy URL of the database (default: sqlite:///database/edpsych_connect_dala.db).",
-)
-@click.version_option(package_name="dala-events")
-@click.pass_context
-def main(context: click.Context, database_url: str | None) -> None:
-    """DALA events: the event-sourced learner-profile store."""
-    context.obj = {"database_url": database_url}
+# ---------------------------------------------------------------------------------------------
+# Set-up and the main job
+# ---------------------------------------------------------------------------------------------
 
 
 @main.command()
+@_database_url_option
 @click.pass_obj
 @_reports_errors
-def init(obj: dict[str, Any]) -> None:
+def init(settings: Settings) -> None:
     """Create the event log and the eight read-model tables where missing."""
-    engine = _init(obj["database_url"])
-    click.echo(f"database ready: {engine.url.render_as_string(hide_password=True)}")
+    engine = _create(settings)
+    settings.say(f"database ready: {engine.url.render_as_string(hide_password=True)}")
 
 
 @main.command()
 @click.option("--learner", default="student123", show_default=True, help="Learner id of the demo learner.")
 @click.option("--seed", default=7, show_default=True, type=int, help="Seed of the simulated assessment.")
 @_out_option
+@_database_url_option
 @click.pass_obj
 @_reports_errors
-def demo(obj: dict[str, Any], learner: str, seed: int, out: Path | None) -> None:
+def demo(settings: Settings, learner: str, seed: int, out: Path | None) -> None:
     """The main job: assess a learner, plan their pathway, make a start, and write their page.
 
     A learner who already has a profile is kept as is and their page is rendered again.
     """
     from dala_events.demo import run_demo
 
-    _init(obj["database_url"])
+    _create(settings)
     result = run_demo(learner, seed, out)
     if result.assessment is not None:
         found = result.assessment
@@ -103,7 +220,7 @@ def demo(obj: dict[str, Any], learner: str, seed: int, out: Path | None) -> None
             f"assessed {learner} (seed {seed}): interests {', '.join(found.interests)}; "
             f"struggle areas {', '.join(found.struggles)}"
         )
-        click.echo(f"{result.events_recorded} events recorded")
+        click.echo(f"{_count(result.events_recorded, 'event')} recorded")
     else:
         click.echo(f"{learner} already has a profile; nothing recorded, page rendered again")
     for number, step in enumerate(result.pathway, start=1):
@@ -114,95 +231,172 @@ def demo(obj: dict[str, Any], learner: str, seed: int, out: Path | None) -> None
 @main.command()
 @click.argument("learner")
 @_out_option
+@_database_url_option
 @click.pass_obj
 @_reports_errors
-def interface(obj: dict[str, Any], learner: str, out: Path | None) -> None:
+def interface(settings: Settings, learner: str, out: Path | None) -> None:
     """Render a stored learner's page (self-contained HTML) from the read models."""
     from dala_events.generate_interface import generate_interface
 
-    _init(obj["database_url"])
-    click.echo(f"page written: {generate_interface(learner, out)}")
+    _open(settings)
+    settings.say(f"page written: {generate_interface(learner, out)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--limit", "-n", default=100, show_default=True, type=click.IntRange(1, 10_000), help="Learners per page."
+)
+@click.option(
+    "--after", default=None, metavar="ID", help="Start after this learner id (the last of the previous page)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@_database_url_option
+@click.pass_obj
+@_reports_errors
+def learners(settings: Settings, limit: int, after: str | None, as_json: bool) -> None:
+    """List the learners the store knows: id, created, last updated, number of changes."""
+    from dala_events.persistence_manager import list_learners
+
+    _open(settings)
+    found = list_learners(after=after, limit=limit)
+    if as_json:
+        _print_json([_json_ready(summary.model_dump()) for summary in found])
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{_count(len(found), 'learner')}", title_justify="left", show_edge=False)
+    table.add_column("learner", overflow="ellipsis", no_wrap=True, max_width=40)
+    table.add_column("created (UTC)", no_wrap=True)
+    table.add_column("last change (UTC)", no_wrap=True)
+    table.add_column("changes", justify="right", no_wrap=True)
+    table.add_column("profile", no_wrap=True)
+    for summary in found:
+        table.add_row(
+            summary.learner_id,
+            _minute(summary.created_at),
+            _minute(summary.last_updated_at),
+            str(summary.changes),
+            "yes" if summary.has_profile else "deleted",
+        )
+    _console().print(table)
+    if len(found) == limit:
+        settings.say(f"more: dala learners --after {found[-1].learner_id!s}")
 
 
 @main.command()
 @click.argument("learner")
 @click.option("--as-of", "as_of", default=None, help="Show it as recorded at this time (ISO 8601; naive = UTC).")
-@click.option("--version", "version", default=None, type=click.IntRange(0), help="Show it at this stream version.")
+@click.option("--version", "version", default=None, type=int, help="Show it after this change (a stream version).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_database_url_option
 @click.pass_obj
 @_reports_errors
-def profile(obj: dict[str, Any], learner: str, as_of: str | None, version: int | None, as_json: bool) -> None:
+def profile(settings: Settings, learner: str, as_of: str | None, version: int | None, as_json: bool) -> None:
     """Show a learner's profile as the read models hold it, or as they held it then."""
     from dala_events.errors import LearnerNotFound
-    from dala_events.persistence_manager import get_full_learner_profile_data
 
-    _init(obj["database_url"])
     if as_of is not None and version is not None:
         raise click.UsageError("give --as-of or --version, not both")
-    if as_of is None and version is None:
-        data = get_full_learner_profile_data(learner)
-    else:
-        from dala_events.audit import profile_as_of
+    at = None if as_of is None else _parse_time(as_of, "--as-of")
+    _open(settings)
+    point = None
+    if at is None and version is None:
+        from dala_events.persistence_manager import get_full_learner_profile_data
 
-        at = None if as_of is None else _parse_time(as_of, "--as-of")
-        data = profile_as_of(learner, at=at, version=version)
-    if data is None:
-        if as_of is None and version is None:
+        data = get_full_learner_profile_data(learner)
+        if data is None:
             raise LearnerNotFound(learner)
-        when = f"at {as_of}" if as_of is not None else f"at version {version}"
-        raise LearnerNotFound(learner, f"learner {learner!r} had no profile {when}")
-    if as_json:
-        click.echo(data.model_dump_json(indent=2))
     else:
-        _print_profile(data)
+        from dala_events.audit import history_point, profile_as_of
+
+        point = history_point(learner, at=at, version=version)
+        data = profile_as_of(learner, version=point.version) if point.version else None
+        if data is None:
+            when = f"at {as_of}" if as_of is not None else f"at version {version}"
+            raise LearnerNotFound(
+                learner, f"learner {learner!r} had no profile {when} (its last change is {point.last_version})"
+            )
+    if as_json:
+        document = _json_ready(data.model_dump())
+        if point is not None:
+            document = {"as_of": {"version": point.version, "recorded_at": _json_time(point.recorded_at)}, **document}
+        _print_json(document)
+    else:
+        _print_profile(data, point)
 
 
 @main.command()
 @click.argument("learner")
 @click.option("--since", default=None, help="Only events recorded at or after this time (ISO 8601; naive = UTC).")
 @click.option("--until", default=None, help="Only events recorded at or before this time (ISO 8601; naive = UTC).")
-@click.option("--type", "event_types", multiple=True, help="Only events of this type (repeatable).")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of events.")
+@click.option("--type", "event_types", multiple=True, metavar="EVENT", help="Only events of this type (repeatable).")
+@click.option(
+    "--limit", "-n", default=None, type=click.IntRange(1), help="Show only the last N (the first N with --reverse)."
+)
+@click.option("--reverse", is_flag=True, help="Newest first.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of events, with everything recorded.")
+@_database_url_option
 @click.pass_obj
 @_reports_errors
 def history(
-    obj: dict[str, Any],
+    settings: Settings,
     learner: str,
     since: str | None,
     until: str | None,
     event_types: tuple[str, ...],
+    limit: int | None,
+    reverse: bool,
     as_json: bool,
 ) -> None:
-    """List a learner's events: who changed what, when, and why."""
+    """List a learner's changes: who changed what, when, and why."""
     from dala_events import audit
+    from dala_events.errors import LearnerNotFound
 
-    _init(obj["database_url"])
-    events = audit.history(
-        learner,
-        since=None if since is None else _parse_time(since, "--since"),
-        until=None if until is None else _parse_time(until, "--until"),
-        event_types=event_types or None,
-    )
+    start = None if since is None else _parse_time(since, "--since")
+    end = None if until is None else _parse_time(until, "--until")
+    if start is not None and end is not None and start > end:
+        raise InvalidInput("--since", f"{since} is later than --until {until}; nothing can lie between them")
+    _open(settings)
+    events = audit.history(learner, since=start, until=end, event_types=event_types or None)
+    if not events:
+        from dala_events.database_setup import get_store
+
+        last = get_store().stream_version(learner)
+        if last == 0:
+            raise LearnerNotFound(learner, f"learner {learner!r} has no recorded changes (see `dala learners`)")
+    total = len(events)
+    if reverse:
+        events = list(reversed(events))
+    if limit is not None:
+        events = events[:limit] if reverse else events[-limit:]
     if as_json:
-        click.echo(json.dumps([_event_json(event) for event in events], indent=2, ensure_ascii=False))
+        _print_json([_event_json(event) for event in events])
         return
-    table = Table(title=f"History of {learner}: {len(events)} events", title_justify="left", show_edge=False)
-    table.add_column("version", no_wrap=True)
-    table.add_column("recorded (UTC)", no_wrap=True)
-    table.add_column("event", no_wrap=True)
-    table.add_column("actor", overflow="fold")
-    table.add_column("reason", overflow="fold")
-    table.add_column("details", overflow="fold", ratio=1)
-    for event in events:
-        table.add_row(
-            str(event.version),
-            f"{event.recorded_at:%Y-%m-%d %H:%M:%S}",
-            event.event_type,
-            str(event.metadata.get("actor", "")),
-            str(event.metadata.get("reason") or ""),
-            _cell(event.event.model_dump(mode="json", exclude={"event_type"})),
-        )
-    out.print(table)
+    from rich.table import Table
+
+    shown = f", showing {len(events)}" if len(events) < total else ""
+    title = f"History of {learner}: {_count(total, 'change')}{shown}"
+    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False, expand=True)
+    actors = [str(event.metadata.get("actor", "")) for event in events]
+    # Fixed widths for the short columns; what (and why, on a line of its own) take the rest,
+    # each line cut with an ellipsis rather than wrapped.
+    number_width = max((len(str(event.version)) for event in events), default=1)
+    table.add_column("#", justify="right", no_wrap=True, width=number_width)
+    table.add_column("recorded (UTC)", no_wrap=True, width=16)
+    table.add_column("by", no_wrap=True, overflow="ellipsis", width=min(max(map(len, actors), default=2), 18))
+    table.add_column("what / why", no_wrap=True, overflow="ellipsis", ratio=1)
+    for event, actor in zip(events, actors, strict=True):
+        reason = event.metadata.get("reason")
+        what = audit.describe_change(event.event) + (f"\n  why: {reason}" if reason else "")
+        table.add_row(str(event.version), _minute(event.recorded_at), actor, what)
+    _console().print(table)
+    if not events:
+        settings.say("no change matches (the learner has changes outside the filters)")
 
 
 @main.command()
@@ -210,26 +404,42 @@ def history(
 @click.argument("start")
 @click.argument("end")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_database_url_option
 @click.pass_obj
 @_reports_errors
-def diff(obj: dict[str, Any], learner: str, start: str, end: str, as_json: bool) -> None:
+def diff(settings: Settings, learner: str, start: str, end: str, as_json: bool) -> None:
     """Show what changed in a learner's profile between START and END.
 
     Each is a time (ISO 8601; naive = UTC) or a stream version (a whole number, or vN).
     """
     from dala_events import audit
 
-    _init(obj["database_url"])
-    result = audit.diff(learner, _parse_point(start, "START"), _parse_point(end, "END"))
+    first, second = _parse_point(start, "START"), _parse_point(end, "END")
+    _open(settings)
+    for point in (first, second):
+        audit.history_point(
+            learner,
+            at=point if isinstance(point, datetime) else None,
+            version=point if isinstance(point, int) else None,
+        )
+    result = audit.diff(learner, first, second)
     if as_json:
-        click.echo(result.model_dump_json(indent=2))
+        _print_json(_json_ready(result.model_dump()))
         return
-    out.print(f"{learner}: version {result.start_version} -> {result.end_version}, {len(result.rows)} rows differ")
+    from rich.table import Table
+
+    out = _console()
+    out.print(
+        f"{learner}: change {result.start_version} -> {result.end_version}, {_count(len(result.rows), 'row')} differ"
+    )
     if result.existed_before != result.exists_after:
         out.print("profile " + ("created" if result.exists_after else "deleted") + " in between")
-    table = Table(show_edge=False)
-    for column in ("change", "section", "row", "before", "after"):
-        table.add_column(column)
+    table = Table(show_edge=False, pad_edge=False)
+    table.add_column("change", no_wrap=True)
+    table.add_column("section", no_wrap=True)
+    table.add_column("row", no_wrap=True, overflow="ellipsis", ratio=1)
+    table.add_column("before", no_wrap=True, overflow="ellipsis", ratio=1)
+    table.add_column("after", no_wrap=True, overflow="ellipsis", ratio=1)
     for row in result.rows:
         before, after = row.before, row.after
         if row.change == "changed" and before is not None and after is not None:
@@ -239,6 +449,11 @@ def diff(obj: dict[str, Any], learner: str, start: str, end: str, as_json: bool)
     out.print(table)
 
 
+# ---------------------------------------------------------------------------------------------
+# Maintenance
+# ---------------------------------------------------------------------------------------------
+
+
 @main.command()
 @click.option(
     "--projection",
@@ -246,154 +461,158 @@ def diff(obj: dict[str, Any], learner: str, start: str, end: str, as_json: bool)
     multiple=True,
     help="Rebuild only this read-model table (repeatable; learner_profiles brings all). Default: all.",
 )
+@_database_url_option
 @click.pass_obj
 @_reports_errors
-def rebuild(obj: dict[str, Any], projections: tuple[str, ...]) -> None:
+def rebuild(settings: Settings, projections: tuple[str, ...]) -> None:
     """Rebuild read models from the event log into shadow tables and swap them in.
 
     Safe while the application writes; an interrupted rebuild leaves the live tables as they
     were and can simply be run again.
     """
-    from dala_events.database_setup import init_db
     from projections.rebuild import rebuild as run_rebuild
 
-    engine = init_db(obj["database_url"], check_projections=False)
+    engine = _create(settings, check_projections=False)
     with _progress_bar("rebuilding") as progress, _collector_paused():
         result = run_rebuild(engine, projections=projections or None, progress=progress)
     rate = result.events / result.seconds if result.seconds else 0.0
-    click.echo(
-        f"rebuilt {', '.join(result.projections)} from {result.events} events "
+    settings.say(
+        f"rebuilt {', '.join(result.projections)} from {_count(result.events, 'event')} "
         f"(log position {result.position}) in {result.seconds:.2f} s, {rate:,.0f} events/s"
     )
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @click.option("--to", "revision", default="head", show_default=True, help="The revision to end at.")
-@click.option("--downgrade", is_flag=True, help="Go down to --to (dropping what later revisions added).")
-@click.pass_obj
+@click.option("--downgrade", is_flag=True, help="Go down to --to (never past what the log's events need).")
+@_database_url_option
+@click.pass_context
 @_reports_errors
-def migrate(obj: dict[str, Any], revision: str, downgrade: bool) -> None:
-    """Migrate the event log and bookkeeping tables (Alembic); read models are rebuilt instead."""
+def migrate(context: click.Context, revision: str, downgrade: bool) -> None:
+    """Migrate the event log and bookkeeping tables (Alembic); read models are rebuilt instead.
+
+    `dala migrate current` and `dala migrate history` show where the database is and which
+    revisions exist.
+    """
+    if context.invoked_subcommand is not None:
+        return
     from dala_events.database_setup import configured_database_url, create_dala_engine
     from dala_events.database_setup import migrate as run_migrate
 
-    engine = create_dala_engine(obj["database_url"] or configured_database_url())
+    settings = context.ensure_object(Settings)
+    engine = create_dala_engine(_url(settings) or configured_database_url())
     try:
         reached = run_migrate(engine, revision, downgrade=downgrade)
     finally:
         engine.dispose()
-    click.echo(f"event log schema at revision {reached or 'base (no tables)'}")
+    settings.say(f"event log schema at revision {reached or 'base (no tables)'}")
 
 
-@main.command()
-@click.option("--learners", default=200, show_default=True, type=click.IntRange(1), help="Learners in the workload.")
-@click.option("--rounds", default=3, show_default=True, type=click.IntRange(1), help="Alternating rounds.")
-@click.option("--no-peer", is_flag=True, help="Skip the eventsourcing library.")
-@click.option(
-    "--rebuild-events",
-    default=1_000_000,
-    show_default=True,
-    type=click.IntRange(0),
-    help="Size of the log for the rebuild-at-scale and audit measurements (0: skip them).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@migrate.command("current")
+@_database_url_option
+@click.pass_obj
 @_reports_errors
-def bench(learners: int, rounds: int, no_peer: bool, rebuild_events: int, as_json: bool) -> None:
-    """Measure write, rebuild and audit speed against plain-sqlite3 floors and a peer library."""
-    import tempfile
+def migrate_current(settings: Settings) -> None:
+    """Print the revision the database's event log is at."""
+    from dala_events.database_setup import LOG_SCHEMA_HEAD, configured_database_url, create_dala_engine
+    from dala_events.database_setup import log_schema_revision as revision_of
+    from dala_events.dialects import read_transaction
 
-    from dala_events.bench_scale import run_scale_benchmark
-    from dala_events.benchmark import run_benchmark
+    engine = create_dala_engine(_url(settings) or configured_database_url(), create=False)
+    try:
+        with read_transaction(engine) as connection:
+            revision = revision_of(connection)
+    finally:
+        engine.dispose()
+    state = "(head)" if revision == LOG_SCHEMA_HEAD else f"(head is {LOG_SCHEMA_HEAD}: run `dala migrate`)"
+    click.echo(f"{revision or 'base'} {state}")
 
-    def progress(message: str) -> None:
-        click.echo(message, err=True)
 
-    result = run_benchmark(learners, rounds, include_peer=not no_peer, progress=progress)
-    summary = result.as_dict()
-    if rebuild_events:
-        with tempfile.TemporaryDirectory(prefix="dala-bench-scale-") as folder:
-            summary["scale"] = run_scale_benchmark(rebuild_events, Path(folder), progress=progress).as_dict()
-    if as_json:
-        click.echo(json.dumps(summary, indent=2))
-        return
-    medians, ratios = summary["median_per_second"], summary["ratios"]
-    table = Table(title=f"dala bench: {learners} learners x 75 mutations, median of {rounds} rounds (SQLite)")
-    for column in ("measurement", "per second", "x floor", "x peer"):
-        table.add_column(column, justify="right" if column != "measurement" else "left")
-    labels = {
-        "a": "(a) batched: one save() per learner",
-        "b": "(b) per mutation: one transaction each",
-        "c": "(c) rebuild of (a), events",
-        "floor_a": "floor (a): plain sqlite3",
-        "floor_b": "floor (b): plain sqlite3",
-        "peer_a": "peer (a): eventsourcing",
-        "peer_b": "peer (b): eventsourcing",
-    }
-    for key, label in labels.items():
-        if medians.get(key) is None:
-            continue
-        to_floor = ratios.get(f"{key}_to_floor")
-        to_peer = ratios.get(f"{key}_to_peer")
-        table.add_row(
-            label,
-            f"{medians[key]:,.0f}",
-            f"{to_floor:.2f}" if to_floor else "",
-            f"{to_peer:.2f}" if to_peer else "",
+@migrate.command("history")
+@click.pass_obj
+@_reports_errors
+def migrate_history(settings: Settings) -> None:
+    """List the log's migrations, newest first."""
+    from dala_events.database_setup import migration_history
+
+    for revision in migration_history():
+        click.echo(f"{revision.down_revision or 'base'} -> {revision.revision}: {revision.title}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Output helpers
+# ---------------------------------------------------------------------------------------------
+
+
+_PROFILE_SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("Preferences", "preferences", ("category", "value", "timestamp")),
+    ("Interests", "interests", ("interest_name", "timestamp")),
+    ("Struggle areas", "struggles", ("struggle_description", "timestamp")),
+    ("Cognitive metrics", "cognitive_metrics", ("task_name", "metric_details", "timestamp")),
+    ("Learning objectives", "lo_progress", ("lo_id", "status", "score", "started_at", "completed_at")),
+    ("Badges", "badges", ("badge_id", "badge_name", "earned_date", "details")),
+    ("Activity attempts", "activity_attempts", ("lo_id", "activity_id", "activity_type", "score", "attempt_timestamp")),
+)
+_SUMMARISED = frozenset({"metric_details", "details"})
+"""Columns shown cut to the width left (everything is in --json); the others are never cut."""
+_HEADINGS = {"attempt_timestamp": "when", "activity_type": "type", "struggle_description": "struggle area"}
+RECENT_ATTEMPTS = 10
+
+
+def _print_profile(data: Any, point: Any) -> None:
+    from rich.table import Table
+
+    out = _console()
+    if point is None:
+        click.echo(
+            f"Learner {data.learner_id}: created {_minute(data.created_at)}, "
+            f"updated {_minute(data.last_updated_at)} UTC"
         )
-    out.print(table)
-    out.print(f"peak memory (max RSS): {summary['peak_rss_mb']} MB")
-    scale = summary.get("scale")
-    if scale:
-        out.print(
-            f"rebuild of {scale['events']:,} events into all eight tables: "
-            f"{scale['rebuild_events_per_second']:,} events/s, peak RSS {scale['rebuild_peak_rss_mb']} MB; "
-            f"floor (plain sqlite3) {scale['rebuild_floor_events_per_second']:,} events/s; "
-            f"ratio to floor {scale['rebuild_to_floor']:.2f}"
+    else:
+        click.echo(
+            f"Learner {data.learner_id} as of change {point.version} of {point.last_version} "
+            f"(recorded {_minute(point.recorded_at)} UTC)"
         )
-        out.print(
-            f"one learner with {scale['audit_events']:,} events: history {scale['history_median_ms']} ms, "
-            f"profile_as_of {scale['profile_as_of_median_ms']} ms (medians)"
-        )
-    for note in summary["notes"]:
-        out.print(note)
-
-
-def _print_profile(data: Any) -> None:
-    out.print(
-        f"Learner {data.learner_id}  created {data.created_at:%Y-%m-%d %H:%M} UTC, "
-        f"last updated {data.last_updated_at:%Y-%m-%d %H:%M} UTC"
-    )
-    sections: list[tuple[str, list[Any], list[str]]] = [
-        ("Preferences", data.preferences, ["category", "value", "timestamp"]),
-        ("Interests", data.interests, ["interest_name", "timestamp"]),
-        ("Struggle areas", data.struggles, ["struggle_description", "timestamp"]),
-        ("Cognitive metrics", data.cognitive_metrics, ["task_name", "metric_details", "timestamp"]),
-        ("Learning objectives", data.lo_progress, ["lo_id", "status", "score", "started_at", "completed_at"]),
-        ("Badges", data.badges, ["badge_id", "badge_name", "earned_date", "details"]),
-        (
-            "Activity attempts",
-            data.activity_attempts[-10:],
-            ["lo_id", "activity_id", "activity_type", "score", "completed", "attempt_timestamp"],
-        ),
-    ]
-    for title, rows, columns in sections:
-        suffix = f" (last 10 of {len(data.activity_attempts)})" if title == "Activity attempts" else ""
-        table = Table(title=f"{title}{suffix}", title_justify="left", show_edge=False)
-        for column in columns:
-            table.add_column(column)
-        for row in rows:
-            table.add_row(*(_cell(getattr(row, column)) for column in columns))
+    for title, section, columns in _PROFILE_SECTIONS:
+        rows = getattr(data, section)
+        if section == "activity_attempts" and len(rows) > RECENT_ATTEMPTS:
+            title = f"{title} (the last {RECENT_ATTEMPTS} of {len(rows)})"
+            rows = rows[-RECENT_ATTEMPTS:]
+        cells = [[_cell(getattr(row, column)) for column in columns] for row in rows]
+        table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+        for index, column in enumerate(columns):
+            heading = _HEADINGS.get(column, column.replace("_", " "))
+            if column in _SUMMARISED:
+                table.add_column(heading, overflow="ellipsis", no_wrap=True, ratio=1, min_width=8)
+            else:  # identifiers, names and times are never cut or broken
+                widest = max([len(heading), *(len(line[index]) for line in cells)])
+                table.add_column(heading, no_wrap=True, min_width=min(widest, 60))
+        for line in cells:
+            table.add_row(*line)
         if not rows:
             table.add_row(*(["-"] * len(columns)))
         out.print(table)
+
+
+class BadValue(click.ClickException):
+    """A value on the command line that cannot be used: one line on stderr, exit status 2."""
+
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.message}", err=True)
 
 
 def _parse_time(value: str, option: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise click.BadParameter(f"not an ISO 8601 time: {value!r}", param_hint=option) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+        raise BadValue(f"{option}: not an ISO 8601 time: {value!r} (e.g. 2026-03-03 or 2026-03-03T14:00)") from None
+    parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise BadValue(f"{option}: {value!r} lies outside the years 1 to 9999 in UTC") from None
 
 
 def _parse_point(value: str, name: str) -> datetime | int:
@@ -404,6 +623,29 @@ def _parse_point(value: str, name: str) -> datetime | int:
     return _parse_time(text, name)
 
 
+def _json_time(moment: datetime | None) -> str | None:
+    """RFC 3339 in UTC with a Z: the one time format of every --json output."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return _json_time(value)
+    if isinstance(value, dict):
+        return {key: _json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(item) for item in value]
+    if hasattr(value, "isoformat"):  # a date
+        return value.isoformat()
+    return value
+
+
+def _print_json(document: Any) -> None:
+    click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+
 def _event_json(event: Any) -> dict[str, Any]:
     return {
         "position": event.position,
@@ -412,11 +654,19 @@ def _event_json(event: Any) -> dict[str, Any]:
         "version": event.version,
         "event_type": event.event_type,
         "schema_version": event.schema_version,
-        "occurred_at": event.occurred_at.isoformat(),
-        "recorded_at": event.recorded_at.isoformat(),
-        "payload": event.event.model_dump(mode="json", exclude={"event_type"}),
+        "occurred_at": _json_time(event.occurred_at),
+        "recorded_at": _json_time(event.recorded_at),
+        "payload": _json_ready(event.event.model_dump(mode="python", exclude={"event_type"})),
         "metadata": dict(event.metadata),
     }
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+def _minute(moment: datetime | None) -> str:
+    return "" if moment is None else f"{moment.astimezone(UTC):%Y-%m-%d %H:%M}"
 
 
 @contextmanager
@@ -439,7 +689,7 @@ def _collector_paused() -> Iterator[None]:
 @contextmanager
 def _progress_bar(description: str) -> Iterator[Callable[[int, int], None] | None]:
     """A progress bar with rate and ETA on a terminal (stderr); nothing otherwise."""
-    console = Console(stderr=True)
+    console = _console(stderr=True)
     if not console.is_terminal:
         yield None
         return
@@ -474,9 +724,11 @@ def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, dict):
-        return json.dumps(value, ensure_ascii=False)
-    if hasattr(value, "strftime") and hasattr(value, "hour"):
-        return f"{value:%Y-%m-%d %H:%M:%S}"
+        return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    if isinstance(value, datetime):
+        return _minute(value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)

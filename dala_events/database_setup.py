@@ -12,11 +12,12 @@ the working directory.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, create_engine, inspect, make_url, text
 from sqlalchemy.engine import URL
@@ -33,6 +34,8 @@ from projections.rebuild import ensure_projections, rebuild, stale_error, stale_
 if TYPE_CHECKING:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
+
+_log = logging.getLogger("dala_events.database_setup")
 
 DATABASE_URL_ENV = "DALA_DATABASE_URL"
 DEFAULT_DATABASE_PATH = Path("database") / "edpsych_connect_dala.db"
@@ -114,7 +117,9 @@ def migrate(engine: Engine, revision: str = "head", *, downgrade: bool = False) 
     """
     with write_transaction(engine) as connection:
         _hold_setup_lock(connection)
-        return _migrate(connection, revision, downgrade=downgrade)
+        reached = _migrate(connection, revision, downgrade=downgrade)
+    _log.info("event log schema at revision %s", reached or "base")
+    return reached
 
 
 def _migrate(connection: Connection, revision: str, *, downgrade: bool = False) -> str | None:
@@ -143,6 +148,26 @@ def _migrate(connection: Connection, revision: str, *, downgrade: bool = False) 
         except CommandError as error:
             raise InvalidInput("revision", f"{error}; use --downgrade to go back to an older revision") from None
     return MigrationContext.configure(connection).get_current_revision()
+
+
+class Revision(NamedTuple):
+    """One migration of the log."""
+
+    revision: str
+    down_revision: str | None
+    title: str
+
+
+def migration_history() -> list[Revision]:
+    """The log's migrations, newest first."""
+    revisions = []
+    for script in _migrations().walk_revisions():
+        down = script.down_revision
+        title = (script.doc or "").strip().splitlines()[0] if script.doc else ""
+        revisions.append(
+            Revision(script.revision, down if isinstance(down, str) or down is None else ",".join(down), title)
+        )
+    return revisions
 
 
 def log_schema_revision(connection: Connection) -> str | None:

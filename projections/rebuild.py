@@ -24,6 +24,8 @@ file a lock file beside it.
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -57,6 +59,8 @@ from dala_events.events import utc_now
 from dala_events.store import SqlEventStore, event_log, projection_state
 from projections.catalog import PARENT, fingerprint, projection_names, read_model_tables, with_dependents
 from projections.projectors import RowChanges, SqlRowWriter, TableSet, apply_events
+
+_log = logging.getLogger("dala_events.rebuild")
 
 SHADOW_SUFFIX = "__rebuild"
 SHADOW_SCHEMA = "dala_rebuild"
@@ -143,7 +147,15 @@ def rebuild(
                     with connection.begin():
                         shadow.drop(connection)
                 raise
-    return RebuildResult(names, reached.events, reached.position, time.perf_counter() - started)
+    result = RebuildResult(names, reached.events, reached.position, time.perf_counter() - started)
+    _log.info(
+        "rebuilt %s from %d events up to log position %d in %.2f s",
+        ", ".join(names),
+        result.events,
+        result.position,
+        result.seconds,
+    )
+    return result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,15 +331,28 @@ def _one_rebuild_at_a_time(engine: Engine) -> Iterator[None]:
         yield
         return
     lock_path = Path(f"{database}.rebuild-lock")
-    with lock_path.open("a") as handle:
+    while True:
+        handle = lock_path.open("a")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            handle.close()
             raise RebuildError("another rebuild is running on this database; wait for it to finish") from None
+        # A finishing rebuild removes the file after unlocking it; holding a lock on a file
+        # already removed would let a third rebuild lock a new one: lock the file at the path.
         try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            same = os.stat(lock_path).st_ino == os.fstat(handle.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        handle.close()
+    try:
+        yield
+    finally:
+        lock_path.unlink(missing_ok=True)
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -53,13 +53,15 @@ def test_audit_commands_through_the_console_script(tmp_path: Path) -> None:
     assert events[0]["metadata"]["actor"] == "system:demo" and events[0]["event_type"] == "LearnerProfileCreated"
     assert events[1]["metadata"]["actor"] == "system:assessment" and "payload" in events[1]
     human = run_dala("history", "student123", "--type", "BadgeAwarded", cwd=tmp_path)
-    assert human.returncode == 0 and "BadgeAwarded" in human.stdout and "InterestAdded" not in human.stdout
+    assert human.returncode == 0 and "badge earned" in human.stdout and "interest added" not in human.stdout
 
     then = json.loads(run_dala("profile", "student123", "--version", "3", "--json", cwd=tmp_path).stdout)
     assert then["learner_id"] == "student123" and len(then["preferences"]) == 2 and then["activity_attempts"] == []
     future = run_dala("profile", "student123", "--as-of", "2999-01-01T00:00:00", "--json", cwd=tmp_path)
     now = run_dala("profile", "student123", "--json", cwd=tmp_path)
-    assert json.loads(future.stdout) == json.loads(now.stdout)
+    as_of = json.loads(future.stdout)
+    assert as_of.pop("as_of")["version"] == len(events)
+    assert as_of == json.loads(now.stdout)
     before = run_dala("profile", "student123", "--as-of", "2000-01-01", cwd=tmp_path)
     assert before.returncode == 1 and "had no profile at 2000-01-01" in before.stderr
 
@@ -78,27 +80,13 @@ def test_audit_commands_through_the_console_script(tmp_path: Path) -> None:
 
 
 def test_errors_go_to_stderr_without_traceback(tmp_path: Path) -> None:
+    assert run_dala("init", cwd=tmp_path).returncode == 0
     missing = run_dala("profile", "nobody", cwd=tmp_path)
     assert missing.returncode == 1
     assert "learner 'nobody' has no profile" in missing.stderr and "Traceback" not in missing.stderr
     bad_url = run_dala("--database-url", "mysql://x/y", "init", cwd=tmp_path)
     assert bad_url.returncode == 1 and "database_url" in bad_url.stderr and "Traceback" not in bad_url.stderr
     assert run_dala("profile", cwd=tmp_path).returncode == 2
-
-
-def test_bench_prints_numbers(tmp_path: Path) -> None:
-    result = run_dala(
-        "bench", "--learners", "3", "--rounds", "1", "--no-peer", "--rebuild-events", "3000", "--json", cwd=tmp_path
-    )
-    assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout)
-    scale = summary["scale"]
-    assert scale["events"] >= 3000 and scale["audit_events"] >= 5000
-    assert scale["rebuild_events_per_second"] > 0 and scale["rebuild_to_floor"] > 0
-    assert scale["history_median_ms"] > 0 and scale["profile_as_of_median_ms"] > 0
-    assert summary["mutations"] == 225
-    assert all(summary["median_per_second"][key] > 0 for key in ("a", "b", "c", "floor_a", "floor_b"))
-    assert summary["ratios"]["a_to_floor"] > 0
 
 
 def test_readme_python_examples_run_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

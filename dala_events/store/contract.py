@@ -14,6 +14,7 @@ the same input the same way; backends implement only the row-level methods at th
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import UTC, datetime
@@ -23,6 +24,8 @@ from dala_events.envelopes import AppendedEvent, LoggedEvent, NewEvent, Recorded
 from dala_events.errors import InvalidInput
 from dala_events.events import EVENT_TYPES, DomainEvent, check_learner_id, utc_now
 from dala_events.store.codec import decode_logged, decode_recorded, encode_row
+
+_log = logging.getLogger("dala_events.store")
 
 DEFAULT_BATCH_SIZE = 2_000
 MAX_PAGE = 10_000
@@ -109,6 +112,14 @@ class EventStore(ABC):
             for offset, new in enumerate(events, start=1)
         ]
         self._append_rows(learner_id, expected_version, rows, appended)
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug(
+                "learner %r: appended versions %d..%d (%s)",
+                learner_id,
+                expected_version + 1,
+                expected_version + len(events),
+                ", ".join(new.event.event_type for new in events),
+            )
         return expected_version + len(events)
 
     # -- reading ---------------------------------------------------------------------------
