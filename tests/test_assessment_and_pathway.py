@@ -77,6 +77,7 @@ def test_struggles_come_first_then_interests_then_curriculum_order(sqlite_store:
     steps = generate_pathway(profile, limit=20)
     assert steps[0].lo_id == "MATH_LO_003" and steps[0].struggles_addressed == ("Fractions",)
     assert "works on Fractions" in steps[0].reason and "Cooking" in steps[0].reason
+    assert "builds on “Know number bonds to 20”" in steps[0].reason  # prerequisites by title, not id
     assert steps[1].lo_id == "MATH_LO_002"  # Cooking matches, no struggle addressed
     assert "MATH_LO_001" not in {step.lo_id for step in steps}  # completed
     assert "MATH_LO_005" not in {step.lo_id for step in steps}  # needs MATH_LO_003 first
