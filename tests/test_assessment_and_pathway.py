@@ -53,6 +53,15 @@ def test_assessment_records_plausible_attributed_facts(sqlite_store: EventStore)
     assert result.events_recorded == len(events)  # type: ignore[attr-defined]
 
 
+@freeze_time(NOW)
+def test_assessment_reason_can_be_given(sqlite_store: EventStore) -> None:
+    profile = LearnerProfile("sim", persistence_enabled=False, store=sqlite_store)
+    simulate_assessment(profile, 5, reason="simulated: HLP assessment, week 1")
+    profile.save()
+    events = sqlite_store.read_stream("sim")[1:]
+    assert {event.metadata["reason"] for event in events} == {"simulated: HLP assessment, week 1"}
+
+
 def test_shipped_curriculum_is_consistent() -> None:
     los = load_curriculum()
     assert len(los) >= 10
