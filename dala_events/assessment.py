@@ -10,6 +10,7 @@ other change.
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,45 @@ DIAGNOSTIC_TASKS: dict[str, tuple[str, ...]] = {
 WEAK_ACCURACY = 0.7
 """Below this accuracy a task's struggle areas are recorded."""
 
+PREFERENCE_LABELS: dict[str, str] = {
+    "visual_preference_task_1": "Learning style",
+    "visual_preference_task_2": "Prefers to learn from",
+    "reading_pace": "Reading pace",
+    "feedback_style": "Feedback style",
+}
+"""What the page calls each preference task (the stored keys stay as they are)."""
+
+TASK_LABELS: dict[str, str] = {
+    "story_weaver": "Story Weaver",
+    "pattern_detective": "Pattern Detective",
+    "memory_maze": "Memory Maze",
+    "number_sense_sprint": "Number Sense Sprint",
+    "word_builder": "Word Builder",
+}
+"""What the page calls each diagnostic task (the stored keys stay as they are)."""
+
+
+def humanise(key: str) -> str:
+    """A raw key as words: underscores become spaces, the first letter a capital
+    (`visual_preference_task_1` -> "Visual preference task 1"); the rest is kept as it is."""
+    words = " ".join(key.replace("_", " ").split())
+    return words[:1].upper() + words[1:]
+
+
+def readable_label(key: str, labels: Mapping[str, str]) -> str:
+    """The label of a known `key` in `labels`, else the key humanised (see `humanise`)."""
+    return labels.get(key) or humanise(key)
+
+
+def preference_label(category: str) -> str:
+    """A preference category as the page shows it."""
+    return readable_label(category, PREFERENCE_LABELS)
+
+
+def task_label(task_name: str) -> str:
+    """A diagnostic task's name as the page shows it."""
+    return readable_label(task_name, TASK_LABELS)
+
 
 @dataclass(frozen=True, slots=True)
 class AssessmentResult:
@@ -52,12 +92,12 @@ class AssessmentResult:
     events_recorded: int
 
 
-def simulate_assessment(profile: LearnerProfile, seed: int) -> AssessmentResult:
+def simulate_assessment(profile: LearnerProfile, seed: int, *, reason: str | None = None) -> AssessmentResult:
     """Run the assessment for `profile` with a deterministic `seed` and record what it finds.
 
     The same seed always gives the same answers. Changes are recorded on the profile (saved
     at once when its persistence is on, else at its `save()`), each attributed to
-    `system:assessment` with the seed in the reason.
+    `system:assessment` with `reason` (default: "HLP assessment (seed N)").
     """
     rng = random.Random(seed)
     preferences = {task: rng.choice(answers) for task, answers in PREFERENCE_TASKS.items()}
@@ -79,7 +119,7 @@ def simulate_assessment(profile: LearnerProfile, seed: int) -> AssessmentResult:
     struggles.add(rng.choice([area for area in PREDEFINED_STRUGGLE_AREAS if area not in struggles]))
 
     recorded = 0
-    with recorded_as(ASSESSMENT_ACTOR, reason=f"HLP assessment (seed {seed})"):
+    with recorded_as(ASSESSMENT_ACTOR, reason=reason or f"HLP assessment (seed {seed})"):
         for category, value in preferences.items():
             recorded += profile.update_preference(category, value)
         for interest in interests:

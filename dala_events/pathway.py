@@ -1,7 +1,8 @@
 """Learning pathways: which learning objectives (LOs) a learner should take on next, and why.
 
 The curriculum is package data (`dala_events/data/curriculum.json`): each LO with its id,
-title, subject, prerequisites, and the struggle areas and interests it serves.
+title, subject, how many activities it expects a learner to complete (optional),
+prerequisites, and the struggle areas and interests it serves.
 `generate_pathway` offers the LOs whose prerequisites the learner has completed, LOs already
 in progress first, then those addressing most of the learner's struggle areas, then those
 matching most interests, with a one-line reason for each.
@@ -32,6 +33,8 @@ class CurriculumLO:
     prerequisites: tuple[str, ...]
     struggle_areas: tuple[str, ...]
     interests: tuple[str, ...]
+    expected_activities: int | None = None
+    """How many different activities a learner is expected to complete for this LO, if known."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,11 @@ def load_curriculum() -> tuple[CurriculumLO, ...]:
     return curriculum_from(raw["learning_objectives"])
 
 
+def curriculum_by_id(curriculum: Sequence[CurriculumLO] | None = None) -> dict[str, CurriculumLO]:
+    """The LOs of `curriculum` (default: the shipped one) by their id."""
+    return {lo.lo_id: lo for lo in (load_curriculum() if curriculum is None else curriculum)}
+
+
 def curriculum_from(entries: Sequence[Mapping[str, Any]]) -> tuple[CurriculumLO, ...]:
     """Build and check a curriculum from plain entries (the JSON file's shape)."""
     los = tuple(
@@ -64,12 +72,17 @@ def curriculum_from(entries: Sequence[Mapping[str, Any]]) -> tuple[CurriculumLO,
             prerequisites=tuple(entry.get("prerequisites", ())),
             struggle_areas=tuple(entry.get("struggle_areas", ())),
             interests=tuple(entry.get("interests", ())),
+            expected_activities=entry.get("expected_activities"),
         )
         for entry in entries
     )
     ids = [lo.lo_id for lo in los]
     if len(set(ids)) != len(ids):
         raise ValueError("curriculum: duplicate lo_id")
+    for lo in los:
+        expected = lo.expected_activities
+        if expected is not None and (not isinstance(expected, int) or isinstance(expected, bool) or expected < 1):
+            raise ValueError(f"curriculum: {lo.lo_id} has expected_activities {expected!r}; give a positive integer")
     for lo in los:
         unknown = set(lo.prerequisites) - set(ids)
         if unknown:
@@ -90,6 +103,7 @@ def generate_pathway(
     then curriculum order. Works on a live `LearnerProfile` or on read-model data.
     """
     los = load_curriculum() if curriculum is None else tuple(curriculum)
+    titles = {lo.lo_id: lo.title for lo in los}
     interests, struggles, statuses = _learner_facts(profile)
     completed = {lo_id for lo_id, status in statuses.items() if status == "completed"}
     candidates = []
@@ -107,7 +121,7 @@ def generate_pathway(
             title=lo.title,
             subject=lo.subject,
             status="not_started" if not_started else "in_progress",
-            reason=_reason(lo, not not_started, addressed, matched),
+            reason=_reason(lo, not not_started, addressed, matched, titles),
             struggles_addressed=addressed,
             interests_matched=matched,
         )
@@ -129,11 +143,18 @@ def _learner_facts(profile: LearnerProfile | FullLearnerProfileData) -> tuple[se
     )
 
 
-def _reason(lo: CurriculumLO, in_progress: bool, addressed: Sequence[str], matched: Sequence[str]) -> str:
+def _reason(
+    lo: CurriculumLO,
+    in_progress: bool,
+    addressed: Sequence[str],
+    matched: Sequence[str],
+    titles: Mapping[str, str],
+) -> str:
     if in_progress:
         parts = ["Already under way"]
     elif lo.prerequisites:
-        parts = [f"Ready now: builds on {', '.join(lo.prerequisites)}"]
+        built_on = [f"“{titles.get(lo_id, lo_id)}”" for lo_id in lo.prerequisites]
+        parts = [f"Ready now: builds on {_listed(built_on)}"]
     else:
         parts = ["A starting point with no prerequisites"]
     if addressed:

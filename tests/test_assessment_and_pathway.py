@@ -53,6 +53,15 @@ def test_assessment_records_plausible_attributed_facts(sqlite_store: SqlEventSto
     assert result.events_recorded == len(events)  # type: ignore[attr-defined]
 
 
+@freeze_time(NOW)
+def test_assessment_reason_can_be_given(sqlite_store: SqlEventStore) -> None:
+    profile = LearnerProfile("sim", persistence_enabled=False, store=sqlite_store)
+    simulate_assessment(profile, 5, reason="simulated: HLP assessment, week 1")
+    profile.save()
+    events = sqlite_store.read_stream("sim")[1:]
+    assert {event.metadata["reason"] for event in events} == {"simulated: HLP assessment, week 1"}
+
+
 def test_shipped_curriculum_is_consistent() -> None:
     los = load_curriculum()
     assert len(los) >= 10
@@ -79,6 +88,7 @@ def test_struggles_come_first_then_interests_then_curriculum_order(sqlite_store:
     steps = generate_pathway(profile, limit=20)
     assert steps[0].lo_id == "MATH_LO_003" and steps[0].struggles_addressed == ("Fractions",)
     assert "works on Fractions" in steps[0].reason and "Cooking" in steps[0].reason
+    assert "builds on “Know number bonds to 20”" in steps[0].reason  # prerequisites by title, not id
     assert steps[1].lo_id == "MATH_LO_002"  # Cooking matches, no struggle addressed
     assert "MATH_LO_001" not in {step.lo_id for step in steps}  # completed
     assert "MATH_LO_005" not in {step.lo_id for step in steps}  # needs MATH_LO_003 first

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from freezegun import freeze_time
@@ -114,6 +115,67 @@ def _chromium() -> tuple[str, str] | None:
     return (browser, driver) if browser and driver else None
 
 
+_LAYOUT_PROBLEMS = """
+document.querySelectorAll("details").forEach(details => { details.open = true; });
+const root = document.documentElement;
+const clippedAway = cell => {  // inside a visually hidden (clipped) element, e.g. a stacked table's head
+  for (let e = cell; e && e !== document.body; e = e.parentElement) {
+    if (getComputedStyle(e).clipPath !== "none") return true;
+  }
+  return false;
+};
+const broken = [];
+for (const cell of document.querySelectorAll("td, th")) {
+  if (!cell.getClientRects().length || clippedAway(cell)) continue;
+  const box = cell.getBoundingClientRect();
+  const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    if (node.parentElement.closest("progress")) continue;  // fallback text, not rendered
+    for (const word of node.data.matchAll(/[^\\s\\-\u2013]+/g)) {
+      const range = document.createRange();
+      range.setStart(node, word.index);
+      range.setEnd(node, word.index + word[0].length);
+      const lines = new Set([...range.getClientRects()].filter(r => r.width > 0).map(r => Math.round(r.top)));
+      const r = range.getBoundingClientRect();
+      if (lines.size > 1 || r.right > box.right + 1 || r.left < box.left - 1) broken.push(word[0]);
+    }
+  }
+}
+const chartText = [];
+for (const svg of document.querySelectorAll("#scores svg.chart")) {
+  const box = svg.getBoundingClientRect();
+  if (!box.width) continue;
+  const scale = box.width / svg.viewBox.baseVal.width;
+  for (const text of svg.querySelectorAll("text")) {
+    chartText.push([text.textContent, parseFloat(getComputedStyle(text).fontSize) * scale]);
+  }
+}
+return {
+  width: window.innerWidth,
+  overflow: root.scrollWidth - root.clientWidth,
+  cells: document.querySelectorAll("td, th").length,
+  broken: broken,
+  chartText: chartText,
+};
+"""
+"""Opens every <details>, then measures: horizontal overflow of the document; words of table
+cells that are split over lines or stick out of their cell; the rendered size of the visible
+chart's text (its font size times the SVG's scale)."""
+
+
+def _at_width(driver: Any, width: int, height: int = 900) -> None:
+    """Emulate a viewport exactly `width` CSS px wide (a headless window cannot be made narrower
+    than 500 px)."""
+    metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+
+
+def _full_page_screenshot(driver: Any, width: int, path: Path) -> None:
+    _at_width(driver, width, int(driver.execute_script("return document.documentElement.scrollHeight")))
+    assert driver.save_screenshot(str(path))
+    _at_width(driver, width)
+
+
 def test_page_in_headless_chromium(sqlite_store: SqlEventStore, tmp_path: Path) -> None:
     found = _chromium()
     if found is None:
@@ -132,7 +194,9 @@ def test_page_in_headless_chromium(sqlite_store: SqlEventStore, tmp_path: Path) 
         options.add_argument(argument)
     options.add_argument("--window-size=1280,2000")
     driver = webdriver.Chrome(service=Service(found[1]), options=options)
+    ARTIFACTS.mkdir(exist_ok=True)
     try:
+        _at_width(driver, 1280)
         driver.get(page.resolve().as_uri())
         assert driver.title == "Learner ann · DALA"
         for section in SECTIONS:
@@ -142,11 +206,29 @@ def test_page_in_headless_chromium(sqlite_store: SqlEventStore, tmp_path: Path) 
         interests = driver.find_element(By.ID, "interests").text
         assert "<script>window.__dala_xss = 1;" in interests  # shown as text
         assert driver.find_elements(By.CSS_SELECTOR, "#scores svg polyline")
-        ARTIFACTS.mkdir(exist_ok=True)
-        assert driver.save_screenshot(str(ARTIFACTS / "learner-page.png"))
-        driver.set_window_size(390, 844)  # a phone
-        assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1")
-        assert driver.save_screenshot(str(ARTIFACTS / "learner-page-phone.png"))
+        _full_page_screenshot(driver, 1280, ARTIFACTS / "learner-page.png")
+
+        for width in (1280, 390):  # a desktop, a phone
+            _at_width(driver, width)
+            found_problems = driver.execute_script(_LAYOUT_PROBLEMS)
+            assert found_problems["width"] == width
+            assert found_problems["overflow"] <= 0, f"horizontal overflow at {width} px"
+            assert found_problems["cells"] > 20
+            assert found_problems["broken"] == [], f"words broken in table cells at {width} px"
+            sizes = found_problems["chartText"]
+            assert len(sizes) >= 8, f"chart text not found at {width} px"  # 5 y ticks, x ticks, 2 titles
+            small = [(text, round(size, 1)) for text, size in sizes if size < 12]
+            assert small == [], f"chart text under 12 px at {width} px"
+        _full_page_screenshot(driver, 390, ARTIFACTS / "learner-page-phone.png")
+
+        # The checks can fail: squeeze the cells and let words break anywhere, and they notice.
+        driver.execute_script(
+            "const style = document.createElement('style');"
+            "style.textContent = 'td, th { overflow-wrap: anywhere; max-width: 3ch; }';"
+            "document.head.append(style);"
+        )
+        assert driver.execute_script(_LAYOUT_PROBLEMS)["broken"]
     finally:
         driver.quit()
     assert os.path.getsize(ARTIFACTS / "learner-page.png") > 10_000
+    assert os.path.getsize(ARTIFACTS / "learner-page-phone.png") > 10_000
