@@ -15,7 +15,7 @@ learned of them (an event may have occurred a little earlier, in memory, before 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
@@ -24,24 +24,6 @@ from pydantic import BaseModel, ConfigDict
 from dala_events.database_setup import store_or_default
 from dala_events.envelopes import ProjectableEvent, RecordedEvent
 from dala_events.errors import InvalidInput, LearnerNotFound
-from dala_events.events import (
-    ActivityAttemptRecorded,
-    BadgeAwarded,
-    BadgeRevoked,
-    CognitiveMetricRecorded,
-    DomainEvent,
-    InterestAdded,
-    InterestRemoved,
-    LearnerProfileCreated,
-    LearnerProfileDeleted,
-    LearningObjectiveCompleted,
-    LearningObjectiveProgressUpdated,
-    LearningObjectiveStarted,
-    PreferenceRemoved,
-    PreferenceSet,
-    StruggleAreaAdded,
-    StruggleAreaRemoved,
-)
 from dala_events.store import EventStore, check_aware
 from projections.database_models import SECTIONS
 from projections.dtos import FullLearnerProfileData
@@ -129,40 +111,6 @@ def history_point(
     if not events:
         return HistoryPoint(0, None, last)
     return HistoryPoint(events[-1].version, events[-1].recorded_at, last)
-
-
-def describe_change(event: DomainEvent) -> str:
-    """One line saying what an event changed, for people reading a history."""
-    describe = _DESCRIBERS.get(type(event))
-    return describe(event) if describe is not None else event.event_type
-
-
-def _score(score: float | None) -> str:
-    return "" if score is None else f", score {score:g}"
-
-
-_DESCRIBERS: dict[type[DomainEvent], Callable[[Any], str]] = {
-    LearnerProfileCreated: lambda e: "profile created",
-    LearnerProfileDeleted: lambda e: "profile deleted",
-    PreferenceSet: lambda e: (
-        f"{e.category}: {e.previous_value} -> {e.value}" if e.previous_value else f"{e.category} set to {e.value}"
-    ),
-    PreferenceRemoved: lambda e: f"preference {e.category} removed",
-    InterestAdded: lambda e: f"interest added: {e.interest_name}",
-    InterestRemoved: lambda e: f"interest removed: {e.interest_name}",
-    StruggleAreaAdded: lambda e: f"struggle area added: {e.struggle_description}",
-    StruggleAreaRemoved: lambda e: f"struggle area removed: {e.struggle_description}",
-    CognitiveMetricRecorded: lambda e: f"diagnostic {e.task_name} recorded",
-    LearningObjectiveStarted: lambda e: f"started {e.lo_id}",
-    LearningObjectiveProgressUpdated: lambda e: f"{e.lo_id} {e.status.replace('_', ' ')}{_score(e.score)}",
-    LearningObjectiveCompleted: lambda e: f"completed {e.lo_id}{_score(e.score)}",
-    BadgeAwarded: lambda e: f"badge earned: {e.badge_name}",
-    BadgeRevoked: lambda e: f"badge revoked: {e.badge_id}",
-    ActivityAttemptRecorded: lambda e: (
-        f"attempted {e.activity_id} ({e.activity_type}, {e.lo_id}){_score(e.score)}"
-        + (", completed" if e.completed else "")
-    ),
-}
 
 
 class RowDiff(BaseModel):
@@ -295,7 +243,6 @@ __all__ = [
     "Point",
     "ProfileDiff",
     "RowDiff",
-    "describe_change",
     "diff",
     "history",
     "history_point",

@@ -356,6 +356,7 @@ def history(
     """List a learner's changes: who changed what, when, and why."""
     from dala_events import audit
     from dala_events.errors import LearnerNotFound
+    from dala_events.summaries import curriculum_titles, describe_change
 
     start = None if since is None else _parse_time(since, "--since")
     end = None if until is None else _parse_time(until, "--until")
@@ -390,9 +391,14 @@ def history(
     table.add_column("recorded (UTC)", no_wrap=True, width=16)
     table.add_column("by", no_wrap=True, overflow="ellipsis", width=min(max(map(len, actors), default=2), 18))
     table.add_column("what / why", no_wrap=True, overflow="ellipsis", ratio=1)
+    titles = curriculum_titles()
     for event, actor in zip(events, actors, strict=True):
-        reason = event.metadata.get("reason")
-        what = audit.describe_change(event.event) + (f"\n  why: {reason}" if reason else "")
+        notes = []
+        if abs(event.recorded_at - event.occurred_at).total_seconds() >= 60:
+            notes.append(f"happened {_minute(event.occurred_at)}")
+        if event.metadata.get("reason"):
+            notes.append(f"why: {event.metadata['reason']}")
+        what = "\n  ".join([describe_change(event.event, titles), *notes])
         table.add_row(str(event.version), _minute(event.recorded_at), actor, what)
     _console().print(table)
     if not events:

@@ -36,6 +36,7 @@ from dala_events.persistence_manager import (
     get_full_learner_profile_data,
 )
 from dala_events.store import RecordedEvent, SqlEventStore
+from dala_events.summaries import STATUS_LABELS, describe_change
 
 DEFAULT_INTERFACE_DIR = Path("database") / "interface"
 TIMELINE_LENGTH = 40
@@ -94,7 +95,6 @@ def render_interface(
     titles = {lo_id: lo.title for lo_id, lo in los.items()}
     pathway = generate_pathway(data, curriculum=curriculum)
     attempts = sorted(data.activity_attempts, key=lambda attempt: attempt.attempt_timestamp or utc_now())
-    describers = _describers(titles)
     template = _environment.get_template("learner.html")
     return template.render(
         profile=data,
@@ -117,7 +117,7 @@ def render_interface(
         attempt_count=len(attempts),
         chart=score_chart(attempts, titles=titles),
         narrow_chart=score_chart(attempts, titles=titles, width=340, height=300, font_size=13),
-        timeline=[_timeline_entry(event, describers) for event in reversed(history[-TIMELINE_LENGTH:])],
+        timeline=[_timeline_entry(event, titles) for event in reversed(history[-TIMELINE_LENGTH:])],
         event_count=len(history),
         day=day_text,
         moment=moment_text,
@@ -128,7 +128,7 @@ def render_interface(
 # Learning objectives: titles and real progress
 # ---------------------------------------------------------------------------------------------
 
-_STATUS_LABELS = {"not_started": "Not started", "in_progress": "In progress", "completed": "Completed"}
+_STATUS_LABELS = STATUS_LABELS
 
 
 @dataclass(frozen=True, slots=True)
@@ -480,45 +480,7 @@ def moment_text(moment: datetime | None) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _lo(titles: Mapping[str, str], lo_id: str) -> str:
-    return f"“{titles[lo_id]}”" if lo_id in titles else lo_id
-
-
-def _describers(titles: Mapping[str, str]) -> dict[str, Any]:
-    return {
-        "LearnerProfileCreated": lambda e: "Profile created",
-        "LearnerProfileDeleted": lambda e: "Profile deleted",
-        "PreferenceSet": lambda e: (
-            f"Preference “{preference_label(e.category)}”: {e.previous_value} → {e.value}"
-            if e.previous_value
-            else f"Preference “{preference_label(e.category)}” set to {e.value}"
-        ),
-        "PreferenceRemoved": lambda e: f"Preference “{preference_label(e.category)}” removed",
-        "InterestAdded": lambda e: f"Interest added: {e.interest_name}",
-        "InterestRemoved": lambda e: f"Interest removed: {e.interest_name}",
-        "StruggleAreaAdded": lambda e: f"Struggle area added: {e.struggle_description}",
-        "StruggleAreaRemoved": lambda e: f"Struggle area removed: {e.struggle_description}",
-        "CognitiveMetricRecorded": lambda e: f"Diagnostic task {task_label(e.task_name)} recorded",
-        "LearningObjectiveStarted": lambda e: f"Started {_lo(titles, e.lo_id)}",
-        "LearningObjectiveProgressUpdated": lambda e: (
-            f"{_lo(titles, e.lo_id)} now {_STATUS_LABELS.get(e.status, humanise(e.status)).lower()}"
-            + (f" (score {e.score:g})" if e.score is not None else "")
-        ),
-        "LearningObjectiveCompleted": lambda e: (
-            f"Completed {_lo(titles, e.lo_id)}" + (f" (score {e.score:g})" if e.score is not None else "")
-        ),
-        "BadgeAwarded": lambda e: f"Badge earned: {e.badge_name}",
-        "BadgeRevoked": lambda e: f"Badge revoked: {e.badge_id}",
-        "ActivityAttemptRecorded": lambda e: (
-            f"Attempted {e.activity_id} ({humanise(e.activity_type)})"
-            + (f" for {_lo(titles, e.lo_id)}" if e.lo_id in titles else "")
-            + (f": score {e.score:g}" if e.score is not None else "")
-        ),
-    }
-
-
-def _timeline_entry(event: RecordedEvent, describers: Mapping[str, Any]) -> dict[str, Any]:
-    describe = describers.get(event.event_type)
+def _timeline_entry(event: RecordedEvent, titles: Mapping[str, str]) -> dict[str, Any]:
     return {
         "version": event.version,
         "occurred_at": event.occurred_at,
@@ -527,5 +489,5 @@ def _timeline_entry(event: RecordedEvent, describers: Mapping[str, Any]) -> dict
         "actor": str(event.metadata.get("actor", "system")),
         "reason": event.metadata.get("reason"),
         "event_type": event.event_type,
-        "summary": describe(event.event) if describe else humanise(event.event_type),
+        "summary": describe_change(event.event, titles),
     }

@@ -65,7 +65,7 @@ def test_history_reads_at_80_columns_with_limit_and_reverse(demo_dir: Path) -> N
     table = run_dala("history", "student123", cwd=demo_dir, env={"COLUMNS": "80"})
     lines = table.stdout.splitlines()
     assert all(len(line) <= 80 for line in lines)
-    assert len(lines) <= 3 + 2 * len(everything)  # title, heading, rule, at most two lines a change
+    assert len(lines) <= 3 + 3 * len(everything)  # title, heading, rule, at most three lines a change
     assert f"{len(everything)} changes" in lines[0]
     last_two = run_dala("history", "student123", "-n", "2", cwd=demo_dir, env={"COLUMNS": "80"}).stdout
     assert "showing 2" in last_two

@@ -53,7 +53,7 @@ def test_audit_commands_through_the_console_script(tmp_path: Path) -> None:
     assert events[0]["metadata"]["actor"] == "system:demo" and events[0]["event_type"] == "LearnerProfileCreated"
     assert events[1]["metadata"]["actor"] == "system:assessment" and "payload" in events[1]
     human = run_dala("history", "student123", "--type", "BadgeAwarded", cwd=tmp_path)
-    assert human.returncode == 0 and "badge earned" in human.stdout and "interest added" not in human.stdout
+    assert human.returncode == 0 and "Badge earned" in human.stdout and "Interest added" not in human.stdout
 
     then = json.loads(run_dala("profile", "student123", "--version", "3", "--json", cwd=tmp_path).stdout)
     assert then["learner_id"] == "student123" and len(then["preferences"]) == 2 and then["activity_attempts"] == []

@@ -1,0 +1,83 @@
+"""One line saying what a change did, in words a teacher or parent reads: for the page and the CLI.
+
+`describe_change(event)` names learning objectives by their curriculum title, preferences and
+diagnostic tasks by their readable labels, and everything else by its own value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from dala_events.assessment import humanise, preference_label, task_label
+from dala_events.events import (
+    ActivityAttemptRecorded,
+    BadgeAwarded,
+    BadgeRevoked,
+    CognitiveMetricRecorded,
+    DomainEvent,
+    InterestAdded,
+    InterestRemoved,
+    LearnerProfileCreated,
+    LearnerProfileDeleted,
+    LearningObjectiveCompleted,
+    LearningObjectiveProgressUpdated,
+    LearningObjectiveStarted,
+    PreferenceRemoved,
+    PreferenceSet,
+    StruggleAreaAdded,
+    StruggleAreaRemoved,
+)
+from dala_events.pathway import curriculum_by_id
+
+STATUS_LABELS = {"not_started": "Not started", "in_progress": "In progress", "completed": "Completed"}
+"""Learning-objective statuses as people say them."""
+
+
+def curriculum_titles() -> dict[str, str]:
+    """Each curriculum objective's title by its id."""
+    return {lo_id: lo.title for lo_id, lo in curriculum_by_id().items()}
+
+
+def describe_change(event: DomainEvent, titles: Mapping[str, str] | None = None) -> str:
+    """One line saying what `event` changed; `titles` maps LO ids to titles (default: the curriculum)."""
+    known = curriculum_titles() if titles is None else titles
+    describe = _DESCRIBERS.get(type(event))
+    return describe(event, known) if describe is not None else humanise(event.event_type)
+
+
+def _lo(titles: Mapping[str, str], lo_id: str) -> str:
+    return f"“{titles[lo_id]}”" if lo_id in titles else lo_id
+
+
+def _score(score: float | None, lead: str = " (score {})") -> str:
+    return "" if score is None else lead.format(f"{score:g}")
+
+
+_DESCRIBERS: dict[type[DomainEvent], Callable[[Any, Mapping[str, str]], str]] = {
+    LearnerProfileCreated: lambda e, t: "Profile created",
+    LearnerProfileDeleted: lambda e, t: "Profile deleted",
+    PreferenceSet: lambda e, t: (
+        f"Preference “{preference_label(e.category)}”: {e.previous_value} → {e.value}"
+        if e.previous_value
+        else f"Preference “{preference_label(e.category)}” set to {e.value}"
+    ),
+    PreferenceRemoved: lambda e, t: f"Preference “{preference_label(e.category)}” removed",
+    InterestAdded: lambda e, t: f"Interest added: {e.interest_name}",
+    InterestRemoved: lambda e, t: f"Interest removed: {e.interest_name}",
+    StruggleAreaAdded: lambda e, t: f"Struggle area added: {e.struggle_description}",
+    StruggleAreaRemoved: lambda e, t: f"Struggle area removed: {e.struggle_description}",
+    CognitiveMetricRecorded: lambda e, t: f"Diagnostic task {task_label(e.task_name)} recorded",
+    LearningObjectiveStarted: lambda e, t: f"Started {_lo(t, e.lo_id)}",
+    LearningObjectiveProgressUpdated: lambda e, t: (
+        f"{_lo(t, e.lo_id)} now {STATUS_LABELS.get(e.status, humanise(e.status)).lower()}{_score(e.score)}"
+    ),
+    LearningObjectiveCompleted: lambda e, t: f"Completed {_lo(t, e.lo_id)}{_score(e.score)}",
+    BadgeAwarded: lambda e, t: f"Badge earned: {e.badge_name}",
+    BadgeRevoked: lambda e, t: f"Badge revoked: {e.badge_id}",
+    ActivityAttemptRecorded: lambda e, t: (
+        f"Attempted {e.activity_id} ({humanise(e.activity_type)})"
+        + (f" for {_lo(t, e.lo_id)}" if e.lo_id in t else "")
+        + _score(e.score, ": score {}")
+    ),
+}
