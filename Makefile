@@ -16,12 +16,13 @@ demo: $(BIN)/.installed
 	$(BIN)/dala demo
 
 test: $(BIN)/.installed
-	$(BIN)/ruff check dala_events projections tests
+	$(BIN)/ruff check dala_events projections tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
+# BENCH_ARGS: options of `python -m benchmarks`, e.g. BENCH_ARGS="--learners 50 --only writes".
 bench: $(BIN)/.installed
-	$(BIN)/dala bench
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
