@@ -1,4 +1,4 @@
-"""`dala`: the command line of the store (init, demo, interface, profile, history, diff, rebuild, migrate, bench).
+"""`dala`: the command line of the store (init, demo, interface, profile, history, diff, rebuild, migrate).
 
 Human output is tables; `--json` prints one JSON document. Errors go to stderr with exit
 status 1 (2 for a wrong command line) and no traceback.
@@ -282,79 +282,6 @@ def migrate(obj: dict[str, Any], revision: str, downgrade: bool) -> None:
     finally:
         engine.dispose()
     click.echo(f"event log schema at revision {reached or 'base (no tables)'}")
-
-
-@main.command()
-@click.option("--learners", default=200, show_default=True, type=click.IntRange(1), help="Learners in the workload.")
-@click.option("--rounds", default=3, show_default=True, type=click.IntRange(1), help="Alternating rounds.")
-@click.option("--no-peer", is_flag=True, help="Skip the eventsourcing library.")
-@click.option(
-    "--rebuild-events",
-    default=1_000_000,
-    show_default=True,
-    type=click.IntRange(0),
-    help="Size of the log for the rebuild-at-scale and audit measurements (0: skip them).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@_reports_errors
-def bench(learners: int, rounds: int, no_peer: bool, rebuild_events: int, as_json: bool) -> None:
-    """Measure write, rebuild and audit speed against plain-sqlite3 floors and a peer library."""
-    import tempfile
-
-    from dala_events.bench_scale import run_scale_benchmark
-    from dala_events.benchmark import run_benchmark
-
-    def progress(message: str) -> None:
-        click.echo(message, err=True)
-
-    result = run_benchmark(learners, rounds, include_peer=not no_peer, progress=progress)
-    summary = result.as_dict()
-    if rebuild_events:
-        with tempfile.TemporaryDirectory(prefix="dala-bench-scale-") as folder:
-            summary["scale"] = run_scale_benchmark(rebuild_events, Path(folder), progress=progress).as_dict()
-    if as_json:
-        click.echo(json.dumps(summary, indent=2))
-        return
-    medians, ratios = summary["median_per_second"], summary["ratios"]
-    table = Table(title=f"dala bench: {learners} learners x 75 mutations, median of {rounds} rounds (SQLite)")
-    for column in ("measurement", "per second", "x floor", "x peer"):
-        table.add_column(column, justify="right" if column != "measurement" else "left")
-    labels = {
-        "a": "(a) batched: one save() per learner",
-        "b": "(b) per mutation: one transaction each",
-        "c": "(c) rebuild of (a), events",
-        "floor_a": "floor (a): plain sqlite3",
-        "floor_b": "floor (b): plain sqlite3",
-        "peer_a": "peer (a): eventsourcing",
-        "peer_b": "peer (b): eventsourcing",
-    }
-    for key, label in labels.items():
-        if medians.get(key) is None:
-            continue
-        to_floor = ratios.get(f"{key}_to_floor")
-        to_peer = ratios.get(f"{key}_to_peer")
-        table.add_row(
-            label,
-            f"{medians[key]:,.0f}",
-            f"{to_floor:.2f}" if to_floor else "",
-            f"{to_peer:.2f}" if to_peer else "",
-        )
-    out.print(table)
-    out.print(f"peak memory (max RSS): {summary['peak_rss_mb']} MB")
-    scale = summary.get("scale")
-    if scale:
-        out.print(
-            f"rebuild of {scale['events']:,} events into all eight tables: "
-            f"{scale['rebuild_events_per_second']:,} events/s, peak RSS {scale['rebuild_peak_rss_mb']} MB; "
-            f"floor (plain sqlite3) {scale['rebuild_floor_events_per_second']:,} events/s; "
-            f"ratio to floor {scale['rebuild_to_floor']:.2f}"
-        )
-        out.print(
-            f"one learner with {scale['audit_events']:,} events: history {scale['history_median_ms']} ms, "
-            f"profile_as_of {scale['profile_as_of_median_ms']} ms (medians)"
-        )
-    for note in summary["notes"]:
-        out.print(note)
 
 
 def _print_profile(data: Any) -> None:

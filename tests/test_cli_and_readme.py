@@ -86,21 +86,6 @@ def test_errors_go_to_stderr_without_traceback(tmp_path: Path) -> None:
     assert run_dala("profile", cwd=tmp_path).returncode == 2
 
 
-def test_bench_prints_numbers(tmp_path: Path) -> None:
-    result = run_dala(
-        "bench", "--learners", "3", "--rounds", "1", "--no-peer", "--rebuild-events", "3000", "--json", cwd=tmp_path
-    )
-    assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout)
-    scale = summary["scale"]
-    assert scale["events"] >= 3000 and scale["audit_events"] >= 5000
-    assert scale["rebuild_events_per_second"] > 0 and scale["rebuild_to_floor"] > 0
-    assert scale["history_median_ms"] > 0 and scale["profile_as_of_median_ms"] > 0
-    assert summary["mutations"] == 225
-    assert all(summary["median_per_second"][key] > 0 for key in ("a", "b", "c", "floor_a", "floor_b"))
-    assert summary["ratios"]["a_to_floor"] > 0
-
-
 def test_readme_python_examples_run_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from dala_events.database_setup import close_db
 
