@@ -353,25 +353,19 @@ def print_table(data: dict[str, Any], console: Console) -> None:
     config = data["config"]
     compare = "compare" in data["trees"]
     labels = ["this", "compare"] if compare else ["this"]
-    per_learner = config["mutations"] // config["learners"] if config["learners"] and config["mutations"] else 75
-    table = Table(
-        title=(
-            f"make bench: {config['learners']} learners x {per_learner} mutations, "
-            f"median of {config['rounds']} rounds (SQLite)"
-        )
-    )
-    table.add_column("measurement")
-    table.add_column("unit")
+    workload = ""
+    if config["mutations"]:
+        workload = f"{config['learners']} learners x {config['mutations'] // config['learners']} mutations, "
+    table = Table(title=f"make bench: {workload}median of {config['rounds']} rounds (SQLite)")
+    names = {"this": "after", "compare": "before"} if compare else {"this": "median"}
+    table.add_column("measurement", no_wrap=True)
+    table.add_column("unit", no_wrap=True)
     for label in labels:
-        table.add_column(
-            "after (this tree)" if compare and label == "this" else "before" if compare else "median", justify="right"
-        )
+        table.add_column(names[label], justify="right")
     if compare:
         table.add_column("after/before", justify="right")
     for label in labels:
-        table.add_column(
-            f"peak RSS MB{' ' + ('after' if label == 'this' else 'before') if compare else ''}", justify="right"
-        )
+        table.add_column(f"peak RSS MB, {names[label]}" if compare else "peak RSS MB", justify="right")
     for entry in data["measurements"].values():
         row = [entry["label"], entry["unit"]]
         row += [_format(entry[label]["median"], entry["unit"]) for label in labels]
@@ -388,8 +382,9 @@ def print_table(data: dict[str, Any], console: Console) -> None:
         table.add_row(*row, *([""] * len(labels)))
     console.print(table)
     if compare:
-        console.print(f"after = {data['trees']['this']}, before = {data['trees']['compare']}")
-    for line in LEGEND:
+        console.print(f"after = {data['trees']['this']} (this tree), before = {data['trees']['compare']}")
+    writes = any(name.startswith("writes_") for name in data["measurements"])
+    for line in LEGEND if writes else LEGEND[-1:]:
         console.print(line)
     for note in data["notes"]:
         console.print(note)
