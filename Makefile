@@ -1,27 +1,44 @@
-# The two set-up commands of the README: `make demo` and `make test`. Each creates the
-# virtual environment .venv (with the Python found as python3) when missing or stale.
+# The set-up commands of the README: `make demo`, `make test` and `make bench`. Each creates the
+# virtual environment .venv (with the Python found as python3) when missing, and installs what
+# it needs when that is missing or pyproject.toml changed: demo the package alone, test the
+# `test` extra, bench the `bench` extra. Each keeps its own stamp file in .venv.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
 .PHONY: demo test lint bench clean
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
+
+$(VENV)/.installed-runtime: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-demo: $(BIN)/.installed
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	touch $@
+
+# Everything at once (the test tools and the bench's peer library), for development.
+$(BIN)/.installed: $(VENV)/.installed-test $(VENV)/.installed-bench
+	touch $@
+
+demo: $(VENV)/.installed-runtime
 	$(BIN)/dala demo
 
-test: $(BIN)/.installed
-	$(BIN)/ruff check dala_events projections tests
+test: $(VENV)/.installed-test
+	$(BIN)/ruff check dala_events projections tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
-bench: $(BIN)/.installed
-	$(BIN)/dala bench
+# BENCH_ARGS: options of `python -m benchmarks`, e.g. BENCH_ARGS="--learners 50 --only writes".
+bench: $(VENV)/.installed-bench
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,8 +1,9 @@
-"""A realistic, deterministic spread of changes to one learner: the sample data of `dala demo`
-and the workload of `dala bench`.
+"""The workload of `make bench`: a realistic, deterministic spread of changes to one learner.
 
 A workload is a list of `Mutation`s (a LearnerProfile method and its arguments), made up
-front from a seed so that timing it measures the store, not the generator.
+front from a seed so that timing it measures what stores it, not the generator. The same
+lists drive the store, the CRUD layer of the document (`benchmarks.crud_layer`) and the
+`eventsourcing` peer (`benchmarks.peer`): each offers the LearnerProfile method names.
 """
 
 from __future__ import annotations

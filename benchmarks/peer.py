@@ -1,18 +1,22 @@
-"""The peer of `dala bench`: the same learner workload on the `eventsourcing` library (SQLite).
+"""An anchor of `make bench`: the same learner workload on the `eventsourcing` library (SQLite).
 
-Imported only by the benchmark, and only when the `bench` extra is installed. The aggregate
-mirrors LearnerProfile's method names so the same Mutation lists drive both; it keeps state
-in memory but, like the library itself, no read models.
+Imported only when the `bench` extra is installed. The aggregate mirrors LearnerProfile's
+method names so the same Mutation lists drive both; it keeps state in memory but, like the
+library itself, no read models. (a) saves each learner once after all its changes, (b) after
+its creation and after every change.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.domain import event as es_event
+
+from benchmarks.workload import Mutation
 
 
 class PeerLearner(Aggregate):
@@ -93,3 +97,21 @@ def peer_application(db_path: Path) -> Application[Any]:
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db_path}{suffix}").unlink(missing_ok=True)
     return Application(env={"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(db_path)})
+
+
+def run_peer(db_path: Path, workloads: Mapping[str, Sequence[Mutation]], *, per_mutation: bool) -> None:
+    """Every learner's workload on a fresh application in `db_path`: (a) or, per_mutation, (b)."""
+    app = peer_application(db_path)
+    try:
+        for learner_id, mutations in workloads.items():
+            learner = PeerLearner(learner_id)
+            if per_mutation:
+                app.save(learner)
+            for mutation in mutations:
+                getattr(learner, mutation.method)(*mutation.args, **mutation.kwargs)
+                if per_mutation:
+                    app.save(learner)
+            if not per_mutation:
+                app.save(learner)
+    finally:
+        app.close()

@@ -1,0 +1,39 @@
+"""`make bench` (`python -m benchmarks`): the store measured against what a user would use instead.
+
+Workload: N learners (`--learners`, default 200), each going through the 75 mutations of
+`benchmarks.workload.learner_workload`, on SQLite files in a temporary folder. Measured:
+
+writes (a) batched        the store with persistence off and one save() per learner; the
+                          document's CRUD layer with one session and commit per learner; the
+                          `eventsourcing` library with one save per learner
+writes (b) per mutation   one transaction (commit, save) per mutation, for all three
+rebuild of (a)            `rebuild_projections` over the log (a) wrote, in events/s
+rebuild at scale          a log of `--rebuild-events` events (default 1,000,000) written with the
+                          workload, then rebuilt in a fresh process; its peak RSS is reported
+audit                     one learner with about `--audit-events` events (default 5,000): the
+                          median ms of `audit.history` and of `audit.profile_as_of` at the
+                          latest version
+peak RSS                  of each measurement's process (VmHWM), the largest over the rounds
+
+The anchors: `benchmarks.crud_layer` is the persistence layer of the document (eight tables,
+SQLAlchemy ORM sessions, pydantic DTOs, a commit per call) as a user would write it, ending in
+the same eight tables as the store (tests/test_benchmarks.py checks this); `benchmarks.peer`
+is the `eventsourcing` library (the `bench` extra), which keeps no read models.
+
+Every measurement runs in its own child process (`benchmarks.measure`), in rounds (`--rounds`,
+default 3) that alternate between implementations, and the median over the rounds is
+reported. `--compare PATH` runs every measurement for another checkout too, alternating per
+measurement (this tree, then the other), each child's PYTHONPATH putting its tree first.
+
+Reading the ratios: rates are per second, so "ours / anchor" above 1 means the store is
+faster than the anchor, below 1 slower. "after / before" divides this tree's median by the
+--compare tree's: above 1 is better for per-second rates, below 1 is better for ms and MB.
+Ratios from one run of a noisy machine move by several percent; anchors measured in both trees
+(they do not depend on the tree) show how much.
+
+From the tree under test the bench uses only `dala_events.database_setup.create_dala_engine`,
+`create_tables` and `store_for`; `dala_events.hlp_module.LearnerProfile` (its mutation methods
+and save), `PREDEFINED_INTERESTS` and `PREDEFINED_STRUGGLE_AREAS`;
+`dala_events.assessment.DIAGNOSTIC_TASKS`; `projections.rebuild.rebuild_projections`; and
+`dala_events.audit.history` and `profile_as_of`.
+"""

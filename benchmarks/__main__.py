@@ -1,0 +1,483 @@
+"""The harness of `make bench`: runs the measurements in child processes, prints a table or JSON.
+
+See the package docstring (`benchmarks/__init__.py`) for what is measured and how to read it.
+This process imports nothing from the trees under test; each measurement is a fresh
+interpreter running `benchmarks.measure` (this checkout's copy, loaded by path, even when the
+other tree has its own) with PYTHONPATH putting the tree under test first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+PACKAGE = Path(__file__).resolve().parent
+THIS_TREE = PACKAGE.parent
+GROUPS = ("writes", "rebuild", "audit")
+IMPLEMENTATIONS = {"ours": "ours", "crud": "CRUD layer", "peer": "eventsourcing"}
+AUDIT_REPEATS = 15
+ORDER = (
+    "writes_a_ours",
+    "writes_a_crud",
+    "writes_a_peer",
+    "writes_b_ours",
+    "writes_b_crud",
+    "writes_b_peer",
+    "rebuild_a",
+    "rebuild_scale",
+    "audit_history",
+    "audit_profile_as_of",
+)
+
+# Loads this checkout's `benchmarks` package by path, then runs one task. `-P` keeps the
+# working directory off sys.path, so only PYTHONPATH (the tree under test) and the installed
+# packages decide where `dala_events` comes from.
+_BOOTSTRAP = """\
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("benchmarks", sys.argv[1])
+package = importlib.util.module_from_spec(spec)
+sys.modules["benchmarks"] = package
+spec.loader.exec_module(package)
+from benchmarks.measure import main
+main(sys.argv[2:])
+"""
+
+
+@dataclass(frozen=True)
+class Tree:
+    """A checkout under test: `this` (after) or `compare` (before)."""
+
+    label: str
+    root: Path
+
+
+@dataclass
+class Samples:
+    """One measurement's values in one tree, a value per round."""
+
+    values: list[float] = field(default_factory=list)
+    peak_rss_mb: float = 0.0
+    count: int = 0
+
+    def median(self) -> float | None:
+        return statistics.median(self.values) if self.values else None
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What a row of the table shows."""
+
+    label: str
+    unit: str
+
+
+class Results:
+    """Every sample, by measurement and tree."""
+
+    def __init__(self, trees: list[Tree]) -> None:
+        self.trees = trees
+        self.measurements: dict[str, Measurement] = {}
+        self.samples: dict[str, dict[str, Samples]] = {}
+
+    def record(self, name: str, measurement: Measurement, tree: Tree, value: float, rss: float, count: int) -> None:
+        self.measurements.setdefault(name, measurement)
+        samples = self.samples.setdefault(name, {}).setdefault(tree.label, Samples())
+        samples.values.append(value)
+        samples.peak_rss_mb = max(samples.peak_rss_mb, rss)
+        samples.count = count
+
+    def median(self, name: str, tree: str) -> float | None:
+        samples = self.samples.get(name, {}).get(tree)
+        return samples.median() if samples else None
+
+
+# -- children -------------------------------------------------------------------------------------
+
+
+def run_child(tree: Tree, task: str, params: dict[str, Any], work: Path) -> dict[str, Any]:
+    """Run one task of `benchmarks.measure` in a fresh interpreter on `tree`; its JSON result."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree.root), os.environ.get("PYTHONPATH")]))
+    env.pop("DALA_DATABASE_URL", None)
+    command = [sys.executable, "-P", "-c", _BOOTSTRAP, str(PACKAGE / "__init__.py")]
+    command.append(json.dumps({"task": task, "params": params}))
+    completed = subprocess.run(command, cwd=work, env=env, stdout=subprocess.PIPE, text=True, check=False)
+    if completed.returncode != 0:
+        raise SystemExit(f"bench: the {task} measurement failed in {tree.root} (exit {completed.returncode})")
+    lines = completed.stdout.strip().splitlines()
+    result: dict[str, Any] = json.loads(lines[-1])
+    if Path(result["tree"]).resolve() != tree.root.resolve():
+        raise SystemExit(f"bench: the child meant for {tree.root} imported dala_events from {result['tree']}")
+    return result
+
+
+# -- the run --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Options:
+    learners: int
+    rounds: int
+    rebuild_events: int
+    audit_events: int
+    peer: bool
+    crud: bool
+    only: tuple[str, ...]
+    compare: Path | None
+
+
+def run(options: Options, progress: Console) -> dict[str, Any]:
+    """Every measurement, `options.rounds` times, alternating; the JSON-ready summary."""
+    trees = [Tree("this", THIS_TREE)]
+    if options.compare is not None:
+        trees.append(Tree("compare", options.compare))
+    notes: list[str] = []
+    implementations = ["ours"]
+    if options.crud:
+        implementations.append("crud")
+    if options.peer:
+        if importlib.util.find_spec("eventsourcing") is None:
+            notes.append("eventsourcing skipped: install the bench extra (pip install -e '.[bench]')")
+        else:
+            implementations.append("peer")
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="dala-bench-") as folder:
+        bench = _Run(options, trees, Path(folder), progress, notes)
+        if "rebuild" in options.only and options.rebuild_events:
+            bench.write_logs()
+        for number in range(1, options.rounds + 1):
+            progress.print(f"round {number}/{options.rounds}")
+            bench.writes(implementations)
+            if bench.logs:
+                bench.rebuild_at_scale()
+            if "audit" in options.only:
+                bench.audit()
+    return summary(bench.results, options, bench.mutations, notes, time.perf_counter() - started)
+
+
+class _Run:
+    """The measurements of one run: each starts a child per tree, one tree after the other."""
+
+    def __init__(self, options: Options, trees: list[Tree], work: Path, progress: Console, notes: list[str]) -> None:
+        self.options = options
+        self.trees = trees
+        self.work = work
+        self.progress = progress
+        self.notes = notes
+        self.results = Results(trees)
+        self.logs: dict[str, Path] = {}
+        self.mutations = 0
+        for tree in trees:
+            (work / tree.label).mkdir()
+
+    def child(self, tree: Tree, description: str, task: str, params: dict[str, Any]) -> dict[str, Any]:
+        self.progress.print(f"  {description} ({tree.label} tree)")
+        return run_child(tree, task, params, self.work)
+
+    def write_logs(self) -> None:
+        """The log of the rebuild at scale, once per tree (not a measurement)."""
+        events = self.options.rebuild_events
+        for tree in self.trees:
+            self.logs[tree.label] = self.work / tree.label / "scale.db"
+            params = {"path": str(self.logs[tree.label]), "events": events}
+            written = self.child(tree, f"writing a log of at least {events:,} events", "write_log", params)
+            self.notes.append(
+                f"{tree.label} tree: the log of the rebuild at scale, {written['events']:,} events, written "
+                f"in {written['seconds']:.0f} s ({written['events'] / written['seconds']:,.0f} events/s)"
+            )
+
+    def writes(self, implementations: list[str]) -> None:
+        """(a) then (b), each implementation in turn; the store's (a) also times the rebuild of
+        what it wrote when rebuilds are measured (then it runs even without `writes`)."""
+        measure_writes = "writes" in self.options.only
+        for mode in ("a", "b"):
+            for impl in implementations:
+                rebuild = impl == "ours" and mode == "a" and "rebuild" in self.options.only
+                if not measure_writes and not rebuild:
+                    continue
+                for tree in self.trees:
+                    params = {
+                        "impl": impl,
+                        "mode": mode,
+                        "learners": self.options.learners,
+                        "folder": str(self.work / tree.label),
+                        "rebuild": rebuild,
+                    }
+                    out = self.child(tree, f"writes ({mode}) {IMPLEMENTATIONS[impl]}", "writes", params)
+                    self.mutations = out["mutations"]
+                    if measure_writes:
+                        rate = out["mutations"] / out["seconds"]
+                        measurement = _write_measurement(mode, impl)
+                        self.results.record(
+                            f"writes_{mode}_{impl}", measurement, tree, rate, out["peak_rss_mb"], out["mutations"]
+                        )
+                    if rebuild:
+                        rate = out["rebuild_events"] / out["rebuild_seconds"]
+                        measurement = Measurement("rebuild of (a)", "events/s")
+                        self.results.record(
+                            "rebuild_a", measurement, tree, rate, out["peak_rss_mb"], out["rebuild_events"]
+                        )
+
+    def rebuild_at_scale(self) -> None:
+        """`rebuild_projections` of each tree's log, in a fresh process."""
+        for tree in self.trees:
+            out = self.child(tree, "rebuild at scale", "rebuild", {"path": str(self.logs[tree.label])})
+            measurement = Measurement(f"rebuild at scale, {out['events']:,} events", "events/s")
+            rate = out["events"] / out["seconds"]
+            self.results.record("rebuild_scale", measurement, tree, rate, out["peak_rss_mb"], out["events"])
+
+    def audit(self) -> None:
+        """History and as-of view of one long stream."""
+        for tree in self.trees:
+            params = {
+                "folder": str(self.work / tree.label),
+                "events": self.options.audit_events,
+                "repeats": AUDIT_REPEATS,
+            }
+            out = self.child(tree, "audit", "audit", params)
+            events, rss = out["events"], out["peak_rss_mb"]
+            history = Measurement(f"audit.history, {events:,} events", "ms")
+            self.results.record("audit_history", history, tree, out["history_ms"], rss, events)
+            as_of = Measurement("audit.profile_as_of(version=latest)", "ms")
+            self.results.record("audit_profile_as_of", as_of, tree, out["profile_as_of_ms"], rss, events)
+
+
+def _write_measurement(mode: str, impl: str) -> Measurement:
+    batch = "batched" if mode == "a" else "per mutation"
+    return Measurement(f"({mode}) {batch}: {IMPLEMENTATIONS[impl]}", "mutations/s")
+
+
+LEGEND = (
+    "(a) batched: ours with persistence off and one save() per learner; the CRUD layer with one session and",
+    "    commit per learner; eventsourcing with one save per learner.",
+    "(b) per mutation: one transaction (commit, save) per mutation. Rates count the workload's mutations.",
+    "ours / anchor > 1: the store is faster. after/before > 1 is better for rates, < 1 for ms and MB.",
+)
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    return numerator / denominator if numerator is not None and denominator else None
+
+
+def _rounded(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def summary(results: Results, options: Options, mutations: int, notes: list[str], seconds: float) -> dict[str, Any]:
+    """The JSON of the run (see `main` for its shape)."""
+    labels = [tree.label for tree in results.trees]
+    compare = "compare" in labels
+    measurements: dict[str, Any] = {}
+    for name in sorted(results.measurements, key=ORDER.index):
+        measurement = results.measurements[name]
+        entry: dict[str, Any] = {"label": measurement.label, "unit": measurement.unit}
+        for label in labels:
+            samples = results.samples[name].get(label, Samples())
+            entry[label] = {
+                "median": _rounded(samples.median()),
+                "samples": [round(value, 4) for value in samples.values],
+                "peak_rss_mb": round(samples.peak_rss_mb, 1),
+                "count": samples.count,
+            }
+        if compare:
+            entry["after_to_before"] = _rounded(_ratio(results.median(name, "this"), results.median(name, "compare")))
+        measurements[name] = entry
+    ratios: dict[str, Any] = {}
+    for mode in ("a", "b"):
+        for anchor in ("crud", "peer"):
+            ours_name, anchor_name = f"writes_{mode}_ours", f"writes_{mode}_{anchor}"
+            if ours_name not in measurements or anchor_name not in measurements:
+                continue
+            entry = {
+                "label": f"({mode}) ours / {IMPLEMENTATIONS[anchor]}",
+                **{
+                    label: _rounded(_ratio(results.median(ours_name, label), results.median(anchor_name, label)))
+                    for label in labels
+                },
+            }
+            if compare:
+                entry["after_to_before"] = _rounded(_ratio(entry["this"], entry["compare"]))
+            ratios[f"{ours_name}_to_{anchor}"] = entry
+    return {
+        "config": {
+            "learners": options.learners,
+            "mutations": mutations,
+            "rounds": options.rounds,
+            "rebuild_events": options.rebuild_events,
+            "audit_events": options.audit_events,
+            "only": list(options.only),
+            "implementations": [
+                name for name in IMPLEMENTATIONS if any(key.endswith(f"_{name}") for key in measurements)
+            ],
+            "seconds": round(seconds, 1),
+        },
+        "trees": {tree.label: str(tree.root) for tree in results.trees},
+        "measurements": measurements,
+        "ratios": ratios,
+        "peak_rss_mb": {
+            label: round(max((s[label].peak_rss_mb for s in results.samples.values() if label in s), default=0.0), 1)
+            for label in labels
+        },
+        "notes": notes,
+    }
+
+
+# -- output ---------------------------------------------------------------------------------------
+
+
+def _format(value: float | None, unit: str) -> str:
+    if value is None:
+        return ""
+    if unit.endswith("/s"):
+        return f"{value:,.0f}"
+    if unit == "x":
+        return f"{value:.2f}"
+    return f"{value:,.2f}"
+
+
+def print_table(data: dict[str, Any], console: Console) -> None:
+    """The summary as a table: medians (and after/before with --compare), then the ratios."""
+    config = data["config"]
+    compare = "compare" in data["trees"]
+    labels = ["this", "compare"] if compare else ["this"]
+    workload = ""
+    if config["mutations"]:
+        workload = f"{config['learners']} learners x {config['mutations'] // config['learners']} mutations, "
+    table = Table(title=f"make bench: {workload}median of {config['rounds']} rounds (SQLite)")
+    names = {"this": "after", "compare": "before"} if compare else {"this": "median"}
+    table.add_column("measurement", no_wrap=True)
+    table.add_column("unit", no_wrap=True)
+    for label in labels:
+        table.add_column(names[label], justify="right")
+    if compare:
+        table.add_column("after/before", justify="right")
+    for label in labels:
+        table.add_column(f"peak RSS MB, {names[label]}" if compare else "peak RSS MB", justify="right")
+    for entry in data["measurements"].values():
+        row = [entry["label"], entry["unit"]]
+        row += [_format(entry[label]["median"], entry["unit"]) for label in labels]
+        if compare:
+            row.append(_format(entry["after_to_before"], "x"))
+        row += [f"{entry[label]['peak_rss_mb']:,.0f}" for label in labels]
+        table.add_row(*row)
+    if data["ratios"]:
+        table.add_section()
+    for entry in data["ratios"].values():
+        row = [entry["label"], "x"] + [_format(entry[label], "x") for label in labels]
+        if compare:
+            row.append(_format(entry["after_to_before"], "x"))
+        table.add_row(*row, *([""] * len(labels)))
+    console.print(table)
+    if compare:
+        console.print(f"after = {data['trees']['this']} (this tree), before = {data['trees']['compare']}")
+    writes = any(name.startswith("writes_") for name in data["measurements"])
+    for line in LEGEND if writes else LEGEND[-1:]:
+        console.print(line)
+    for note in data["notes"]:
+        console.print(note)
+
+
+def parse_args(argv: list[str] | None) -> tuple[Options, bool]:
+    """The options (and whether to print JSON)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Measure the store's writes, rebuild and audit paths against the CRUD layer of the "
+        "document and the eventsourcing library (SQLite, medians of alternating rounds).",
+    )
+    parser.add_argument("--learners", type=_at_least(1), default=200, help="learners in the workload (default 200)")
+    parser.add_argument("--rounds", type=_at_least(1), default=3, help="alternating rounds (default 3)")
+    parser.add_argument(
+        "--rebuild-events",
+        type=_at_least(0),
+        default=1_000_000,
+        help="size of the log for the rebuild at scale (default 1,000,000; 0 skips it)",
+    )
+    parser.add_argument(
+        "--audit-events", type=_at_least(1), default=5_000, help="events of the audited learner (default 5,000)"
+    )
+    parser.add_argument("--no-peer", action="store_true", help="skip the eventsourcing library")
+    parser.add_argument("--no-crud", action="store_true", help="skip the CRUD layer of the document")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        metavar="PATH",
+        help="root of another checkout of this repository (before); every measurement runs for both trees",
+    )
+    parser.add_argument(
+        "--only",
+        default=",".join(GROUPS),
+        metavar="GROUPS",
+        help="comma-separated subset of writes,rebuild,audit (default: all)",
+    )
+    args = parser.parse_args(argv)
+    only = tuple(group.strip() for group in args.only.split(",") if group.strip())
+    unknown = sorted(set(only) - set(GROUPS))
+    if unknown or not only:
+        parser.error(f"--only takes a comma-separated subset of {','.join(GROUPS)}, not {args.only!r}")
+    compare: Path | None = None
+    if args.compare is not None:
+        compare = args.compare.expanduser().resolve()
+        if not (compare / "dala_events" / "__init__.py").is_file():
+            parser.error(f"--compare {args.compare}: not the root of a checkout (no dala_events/__init__.py)")
+    options = Options(
+        learners=args.learners,
+        rounds=args.rounds,
+        rebuild_events=args.rebuild_events,
+        audit_events=args.audit_events,
+        peer=not args.no_peer,
+        crud=not args.no_crud,
+        only=tuple(group for group in GROUPS if group in only),
+        compare=compare,
+    )
+    return options, args.json
+
+
+def _at_least(minimum: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text.replace("_", "").replace(",", ""))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the options, run, print.
+
+    JSON shape: config; trees {this, compare?}; measurements {name: {label, unit, this: {median,
+    samples, peak_rss_mb, count}, compare?: {...}, after_to_before?}}; ratios {name: {label,
+    this, compare?, after_to_before?}} (ours / anchor of the median rates); peak_rss_mb {tree:
+    largest of any measurement}; notes.
+    """
+    options, as_json = parse_args(argv)
+    data = run(options, Console(stderr=True, markup=False, highlight=False))
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
+    # Piped (as under make), rich would wrap at 80 columns; the table needs a little more.
+    console = Console(markup=False, highlight=False)
+    if not console.is_terminal:
+        console = Console(markup=False, highlight=False, width=132)
+    print_table(data, console)
+
+
+if __name__ == "__main__":
+    main()

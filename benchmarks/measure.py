@@ -1,0 +1,267 @@
+"""One measurement in a child process: `make bench` starts one of these per measurement per round.
+
+The harness (`benchmarks.__main__`) runs `main` with a JSON task in a fresh interpreter
+whose PYTHONPATH puts the tree under test first, so `dala_events` and `projections` are that
+tree's; this module's code is always the harness's own. `main` prints one JSON object: the
+measured seconds and counts, the child's peak RSS and the folder `dala_events` came from.
+
+Tasks:
+  writes      {impl: ours|crud|peer, mode: a|b, learners, folder, rebuild}: the workload of
+              `learners` learners, (a) batched or (b) one transaction per mutation, on a
+              fresh SQLite file; with `rebuild` (ours, (a)) also `rebuild_projections` over it
+  write_log   {path, events}: a log of at least `events` events, the workload saved once per
+              learner (not timed as a measurement)
+  rebuild     {path}: `rebuild_projections` of the log at `path`
+  audit       {folder, events, repeats}: one learner with about `events` events; median
+              times of `audit.history` and `audit.profile_as_of` at the latest version
+
+The only names used from the tree under test are those listed in `benchmarks/__init__.py`.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from benchmarks.workload import Mutation, apply_workload, learner_workload
+
+Workloads = dict[str, list[Mutation]]
+WARM_UP_LEARNERS = 2
+"""Learners written untimed on a scratch file first, so a measurement is of a warm process
+(imports, compiled statements and validators ready), as in a running application."""
+
+
+def workloads_for(learners: int, prefix: str = "bench-learner") -> Workloads:
+    """The bench's workload of `learners` learners, one seed each."""
+    return {f"{prefix}-{seed:05d}": learner_workload(seed) for seed in range(learners)}
+
+
+def remove_database(path: Path) -> None:
+    """Delete a SQLite file and its WAL and shared-memory files, if present."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def fresh_engine(path: Path) -> Engine:
+    """The store's engine on a new, empty SQLite file at `path`, every table created."""
+    from dala_events.database_setup import create_dala_engine, create_tables
+
+    remove_database(path)
+    engine = create_dala_engine(f"sqlite:///{path}")
+    create_tables(engine)
+    return engine
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (Linux VmHWM: it belongs to the running program,
+    unlike getrusage's figure, which survives exec)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _timed(function: Callable[[], Any]) -> tuple[float, Any]:
+    gc.collect()
+    start = time.perf_counter()
+    result = function()
+    return time.perf_counter() - start, result
+
+
+# -- the three implementations ------------------------------------------------------------------
+
+
+def run_ours(engine: Engine, workloads: Workloads, *, per_mutation: bool) -> int:
+    """The store: (a) every learner's mutations in memory, then one save(); (b) one transaction
+    per mutation. Returns the events recorded (creations included)."""
+    from dala_events.database_setup import store_for
+    from dala_events.hlp_module import LearnerProfile
+
+    store = store_for(engine)
+    events = 0
+    for learner_id, mutations in workloads.items():
+        profile = LearnerProfile(learner_id, persistence_enabled=per_mutation, store=store)
+        events += 1 + apply_workload(profile, mutations)
+        profile.save()
+    return events
+
+
+def _writes_ours(path: Path, workloads: Workloads, *, per_mutation: bool, rebuild: bool) -> dict[str, Any]:
+    warm = fresh_engine(path.with_name(f"{path.stem}-warm.db"))
+    run_ours(warm, workloads_for(WARM_UP_LEARNERS, "warm-up"), per_mutation=per_mutation)
+    warm.dispose()
+    remove_database(path.with_name(f"{path.stem}-warm.db"))
+    engine = fresh_engine(path)
+    try:
+        seconds, events = _timed(lambda: run_ours(engine, workloads, per_mutation=per_mutation))
+        result: dict[str, Any] = {"seconds": seconds, "events": events}
+        if rebuild:
+            from projections.rebuild import rebuild_projections
+
+            rebuild_seconds, replayed = _timed(lambda: rebuild_projections(engine))
+            result |= {"rebuild_seconds": rebuild_seconds, "rebuild_events": replayed}
+        return result
+    finally:
+        engine.dispose()
+
+
+def _writes_crud(path: Path, workloads: Workloads, *, per_mutation: bool) -> dict[str, Any]:
+    from benchmarks import crud_layer
+
+    warm_path = path.with_name(f"{path.stem}-warm.db")
+    remove_database(warm_path)
+    warm = crud_layer.init_db(f"sqlite:///{warm_path}")
+    crud_layer.run_crud(workloads_for(WARM_UP_LEARNERS, "warm-up"), per_mutation=per_mutation)
+    warm.dispose()
+    remove_database(warm_path)
+    remove_database(path)
+    engine = crud_layer.init_db(f"sqlite:///{path}")
+    try:
+        seconds, _ = _timed(lambda: crud_layer.run_crud(workloads, per_mutation=per_mutation))
+        return {"seconds": seconds}
+    finally:
+        engine.dispose()
+
+
+def _writes_peer(path: Path, workloads: Workloads, *, per_mutation: bool) -> dict[str, Any]:
+    from benchmarks.peer import run_peer
+
+    warm_path = path.with_name(f"{path.stem}-warm.db")
+    run_peer(warm_path, workloads_for(WARM_UP_LEARNERS, "warm-up"), per_mutation=per_mutation)
+    remove_database(warm_path)
+    seconds, _ = _timed(lambda: run_peer(path, workloads, per_mutation=per_mutation))
+    return {"seconds": seconds}
+
+
+# -- tasks ----------------------------------------------------------------------------------------
+
+
+def task_writes(impl: str, mode: str, learners: int, folder: str, rebuild: bool = False) -> dict[str, Any]:
+    """See the module docstring."""
+    per_mutation = {"a": False, "b": True}[mode]
+    workloads = workloads_for(learners)
+    path = Path(folder) / f"writes-{impl}-{mode}.db"
+    try:
+        if impl == "ours":
+            result = _writes_ours(path, workloads, per_mutation=per_mutation, rebuild=rebuild)
+        elif impl == "crud":
+            result = _writes_crud(path, workloads, per_mutation=per_mutation)
+        elif impl == "peer":
+            result = _writes_peer(path, workloads, per_mutation=per_mutation)
+        else:
+            raise ValueError(f"unknown implementation {impl!r}")
+    finally:
+        remove_database(path)
+    return result | {"mutations": sum(len(plan) for plan in workloads.values()), "learners": learners}
+
+
+def write_log(path: Path, events: int) -> int:
+    """Write learners with the workload, one save each, until the log holds at least `events`."""
+    from dala_events.database_setup import store_for
+    from dala_events.hlp_module import LearnerProfile
+
+    engine = fresh_engine(path)
+    store = store_for(engine)
+    written = 0
+    seed = 0
+    try:
+        while written < events:
+            profile = LearnerProfile(f"scale-{seed:07d}", persistence_enabled=False, store=store)
+            written += 1 + apply_workload(profile, learner_workload(seed))
+            profile.save()
+            seed += 1
+    finally:
+        engine.dispose()
+    return written
+
+
+def task_write_log(path: str, events: int) -> dict[str, Any]:
+    """See the module docstring."""
+    seconds, written = _timed(lambda: write_log(Path(path), events))
+    return {"seconds": seconds, "events": written}
+
+
+def task_rebuild(path: str) -> dict[str, Any]:
+    """See the module docstring."""
+    from dala_events.database_setup import create_dala_engine
+    from projections.rebuild import rebuild_projections
+
+    engine = create_dala_engine(f"sqlite:///{path}")
+    try:
+        seconds, replayed = _timed(lambda: rebuild_projections(engine))
+    finally:
+        engine.dispose()
+    return {"seconds": seconds, "events": replayed}
+
+
+AUDIT_LEARNER = "audit-learner"
+
+
+def task_audit(folder: str, events: int, repeats: int) -> dict[str, Any]:
+    """See the module docstring."""
+    from dala_events import audit
+    from dala_events.database_setup import store_for
+    from dala_events.hlp_module import LearnerProfile
+
+    path = Path(folder) / "audit.db"
+    engine = fresh_engine(path)
+    try:
+        store = store_for(engine)
+        profile = LearnerProfile(AUDIT_LEARNER, persistence_enabled=False, store=store)
+        recorded, seed = 1, 0
+        while recorded < events:
+            recorded += apply_workload(profile, learner_workload(seed))
+            seed += 1
+        profile.save()
+        latest = audit.history(AUDIT_LEARNER, store=store)[-1].version
+        history_times, as_of_times = [], []
+        for _ in range(repeats):
+            seconds, _ = _timed(lambda: audit.history(AUDIT_LEARNER, store=store))
+            history_times.append(seconds)
+            seconds, _ = _timed(lambda: audit.profile_as_of(AUDIT_LEARNER, version=latest, store=store))
+            as_of_times.append(seconds)
+    finally:
+        engine.dispose()
+        remove_database(path)
+    return {
+        "events": latest,
+        "history_ms": statistics.median(history_times) * 1000,
+        "profile_as_of_ms": statistics.median(as_of_times) * 1000,
+    }
+
+
+TASKS: dict[str, Callable[..., dict[str, Any]]] = {
+    "writes": task_writes,
+    "write_log": task_write_log,
+    "rebuild": task_rebuild,
+    "audit": task_audit,
+}
+
+
+def main(argv: list[str]) -> None:
+    """Run the task given as JSON in argv[0] and print its result as one line of JSON."""
+    task = json.loads(argv[0])
+    result = TASKS[task["task"]](**task["params"])
+    import dala_events
+
+    result["peak_rss_mb"] = peak_rss_mb()
+    result["tree"] = str(Path(dala_events.__file__).resolve().parent.parent)
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
