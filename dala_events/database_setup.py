@@ -237,7 +237,6 @@ def init_db(database_url: str | None = None, *, check_projections: bool = True) 
     run `dala rebuild`; `check_projections=False` skips that (what `dala rebuild` itself
     uses). `persistence_manager` and `LearnerProfile` use the default unless given a store.
     """
-    global _default_engine, _default_store
     engine = create_dala_engine(database_url or configured_database_url())
     try:
         stale = create_tables(engine)
@@ -248,11 +247,7 @@ def init_db(database_url: str | None = None, *, check_projections: bool = True) 
     except BaseException:
         engine.dispose()
         raise
-    with _lock:
-        previous = _default_engine
-        _default_engine, _default_store = engine, store_for(engine)
-    if previous is not None and previous is not engine:
-        previous.dispose()
+    _make_default(engine)
     return engine
 
 
@@ -263,7 +258,6 @@ def open_db(database_url: str | None = None) -> Engine:
     DatabaseNotFound, one without the event log or with an older log schema or out-of-date
     read models is SchemaMismatchError saying what to run.
     """
-    global _default_engine, _default_store
     url = database_url or configured_database_url()
     engine = create_dala_engine(url, create=False)
     try:
@@ -285,12 +279,18 @@ def open_db(database_url: str | None = None) -> Engine:
     except BaseException:
         engine.dispose()
         raise
+    _make_default(engine)
+    return engine
+
+
+def _make_default(engine: Engine) -> None:
+    """Make `engine` (and a store on it) the process default, closing the previous one."""
+    global _default_engine, _default_store
     with _lock:
         previous = _default_engine
         _default_engine, _default_store = engine, store_for(engine)
     if previous is not None and previous is not engine:
         previous.dispose()
-    return engine
 
 
 def close_db() -> None:
