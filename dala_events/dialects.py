@@ -21,7 +21,6 @@ from uuid import UUID
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import TIMESTAMP, Connection, Dialect, Engine, Table, Uuid, event
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.dml import Insert
@@ -124,9 +123,15 @@ def upsert(table: Table, key_columns: Sequence[str], dialect_name: str) -> Inser
 
     Both dialects spell it the same way in SQLAlchemy, but through different constructs.
     """
+    # Imported here, not at the top: the dialect modules (PostgreSQL's brings asyncio) cost a
+    # command that only reads 20 ms of start-up, and reads never build an upsert.
     if dialect_name == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
         statement: Any = sqlite.insert(table)
     elif dialect_name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
         statement = postgresql.insert(table)
     else:
         raise NotImplementedError(f"upserts are implemented for sqlite and postgresql, not {dialect_name}")
