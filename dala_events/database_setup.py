@@ -122,6 +122,18 @@ def migrate(engine: Engine, revision: str = "head", *, downgrade: bool = False) 
     return reached
 
 
+def migrate_in(connection: Connection, revision: str) -> str | None:
+    """Bring the log's schema to `revision` inside the caller's transaction, down or up as
+    needed (a restore's target must first match its backup's schema). Going down still
+    refuses to drop a log that holds events."""
+    _hold_setup_lock(connection)
+    order = [entry.revision for entry in reversed(migration_history())]
+    current = log_schema_revision(connection)
+    target = order[-1] if revision == "head" else revision
+    downgrade = current in order and target in order and order.index(current) > order.index(target)
+    return _migrate(connection, revision, downgrade=downgrade)
+
+
 def _migrate(connection: Connection, revision: str, *, downgrade: bool = False) -> str | None:
     from alembic import command  # loaded only when migrating (see LOG_SCHEMA_HEAD)
     from alembic.runtime.migration import MigrationContext

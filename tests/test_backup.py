@@ -1,0 +1,280 @@
+"""Backups that restore anywhere: consistent while writers write, exact, refused when damaged."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, func, inspect, select
+
+from dala_events import audit
+from dala_events.backup import BackupError, backup_log, restore_log
+from dala_events.database_setup import close_db, create_dala_engine, init_db, store_for
+from dala_events.errors import RefusedToDestroy
+from dala_events.hlp_module import LearnerProfile
+from dala_events.store import SqlEventStore, event_log
+from projections.rebuild import rebuild
+from tests.conftest import POSTGRES_URL, require_postgres, reset_postgres
+from tests.helpers import read_model_rows
+
+
+def _fill(store: SqlEventStore) -> None:
+    for learner in ("ann", "bob"):
+        profile = LearnerProfile(learner, persistence_enabled=False, store=store)
+        profile.update_preference("visual_preference_task_1", "visual")
+        profile.add_interest('Music ♫ "quoted" \\ back')
+        profile.add_cognitive_metric("memory_maze", {"accuracy": 0.5, "nested": {"list": [1, 2.5, None, True]}})
+        profile.record_activity_attempt("LO1", "quiz_1", "quiz", score=42.5, attempt_details={"hints": 1})
+        profile.mark_lo_completed("LO1", score=90.0)
+        profile.add_badge("trailblazer", "Trailblazer", details="first")
+        profile.save()
+    LearnerProfile.load("bob", store=store).delete()
+
+
+def _log_rows(engine: Engine) -> list[tuple[Any, ...]]:
+    with engine.connect() as connection:
+        return [tuple(row) for row in connection.execute(select(event_log).order_by(event_log.c.position))]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def target_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A second, empty database to restore into (PostgreSQL: the test server, reset)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/restored.db"
+        return
+    require_postgres()
+    reset_postgres()
+    yield POSTGRES_URL
+
+
+@pytest.fixture
+def sqlite_source(tmp_path: Path) -> Iterator[SqlEventStore]:
+    engine = init_db(f"sqlite:///{tmp_path}/source.db")
+    try:
+        yield store_for(engine)
+    finally:
+        close_db()
+
+
+def test_a_sqlite_backup_restores_exactly_into_either_engine(
+    sqlite_source: SqlEventStore, target_url: str, tmp_path: Path
+) -> None:
+    _fill(sqlite_source)
+    result = backup_log(sqlite_source.engine, tmp_path / "backups" / "dala.backup")
+    assert result.events == 15 and result.path.exists()
+    assert not list((tmp_path / "backups").glob("*.partial"))
+    target = create_dala_engine(target_url)
+    try:
+        restored = restore_log(target, result.path)
+        assert restored.events == 15 and restored.sha256 == result.sha256
+        assert _log_rows(target) == _log_rows(sqlite_source.engine)
+        rebuild(target)
+        assert read_model_rows(target) == read_model_rows(sqlite_source.engine)
+        target_store = store_for(target)
+        for learner in ("ann", "bob"):
+            assert audit.history(learner, store=target_store) == audit.history(learner, store=sqlite_source)
+        # The restored log takes new events after the restored ones.
+        LearnerProfile("cy", store=target_store).add_interest("Art")
+        assert max(row[0] for row in _log_rows(target)) == 17
+    finally:
+        target.dispose()
+
+
+def test_a_postgresql_backup_restores_into_sqlite(store: SqlEventStore, tmp_path: Path) -> None:
+    _fill(store)
+    path = backup_log(store.engine, tmp_path / "dala.backup").path
+    target = create_dala_engine(f"sqlite:///{tmp_path}/from-source.db")
+    try:
+        restore_log(target, path)
+        assert _log_rows(target) == _log_rows(store.engine)
+        rebuild(target)
+        assert read_model_rows(target) == read_model_rows(store.engine)
+    finally:
+        target.dispose()
+
+
+def test_restore_refuses_a_database_that_holds_events(sqlite_source: SqlEventStore, tmp_path: Path) -> None:
+    _fill(sqlite_source)
+    path = backup_log(sqlite_source.engine, tmp_path / "dala.backup").path
+    before = _log_rows(sqlite_source.engine)
+    with pytest.raises(RefusedToDestroy, match="holds 15 events"):
+        restore_log(sqlite_source.engine, path)
+    assert _log_rows(sqlite_source.engine) == before
+
+
+@pytest.mark.parametrize("damage", ["cut at the end", "cut in a line", "one byte changed", "a line dropped", "empty"])
+def test_a_damaged_backup_is_refused_and_nothing_is_written(
+    sqlite_source: SqlEventStore, tmp_path: Path, damage: str
+) -> None:
+    _fill(sqlite_source)
+    path = backup_log(sqlite_source.engine, tmp_path / "dala.backup").path
+    lines = path.read_bytes().splitlines(keepends=True)
+    if damage == "cut at the end":
+        damaged = b"".join(lines[:-1])
+    elif damage == "cut in a line":
+        damaged = b"".join(lines)[: len(b"".join(lines)) // 2]
+    elif damage == "one byte changed":
+        damaged = b"".join(lines).replace(b"Trailblazer", b"Trailblazed", 1)
+    elif damage == "a line dropped":
+        damaged = b"".join(lines[:3] + lines[4:])
+    else:
+        damaged = b""
+    path.write_bytes(damaged)
+    target = create_dala_engine(f"sqlite:///{tmp_path}/target.db")
+    try:
+        with pytest.raises(BackupError):
+            restore_log(target, path)
+        assert "event_log" not in inspect(target).get_table_names()
+    finally:
+        target.dispose()
+
+
+def _write_continuously(database_url: str, worker: int, started: Any, stop: Any, totals: Any) -> None:
+    engine = create_dala_engine(database_url)
+    store = store_for(engine)
+    written = 0
+    try:
+        profile = LearnerProfile(f"writer-{worker}", store=store)
+        while not stop.is_set():
+            profile.record_activity_attempt("LO1", f"a{written}", "quiz", score=float(written % 100))
+            written += 1
+            if written == 20:
+                started.release()
+        totals.put(written)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.slow
+def test_a_backup_taken_while_two_processes_write_is_consistent(
+    sqlite_source: SqlEventStore, target_url: str, tmp_path: Path
+) -> None:
+    _fill(sqlite_source)
+    url = sqlite_source.engine.url.render_as_string(hide_password=False)
+    context = multiprocessing.get_context("spawn")
+    started, stop, results = context.Semaphore(0), context.Event(), context.Queue()
+    writers = [
+        context.Process(target=_write_continuously, args=(url, worker, started, stop, results)) for worker in range(2)
+    ]
+    for writer in writers:
+        writer.start()
+    try:
+        for _ in writers:
+            assert started.acquire(timeout=120)  # both writers have committed and are still writing
+        backup = backup_log(sqlite_source.engine, tmp_path / "during.backup")
+    finally:
+        stop.set()
+        totals = [results.get(timeout=120) for _ in writers]
+        for writer in writers:
+            writer.join(timeout=120)
+    assert all(total >= 20 for total in totals)
+    target = create_dala_engine(target_url)
+    try:
+        restore_log(target, backup.path)
+        restored = _log_rows(target)
+        assert len(restored) == backup.events
+        source = {row[0]: row for row in _log_rows(sqlite_source.engine)}
+        assert all(source[row[0]] == row for row in restored)  # an exact prefix of what was written
+        versions: dict[str, list[int]] = {}
+        for row in restored:
+            versions.setdefault(row[2], []).append(row[3])
+        assert all(found == list(range(1, len(found) + 1)) for found in versions.values())
+        assert versions["writer-0"] and versions["writer-1"]
+        rebuild(target)
+        target_store = store_for(target)
+        for learner, found in versions.items():
+            history = audit.history(learner, store=target_store)
+            assert history == audit.history(learner, store=sqlite_source, until=None)[: len(found)]
+    finally:
+        target.dispose()
+
+
+def test_a_restore_killed_midway_leaves_no_event(sqlite_source: SqlEventStore, target_url: str, tmp_path: Path) -> None:
+    profile = LearnerProfile("many", persistence_enabled=False, store=sqlite_source)
+    for n in range(12_000):
+        profile.record_activity_attempt("LO1", f"a{n}", "quiz", score=float(n % 100))
+    profile.save()
+    path = backup_log(sqlite_source.engine, tmp_path / "big.backup").path
+    content = path.read_bytes()
+    fifo = tmp_path / "feed"
+    os.mkfifo(fifo)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from dala_events.backup import restore_log;"
+            "from dala_events.database_setup import create_dala_engine;"
+            "restore_log(create_dala_engine(sys.argv[1]), sys.argv[2])",
+            target_url,
+            str(fifo),
+        ],
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    try:
+        with fifo.open("wb") as feed:
+            # Two thirds of the file: once this write returns the restore has read all but a
+            # pipe buffer of it, so it is inside its transaction with thousands of rows inserted.
+            feed.write(content[: len(content) * 2 // 3])
+            feed.flush()
+            child.send_signal(signal.SIGKILL)
+            child.wait(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == -signal.SIGKILL
+    target = create_dala_engine(target_url)
+    try:
+        if "event_log" in inspect(target).get_table_names():
+            with target.connect() as connection:
+                assert connection.execute(select(func.count()).select_from(event_log)).scalar_one() == 0
+    finally:
+        target.dispose()
+
+
+def test_the_commands_back_up_and_restore(sqlite_source: SqlEventStore, tmp_path: Path) -> None:
+    from tests.test_cli_and_readme import run_dala
+
+    _fill(sqlite_source)
+    url = sqlite_source.engine.url.render_as_string(hide_password=False)
+    made = run_dala("backup", str(tmp_path / "cli.backup"), "--database-url", url, cwd=tmp_path)
+    assert made.returncode == 0 and "backed up 15 events" in made.stdout, made.stderr
+    again = run_dala("restore", str(tmp_path / "cli.backup"), "--database-url", url, cwd=tmp_path)
+    assert again.returncode == 1 and "holds 15 events" in again.stderr
+    fresh = f"sqlite:///{tmp_path}/fresh/restored.db"
+    restored = run_dala("restore", str(tmp_path / "cli.backup"), "--database-url", fresh, cwd=tmp_path)
+    assert restored.returncode == 0 and "restored 15 events" in restored.stdout, restored.stderr
+    shown = run_dala("profile", "ann", "--json", "--database-url", fresh, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    missing = run_dala(
+        "backup", str(tmp_path / "x.backup"), "--database-url", f"sqlite:///{tmp_path}/none.db", cwd=tmp_path
+    )
+    assert missing.returncode == 1 and "no database at" in missing.stderr
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_backup_reads_a_snapshot(sqlite_source: SqlEventStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write committed while the backup streams is not in it (the backup is one snapshot)."""
+    import dala_events.backup as backup_module
+
+    _fill(sqlite_source)
+    original = backup_module._batches
+    written = threading.Event()
+
+    def batches_then_write(connection: Any, columns: list[str]) -> Iterator[list[tuple[Any, ...]]]:
+        for rows in original(connection, columns):
+            if not written.is_set():
+                LearnerProfile("late", store=sqlite_source).add_interest("Art")
+                written.set()
+            yield rows
+
+    monkeypatch.setattr(backup_module, "_batches", batches_then_write)
+    result = backup_log(sqlite_source.engine, tmp_path / "snap.backup")
+    assert written.is_set() and result.events == 15
