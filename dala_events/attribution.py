@@ -158,15 +158,18 @@ def occurring_at(when: datetime) -> Iterator[datetime]:
     audits, which cut on `recorded_at`, still see when the record was made. `when` must be
     timezone-aware, not in the future and not before 0001-01-02 UTC (`events.EARLIEST_TIME`);
     otherwise InvalidInput names `occurred_at`.
+
+    The block records (and yields) `when` in UTC, the zone the log gives back: a date derived
+    from it (a badge's earned_date) is then the same live, reloaded and rebuilt.
     """
     try:
-        check_time(when)
+        utc = check_time(when)
     except ValueError as error:
         raise InvalidInput("occurred_at", str(error)) from None
-    if when > utc_now():
+    if utc > utc_now():
         raise InvalidInput("occurred_at", f"must not be in the future, got {when.isoformat()}")
-    token = _occurring_at.set(when)
+    token = _occurring_at.set(utc)
     try:
-        yield when
+        yield utc
     finally:
         _occurring_at.reset(token)

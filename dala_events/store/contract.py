@@ -82,7 +82,7 @@ def valid_learner_id(learner_id: object) -> str:
 
 def _checked_new_event(new: object, learner_id: str) -> NewEvent:
     """`new` if it is a NewEvent the log can store and read back (its event id in canonical
-    lower case), else InvalidInput naming the field."""
+    lower case, its time in UTC), else InvalidInput naming the field."""
     if not isinstance(new, NewEvent) or not isinstance(new.event, DomainEvent):
         raise InvalidInput("events", f"must be NewEvent tuples, not {type(new).__name__}", learner_id=learner_id)
     if EVENT_TYPES.get(new.event.event_type) is not type(new.event):
@@ -90,7 +90,7 @@ def _checked_new_event(new: object, learner_id: str) -> NewEvent:
             "events", f"{type(new.event).__name__} is not an event type of the catalog", learner_id=learner_id
         )
     try:
-        check_time(new.occurred_at)
+        occurred_at = check_time(new.occurred_at)
     except ValueError as error:
         raise InvalidInput("occurred_at", str(error), learner_id=learner_id) from None
     event_id = new.event_id
@@ -103,7 +103,10 @@ def _checked_new_event(new: object, learner_id: str) -> NewEvent:
     except ValueError as error:
         raise InvalidInput("metadata", str(error), learner_id=learner_id) from None
     lowered = event_id.lower()
-    return new if lowered == event_id else new._replace(event_id=lowered)
+    if lowered != event_id or occurred_at is not new.occurred_at:
+        # What every backend reads back: the inline projection then derives what a rebuild does.
+        new = new._replace(event_id=lowered, occurred_at=occurred_at)
+    return new
 
 
 def _clamped(field_name: str, value: datetime | None, default: datetime) -> datetime:
