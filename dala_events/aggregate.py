@@ -372,10 +372,11 @@ class LearnerAggregate:
 
     def mark_saved(self, version: int) -> None:
         """A store appended every pending event and the stream is now at `version`."""
-        if version != self._version:
+        if type(version) is not int or version != self._version:
+            shown = version if type(version) is int else type(version).__name__
             raise InvalidInput(
                 "version",
-                f"saved at version {version}, but the state is at {self._version}",
+                f"saved at version {shown}, but the state is at {self._version}",
                 learner_id=self.learner_id,
             )
         self._pending = []
