@@ -230,6 +230,9 @@ def _json_bound(value: object, depth: int) -> int:
     bound = 2
     if isinstance(value, list):
         for index, item in enumerate(value):
+            if type(item) is str and item.isascii() and "\x00" not in item:  # the common case, inline
+                bound += 6 * len(item) + 3
+                continue
             try:
                 bound += _json_bound(item, depth + 1) + 1
             except _Refused as refused:
@@ -240,7 +243,16 @@ def _json_bound(value: object, depth: int) -> int:
         if not isinstance(key, str):
             raise _Refused(f"keys must be strings, not {type(key).__name__} ({_short(key)})")
         try:
-            bound += _checked_json_text(key) + _json_bound(item, depth + 1) + 2
+            if key.isascii() and "\x00" not in key:  # the common cases, inline
+                bound += 6 * len(key) + 4
+            else:
+                bound += _checked_json_text(key) + 2
+            if type(item) is str and item.isascii() and "\x00" not in item:
+                bound += 6 * len(item) + 2
+            elif item is None or type(item) is bool:
+                bound += 5
+            else:
+                bound += _json_bound(item, depth + 1)
         except _Refused as refused:
             refused.where = f"[{_short(key)}]{refused.where}"
             raise
