@@ -174,6 +174,7 @@ class EventStore(ABC):
         Optionally only those up to a version, recorded within [since, until], of the given
         types. Times are compared with `recorded_at`: when the store learned of the event.
         """
+        learner_id = valid_learner_id(learner_id)
         wanted: frozenset[str] | None = None
         if event_types is not None:
             if (
