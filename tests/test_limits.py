@@ -549,6 +549,12 @@ def test_event_types_must_be_names(any_store: EventStore, event_types: Any) -> N
     refused(any_store, lambda: any_store.read_stream("ann", event_types=event_types), "event_types")
 
 
+def test_event_types_given_as_a_generator_are_read_once(any_store: EventStore) -> None:
+    LearnerProfile("ann", store=any_store).add_interest("Robotics")
+    chosen = any_store.read_stream("ann", event_types=(name for name in ["InterestAdded"]))
+    assert [recorded.event_type for recorded in chosen] == ["InterestAdded"]
+
+
 @pytest.mark.parametrize("learner_id", ["ann\x00", "ann\ud800", b"ann", 42, None, "", "x" * 129])
 def test_learner_ids_are_refused_alike_by_every_way_in(any_store: EventStore, learner_id: Any) -> None:
     for call in (

@@ -177,20 +177,18 @@ class EventStore(ABC):
         learner_id = valid_learner_id(learner_id)
         wanted: frozenset[str] | None = None
         if event_types is not None:
-            if (
-                isinstance(event_types, str)
-                or not isinstance(event_types, Iterable)
-                or not all(isinstance(name, str) for name in event_types)
-            ):
+            # listed once: a generator is read here, not used up by the check
+            names = None if isinstance(event_types, str) or not isinstance(event_types, Iterable) else list(event_types)
+            if names is None or not all(isinstance(name, str) for name in names):
                 raise InvalidInput("event_types", "must be a collection of event type names", learner_id=learner_id)
-            unknown = sorted(set(event_types) - set(EVENT_TYPES))
+            unknown = sorted(set(names) - set(EVENT_TYPES))
             if unknown:
                 raise InvalidInput(
                     "event_types",
                     f"unknown event types {unknown}; known: {', '.join(EVENT_TYPES)}",
                     learner_id=learner_id,
                 )
-            wanted = frozenset(event_types)
+            wanted = frozenset(names)
         rows = self._checked_stream_rows(learner_id, up_to_version, since, until, projectable=False)
         return [decode_recorded(row) for row in rows if wanted is None or row[1] in wanted]
 
