@@ -330,6 +330,8 @@ def run_steps(
 ) -> LearnerProfile:
     learner_id = profile.learner_id
     for (method, *args), attributed, moment in plan:
+        if method == "recreate" and profile.exists:
+            continue  # nothing to call
         tally.calls += 1
         version = store.stream_version(learner_id)
         assert version == profile.version
@@ -340,8 +342,6 @@ def run_steps(
                 if moment is not None:
                     block.enter_context(occurring_at(moment))
                 if method == "recreate":
-                    if profile.exists:
-                        continue
                     profile = LearnerProfile(learner_id, persistence_enabled=False, store=store)
                 else:
                     getattr(profile, method)(*args)
