@@ -281,6 +281,33 @@ class HistoricEvent(Protocol):
     def event(self) -> DomainEvent: ...
 
 
+def _checked_history(history: Iterable[HistoricEvent], learner_id: str) -> list[HistoricEvent]:
+    """The stored events of `history` as a list, every one checked before any is applied (so a
+    bad item leaves the state as it was), else InvalidInput naming `history`."""
+    try:
+        items = list(history)
+    except TypeError:
+        raise InvalidInput(
+            "history", f"must be an iterable of stored events, not {type(history).__name__}", learner_id=learner_id
+        ) from None
+    for item in items:
+        try:
+            good = (
+                type(item.event) in _APPLIERS
+                and isinstance(item.occurred_at, datetime)
+                and type(item.version) is int
+            )
+        except AttributeError:
+            good = False
+        if not good:
+            raise InvalidInput(
+                "history",
+                f"must hold stored events (with event, occurred_at and version), not {type(item).__name__}",
+                learner_id=learner_id,
+            )
+    return items
+
+
 class LearnerAggregate:
     """One learner: validated changes in, typed events out, state kept by replay.
 
@@ -312,7 +339,7 @@ class LearnerAggregate:
         """Fold stored events (in version order, following this state) into the state."""
         if self._pending:
             raise RuntimeError(f"learner {self.learner_id!r}: cannot replay stored events over pending ones")
-        for recorded in history:
+        for recorded in _checked_history(history, self.learner_id):
             self._state.apply(recorded.event, recorded.occurred_at)
             self._version = recorded.version
         self._saved_version = self._version
@@ -345,10 +372,11 @@ class LearnerAggregate:
 
     def mark_saved(self, version: int) -> None:
         """A store appended every pending event and the stream is now at `version`."""
-        if version != self._version:
+        if type(version) is not int or version != self._version:
+            shown = version if type(version) is int else type(version).__name__
             raise InvalidInput(
                 "version",
-                f"saved at version {version}, but the state is at {self._version}",
+                f"saved at version {shown}, but the state is at {self._version}",
                 learner_id=self.learner_id,
             )
         self._pending = []

@@ -24,12 +24,14 @@ from datetime import datetime
 from typing import Any
 
 from dala_events.errors import InvalidInput
-from dala_events.events import utc_now
+from dala_events.events import check_time, utc_now
 
 DEFAULT_ACTOR = "system"
 MAX_ACTOR_LENGTH = 200
 MAX_REASON_LENGTH = 1000
-_ACTOR_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*(:[^\s:][^\s]*)?$")
+MAX_CORRELATION_ID_LENGTH = 200
+_ACTOR_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*(:[^\s:][^\s]*)?")
+_CORRELATION_ID_PATTERN = re.compile(r"\S+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,15 +59,57 @@ def current_attribution() -> Attribution:
     return _current.get()
 
 
-def check_actor(actor: str) -> str:
-    """Return `actor` if it reads `kind` or `kind:id` (e.g. `teacher:42`), else raise InvalidInput."""
-    if not isinstance(actor, str) or not _ACTOR_PATTERN.match(actor) or len(actor) > MAX_ACTOR_LENGTH:
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_actor(actor: object) -> str:
+    """Return `actor` if it reads `kind` or `kind:id` (e.g. `teacher:42`): a str of at most 200
+    printable characters without whitespace; else raise InvalidInput naming `actor`."""
+    if (
+        not isinstance(actor, str)
+        or len(actor) > MAX_ACTOR_LENGTH
+        or not actor.isprintable()
+        or not _ACTOR_PATTERN.fullmatch(actor)
+    ):
         raise InvalidInput(
             "actor",
-            f"must look like 'kind' or 'kind:id' (e.g. 'teacher:42'), at most "
-            f"{MAX_ACTOR_LENGTH} characters; got {actor!r}",
+            f"must be a str like 'kind' or 'kind:id' (e.g. 'teacher:42'), printable, at most "
+            f"{MAX_ACTOR_LENGTH} characters; got {_shown(actor)}",
         )
     return actor
+
+
+def check_reason(reason: object) -> str:
+    """Return `reason` if it is a non-blank str of at most 1000 printable characters (one line,
+    no NUL or lone surrogate), else raise InvalidInput naming `reason`."""
+    if not isinstance(reason, str):
+        raise InvalidInput("reason", f"must be a str, not {type(reason).__name__}")
+    if not reason.strip() or len(reason) > MAX_REASON_LENGTH or not reason.isprintable():
+        raise InvalidInput(
+            "reason",
+            f"must be non-blank, printable (one line) and at most {MAX_REASON_LENGTH} characters; got {_shown(reason)}",
+        )
+    return reason
+
+
+def check_correlation_id(correlation_id: object) -> str:
+    """Return `correlation_id` if it is a str of 1 to 200 printable characters without
+    whitespace (a UUID, a job or request id), else raise InvalidInput naming `correlation_id`."""
+    if not isinstance(correlation_id, str):
+        raise InvalidInput("correlation_id", f"must be a str, not {type(correlation_id).__name__}")
+    if (
+        len(correlation_id) > MAX_CORRELATION_ID_LENGTH
+        or not correlation_id.isprintable()
+        or not _CORRELATION_ID_PATTERN.fullmatch(correlation_id)
+    ):
+        raise InvalidInput(
+            "correlation_id",
+            f"must be 1 to {MAX_CORRELATION_ID_LENGTH} printable characters without whitespace; "
+            f"got {_shown(correlation_id)}",
+        )
+    return correlation_id
 
 
 @contextmanager
@@ -80,8 +124,10 @@ def recorded_as(
     outer = _current.get()
     if actor is not None:
         check_actor(actor)
-    if reason is not None and (not reason.strip() or len(reason) > MAX_REASON_LENGTH):
-        raise InvalidInput("reason", f"must be non-blank and at most {MAX_REASON_LENGTH} characters")
+    if reason is not None:
+        check_reason(reason)
+    if correlation_id is not None:
+        check_correlation_id(correlation_id)
     attribution = Attribution(
         actor=actor if actor is not None else outer.actor,
         reason=reason if reason is not None else outer.reason,
@@ -110,14 +156,20 @@ def occurring_at(when: datetime) -> Iterator[datetime]:
     record, a simulation): each event's `occurred_at` (and the times the read models derive
     from it) is `when`, while `recorded_at` stays the moment the store learns of it, so
     audits, which cut on `recorded_at`, still see when the record was made. `when` must be
-    timezone-aware and not in the future.
+    timezone-aware, not in the future and not before 0001-01-02 UTC (`events.EARLIEST_TIME`);
+    otherwise InvalidInput names `occurred_at`.
+
+    The block records (and yields) `when` in UTC, the zone the log gives back: a date derived
+    from it (a badge's earned_date) is then the same live, reloaded and rebuilt.
     """
-    if not isinstance(when, datetime) or when.tzinfo is None or when.utcoffset() is None:
-        raise InvalidInput("occurred_at", f"must be a timezone-aware datetime, got {when!r}")
-    if when > utc_now():
-        raise InvalidInput("occurred_at", f"must not be in the future, got {when.isoformat()}")
-    token = _occurring_at.set(when)
     try:
-        yield when
+        utc = check_time(when)
+    except ValueError as error:
+        raise InvalidInput("occurred_at", str(error)) from None
+    if utc > utc_now():
+        raise InvalidInput("occurred_at", f"must not be in the future, got {when.isoformat()}")
+    token = _occurring_at.set(utc)
+    try:
+        yield utc
     finally:
         _occurring_at.reset(token)

@@ -25,6 +25,7 @@ from dala_events.database_setup import store_or_default
 from dala_events.envelopes import ProjectableEvent, RecordedEvent
 from dala_events.errors import InvalidInput, LearnerNotFound
 from dala_events.store import EventStore, check_aware
+from dala_events.store.contract import check_count
 from projections.database_models import SECTIONS
 from projections.dtos import FullLearnerProfileData
 from projections.memory import MemoryReadModels
@@ -48,7 +49,7 @@ def history(
     `since`/`until` bound recorded_at (inclusive); `event_types` keeps only those types.
     An unknown learner has an empty history.
     """
-    return store_or_default(store).read_stream(learner_id, since=since, until=until, event_types=event_types)
+    return _store(store).read_stream(learner_id, since=since, until=until, event_types=event_types)
 
 
 def profile_as_of(
@@ -63,12 +64,14 @@ def profile_as_of(
     Exactly one of `at` and `version` must be given. None when the learner had no profile
     then (not yet created, or deleted).
     """
+    chosen = _store(store)
     if (at is None) == (version is None):
         raise InvalidInput("at", "give exactly one of `at` and `version`", learner_id=learner_id)
-    if version is not None and version < 0:
-        raise InvalidInput("version", f"must be >= 0, got {version}", learner_id=learner_id)
+    if version is not None:
+        check_count("version", version, learner_id=learner_id)
+    check_aware("at", at)
     read_models = MemoryReadModels()
-    for batch in store_or_default(store).read_stream_for_projection(learner_id, up_to_version=version, until=at):
+    for batch in chosen.read_stream_for_projection(learner_id, up_to_version=version, until=at):
         read_models.project(batch)
     return read_models.profile(learner_id)
 
@@ -163,9 +166,12 @@ def diff(learner_id: str, start: Point, end: Point, *, store: EventStore | None 
     Each point is a timezone-aware datetime or a stream version. The profile's own
     last_updated_at is left out: it changes with every event and says nothing on its own.
     """
-    events = store_or_default(store).read_stream(learner_id)
-    start_version = _version_at(events, start, "start")
-    end_version = _version_at(events, end, "end")
+    chosen = _store(store)
+    start = _checked_point(start, "start")
+    end = _checked_point(end, "end")
+    events = chosen.read_stream(learner_id)
+    start_version = _version_at(events, start)
+    end_version = _version_at(events, end)
     before = _project_profile(learner_id, events[:start_version])
     after = _project_profile(learner_id, events[:end_version])
     rows: list[RowDiff] = []
@@ -208,14 +214,26 @@ def _project_profile(learner_id: str, events: Sequence[ProjectableEvent]) -> Ful
     return read_models.profile(learner_id)
 
 
-def _version_at(events: Sequence[RecordedEvent], point: Point, field_name: str) -> int:
+def _store(store: EventStore | None) -> EventStore:
+    if store is not None and not isinstance(store, EventStore):
+        raise InvalidInput("store", f"must be an EventStore or None, not {type(store).__name__}")
+    return store_or_default(store)
+
+
+def _checked_point(point: object, field_name: str) -> Point:
     if isinstance(point, bool) or not isinstance(point, int | datetime):
         raise InvalidInput(field_name, f"must be a datetime or a stream version, not {type(point).__name__}")
     if isinstance(point, int):
         if point < 0:
             raise InvalidInput(field_name, f"a version must be >= 0, got {point}")
-        return min(point, len(events))
+        return point
     check_aware(field_name, point)
+    return point
+
+
+def _version_at(events: Sequence[RecordedEvent], point: Point) -> int:
+    if isinstance(point, int):
+        return min(point, len(events))
     return sum(1 for event in events if event.recorded_at <= point)
 
 

@@ -28,6 +28,10 @@ class InvalidInput(DalaError, ValueError):
         location = ".".join(str(part) for part in first["loc"] if part != "function-after")
         field = f"{prefix}.{location}" if prefix and location else (location or prefix or "input")
         message = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "string_unicode":
+            message = "must be Unicode text, without lone surrogates"
+        elif first["type"].endswith("_type"):  # wrong type: say which one was given
+            message = f"{message}, not {type(first['input']).__name__}"
         return cls(field, message, learner_id=learner_id)
 
 

@@ -11,7 +11,9 @@ This module imports nothing else of the package: it is the vocabulary the rest i
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -24,6 +26,8 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
+    StrictBool,
     StringConstraints,
     TypeAdapter,
     ValidationInfo,
@@ -62,10 +66,54 @@ def new_event_id() -> str:
 # Field rules (invariant 7: refused with an error naming the field, before anything is written)
 # ---------------------------------------------------------------------------------------------
 
+# The limits: one set, the same for every backend (in memory, SQLite, PostgreSQL) and every way
+# in (the aggregate, the document's functions, the store). README.md "Limits" lists them.
+
 MAX_LEARNER_ID_LENGTH = 128
+"""A learner id is at most this many characters."""
 MAX_TEXT_LENGTH = 500
+"""A name, category, description, identifier or badge detail is at most this many characters."""
 MAX_DETAILS_BYTES = 64 * 1024
+"""A JSON object (details, metric details, metadata) is at most this many bytes as UTF-8 JSON."""
+MAX_JSON_DEPTH = 32
+"""A JSON object nests at most this many levels of objects and arrays, itself included: far
+under what any JSON parser on the read path refuses, so what is written is always read back."""
+MIN_JSON_INT = -(2**63)
+MAX_JSON_INT = 2**63 - 1
+"""Integers inside JSON are within the signed 64-bit range, which every JSON reader keeps exact."""
+MIN_SCORE = 0.0
+MAX_SCORE = 100.0
+"""Scores are percentages, 0 to 100 (the demo's and the page's scale), and finite."""
+EARLIEST_TIME = datetime(1, 1, 2, tzinfo=UTC)
+LATEST_TIME = datetime(9999, 12, 30, tzinfo=UTC)
+"""Times stored are within these, in UTC: a day inside the years 1 to 9999 that every backend
+and Python's datetime hold, so a time shown in any time zone still has a year 1 to 9999."""
 LO_STATUSES: tuple[str, ...] = ("not_started", "in_progress", "completed")
+
+STORED: Final[dict[str, bool]] = {"stored": True}
+"""Validation context of values read back from the event log or the read models (see
+`decode_event`). They were checked when they were written: the types and closed sets are
+still checked, but the limits are not applied again, so an event written before a limit was
+tightened stays readable (invariant 5) and reading does not pay for the checks twice."""
+
+_FORBIDDEN_IN_TEXT = re.compile("[\x00\ud800-\udfff]")
+_NUL_PROBLEM = "must not contain NUL characters ('\\x00')"
+
+
+def text_problem(value: str) -> str | None:
+    """Why `value` cannot be stored as text on every backend, or None if it can.
+
+    PostgreSQL text cannot hold NUL characters (SQLite can, so refusing them keeps the backends
+    alike), and a lone surrogate ("\\ud800") is not Unicode text: no backend can encode it.
+    """
+    if value.isascii():  # the common case, without a regular expression
+        return None if "\x00" not in value else _NUL_PROBLEM
+    found = _FORBIDDEN_IN_TEXT.search(value)
+    if found is None:
+        return None
+    if found.group() == "\x00":
+        return _NUL_PROBLEM
+    return f"must not contain lone surrogates ({found.group()!r})"
 
 
 def check_learner_id(value: object) -> str:
@@ -88,6 +136,32 @@ def check_learner_id(value: object) -> str:
     return value
 
 
+def check_time(value: object) -> datetime:
+    """`value` in UTC if it is a timezone-aware datetime within EARLIEST_TIME..LATEST_TIME
+    (after conversion to UTC), else ValueError saying why.
+
+    An offset that pushes a time past the years 1 to 9999 is refused like any other time out
+    of range (Python itself could not convert it)."""
+    if not isinstance(value, datetime):
+        raise ValueError(f"must be a datetime, not {type(value).__name__}")
+    try:
+        aware = value.tzinfo is not None and value.utcoffset() is not None
+    except (TypeError, ValueError) as error:  # a tzinfo giving no valid offset
+        raise ValueError(f"must have a valid time zone: {error}") from None
+    if not aware:
+        raise ValueError(f"must be timezone-aware, got {value!r}")
+    try:
+        utc: datetime | None = value if value.tzinfo is UTC else value.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not EARLIEST_TIME <= utc <= LATEST_TIME:
+        raise ValueError(
+            f"must be between {EARLIEST_TIME.isoformat()} and {LATEST_TIME.isoformat()} in UTC, "
+            f"got {value.isoformat()}"
+        )
+    return utc
+
+
 encode_json: Callable[[Any], str] = json.JSONEncoder(
     allow_nan=False, ensure_ascii=False, separators=(",", ":")
 ).encode
@@ -108,41 +182,151 @@ def decode_json(text: str | bytes) -> Any:
     return pydantic_core.from_json(text)
 
 
-def check_json_object(value: object) -> dict[str, Any]:
-    """Return `value` if it is a JSON object of at most 64 KiB, else raise ValueError.
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
-    Details are stored as JSON in the log and the read models; refusing anything JSON cannot
-    carry exactly (NaN, infinities, non-string keys, sets) means what is read back equals what
-    was written.
+
+class _Refused(Exception):
+    """A part of a JSON value the log cannot carry: what is wrong, and where (built on the way out)."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.where = ""
+
+
+def _checked_json_text(value: str) -> int:
+    problem = text_problem(value)
+    if problem is not None:
+        raise _Refused(problem)
+    return 6 * len(value) + 2  # at most 6 bytes a character as JSON: "\u001f"
+
+
+def _json_bound(value: object, depth: int) -> int:
+    """An upper bound of the UTF-8 JSON size of `value`, or _Refused for the first part of it
+    the log cannot carry exactly.
+
+    One walk for every rule, the size included as a bound: only when the bound exceeds the
+    limit is the JSON text made and measured. `depth` is the nesting level of `value` if it is
+    an object or array (the top object is level 1); the walk never goes deeper than
+    MAX_JSON_DEPTH + 1 levels, so a cyclic or absurdly deep value cannot exhaust the stack."""
+    if isinstance(value, str):
+        return _checked_json_text(value)
+    if value is None or isinstance(value, bool):
+        return 5
+    if isinstance(value, int):
+        if MIN_JSON_INT <= value <= MAX_JSON_INT:
+            return 20
+        raise _Refused(f"integers must be within the signed 64-bit range {MIN_JSON_INT}..{MAX_JSON_INT}")
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return 24
+        raise _Refused("must be JSON-serialisable without NaN or infinity")
+    if not isinstance(value, dict | list):
+        raise _Refused(f"must be JSON-serialisable: {type(value).__name__} is not a JSON value")
+    if depth > MAX_JSON_DEPTH:
+        raise _Refused(f"must be nested at most {MAX_JSON_DEPTH} levels deep")
+    bound = 2
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            if type(item) is str and item.isascii() and "\x00" not in item:  # the common case, inline
+                bound += 6 * len(item) + 3
+                continue
+            try:
+                bound += _json_bound(item, depth + 1) + 1
+            except _Refused as refused:
+                refused.where = f"[{index}]{refused.where}"
+                raise
+        return bound
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise _Refused(f"keys must be strings, not {type(key).__name__} ({_short(key)})")
+        try:
+            if key.isascii() and "\x00" not in key:  # the common cases, inline
+                bound += 6 * len(key) + 4
+            else:
+                bound += _checked_json_text(key) + 2
+            if type(item) is str and item.isascii() and "\x00" not in item:
+                bound += 6 * len(item) + 2
+            elif item is None or type(item) is bool:
+                bound += 5
+            else:
+                bound += _json_bound(item, depth + 1)
+        except _Refused as refused:
+            refused.where = f"[{_short(key)}]{refused.where}"
+            raise
+    return bound
+
+
+def check_json_object(value: object) -> dict[str, Any]:
+    """Return `value` if it is a JSON object that the log carries exactly, else raise ValueError.
+
+    Details and metadata are stored as JSON in the log and the read models, on every backend.
+    Refused, so that what is read back equals what was written and can always be read: not a
+    dict; keys that are not strings; values JSON has no type for (sets, tuples, bytes, ...);
+    NaN and infinities; integers outside the signed 64-bit range; NUL characters or lone
+    surrogates in keys or strings; more than MAX_JSON_DEPTH (32) levels of nesting; more than
+    MAX_DETAILS_BYTES (64 KiB) as UTF-8 JSON text.
     """
     if not isinstance(value, dict):
         raise ValueError(f"must be a JSON object (dict), not {type(value).__name__}")
     try:
+        bound = _json_bound(value, 1)
+    except _Refused as refused:
+        where = refused.where if len(refused.where) <= 200 else refused.where[:197] + "..."
+        raise ValueError(f"{refused.problem} (at {where})" if where else refused.problem) from None
+    if bound > MAX_DETAILS_BYTES:
         encoded = encode_json(value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"must be JSON-serialisable without NaN or infinity: {exc}") from None
-    if not all(isinstance(key, str) for key in value):
-        raise ValueError("keys must be strings")
-    size = len(encoded.encode("utf-8"))
-    if size > MAX_DETAILS_BYTES:
-        raise ValueError(f"must be at most {MAX_DETAILS_BYTES} bytes as JSON, got {size}")
+        size = len(encoded) if encoded.isascii() else len(encoded.encode("utf-8"))
+        if size > MAX_DETAILS_BYTES:
+            raise ValueError(f"must be at most {MAX_DETAILS_BYTES} bytes as JSON, got {size}")
     return value
 
 
-def _check_aware(value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError("must be timezone-aware")
-    return value.astimezone(UTC)
+def _check_event_time(value: datetime, info: ValidationInfo) -> datetime:
+    if info.context is STORED and value.tzinfo is not None:
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # written before times were bounded: read it as it was written
+            return value
+    return check_time(value)
+
+
+def _check_text(value: str, info: ValidationInfo) -> str:
+    # Lone surrogates never get this far: pydantic-core refuses them as it reads the string.
+    if info.context is not STORED and "\x00" in value:
+        raise ValueError(_NUL_PROBLEM)
+    return value
+
+
+def _check_score(value: float, info: ValidationInfo) -> float:
+    if info.context is not STORED and not MIN_SCORE <= value <= MAX_SCORE:
+        raise ValueError(f"must be a percentage from {MIN_SCORE:g} to {MAX_SCORE:g}, got {value!r}")
+    return value
 
 
 LearnerId: TypeAlias = Annotated[str, BeforeValidator(check_learner_id)]
 """A learner (stream) id: non-empty, printable, <= 128 chars, no surrounding whitespace."""
 
-Text: TypeAlias = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT_LENGTH)]
-"""A name, category, description or identifier: stripped, then 1..500 characters."""
+Text: TypeAlias = Annotated[
+    str,
+    Strict(),
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TEXT_LENGTH),
+    AfterValidator(_check_text),
+]
+"""A name, category, description or identifier: a str (bytes are refused, not decoded),
+stripped, then 1..500 characters, with no NUL character or lone surrogate."""
 
-Score: TypeAlias = Annotated[float, Field(allow_inf_nan=False)]
-"""A finite score."""
+FreeText: TypeAlias = Annotated[
+    str, Strict(), StringConstraints(max_length=MAX_TEXT_LENGTH), AfterValidator(_check_text)
+]
+"""Free text kept as given (a badge's details): a str of at most 500 characters, with no NUL
+character or lone surrogate."""
+
+Score: TypeAlias = Annotated[float, Strict(), Field(allow_inf_nan=False), AfterValidator(_check_score)]
+"""A percentage: a finite number (int or float; not a bool or a string) from 0 to 100."""
+
 
 def _check_json_object_field(value: object, info: ValidationInfo) -> dict[str, Any]:
     # A payload read back from the log was checked when it was written and has just been
@@ -152,11 +336,8 @@ def _check_json_object_field(value: object, info: ValidationInfo) -> dict[str, A
     return check_json_object(value)
 
 
-STORED: Final[dict[str, bool]] = {"stored": True}
-"""Validation context of payloads read back from the event log (see `decode_event`)."""
-
 JsonObject: TypeAlias = Annotated[dict[str, Any], BeforeValidator(_check_json_object_field)]
-"""A JSON object of at most 64 KiB."""
+"""A JSON object within the limits of `check_json_object` (64 KiB, 32 levels, ...)."""
 
 LOStatus: TypeAlias = Literal["not_started", "in_progress", "completed"]
 """The closed set of learning-objective statuses."""
@@ -169,8 +350,8 @@ def check_text(value: object) -> str:
     return _TEXT_ADAPTER.validate_python(value)
 
 
-UtcDateTime: TypeAlias = Annotated[datetime, AfterValidator(_check_aware)]
-"""A timezone-aware datetime, normalised to UTC."""
+UtcDateTime: TypeAlias = Annotated[datetime, Strict(), AfterValidator(_check_event_time)]
+"""A timezone-aware datetime within EARLIEST_TIME..LATEST_TIME, normalised to UTC."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,7 +483,7 @@ class BadgeAwarded(DomainEvent):
     event_type: Literal["BadgeAwarded"] = "BadgeAwarded"
     badge_id: Text
     badge_name: Text
-    details: Annotated[str, StringConstraints(max_length=MAX_TEXT_LENGTH)] | None = None
+    details: FreeText | None = None
 
 
 class BadgeRevoked(DomainEvent):
@@ -320,7 +501,7 @@ class ActivityAttemptRecorded(DomainEvent):
     activity_id: Text
     activity_type: Text
     score: Score | None = None
-    completed: bool = False
+    completed: StrictBool = False
     attempt_details: JsonObject | None = None
 
 

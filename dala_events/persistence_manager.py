@@ -8,11 +8,15 @@ Each function takes an optional `store`; without one it uses the process default
 Timestamps (created_at, timestamp, started_at, completed_at, earned_date, attempt_timestamp)
 are filled by the store from the event's time: they are optional on input and must be left
 empty there; getters always fill them.
+
+Every argument is checked before anything is read or written: a learner id, DTO, store or
+connection of the wrong type or value raises InvalidInput naming it (`learner_id`, `data`,
+`store`, `connection`), and the DTO's values meet the events' limits (see README "Limits").
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import pydantic
 from pydantic import BaseModel, ConfigDict
@@ -24,6 +28,7 @@ from dala_events.errors import InvalidInput
 from dala_events.events import UtcDateTime
 from dala_events.hlp_module import LearnerProfile
 from dala_events.store import EventStore, SqlEventStore
+from dala_events.store.contract import valid_learner_id
 from projections.database_models import SECTIONS
 from projections.dtos import (
     ActivityAttemptData,
@@ -80,6 +85,8 @@ __all__ = [
 
 def create_learner_profile(learner_id: str, *, store: SqlEventStore | None = None) -> FullLearnerProfileData:
     """Create the learner's profile (no event if it already exists) and return it."""
+    valid_learner_id(learner_id)
+    store = sql_store_or_default(store)  # it is read back from the read models: refuse others first
     LearnerProfile(learner_id, store=store)
     profile = get_full_learner_profile_data(learner_id, store=store)
     assert profile is not None, "the profile was just created"
@@ -88,12 +95,12 @@ def create_learner_profile(learner_id: str, *, store: SqlEventStore | None = Non
 
 def delete_learner_profile(learner_id: str, *, store: EventStore | None = None) -> None:
     """Delete the learner's profile from every read model; its history stays in the log."""
-    LearnerProfile.load(learner_id, store=store).delete()
+    _existing(learner_id, store).delete()
 
 
 def add_or_update_preference(learner_id: str, data: PreferenceData, *, store: EventStore | None = None) -> bool:
     """Set a preference. Returns whether anything changed."""
-    data.check_input(learner_id)
+    data = _checked_data(learner_id, data, PreferenceData)
     return _existing(learner_id, store).update_preference(data.category, data.value)
 
 
@@ -104,7 +111,7 @@ def remove_preference(learner_id: str, category: str, *, store: EventStore | Non
 
 def add_interest(learner_id: str, data: InterestData, *, store: EventStore | None = None) -> bool:
     """Add an interest. Returns whether it was new."""
-    data.check_input(learner_id)
+    data = _checked_data(learner_id, data, InterestData)
     return _existing(learner_id, store).add_interest(data.interest_name)
 
 
@@ -115,7 +122,7 @@ def remove_interest(learner_id: str, interest_name: str, *, store: EventStore | 
 
 def add_struggle(learner_id: str, data: StruggleData, *, store: EventStore | None = None) -> bool:
     """Add a struggle area. Returns whether it was new."""
-    data.check_input(learner_id)
+    data = _checked_data(learner_id, data, StruggleData)
     return _existing(learner_id, store).add_struggle_area(data.struggle_description)
 
 
@@ -128,19 +135,19 @@ def add_or_update_cognitive_metric(
     learner_id: str, data: CognitiveMetricData, *, store: EventStore | None = None
 ) -> bool:
     """Record a diagnostic task's metrics. Returns whether they differ from the stored ones."""
-    data.check_input(learner_id)
+    data = _checked_data(learner_id, data, CognitiveMetricData)
     return _existing(learner_id, store).add_cognitive_metric(data.task_name, data.metric_details)
 
 
 def add_or_update_lo_progress(learner_id: str, data: LOProgressData, *, store: EventStore | None = None) -> bool:
     """Set an LO's status, score and details (see `LearnerProfile.update_lo_progress`)."""
-    data.check_input(learner_id)
+    data = _checked_data(learner_id, data, LOProgressData)
     return _existing(learner_id, store).update_lo_progress(data.lo_id, data.status, data.score, data.details)
 
 
 def add_badge_record(learner_id: str, data: BadgeData, *, store: EventStore | None = None) -> bool:
     """Award a badge. Returns whether the learner did not already hold it."""
-    data.check_input(learner_id)
+    data = _checked_data(learner_id, data, BadgeData)
     return _existing(learner_id, store).add_badge(data.badge_id, data.badge_name, data.details)
 
 
@@ -151,13 +158,27 @@ def revoke_badge(learner_id: str, badge_id: str, *, store: EventStore | None = N
 
 def add_activity_attempt(learner_id: str, data: ActivityAttemptData, *, store: EventStore | None = None) -> bool:
     """Record an activity attempt (always recorded)."""
-    data.check_input(learner_id)
+    data = _checked_data(learner_id, data, ActivityAttemptData)
     return _existing(learner_id, store).record_activity_attempt(
         data.lo_id, data.activity_id, data.activity_type, data.score, data.completed, data.attempt_details
     )
 
 
+D = TypeVar("D", bound=RowData)
+
+
+def _checked_data(learner_id: str, data: object, dto: type[D]) -> D:
+    """`data` if it is a `dto` for this learner with no store-filled field set, else InvalidInput."""
+    learner_id = valid_learner_id(learner_id)
+    if not isinstance(data, dto):
+        raise InvalidInput("data", f"must be a {dto.__name__}, not {type(data).__name__}", learner_id=learner_id)
+    data.check_input(learner_id)
+    return data
+
+
 def _existing(learner_id: str, store: EventStore | None) -> LearnerProfile:
+    if store is not None and not isinstance(store, EventStore):
+        raise InvalidInput("store", f"must be an EventStore or None, not {type(store).__name__}")
     return LearnerProfile.load(learner_id, store=store)
 
 
@@ -191,6 +212,7 @@ def _read(connection: Connection, section: str, learner_id: str) -> list[Any]:
 
 
 def _get(section: str, learner_id: str, store: SqlEventStore | None) -> list[Any]:
+    learner_id = valid_learner_id(learner_id)
     with read_transaction(sql_store_or_default(store).engine) as connection:
         return _read(connection, section, learner_id)
 
@@ -243,6 +265,9 @@ def get_full_learner_profile_data(
 
     Read in one transaction, so the sections agree with each other.
     """
+    learner_id = valid_learner_id(learner_id)
+    if connection is not None and not isinstance(connection, Connection):
+        raise InvalidInput("connection", f"must be a SQLAlchemy Connection or None, not {type(connection).__name__}")
     if connection is None:
         with read_transaction(sql_store_or_default(store).engine) as own:
             return get_full_learner_profile_data(learner_id, connection=own)

@@ -2,7 +2,9 @@
 surrogate id), the data contracts of the document's `persistence_manager`.
 
 Getters return them filled from the read models; writers take them with the store-filled
-fields (timestamps, which the store takes from each event's time) left empty.
+fields (timestamps, which the store takes from each event's time) left empty. Fields follow
+the events' limits (`dala_events.events`: Text, FreeText, Score, JsonObject): a DTO refuses
+with pydantic's ValidationError what an event would refuse.
 """
 
 from __future__ import annotations
@@ -10,10 +12,10 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictStr
 
 from dala_events.errors import InvalidInput
-from dala_events.events import JsonObject, LOStatus, Score, Text, UtcDateTime
+from dala_events.events import FreeText, JsonObject, LOStatus, Score, Text, UtcDateTime
 
 
 class RowData(BaseModel):
@@ -21,7 +23,7 @@ class RowData(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    learner_id: str | None = None
+    learner_id: StrictStr | None = None
     store_filled_fields: ClassVar[tuple[str, ...]] = ()
 
     def check_input(self, learner_id: str) -> None:
@@ -92,7 +94,7 @@ class BadgeData(RowData):
     badge_id: Text
     badge_name: Text
     earned_date: date | None = None
-    details: str | None = None
+    details: FreeText | None = None
 
 
 class ActivityAttemptData(RowData):
@@ -104,7 +106,7 @@ class ActivityAttemptData(RowData):
     activity_type: Text
     attempt_timestamp: datetime | None = None
     score: Score | None = None
-    completed: bool = False
+    completed: StrictBool = False
     attempt_details: JsonObject | None = None
 
 

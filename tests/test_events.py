@@ -110,20 +110,24 @@ def test_every_event_type_has_a_schema_version() -> None:
     assert all(cls.schema_version >= 1 for cls in EVENT_TYPES.values())
 
 
+# Text the log stores: any Unicode text (UTF-8 encodable: no lone surrogates) but NUL.
+storable_text = st.characters(codec="utf-8", exclude_characters="\x00")
+
 json_values = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(-(2**53), 2**53)
     | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    | st.text(storable_text, max_size=20),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(storable_text, max_size=8), children, max_size=4),
     max_leaves=12,
 )
 
 
 @given(
-    task=st.text(min_size=1, max_size=40).filter(lambda s: s.strip()),
-    details=st.dictionaries(st.text(max_size=10), json_values, max_size=5),
+    task=st.text(storable_text, min_size=1, max_size=40).filter(lambda s: s.strip()),
+    details=st.dictionaries(st.text(storable_text, max_size=10), json_values, max_size=5),
 )
 def test_payload_round_trips_exactly(task: str, details: dict[str, object]) -> None:
     event = CognitiveMetricRecorded(task_name=task, metric_details=details)

@@ -74,8 +74,13 @@ def test_the_score_axis_is_the_documented_0_to_100_scale_with_round_ticks() -> N
     first, second = chart.points
     assert first.y == pytest.approx(chart.plot_bottom - 0.4 * (chart.plot_bottom - chart.plot_top))
     assert second.y == pytest.approx(chart.plot_bottom - 0.6 * (chart.plot_bottom - chart.plot_top))
-    # A score outside the scale is drawn at its edge; its label keeps the real value.
-    odd = _chart([_attempt(START, -1, n=1), _attempt(START + timedelta(days=1), 150, n=2)])
+    # A score outside the scale (only a row written before scores were checked can hold one) is
+    # drawn at its edge; its label keeps the real value.
+    old_rows = [
+        _attempt(START, 0, n=1).model_copy(update={"score": -1.0}),
+        _attempt(START + timedelta(days=1), 100, n=2).model_copy(update={"score": 150.0}),
+    ]
+    odd = _chart(old_rows)
     assert [point.y for point in odd.points] == [odd.plot_bottom, odd.plot_top]
     assert [label for _, label in odd.y_ticks] == ["0", "25", "50", "75", "100"]
     assert "score 150" in odd.points[1].label

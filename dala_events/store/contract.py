@@ -15,14 +15,24 @@ the same input the same way; backends implement only the row-level methods at th
 from __future__ import annotations
 
 import logging
+import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from dala_events.envelopes import AppendedEvent, LoggedEvent, NewEvent, RecordedEvent, StreamSummary
 from dala_events.errors import InvalidInput
-from dala_events.events import EVENT_TYPES, DomainEvent, check_learner_id, utc_now
+from dala_events.events import (
+    EARLIEST_TIME,
+    EVENT_TYPES,
+    LATEST_TIME,
+    DomainEvent,
+    check_json_object,
+    check_learner_id,
+    check_time,
+    utc_now,
+)
 from dala_events.store.codec import decode_logged, decode_recorded, encode_row
 
 _log = logging.getLogger("dala_events.store")
@@ -32,9 +42,13 @@ MAX_PAGE = 10_000
 """The most stream summaries one `list_streams` call returns."""
 MAX_VERSION = 2**31 - 1
 """The highest stream version (and version argument) a store takes: a 32-bit column on every backend."""
-EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
-LATEST = datetime(9999, 12, 30, tzinfo=UTC)
+MAX_POSITION = 2**63 - 1
+"""The highest log position: a 64-bit column on every backend. Positions and batch sizes asked
+for beyond it are clamped, so no driver is handed a number its column cannot hold."""
+EARLIEST = EARLIEST_TIME
+LATEST = LATEST_TIME
 """Time bounds outside these are clamped: every backend stores the years 1 to 9999."""
+_EVENT_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 Row = tuple[Any, ...]
 
@@ -45,7 +59,11 @@ def check_aware(field_name: str, value: datetime | None) -> datetime | None:
         return None
     if not isinstance(value, datetime):
         raise InvalidInput(field_name, f"must be a datetime, not {type(value).__name__}")
-    if value.tzinfo is None or value.utcoffset() is None:
+    try:
+        aware = value.tzinfo is not None and value.utcoffset() is not None
+    except (TypeError, ValueError) as error:  # a tzinfo giving no valid offset
+        raise InvalidInput(field_name, f"must have a valid time zone: {error}") from None
+    if not aware:
         raise InvalidInput(field_name, f"must be timezone-aware, got {value!r}")
     return value
 
@@ -65,6 +83,35 @@ def valid_learner_id(learner_id: object) -> str:
         return check_learner_id(learner_id)
     except ValueError as error:
         raise InvalidInput("learner_id", str(error)) from None
+
+
+def _checked_new_event(new: object, learner_id: str) -> NewEvent:
+    """`new` if it is a NewEvent the log can store and read back (its event id in canonical
+    lower case, its time in UTC), else InvalidInput naming the field."""
+    if not isinstance(new, NewEvent) or not isinstance(new.event, DomainEvent):
+        raise InvalidInput("events", f"must be NewEvent tuples, not {type(new).__name__}", learner_id=learner_id)
+    if EVENT_TYPES.get(new.event.event_type) is not type(new.event):
+        raise InvalidInput(
+            "events", f"{type(new.event).__name__} is not an event type of the catalog", learner_id=learner_id
+        )
+    try:
+        occurred_at = check_time(new.occurred_at)
+    except ValueError as error:
+        raise InvalidInput("occurred_at", str(error), learner_id=learner_id) from None
+    event_id = new.event_id
+    if not isinstance(event_id, str) or not _EVENT_ID.fullmatch(event_id):
+        raise InvalidInput(
+            "event_id", f"must be a UUID in 8-4-4-4-12 hex form, got {event_id!r:.60}", learner_id=learner_id
+        )
+    try:
+        check_json_object(new.metadata)
+    except ValueError as error:
+        raise InvalidInput("metadata", str(error), learner_id=learner_id) from None
+    lowered = event_id.lower()
+    if lowered != event_id or occurred_at is not new.occurred_at:
+        # What every backend reads back: the inline projection then derives what a rebuild does.
+        new = new._replace(event_id=lowered, occurred_at=occurred_at)
+    return new
 
 
 def _clamped(field_name: str, value: datetime | None, default: datetime) -> datetime:
@@ -91,15 +138,13 @@ class EventStore(ABC):
         """
         learner_id = valid_learner_id(learner_id)
         check_count("expected_version", expected_version, learner_id=learner_id)
-        events = list(events)
+        if isinstance(events, str | bytes) or not isinstance(events, Iterable):
+            raise InvalidInput(
+                "events", f"must be a sequence of NewEvent tuples, not {type(events).__name__}", learner_id=learner_id
+            )
+        events = [_checked_new_event(new, learner_id) for new in events]
         if expected_version + len(events) > MAX_VERSION:
             raise InvalidInput("version", f"a stream holds at most {MAX_VERSION} events", learner_id=learner_id)
-        for new in events:
-            if not isinstance(new, NewEvent) or not isinstance(new.event, DomainEvent):
-                raise InvalidInput(
-                    "events", f"must be NewEvent tuples, not {type(new).__name__}", learner_id=learner_id
-                )
-            check_aware("occurred_at", new.occurred_at)
         if not events:
             return expected_version
         recorded_at = utc_now()
@@ -142,18 +187,21 @@ class EventStore(ABC):
         Optionally only those up to a version, recorded within [since, until], of the given
         types. Times are compared with `recorded_at`: when the store learned of the event.
         """
+        learner_id = valid_learner_id(learner_id)
         wanted: frozenset[str] | None = None
         if event_types is not None:
-            if isinstance(event_types, str) or not all(isinstance(name, str) for name in event_types):
+            # listed once: a generator is read here, not used up by the check
+            names = None if isinstance(event_types, str) or not isinstance(event_types, Iterable) else list(event_types)
+            if names is None or not all(isinstance(name, str) for name in names):
                 raise InvalidInput("event_types", "must be a collection of event type names", learner_id=learner_id)
-            unknown = sorted(set(event_types) - set(EVENT_TYPES))
+            unknown = sorted(set(names) - set(EVENT_TYPES))
             if unknown:
                 raise InvalidInput(
                     "event_types",
                     f"unknown event types {unknown}; known: {', '.join(EVENT_TYPES)}",
                     learner_id=learner_id,
                 )
-            wanted = frozenset(event_types)
+            wanted = frozenset(names)
         rows = self._checked_stream_rows(learner_id, up_to_version, since, until, projectable=False)
         return [decode_recorded(row) for row in rows if wanted is None or row[1] in wanted]
 
@@ -168,7 +216,7 @@ class EventStore(ABC):
         """Like `read_stream`, but only what a projector needs (no ids, no metadata), in
         batches of at most `batch_size` events: what an as-of view runs through the
         projectors, one batch at a time, so a long stream's events need not all be alive at once."""
-        check_count("batch_size", batch_size, minimum=1)
+        batch_size = min(check_count("batch_size", batch_size, minimum=1), MAX_VERSION)
         after = 0
         while True:
             rows = self._checked_stream_rows(
@@ -247,9 +295,11 @@ class EventStore(ABC):
         self, after_position: int, limit: int | None, batch_size: int, *, projectable: bool
     ) -> Iterator[list[Row]]:
         check_count("after_position", after_position)
-        check_count("batch_size", batch_size, minimum=1)
+        batch_size = min(check_count("batch_size", batch_size, minimum=1), MAX_VERSION)
         if limit is not None:
             check_count("limit", limit)
+        if after_position >= MAX_POSITION:
+            return
         fetch = self._log_fetcher(projectable=projectable)
         remaining = limit
         position = after_position
