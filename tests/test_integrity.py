@@ -1,0 +1,255 @@
+"""Tamper evidence: the hash chain on SQLite, PostgreSQL and in memory; the log key; migration
+0003."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from freezegun import freeze_time
+from sqlalchemy import bindparam, select, text
+
+from dala_events.database_setup import (
+    close_db,
+    configured_log_key,
+    create_dala_engine,
+    init_db,
+    migrate,
+    store_for,
+)
+from dala_events.dialects import EventIdText, UTCDateTime
+from dala_events.envelopes import NewEvent
+from dala_events.errors import InvalidInput
+from dala_events.events import InterestAdded, LearnerProfileCreated
+from dala_events.store import InMemoryEventStore, LogKey, LogKeyError, SqlEventStore, event_log, log_chain
+from dala_events.store.codec import CHAIN_FORMAT, hasher, link_of, parse_time_text, time_text
+
+KEY_HEX = "5a" * 32
+OTHER_KEY_HEX = "a5" * 32
+T0 = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
+
+
+def _new(event: Any, n: int, occurred_at: datetime | None = None) -> NewEvent:
+    event_id = f"0190a1b2-c3d4-7e5f-8a6b-{n:012x}"
+    return NewEvent(event, event_id, occurred_at or T0 + timedelta(minutes=n), {"actor": "teacher:7", "n": n})
+
+
+def _fill(store: Any) -> None:
+    """ann: versions 1-6 (positions 1-6); bob: versions 1-2 (positions 7-8)."""
+    ann = [_new(LearnerProfileCreated(), 1)] + [_new(InterestAdded(interest_name=f"topic {n}"), n) for n in range(2, 7)]
+    store.append("ann", ann, 0)
+    store.append("bob", [_new(LearnerProfileCreated(), 7), _new(InterestAdded(interest_name="music"), 8)], 0)
+
+
+def _url(store: SqlEventStore) -> str:
+    return store.engine.url.render_as_string(hide_password=False)
+
+
+def _tamper(store: SqlEventStore, statement: str, **values: Any) -> None:
+    clause = text(statement)
+    if "t" in values:
+        clause = clause.bindparams(bindparam("t", type_=UTCDateTime()))
+    with store.engine.begin() as connection:
+        connection.execute(clause, values)
+
+
+def _chain_holds(engine: sa.Engine, key: LogKey | None) -> bool:
+    """Every row links to the one before it in its stream (what `dala verify` checks in full)."""
+    digest, previous = hasher(key), {}
+    for batch in SqlEventStore(engine).stored_rows():
+        for row in batch:
+            if link_of(row, previous.get(row[5], ""), digest) != row[10]:
+                return False
+            previous[row[5]] = row[10]
+    return True
+
+
+@pytest.fixture
+def filled(store: SqlEventStore) -> SqlEventStore:
+    _fill(store)
+    return store
+
+
+# -- the chain itself -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key_hex", [None, KEY_HEX])
+def test_the_stores_hash_the_documented_message_and_agree_with_each_other(
+    store: SqlEventStore, key_hex: str | None
+) -> None:
+    key = None if key_hex is None else LogKey.from_hex(key_hex)
+    sql = SqlEventStore(store.engine, log_key=key)
+    memory = InMemoryEventStore(log_key=key)
+    with freeze_time(T0 + timedelta(hours=1)):
+        _fill(sql)
+        _fill(memory)
+    with store.engine.connect() as connection:
+        stored = [row.hash for row in connection.execute(select(event_log.c.hash).order_by(event_log.c.position))]
+    in_memory = [row[10] for rows in memory.stored_rows() for row in rows]
+    assert stored == in_memory and len(set(stored)) == 8
+
+    # The first event, hashed by hand from the format the codec documents.
+    payload, metadata = "{}", '{"actor":"teacher:7","n":1}'
+    fields = ["", "0190a1b2-c3d4-7e5f-8a6b-000000000001", "ann", "1", "LearnerProfileCreated", "1",
+              "2026-03-03 09:01:00.000000", "2026-03-03 10:00:00.000000", payload, metadata]  # fmt: skip
+    message = (CHAIN_FORMAT + "".join(f"{len(field)}:{field}" for field in fields)).encode()
+    expected = (
+        hashlib.sha256(message).hexdigest()
+        if key_hex is None
+        else hmac.new(bytes.fromhex(key_hex), message, hashlib.sha256).hexdigest()
+    )
+    assert stored[0] == expected
+    # The second links to the first.
+    second = next(iter(memory.stored_rows()))[1]
+    assert link_of(second, stored[0], hasher(key)) == stored[1]
+
+
+def test_the_chain_text_of_a_time_is_what_sqlite_stores() -> None:
+    to_sqlite = UTCDateTime().bind_processor(sa.create_engine("sqlite://").dialect)
+    assert to_sqlite is not None
+    for moment in (
+        T0,
+        datetime(1, 1, 2, 3, 4, 5, 6, tzinfo=timezone(timedelta(hours=5))),
+        datetime(9999, 12, 30, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=-5))),
+        datetime(2026, 7, 1, 12, 0, tzinfo=timezone(timedelta(hours=2, minutes=30))),
+    ):
+        assert time_text(moment) == to_sqlite(moment)
+
+
+def test_times_far_apart_and_in_other_zones_verify_on_both_backends(store: SqlEventStore) -> None:
+    moments = [
+        datetime(1, 1, 2, 3, 4, 5, 6, tzinfo=timezone(timedelta(hours=5))),
+        datetime(9999, 12, 30, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=-5))),
+        datetime(2026, 7, 1, 12, 0, 0, 1, tzinfo=timezone(timedelta(hours=2, minutes=30))),
+    ]
+    events = [_new(LearnerProfileCreated(), 1, moments[0])]
+    events += [_new(InterestAdded(interest_name=f"i{n}"), n, moments[n - 1]) for n in (2, 3)]
+    # An event id given in capitals is stored, read back and hashed in its canonical form.
+    events.append(NewEvent(InterestAdded(interest_name="caps"), "0190A1B2-C3D4-7E5F-8A6B-0000000000FF", T0, {}))
+    store.append("ann", events, 0)
+    assert _chain_holds(store.engine, None)
+
+
+def test_concurrent_appenders_still_chain_one_after_the_other(filled: SqlEventStore) -> None:
+    from dala_events.errors import ConcurrencyError
+
+    with pytest.raises(ConcurrencyError):
+        filled.append("ann", [_new(InterestAdded(interest_name="late"), 99)], 5)
+    filled.append("ann", [_new(InterestAdded(interest_name="next"), 99)], 6)
+    assert _chain_holds(filled.engine, None)
+
+
+# -- the log key ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def keyed(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[SqlEventStore]:
+    """A store on a fresh database whose log is chained with KEY_HEX (set in the environment)."""
+    monkeypatch.setenv("DALA_LOG_KEY", KEY_HEX)
+    monkeypatch.delenv("DALA_LOG_KEY_FILE", raising=False)
+    engine = init_db(database_url)
+    try:
+        store = store_for(engine)
+        _fill(store)
+        yield store
+    finally:
+        close_db()
+
+
+def test_a_process_with_another_key_or_none_is_refused_at_start(
+    keyed: SqlEventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = _url(keyed)
+    monkeypatch.setenv("DALA_LOG_KEY", OTHER_KEY_HEX)
+    with pytest.raises(LogKeyError, match="not the configured one"):
+        init_db(url)
+    monkeypatch.delenv("DALA_LOG_KEY")
+    with pytest.raises(LogKeyError, match="set DALA_LOG_KEY"):
+        init_db(url)
+
+
+def test_the_log_key_comes_from_the_environment_or_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("DALA_LOG_KEY", "DALA_LOG_KEY_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    assert configured_log_key() is None
+    monkeypatch.setenv("DALA_LOG_KEY", KEY_HEX)
+    from_env = configured_log_key()
+    assert from_env is not None and from_env.key_id == LogKey(bytes.fromhex(KEY_HEX)).key_id
+    assert KEY_HEX not in repr(from_env)
+    key_file = tmp_path / "log.key"
+    key_file.write_text(KEY_HEX + "\n")
+    monkeypatch.setenv("DALA_LOG_KEY_FILE", str(key_file))
+    with pytest.raises(InvalidInput, match="not both"):
+        configured_log_key()
+    monkeypatch.delenv("DALA_LOG_KEY")
+    from_file = configured_log_key()
+    assert from_file is not None and from_file.key_id == from_env.key_id
+    monkeypatch.setenv("DALA_LOG_KEY_FILE", str(tmp_path / "missing"))
+    with pytest.raises(InvalidInput, match="DALA_LOG_KEY_FILE: cannot read"):
+        configured_log_key()
+    monkeypatch.delenv("DALA_LOG_KEY_FILE")
+    for bad, problem in (("ab" * 31, "must be at least 32 bytes"), ("zz" * 32, "must be hex digits")):
+        monkeypatch.setenv("DALA_LOG_KEY", bad)
+        with pytest.raises(InvalidInput, match=f"DALA_LOG_KEY: {problem}"):
+            configured_log_key()
+    with pytest.raises(InvalidInput, match="at least 32 bytes"):
+        LogKey(b"short")
+
+
+# -- migration 0003 ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key_hex", [None, KEY_HEX])
+def test_migration_0003_chains_a_log_made_at_revision_0002(database_url: str, key_hex: str | None) -> None:
+    key = None if key_hex is None else LogKey.from_hex(key_hex)
+    memory = InMemoryEventStore(log_key=key)
+    _fill(memory)
+    # A long stream, so that the migration's batches end inside one.
+    memory.append("many", [_new(InterestAdded(interest_name=f"n{n}"), 100 + n) for n in range(5_003)], 0)
+    expected = [row[10] for batch in memory.stored_rows() for row in batch]
+
+    engine = create_dala_engine(database_url)
+    try:
+        assert migrate(engine, "0002", log_key=key) == "0002"
+        old_log = sa.table(
+            "event_log",
+            *(sa.column(name) for name in ("learner_id", "version", "event_type", "schema_version", "payload")),
+            sa.column("metadata"),
+            sa.column("event_id", EventIdText()),
+            sa.column("occurred_at", UTCDateTime()),
+            sa.column("recorded_at", UTCDateTime()),
+        )
+        names = ("event_type", "schema_version", "payload", "event_id", "learner_id", "version",
+                 "occurred_at", "recorded_at", "metadata")  # fmt: skip
+        rows = [dict(zip(names, row[1:10], strict=True)) for batch in memory.stored_rows() for row in batch]
+        for row in rows:  # chain rows carry times as text; the old table takes datetimes
+            for name in ("occurred_at", "recorded_at"):
+                row[name] = parse_time_text(row[name])
+        with engine.begin() as connection:
+            connection.execute(old_log.insert(), rows)
+
+        assert migrate(engine, log_key=key) == "0003"
+        with engine.connect() as connection:
+            hashes = [row.hash for row in connection.execute(select(event_log.c.hash).order_by(event_log.c.position))]
+            record = connection.execute(select(log_chain.c.mode, log_chain.c.key_id)).one()
+            nullable = {c["name"]: c["nullable"] for c in sa.inspect(connection).get_columns("event_log")}["hash"]
+        assert hashes == expected and nullable is False
+        assert tuple(record) == (("sha256", None) if key is None else ("hmac-sha256", key.key_id))
+        assert _chain_holds(engine, key)
+
+        assert migrate(engine, "0002", downgrade=True) == "0002"
+        with engine.connect() as connection:
+            assert "hash" not in {c["name"] for c in sa.inspect(connection).get_columns("event_log")}
+            assert "log_chain" not in sa.inspect(connection).get_table_names()
+        assert migrate(engine, log_key=key) == "0003"
+        assert _chain_holds(engine, key)
+    finally:
+        engine.dispose()
+
+
