@@ -254,12 +254,13 @@ def rebuild(obj: dict[str, Any], projections: tuple[str, ...]) -> None:
     Safe while the application writes; an interrupted rebuild leaves the live tables as they
     were and can simply be run again.
     """
-    from dala_events.database_setup import init_db
+    from dala_events.database_setup import get_store, init_db
     from projections.rebuild import rebuild as run_rebuild
 
     engine = init_db(obj["database_url"], check_projections=False)
+    log_key = get_store().log_key  # the key init_db read and checked
     with _progress_bar("rebuilding") as progress, _collector_paused():
-        result = run_rebuild(engine, projections=projections or None, progress=progress)
+        result = run_rebuild(engine, projections=projections or None, progress=progress, log_key=log_key)
     rate = result.events / result.seconds if result.seconds else 0.0
     click.echo(
         f"rebuilt {', '.join(result.projections)} from {result.events} events "

@@ -10,7 +10,7 @@ environment variable, or the embedded default `database/edpsych_connect_dala.db`
 the working directory.
 
 The log key (`DALA_LOG_KEY`, or the file named by `DALA_LOG_KEY_FILE`) is read here, once per
-`init_db`, and handed to the store and the migrations: nothing else reads it.
+`init_db`, and handed to the store, the migrations and rebuilds: nothing else reads it.
 """
 
 from __future__ import annotations
@@ -251,7 +251,7 @@ def init_db(database_url: str | None = None, *, check_projections: bool = True) 
         if stale and check_projections:
             if not auto_rebuild_enabled(engine):
                 raise stale_error(stale)
-            rebuild(engine, projections=stale)
+            rebuild(engine, projections=stale, log_key=log_key)
     except BaseException:
         engine.dispose()
         raise

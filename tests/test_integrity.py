@@ -1,10 +1,12 @@
 """Tamper evidence: the hash chain on SQLite, PostgreSQL and in memory; the log key; migration
-0003."""
+0003; rebuilds that refuse what does not verify."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import os
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -12,9 +14,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from click.testing import CliRunner
 from freezegun import freeze_time
 from sqlalchemy import bindparam, select, text
 
+from dala_events import persistence_manager as pm
+from dala_events.cli import main
 from dala_events.database_setup import (
     close_db,
     configured_log_key,
@@ -24,11 +29,15 @@ from dala_events.database_setup import (
     store_for,
 )
 from dala_events.dialects import EventIdText, UTCDateTime
-from dala_events.envelopes import NewEvent
+from dala_events.envelopes import AppendedEvent, NewEvent
 from dala_events.errors import InvalidInput
 from dala_events.events import InterestAdded, LearnerProfileCreated
 from dala_events.store import InMemoryEventStore, LogKey, LogKeyError, SqlEventStore, event_log, log_chain
-from dala_events.store.codec import CHAIN_FORMAT, hasher, link_of, parse_time_text, time_text
+from dala_events.store.codec import CHAIN_FORMAT, chain_rows, hasher, link_of, parse_time_text, time_text
+from projections.projectors import project_events
+from projections.rebuild import RebuildError, rebuild
+from tests.conftest import POSTGRES_URL, require_postgres, reset_postgres
+from tests.helpers import log_row_count, read_model_rows
 
 KEY_HEX = "5a" * 32
 OTHER_KEY_HEX = "a5" * 32
@@ -134,6 +143,7 @@ def test_times_far_apart_and_in_other_zones_verify_on_both_backends(store: SqlEv
     events.append(NewEvent(InterestAdded(interest_name="caps"), "0190A1B2-C3D4-7E5F-8A6B-0000000000FF", T0, {}))
     store.append("ann", events, 0)
     assert _chain_holds(store.engine, None)
+    assert rebuild(store.engine).events == 4
 
 
 def test_concurrent_appenders_still_chain_one_after_the_other(filled: SqlEventStore) -> None:
@@ -143,6 +153,69 @@ def test_concurrent_appenders_still_chain_one_after_the_other(filled: SqlEventSt
         filled.append("ann", [_new(InterestAdded(interest_name="late"), 99)], 5)
     filled.append("ann", [_new(InterestAdded(interest_name="next"), 99)], 6)
     assert _chain_holds(filled.engine, None)
+
+
+# -- each kind of tampering, on both backends ---------------------------------------------------
+
+TAMPERING = {
+    "payload": (
+        "UPDATE event_log SET payload = '{\"interest_name\":\"hacked\"}' WHERE learner_id = 'ann' AND version = 3",
+        ("changed", "ann", 3),
+        "learner 'ann' version 3 (log position 3) does not verify",
+    ),
+    "metadata": (
+        "UPDATE event_log SET metadata = '{\"actor\":\"someone else\"}' WHERE learner_id = 'ann' AND version = 2",
+        ("changed", "ann", 2),
+        "learner 'ann' version 2 (log position 2) does not verify",
+    ),
+    "version": (
+        "UPDATE event_log SET version = 100 WHERE learner_id = 'ann' AND version = 2",
+        ("changed", "ann", 2),
+        "learner 'ann' version 100 (log position 2) was written as version 2",
+    ),
+    "occurred_at": (
+        "UPDATE event_log SET occurred_at = :t WHERE learner_id = 'ann' AND version = 4",
+        ("changed", "ann", 4),
+        "learner 'ann' version 4 (log position 4) does not verify",
+    ),
+    "recorded_at": (
+        "UPDATE event_log SET recorded_at = :t WHERE learner_id = 'ann' AND version = 6",
+        ("changed", "ann", 6),
+        "learner 'ann' version 6 (log position 6) does not verify",
+    ),
+    "moved": (
+        "UPDATE event_log SET learner_id = 'bob' WHERE learner_id = 'ann' AND version = 4",
+        ("moved", "ann", 4),
+        "learner 'bob' version 4 (log position 4) follows version 0",
+    ),
+    "deleted": (
+        "DELETE FROM event_log WHERE learner_id = 'ann' AND version = 3",
+        ("deleted", "ann", 3),
+        "learner 'ann' version 4 (log position 4) follows version 2: version 3 of the stream missing",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(TAMPERING))
+def test_each_kind_of_tampering_is_refused_by_rebuild(filled: SqlEventStore, kind: str) -> None:
+    statement, _, refusal = TAMPERING[kind]
+    live = read_model_rows(filled.engine)
+    _tamper(filled, statement, **({"t": datetime(2020, 1, 1, tzinfo=UTC)} if ":t" in statement else {}))
+
+    assert not _chain_holds(filled.engine, None)
+    with pytest.raises(RebuildError, match=re.escape(refusal)):
+        rebuild(filled.engine)
+    assert read_model_rows(filled.engine) == live  # nothing swapped in
+
+    refused = CliRunner().invoke(main, ["--database-url", _url(filled), "rebuild"])
+    assert refused.exit_code == 1 and "nothing was swapped in" in refused.stderr
+    close_db()
+
+
+def test_an_intact_log_rebuilds(filled: SqlEventStore) -> None:
+    inline = read_model_rows(filled.engine)
+    assert _chain_holds(filled.engine, None)
+    assert rebuild(filled.engine).events == 8 and read_model_rows(filled.engine) == inline
 
 
 # -- the log key ------------------------------------------------------------------------------
@@ -172,6 +245,40 @@ def test_a_process_with_another_key_or_none_is_refused_at_start(
     monkeypatch.delenv("DALA_LOG_KEY")
     with pytest.raises(LogKeyError, match="set DALA_LOG_KEY"):
         init_db(url)
+    with pytest.raises(LogKeyError):
+        rebuild(keyed.engine)  # without the key
+
+
+def test_without_the_key_write_access_cannot_forge_a_link(keyed: SqlEventStore) -> None:
+    key = LogKey.from_hex(KEY_HEX)
+    # Someone who can write edits ann's version 3 and recomputes the chain after it, without
+    # the key: as plain SHA-256, and as HMAC under a key of their own.
+    for forging_key in (None, LogKey.from_hex(OTHER_KEY_HEX)):
+        _rechain(keyed, "ann", 3, '{"interest_name":"forged"}', forging_key)
+        assert not _chain_holds(keyed.engine, key)
+        with pytest.raises(RebuildError, match=r"learner 'ann' version 3 \(log position 3\) does not verify"):
+            rebuild(keyed.engine, log_key=key)
+
+
+def _rechain(store: SqlEventStore, learner_id: str, version: int, payload: str, key: LogKey | None) -> None:
+    """Tamper: set a payload and recompute the stream's hashes from that version on."""
+    digest = hasher(key)
+    with store.engine.begin() as connection:
+        connection.execute(
+            event_log.update()
+            .where(event_log.c.learner_id == learner_id, event_log.c.version == version)
+            .values(payload=payload)
+        )
+    rows = [row for batch in store.stored_rows(learner_ids=[learner_id]) for row in batch]
+    previous = ""
+    with store.engine.begin() as connection:
+        for row in rows:
+            if row[6] >= version:
+                new_hash = link_of(row, previous, digest)
+                connection.execute(event_log.update().where(event_log.c.position == row[0]).values(hash=new_hash))
+                previous = new_hash
+            else:
+                previous = row[10]
 
 
 def test_the_log_key_comes_from_the_environment_or_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -253,3 +360,66 @@ def test_migration_0003_chains_a_log_made_at_revision_0002(database_url: str, ke
         engine.dispose()
 
 
+# -- rebuilds with holes and late commits ------------------------------------------------------
+
+
+def test_values_no_store_writes_are_refused_not_crashed_on(sqlite_store: SqlEventStore) -> None:
+    """SQLite takes any value in any column: a hand can store text as a version, a number as a
+    time, anything as an event id. A rebuild refuses them like any other change."""
+    _fill(sqlite_store)
+    _tamper(sqlite_store, "UPDATE event_log SET version = 'three' WHERE learner_id = 'ann' AND version = 3")
+    _tamper(sqlite_store, "UPDATE event_log SET occurred_at = 5 WHERE learner_id = 'ann' AND version = 5")
+    _tamper(sqlite_store, "UPDATE event_log SET event_id = 'not an id' WHERE learner_id = 'bob' AND version = 2")
+    assert not _chain_holds(sqlite_store.engine, None)
+    with pytest.raises(RebuildError, match=r"version three \(log position 3\) has a version that is not a whole"):
+        rebuild(sqlite_store.engine)
+
+
+def test_a_deleted_event_behind_a_hole_in_the_positions_is_still_refused(filled: SqlEventStore) -> None:
+    _tamper(filled, "DELETE FROM event_log WHERE learner_id = 'ann' AND version = 2")
+    with pytest.raises(RebuildError, match=r"version 3 .* follows version 1: version 2 of the stream missing"):
+        rebuild(filled.engine, batch_size=3)
+
+
+def test_an_append_that_commits_late_is_checked_and_projected_in_version_order(
+    tmp_path: os.PathLike[str],
+) -> None:
+    """PostgreSQL: learner late's version 1 takes a position, commits only after the rebuild has
+    read past it, and version 2 is appended meanwhile. The rebuild holds version 2 back until
+    the catch-up reads version 1, checks both links, and projects them in order."""
+    require_postgres()
+    reset_postgres()
+    engine = init_db(POSTGRES_URL)
+    try:
+        store = store_for(engine)
+        store.append("ann", [_new(LearnerProfileCreated(), 1), _new(InterestAdded(interest_name="a"), 2)], 0)
+        late_row = {
+            "event_id": "0190a1b2-c3d4-7e5f-8a6b-000000000042",
+            "learner_id": "late",
+            "version": 1,
+            "event_type": "LearnerProfileCreated",
+            "schema_version": 1,
+            "occurred_at": T0,
+            "recorded_at": T0,
+            "payload": "{}",
+            "metadata": "{}",
+        }
+        chain_rows([late_row], "", None)
+        holder = engine.connect()
+        transaction = holder.begin()
+        holder.execute(event_log.insert().values({c.name: late_row[c.name] for c in event_log.c if c.name in late_row}))
+        project_events(holder, [AppendedEvent("late", 1, T0, LearnerProfileCreated())])  # as an append does
+        bob = [_new(LearnerProfileCreated(), 3)] + [_new(InterestAdded(interest_name=f"b{n}"), n) for n in (4, 5, 6)]
+        store.append("bob", bob, 0)
+
+        def progress(done: int, total: int) -> None:
+            if transaction.is_active:
+                transaction.commit()
+                store.append("late", [_new(InterestAdded(interest_name="after"), 9)], 1)
+
+        result = rebuild(engine, batch_size=4, progress=progress)
+        holder.close()
+        assert result.events == log_row_count(engine) == 8
+        assert [i.interest_name for i in pm.get_interests("late", store=store)] == ["after"]
+    finally:
+        close_db()
