@@ -240,6 +240,86 @@ def diff(obj: dict[str, Any], learner: str, start: str, end: str, as_json: bool)
 
 
 @main.command()
+@click.argument("learners", nargs=-1)
+@click.option(
+    "--checkpoint",
+    "checkpoint_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="When the log is intact, write every stream's head (last version, hash, events) to FILE, signed.",
+)
+@click.option(
+    "--against",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also compare with a checkpoint FILE: finds events cut from a stream's end and removed streams.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+@_reports_errors
+def verify(
+    obj: dict[str, Any], learners: tuple[str, ...], checkpoint_out: Path | None, against: Path | None, as_json: bool
+) -> None:
+    """Check the event log's hash chains (all, or LEARNER's) and the database's own integrity.
+
+    Reports each changed, inserted, deleted, reordered or moved event by learner and version.
+    Exit status 0 when intact, 1 otherwise. Reads only; uses DALA_LOG_KEY or DALA_LOG_KEY_FILE.
+    """
+    from dala_events.database_setup import configured_database_url, configured_log_key, create_dala_engine
+    from dala_events.integrity import load_checkpoint, verify_log, write_checkpoint
+
+    log_key = configured_log_key()
+    checkpoint = None if against is None else load_checkpoint(against, log_key)
+    engine = create_dala_engine(obj["database_url"] or configured_database_url())
+    try:
+        report = verify_log(engine, log_key, learner_ids=learners or None, checkpoint=checkpoint)
+    finally:
+        engine.dispose()
+    written = None
+    if checkpoint_out is not None and report.intact:
+        write_checkpoint(checkpoint_out, report.heads, log_key)
+        written = str(checkpoint_out)
+    if as_json:
+        click.echo(json.dumps({**report.as_dict(), "checkpoint_written": written}, indent=2, ensure_ascii=False))
+        sys.exit(0 if report.intact else 1)
+    mode = "HMAC-SHA256 with the log key" if report.key_id else "plain SHA-256 (no log key: a checksum, not a seal)"
+    key = f" (key id {report.key_id})" if report.key_id else ""
+    streams = f"{report.streams:,} stream{'' if report.streams == 1 else 's'}"
+    out.print(f"checked {report.events:,} events in {streams}: {mode}{key}")
+    if report.engine_check is not None:
+        check = report.engine_check
+        status = {True: "ok", False: "FAILED", None: "not run"}[check.ok]
+        detail = "" if check.detail == "ok" else f": {check.detail}"
+        out.print(f"database check {check.name}: {status}{detail}")
+    if checkpoint is not None:
+        heads = len(checkpoint.heads)
+        out.print(f"against checkpoint {checkpoint.path} of {checkpoint.created_at} ({heads:,} streams)")
+    if report.problems:
+        table = Table(show_edge=False)
+        for column in ("problem", "learner", "version", "position", "detail"):
+            table.add_column(column, overflow="fold")
+        for problem in report.problems:
+            position = "" if problem.position is None else str(problem.position)
+            table.add_row(problem.kind, problem.learner_id, problem.versions, position, problem.detail)
+        out.print(table)
+    if report.unlisted:
+        more = ", ".join(f"{number:,} {kind}" for kind, number in report.unlisted.items())
+        out.print(f"... and {more} not listed")
+    if report.hint:
+        out.print(f"note: {report.hint}")
+    if report.intact:
+        out.print("intact")
+        if written is not None:
+            out.print(f"checkpoint written: {written}")
+    else:
+        counts = ", ".join(f"{number:,} {kind}" for kind, number in report.counts().items())
+        out.print(f"NOT INTACT: {counts or 'the database check failed'}")
+        if checkpoint_out is not None:
+            out.print("no checkpoint written: the log does not verify")
+    sys.exit(0 if report.intact else 1)
+
+
+@main.command()
 @click.option(
     "--projection",
     "projections",
