@@ -40,7 +40,8 @@ from dala_events.database_setup import log_schema_revision, migrate_in
 from dala_events.dialects import read_transaction, write_transaction
 from dala_events.errors import DalaError, RefusedToDestroy
 from dala_events.events import utc_now
-from dala_events.store import event_log
+from dala_events.store import LogKey, event_log
+from dala_events.store.sql import check_log_key
 
 FORMAT = "dala-events-backup"
 FORMAT_VERSION = 1
@@ -104,12 +105,14 @@ def backup_log(engine: Engine, destination: str | Path) -> BackupResult:
     return BackupResult(target, events, revision, checksum)
 
 
-def restore_log(engine: Engine, source: str | Path) -> BackupResult:
+def restore_log(engine: Engine, source: str | Path, *, log_key: LogKey | None = None) -> BackupResult:
     """Restore the event log of a backup file into the empty database of `engine`.
 
     Refuses (RefusedToDestroy) a database whose log holds events, and (BackupError) a file that
     is not a whole, unaltered backup; in either case nothing is written. Read models are not
-    rebuilt here: see `dala restore`, or call `projections.rebuild.rebuild(engine)`.
+    rebuilt here: see `dala restore`, or call `projections.rebuild.rebuild(engine)`. A backup
+    older than the hash chain is chained with `log_key` as the migration brings it to this
+    code's schema; the restored log is then recorded as chained with `log_key`.
     """
     path = Path(source)
     with path.open("rb") as file, write_transaction(engine) as connection:
@@ -124,10 +127,11 @@ def restore_log(engine: Engine, source: str | Path) -> BackupResult:
                     "restore into a new, empty database"
                 )
         revision = header["log_schema"]
-        migrate_in(connection, revision)
+        migrate_in(connection, revision, log_key=log_key)
         columns: list[str] = header["columns"]
         events, trailer = _insert_rows(connection, insert(event_log), columns, lines, path)
-        migrate_in(connection, "head")
+        migrate_in(connection, "head", log_key=log_key)
+        check_log_key(connection, log_key)
         _advance_position_sequence(connection)
     _log.info("restored %d events from %s", events, path)
     return BackupResult(path, events, str(revision), trailer)

@@ -461,6 +461,89 @@ def diff(settings: Settings, learner: str, start: str, end: str, as_json: bool) 
 
 
 @main.command()
+@click.argument("learners", nargs=-1)
+@click.option(
+    "--checkpoint",
+    "checkpoint_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="When the log is intact, write every stream's head (last version, hash, events) to FILE, signed.",
+)
+@click.option(
+    "--against",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also compare with a checkpoint FILE: finds events cut from a stream's end and removed streams.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_database_url_option
+@click.pass_obj
+@_reports_errors
+def verify(
+    settings: Settings, learners: tuple[str, ...], checkpoint_out: Path | None, against: Path | None, as_json: bool
+) -> None:
+    """Check the event log's hash chains (all, or LEARNER's) and the database's own integrity.
+
+    Reports each changed, inserted, deleted, reordered or moved event by learner and version.
+    Exit status 0 when intact, 1 otherwise. Reads only; uses DALA_LOG_KEY or DALA_LOG_KEY_FILE.
+    """
+    from dala_events.database_setup import configured_database_url, configured_log_key, create_dala_engine
+    from dala_events.integrity import load_checkpoint, verify_log, write_checkpoint
+
+    log_key = configured_log_key()
+    checkpoint = None if against is None else load_checkpoint(against, log_key)
+    engine = create_dala_engine(_url(settings) or configured_database_url(), create=False)
+    try:
+        report = verify_log(engine, log_key, learner_ids=learners or None, checkpoint=checkpoint)
+    finally:
+        engine.dispose()
+    written = None
+    if checkpoint_out is not None and report.intact:
+        write_checkpoint(checkpoint_out, report.heads, log_key)
+        written = str(checkpoint_out)
+    if as_json:
+        _print_json(_json_ready({**report.as_dict(), "checkpoint_written": written}))
+        sys.exit(0 if report.intact else 1)
+    mode = "HMAC-SHA256 with the log key" if report.key_id else "plain SHA-256 (no log key: a checksum, not a seal)"
+    key = f" (key id {report.key_id})" if report.key_id else ""
+    streams = f"{report.streams:,} stream{'' if report.streams == 1 else 's'}"
+    click.echo(f"checked {report.events:,} events in {streams}: {mode}{key}")
+    if report.engine_check is not None:
+        check = report.engine_check
+        status = {True: "ok", False: "FAILED", None: "not run"}[check.ok]
+        detail = "" if check.detail == "ok" else f": {check.detail}"
+        click.echo(f"database check {check.name}: {status}{detail}")
+    if checkpoint is not None:
+        heads = len(checkpoint.heads)
+        click.echo(f"against checkpoint {checkpoint.path} of {checkpoint.created_at} ({heads:,} streams)")
+    if report.problems:
+        from rich.table import Table
+
+        table = Table(show_edge=False)
+        for column in ("problem", "learner", "version", "position", "detail"):
+            table.add_column(column, overflow="fold")
+        for problem in report.problems:
+            position = "" if problem.position is None else str(problem.position)
+            table.add_row(problem.kind, problem.learner_id, problem.versions, position, problem.detail)
+        _console().print(table)
+    if report.unlisted:
+        more = ", ".join(f"{number:,} {kind}" for kind, number in report.unlisted.items())
+        click.echo(f"... and {more} not listed")
+    if report.hint:
+        click.echo(f"note: {report.hint}")
+    if report.intact:
+        click.echo("intact")
+        if written is not None:
+            click.echo(f"checkpoint written: {written}")
+    else:
+        counts = ", ".join(f"{number:,} {kind}" for kind, number in report.counts().items())
+        click.echo(f"NOT INTACT: {counts or 'the database check failed'}")
+        if checkpoint_out is not None:
+            click.echo("no checkpoint written: the log does not verify")
+    sys.exit(0 if report.intact else 1)
+
+
+@main.command()
 @click.option(
     "--projection",
     "projections",
@@ -476,11 +559,13 @@ def rebuild(settings: Settings, projections: tuple[str, ...]) -> None:
     Safe while the application writes; an interrupted rebuild leaves the live tables as they
     were and can simply be run again.
     """
+    from dala_events.database_setup import get_store
     from projections.rebuild import rebuild as run_rebuild
 
     engine = _create(settings, check_projections=False)
+    log_key = get_store().log_key  # the key init_db read and checked
     with _progress_bar("rebuilding") as progress, _collector_paused():
-        result = run_rebuild(engine, projections=projections or None, progress=progress)
+        result = run_rebuild(engine, projections=projections or None, progress=progress, log_key=log_key)
     rate = result.events / result.seconds if result.seconds else 0.0
     settings.say(
         f"rebuilt {', '.join(result.projections)} from {_count(result.events, 'event')} "
@@ -579,18 +664,25 @@ def restore(settings: Settings, file: Path) -> None:
     nothing; an interrupted restore leaves no event behind.
     """
     from dala_events.backup import restore_log
-    from dala_events.database_setup import configured_database_url, create_dala_engine
+    from dala_events.database_setup import configured_database_url, configured_log_key, create_dala_engine
+    from dala_events.integrity import verify_log
     from projections.rebuild import rebuild as run_rebuild
 
+    log_key = configured_log_key()
     engine = create_dala_engine(_url(settings) or configured_database_url())
     try:
-        result = restore_log(engine, file)
+        result = restore_log(engine, file, log_key=log_key)
         settings.say(f"restored {_count(result.events, 'event')} from {file}")
         with _progress_bar("rebuilding") as progress, _collector_paused():
-            rebuilt = run_rebuild(engine, progress=progress)
+            rebuilt = run_rebuild(engine, progress=progress, log_key=log_key)
+        settings.say(f"rebuilt {', '.join(rebuilt.projections)} from {_count(rebuilt.events, 'event')}")
+        report = verify_log(engine, log_key)
     finally:
         engine.dispose()
-    settings.say(f"rebuilt {', '.join(rebuilt.projections)} from {_count(rebuilt.events, 'event')}")
+    if not report.intact:
+        counts = ", ".join(f"{number:,} {kind}" for kind, number in report.counts().items())
+        _fail(f"the restored log does not verify ({counts}); run `dala verify` for the details")
+    settings.say(f"verified: {_count(report.events, 'event')} in {_count(report.streams, 'stream')}, intact")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,10 +8,14 @@ append, the log's migrations and the read models' tables. Everything else is han
 The database is chosen, in order, by the `database_url` argument, the `DALA_DATABASE_URL`
 environment variable, or the embedded default `database/edpsych_connect_dala.db` relative to
 the working directory.
+
+The log key (`DALA_LOG_KEY`, or the file named by `DALA_LOG_KEY_FILE`) is read here, once per
+`init_db`, and handed to the store, the migrations and rebuilds: nothing else reads it.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
 import threading
@@ -26,7 +30,8 @@ from sqlalchemy.pool import StaticPool
 from dala_events.dialects import configure_sqlite, read_transaction, write_transaction
 from dala_events.errors import DatabaseNotFound, InvalidInput, SchemaMismatchError
 from dala_events.events import decode_json, dump_checked_json
-from dala_events.store import EventStore, InMemoryEventStore, SqlEventStore
+from dala_events.store import EventStore, InMemoryEventStore, LogKey, SqlEventStore
+from dala_events.store.sql import check_log_key
 from projections.memory import MemoryReadModels
 from projections.projectors import project_events
 from projections.rebuild import ensure_projections, rebuild, stale_error, stale_projections
@@ -49,6 +54,47 @@ def configured_database_url() -> str:
     """The URL `init_db()` uses when given none: DALA_DATABASE_URL, or the embedded SQLite file."""
     url = os.environ.get(DATABASE_URL_ENV, "").strip()
     return url or f"sqlite:///{DEFAULT_DATABASE_PATH}"
+
+
+LOG_KEY_ENV = "DALA_LOG_KEY"
+LOG_KEY_FILE_ENV = "DALA_LOG_KEY_FILE"
+
+
+class Configured(enum.Enum):
+    """`KEY`: the log key the environment configures (see `configured_log_key`)."""
+
+    KEY = "configured"
+
+
+CONFIGURED = Configured.KEY
+KeyChoice = LogKey | None | Configured
+"""A log key, None for none (plain SHA-256), or CONFIGURED: whatever the environment says."""
+
+
+def configured_log_key() -> LogKey | None:
+    """The log key the environment configures, or None (the chain is then plain SHA-256).
+
+    `DALA_LOG_KEY` holds the key as hex digits (at least 64: 32 bytes, e.g. `openssl rand -hex
+    32`); `DALA_LOG_KEY_FILE` names a file holding the same (surrounding whitespace ignored).
+    Setting both is refused, as is a shorter key or text that is not hex.
+    """
+    value = os.environ.get(LOG_KEY_ENV, "").strip()
+    path = os.environ.get(LOG_KEY_FILE_ENV, "").strip()
+    if value and path:
+        raise InvalidInput(LOG_KEY_ENV, f"set {LOG_KEY_ENV} or {LOG_KEY_FILE_ENV}, not both")
+    if value:
+        return LogKey.from_hex(value, source=LOG_KEY_ENV)
+    if path:
+        try:
+            text_in_file = Path(path).expanduser().read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as error:
+            raise InvalidInput(LOG_KEY_FILE_ENV, f"cannot read the key file {path!r}: {error}") from None
+        return LogKey.from_hex(text_in_file, source=LOG_KEY_FILE_ENV)
+    return None
+
+
+def _chosen(log_key: KeyChoice) -> LogKey | None:
+    return configured_log_key() if isinstance(log_key, Configured) else log_key
 
 
 _JSON_COLUMNS: dict[str, Any] = {"json_serializer": dump_checked_json, "json_deserializer": decode_json}
@@ -92,37 +138,46 @@ def create_dala_engine(database_url: str | URL, *, create: bool = True) -> Engin
 
 AUTO_REBUILD_ENV = "DALA_AUTO_REBUILD"
 MIGRATIONS = "dala_events:migrations"
-LOG_SCHEMA_HEAD = "0002"
+LOG_SCHEMA_HEAD = "0003"
 """The newest migration of the log (a test keeps it equal to the scripts' head): a database at
 this revision is opened without loading Alembic, which costs a tenth of a second of start-up."""
 _PG_SETUP_LOCK = 4242001
 
 
-def alembic_config(connection: Connection | None = None) -> Config:
-    """The Alembic configuration of the log's migrations, bound to `connection` if given."""
+def alembic_config(connection: Connection | None = None, *, log_key: KeyChoice = CONFIGURED) -> Config:
+    """The Alembic configuration of the log's migrations, bound to `connection` if given.
+
+    `log_key` is the key a migration that chains the log (0003) chains it with.
+    """
     from alembic.config import Config  # Alembic is loaded only when migrating (see LOG_SCHEMA_HEAD)
 
     config = Config()
     config.set_main_option("script_location", MIGRATIONS)
     if connection is not None:
         config.attributes["connection"] = connection
+    if not isinstance(log_key, Configured):
+        config.attributes["log_key"] = log_key
     return config
 
 
-def migrate(engine: Engine, revision: str = "head", *, downgrade: bool = False) -> str | None:
+def migrate(
+    engine: Engine, revision: str = "head", *, downgrade: bool = False, log_key: KeyChoice = CONFIGURED
+) -> str | None:
     """Bring the event log and bookkeeping tables to `revision` (Alembic); returns where they end.
 
     A database whose event log predates the migrations is stamped with the first revision
-    (the same table) before upgrading. Read models are not migrated: they are rebuilt.
+    (the same table) before upgrading. Read models are not migrated: they are rebuilt. An
+    upgrade through 0003 chains the existing events with `log_key` (by default the
+    configured one).
     """
     with write_transaction(engine) as connection:
         _hold_setup_lock(connection)
-        reached = _migrate(connection, revision, downgrade=downgrade)
+        reached = _migrate(connection, revision, downgrade=downgrade, log_key=_chosen(log_key))
     _log.info("event log schema at revision %s", reached or "base")
     return reached
 
 
-def migrate_in(connection: Connection, revision: str) -> str | None:
+def migrate_in(connection: Connection, revision: str, *, log_key: KeyChoice = CONFIGURED) -> str | None:
     """Bring the log's schema to `revision` inside the caller's transaction, down or up as
     needed (a restore's target must first match its backup's schema). Going down still
     refuses to drop a log that holds events."""
@@ -131,15 +186,17 @@ def migrate_in(connection: Connection, revision: str) -> str | None:
     current = log_schema_revision(connection)
     target = order[-1] if revision == "head" else revision
     downgrade = current in order and target in order and order.index(current) > order.index(target)
-    return _migrate(connection, revision, downgrade=downgrade)
+    return _migrate(connection, revision, downgrade=downgrade, log_key=_chosen(log_key))
 
 
-def _migrate(connection: Connection, revision: str, *, downgrade: bool = False) -> str | None:
+def _migrate(
+    connection: Connection, revision: str, *, downgrade: bool = False, log_key: LogKey | None = None
+) -> str | None:
     from alembic import command  # loaded only when migrating (see LOG_SCHEMA_HEAD)
     from alembic.runtime.migration import MigrationContext
     from alembic.util import CommandError
 
-    config = alembic_config(connection)
+    config = alembic_config(connection, log_key=log_key)
     migrations = _migrations()
     known = [script.revision for script in migrations.walk_revisions()]
     if not revision or (revision not in ("head", "base") and revision not in known):
@@ -203,16 +260,20 @@ def _hold_setup_lock(connection: Connection) -> None:
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_SETUP_LOCK})
 
 
-def create_tables(engine: Engine) -> tuple[str, ...]:
+def create_tables(engine: Engine, *, log_key: KeyChoice = CONFIGURED) -> tuple[str, ...]:
     """Migrate the log to head and create missing read-model tables; returns stale projections.
 
     Idempotent. A projection is stale when its table definition changed since it was built
-    (or it is missing while the log has events): it needs `dala rebuild`.
+    (or it is missing while the log has events): it needs `dala rebuild`. Raises
+    LogKeyError when `log_key` (by default the configured one) is not the key the log is
+    chained with (see `check_log_key`).
     """
+    key = _chosen(log_key)
     with write_transaction(engine) as connection:
         _hold_setup_lock(connection)
         if log_schema_revision(connection) != LOG_SCHEMA_HEAD:
-            _migrate(connection, "head")
+            _migrate(connection, "head", log_key=key)
+        check_log_key(connection, key)
         return ensure_projections(connection)
 
 
@@ -230,15 +291,16 @@ def auto_rebuild_enabled(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def store_for(engine: Engine) -> SqlEventStore:
-    """An event store on `engine` that keeps the eight read models up to date inline."""
-    return SqlEventStore(engine, inline_projectors=[project_events])
+def store_for(engine: Engine, *, log_key: KeyChoice = CONFIGURED) -> SqlEventStore:
+    """An event store on `engine` that keeps the eight read models up to date inline and chains
+    what it appends with `log_key` (by default the configured one)."""
+    return SqlEventStore(engine, inline_projectors=[project_events], log_key=_chosen(log_key))
 
 
-def in_memory_store() -> tuple[InMemoryEventStore, MemoryReadModels]:
+def in_memory_store(*, log_key: LogKey | None = None) -> tuple[InMemoryEventStore, MemoryReadModels]:
     """An event store in memory and the read models it keeps up to date inline (for tests)."""
     read_models = MemoryReadModels()
-    return InMemoryEventStore(inline_projectors=[read_models.project]), read_models
+    return InMemoryEventStore(inline_projectors=[read_models.project], log_key=log_key), read_models
 
 
 def init_db(database_url: str | None = None, *, check_projections: bool = True) -> Engine:
@@ -247,19 +309,22 @@ def init_db(database_url: str | None = None, *, check_projections: bool = True) 
     Safe to call on every start. A read model whose definition changed is rebuilt from the log
     when DALA_AUTO_REBUILD allows it (the SQLite default), else SchemaMismatchError says to
     run `dala rebuild`; `check_projections=False` skips that (what `dala rebuild` itself
-    uses). `persistence_manager` and `LearnerProfile` use the default unless given a store.
+    uses). The log key is read from the environment here (`configured_log_key`); a key
+    other than the one the log is chained with raises LogKeyError. `persistence_manager` and
+    `LearnerProfile` use the default unless given a store.
     """
+    log_key = configured_log_key()
     engine = create_dala_engine(database_url or configured_database_url())
     try:
-        stale = create_tables(engine)
+        stale = create_tables(engine, log_key=log_key)
         if stale and check_projections:
             if not auto_rebuild_enabled(engine):
                 raise stale_error(stale)
-            rebuild(engine, projections=stale)
+            rebuild(engine, projections=stale, log_key=log_key)
     except BaseException:
         engine.dispose()
         raise
-    _make_default(engine)
+    _make_default(engine, log_key)
     return engine
 
 
@@ -291,16 +356,17 @@ def open_db(database_url: str | None = None) -> Engine:
     except BaseException:
         engine.dispose()
         raise
-    _make_default(engine)
+    _make_default(engine, configured_log_key())
     return engine
 
 
-def _make_default(engine: Engine) -> None:
-    """Make `engine` (and a store on it) the process default, closing the previous one."""
+def _make_default(engine: Engine, log_key: LogKey | None) -> None:
+    """Make `engine` (and a store on it chaining with `log_key`) the process default, closing
+    the previous one."""
     global _default_engine, _default_store
     with _lock:
         previous = _default_engine
-        _default_engine, _default_store = engine, store_for(engine)
+        _default_engine, _default_store = engine, store_for(engine, log_key=log_key)
     if previous is not None and previous is not engine:
         previous.dispose()
 

@@ -7,7 +7,10 @@ How a rebuild runs, and why it is safe while the application keeps writing:
    first, so a rebuild can always simply be run again.
 2. The log is streamed in batches by position through the same projectors the inline
    projection uses, written into the shadows in short transactions: memory stays bounded and
-   writers keep appending (their inline projection goes to the live tables as usual).
+   writers keep appending (their inline projection goes to the live tables as usual). Each
+   event's hash is checked against its stream's chain before it is projected (`_Chain`): an
+   event that does not verify stops the rebuild with RebuildError naming it, so a forged
+   value never reaches a read model.
 3. Catch-up and swap, in one short transaction that holds off writers (SQLite's write lock;
    PostgreSQL's EXCLUSIVE lock on event_log, which readers do not need): the events appended
    since step 2 are projected into the shadows, the live tables are dropped, the shadows
@@ -53,10 +56,12 @@ if sys.platform != "win32":
     import fcntl
 
 from dala_events.dialects import upsert
-from dala_events.envelopes import LoggedEvent
 from dala_events.errors import DalaError, RefusedToDestroy, SchemaMismatchError
 from dala_events.events import utc_now
-from dala_events.store import SqlEventStore, event_log, projection_state
+from dala_events.store import LogKey, SqlEventStore, event_log, projection_state
+from dala_events.store.codec import decode_chain_row_as_logged, hasher, link_of
+from dala_events.store.contract import Row
+from dala_events.store.sql import check_log_key
 from projections.catalog import PARENT, fingerprint, projection_names, read_model_tables, with_dependents
 from projections.projectors import RowChanges, SqlRowWriter, TableSet, apply_events
 
@@ -66,6 +71,8 @@ SHADOW_SUFFIX = "__rebuild"
 SHADOW_SCHEMA = "dala_rebuild"
 REBUILD_BATCH_SIZE = 10_000
 """Events per batch of a rebuild: each batch is one read, one flush and (SQLite) one commit."""
+MAX_WAITING = 100_000
+"""Events held back at most while their stream's previous version may still commit (see `_Chain`)."""
 
 _PG_REBUILD_LOCK = 4242002
 
@@ -93,14 +100,17 @@ def rebuild_projections(
     projections: Iterable[str] | None = None,
     batch_size: int = REBUILD_BATCH_SIZE,
     progress: Progress | None = None,
+    log_key: LogKey | None = None,
 ) -> int:
     """Rebuild read models from the whole log and swap them in; returns the events replayed.
 
     `projections` names the tables to rebuild (default: all eight); rebuilding
-    `learner_profiles` rebuilds every table, as the others hang off it. See `rebuild` for the
-    full result.
+    `learner_profiles` rebuilds every table, as the others hang off it. `log_key` is the key
+    the log is chained with (None: plain SHA-256). See `rebuild` for the full result.
     """
-    return rebuild(engine, projections=projections, batch_size=batch_size, progress=progress).events
+    return rebuild(
+        engine, projections=projections, batch_size=batch_size, progress=progress, log_key=log_key
+    ).events
 
 
 def rebuild(
@@ -109,8 +119,13 @@ def rebuild(
     projections: Iterable[str] | None = None,
     batch_size: int = REBUILD_BATCH_SIZE,
     progress: Progress | None = None,
+    log_key: LogKey | None = None,
 ) -> RebuildResult:
-    """Rebuild read models live-safely (see the module's docstring) and report what was done."""
+    """Rebuild read models live-safely (see the module's docstring) and report what was done.
+
+    Every event's hash is checked with `log_key` (None: plain SHA-256) before it is projected;
+    RebuildError names the first that does not verify, and nothing is swapped in.
+    """
     names = with_dependents(projection_names() if projections is None else projections)
     if not names:
         raise RebuildError("no projection to rebuild")
@@ -122,18 +137,20 @@ def rebuild(
         with _foreign_keys_unchecked(connection):
             try:
                 with connection.begin():
+                    check_log_key(connection, log_key)  # the wrong key would refuse every event
                     shadow.create(connection)
                 expected = store.last_position()
                 reached = _Reached()
+                chain = _Chain(log_key)
                 changes = RowChanges(SqlRowWriter(connection, shadow.targets))
-                for batch in store.read_for_projection(batch_size=batch_size):
+                for batch in store.stored_rows(batch_size=batch_size):
                     with connection.begin():
-                        _project(changes, batch, reached)
+                        _project(changes, batch, reached, chain, late_possible=True)
                     if progress is not None:
                         progress(reached.events, expected)
                 with connection.begin():
                     _lock_out_writers(connection)
-                    _catch_up(store, connection, changes, reached)
+                    _catch_up(store, connection, changes, reached, chain, batch_size)
                     if reached.events == 0:
                         _refuse_to_empty(connection, names)
                     shadow.swap_in(connection)
@@ -240,31 +257,130 @@ class _Reached:
         self.gaps: list[tuple[int, int]] = []
 
 
-def _project(changes: RowChanges, batch: list[LoggedEvent], reached: _Reached) -> None:
-    apply_events(changes, batch)
-    changes.flush()
+class _Chain:
+    """Checks each event's hash against its stream's chain before it may be projected.
+
+    Rows come in position order, which within a stream is version order, with one exception
+    on PostgreSQL: an append that committed late, behind newer positions, is read only at the
+    catch-up. A row whose previous version has not been seen therefore waits (it and the rest
+    of its stream) while a position gap below it may still fill, and is checked and projected
+    once its predecessor is; what still waits at the end is missing, and refused.
+    """
+
+    def __init__(self, log_key: LogKey | None) -> None:
+        self.digest = hasher(log_key)
+        self.heads: dict[str, tuple[int, str]] = {}
+        self.waiting: dict[str, dict[int, Row]] = {}
+        self.waiting_count = 0
+
+    def admit(self, rows: list[Row], earliest_gap: int | None) -> list[Row]:
+        """The rows that verify, in an order to project them; the rest wait or are refused.
+
+        `earliest_gap` is the lowest position that may still commit late (None: none may).
+        """
+        ready: list[Row] = []
+        for row in rows:
+            learner_id, version = row[5], row[6]
+            if type(version) is not int:
+                raise _refused(row, "has a version that is not a whole number")
+            head_version, head_hash = self.heads.get(learner_id, (0, ""))
+            if version == head_version + 1:
+                self._check(row, head_hash)
+                ready.append(row)
+                self.heads[learner_id] = (version, row[10])
+                if self.waiting:
+                    self._release(learner_id, ready)
+            elif version <= head_version:
+                raise _refused(row, f"comes after version {head_version} of its stream (reordered or duplicated)")
+            elif earliest_gap is not None and earliest_gap < row[0] and self.waiting_count < MAX_WAITING:
+                self.waiting.setdefault(learner_id, {})[version] = row
+                self.waiting_count += 1
+            else:
+                self._refuse_gap(row, head_version, head_hash)
+        return ready
+
+    def _release(self, learner_id: str, ready: list[Row]) -> None:
+        waiting = self.waiting.get(learner_id)
+        if not waiting:
+            return
+        head_version, head_hash = self.heads.get(learner_id, (0, ""))
+        while (row := waiting.pop(head_version + 1, None)) is not None:
+            self.waiting_count -= 1
+            self._check(row, head_hash)
+            ready.append(row)
+            head_version, head_hash = row[6], row[10]
+            self.heads[learner_id] = (head_version, head_hash)
+        if not waiting:
+            del self.waiting[learner_id]
+
+    def _check(self, row: Row, previous: str) -> None:
+        if link_of(row, previous, self.digest) != row[10]:
+            version = self.heads.get(row[5], (0, ""))[0] + 1
+            if row[6] != version and link_of(row, previous, self.digest, version=version) == row[10]:
+                raise _refused(row, f"was written as version {version}: its version was changed")
+            raise _refused(
+                row,
+                "does not verify: its hash does not match its stored values and the chain before it "
+                "(changed, moved or forged, or the log key is not the one the log was written with)",
+            )
+
+    def _refuse_gap(self, row: Row, head_version: int, head_hash: str) -> None:
+        if link_of(row, head_hash, self.digest, version=head_version + 1) == row[10]:
+            raise _refused(row, f"was written as version {head_version + 1}: its version was changed")
+        raise _missing(row, head_version)
+
+    def finish(self) -> None:
+        """RebuildError for the first event still waiting: its previous version is missing."""
+        if self.waiting:
+            row = min((row for rows in self.waiting.values() for row in rows.values()), key=lambda r: r[0])
+            self._refuse_gap(row, *self.heads.get(row[5], (0, "")))
+
+
+def _refused(row: Row, problem: str) -> RebuildError:
+    return RebuildError(
+        f"event log: learner {row[5]!r} version {row[6]} (log position {row[0]}) {problem}; "
+        "nothing was swapped in (run `dala verify` for the full report)"
+    )
+
+
+def _missing(row: Row, head_version: int) -> RebuildError:
+    first, last = head_version + 1, row[6] - 1
+    missing = f"version {first}" if first == last else f"versions {first}-{last}"
+    return _refused(row, f"follows version {head_version}: {missing} of the stream missing (deleted or moved)")
+
+
+def _project(changes: RowChanges, rows: list[Row], reached: _Reached, chain: _Chain, *, late_possible: bool) -> None:
     # Positions come from a sequence: one that is missing below the highest seen belongs to a
     # transaction that rolled back, or (PostgreSQL) one that has not committed yet.
     position = reached.position
-    for event in batch:
-        if event.position != position + 1:
-            reached.gaps.append((position + 1, event.position - 1))
-        position = event.position
+    for row in rows:
+        if row[0] != position + 1:
+            reached.gaps.append((position + 1, row[0] - 1))
+        position = row[0]
     reached.position = position
-    reached.events += len(batch)
+    earliest_gap = reached.gaps[0][0] if late_possible and reached.gaps else None
+    _apply(changes, chain.admit(rows, earliest_gap), reached)
 
 
-def _catch_up(store: SqlEventStore, connection: Connection, changes: RowChanges, reached: _Reached) -> None:
-    """Project what was appended during the replay, with writers held off."""
+def _apply(changes: RowChanges, rows: list[Row], reached: _Reached) -> None:
+    apply_events(changes, [decode_chain_row_as_logged(row) for row in rows])
+    changes.flush()
+    reached.events += len(rows)
+
+
+def _catch_up(
+    store: SqlEventStore, connection: Connection, changes: RowChanges, reached: _Reached, chain: _Chain, batch_size: int
+) -> None:
+    """Project what was appended during the replay, with writers held off; then nothing may
+    still be waiting for a late commit."""
     store = store.bound_to(connection)
     if reached.gaps:
-        late = store.read_position_ranges(reached.gaps)
+        late = store.stored_rows_in_ranges(reached.gaps)
         if late:
-            apply_events(changes, late)
-            changes.flush()
-            reached.events += len(late)
-    for batch in store.read_for_projection(reached.position):
-        _project(changes, batch, reached)
+            _apply(changes, chain.admit(late, None), reached)
+    for rows in store.stored_rows(reached.position, batch_size=batch_size):
+        _project(changes, rows, reached, chain, late_possible=False)
+    chain.finish()
 
 
 def _refuse_to_empty(connection: Connection, names: Sequence[str]) -> None:

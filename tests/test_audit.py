@@ -11,7 +11,7 @@ import pytest
 from freezegun import freeze_time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from dala_events import audit
 from dala_events import persistence_manager as pm
@@ -20,6 +20,7 @@ from dala_events.errors import CorruptEventError, InvalidInput
 from dala_events.events import PreferenceSet, new_event_id
 from dala_events.hlp_module import LearnerProfile, LearnerState
 from dala_events.store import SqlEventStore, event_log
+from dala_events.store.codec import chain_rows
 from projections.rebuild import rebuild_projections
 from tests.helpers import aggregate_snapshot, profile_snapshot, read_model_rows
 
@@ -179,20 +180,23 @@ def _insert_raw(
 ) -> None:
     at = T0 + timedelta(minutes=version)
     event_id = new_event_id()
+    row = {
+        "event_id": event_id,
+        "learner_id": learner_id,
+        "version": version,
+        "event_type": event_type,
+        "schema_version": schema_version,
+        "occurred_at": at,
+        "recorded_at": at,
+        "payload": json.dumps(payload),
+        "metadata": json.dumps({"actor": "teacher:7", "reason": None, "correlation_id": event_id}),
+    }
     with store.engine.begin() as connection:
-        connection.execute(
-            insert(event_log).values(
-                event_id=event_id,
-                learner_id=learner_id,
-                version=version,
-                event_type=event_type,
-                schema_version=schema_version,
-                occurred_at=at,
-                recorded_at=at,
-                payload=json.dumps(payload),
-                metadata=json.dumps({"actor": "teacher:7", "reason": None, "correlation_id": event_id}),
-            )
-        )
+        previous = connection.execute(
+            select(event_log.c.hash).where(event_log.c.learner_id == learner_id, event_log.c.version == version - 1)
+        ).scalar()
+        chain_rows([row], previous or "", store.log_key)  # old rows were chained by migration 0003
+        connection.execute(insert(event_log).values({c.name: row[c.name] for c in event_log.c if c.name in row}))
 
 
 def test_a_v1_preference_event_written_as_old_rows_is_read_through_every_path(store: SqlEventStore) -> None:

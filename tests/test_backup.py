@@ -20,6 +20,7 @@ from dala_events.backup import BackupError, backup_log, restore_log
 from dala_events.database_setup import close_db, create_dala_engine, init_db, store_for
 from dala_events.errors import RefusedToDestroy
 from dala_events.hlp_module import LearnerProfile
+from dala_events.integrity import verify_log
 from dala_events.store import SqlEventStore, event_log
 from projections.rebuild import rebuild
 from tests.conftest import POSTGRES_URL, require_postgres, reset_postgres
@@ -75,7 +76,8 @@ def test_a_sqlite_backup_restores_exactly_into_either_engine(
     try:
         restored = restore_log(target, result.path)
         assert restored.events == 15 and restored.sha256 == result.sha256
-        assert _log_rows(target) == _log_rows(sqlite_source.engine)
+        assert _log_rows(target) == _log_rows(sqlite_source.engine)  # hashes included
+        assert verify_log(target, None).intact
         rebuild(target)
         assert read_model_rows(target) == read_model_rows(sqlite_source.engine)
         target_store = store_for(target)
@@ -251,6 +253,7 @@ def test_the_commands_back_up_and_restore(sqlite_source: SqlEventStore, tmp_path
     fresh = f"sqlite:///{tmp_path}/fresh/restored.db"
     restored = run_dala("restore", str(tmp_path / "cli.backup"), "--database-url", fresh, cwd=tmp_path)
     assert restored.returncode == 0 and "restored 15 events" in restored.stdout, restored.stderr
+    assert "verified: 15 events in 2 streams, intact" in restored.stdout
     shown = run_dala("profile", "ann", "--json", "--database-url", fresh, cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     missing = run_dala(

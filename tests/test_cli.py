@@ -156,9 +156,14 @@ def test_a_closed_pipe_ends_quietly(demo_dir: Path) -> None:
 
 def test_migrate_current_and_history(demo_dir: Path) -> None:
     current = run_dala("migrate", "current", cwd=demo_dir)
-    assert current.returncode == 0 and current.stdout.split()[0] == "0002" and "(head)" in current.stdout
+    from dala_events.database_setup import LOG_SCHEMA_HEAD, migration_history
+
+    assert current.returncode == 0 and current.stdout.split()[0] == LOG_SCHEMA_HEAD and "(head)" in current.stdout
     listed = run_dala("migrate", "history", cwd=demo_dir).stdout.splitlines()
-    assert listed[0].startswith("0001 -> 0002") and listed[-1].startswith("base -> 0001")
+    newest = migration_history()[0]
+    assert listed[0].startswith(f"{newest.down_revision} -> {LOG_SCHEMA_HEAD}")
+    assert listed[-1].startswith("base -> 0001")
+    assert len(listed) == len(migration_history())
 
 
 def test_verbose_shows_the_librarys_log_and_quiet_hides_status(demo_dir: Path) -> None:

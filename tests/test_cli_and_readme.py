@@ -76,7 +76,7 @@ def test_audit_commands_through_the_console_script(tmp_path: Path) -> None:
     unknown = run_dala("rebuild", "--projection", "nope", cwd=tmp_path)
     assert unknown.returncode == 1 and "unknown projection 'nope'" in unknown.stderr
     migrated = run_dala("migrate", cwd=tmp_path)
-    assert migrated.returncode == 0 and "revision 0002" in migrated.stdout
+    assert migrated.returncode == 0 and "revision 0003" in migrated.stdout
 
 
 def test_errors_go_to_stderr_without_traceback(tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ from dala_events.events import (
 )
 from dala_events.hlp_module import LearnerProfile, get_or_create_learner_profile
 from dala_events.store import EventStore, SqlEventStore, event_log
+from dala_events.store.codec import chain_rows
 from projections.database_models import READ_MODEL_METADATA
 from projections.rebuild import rebuild
 from tests.conftest import POSTGRES_URL, require_postgres, reset_postgres
@@ -731,21 +732,24 @@ def test_events_written_before_the_limits_stay_readable(sqlite_store: SqlEventSt
         ("InterestAdded", {"interest_name": "Robo\x00tics"}),
         ("ActivityAttemptRecorded", {"lo_id": "LO1", "activity_id": "a", "activity_type": "quiz", "score": 150.0}),
     ]
+    previous = ""
     with sqlite_store.engine.begin() as connection:
         for version, (event_type, payload) in enumerate(rows, start=1):
-            connection.execute(
-                insert(event_log).values(
-                    event_id=new_event_id(),
-                    learner_id="old",
-                    version=version,
-                    event_type=event_type,
-                    schema_version=1,
-                    occurred_at=T0,
-                    recorded_at=T0,
-                    payload=json.dumps(payload),
-                    metadata=json.dumps({"actor": "system", "reason": None, "correlation_id": "c"}),
-                )
-            )
+            row = {
+                "event_id": new_event_id(),
+                "learner_id": "old",
+                "version": version,
+                "event_type": event_type,
+                "schema_version": 1,
+                "occurred_at": T0,
+                "recorded_at": T0,
+                "payload": json.dumps(payload),
+                "metadata": json.dumps({"actor": "system", "reason": None, "correlation_id": "c"}),
+            }
+            chain_rows([row], previous, sqlite_store.log_key)  # old rows were chained by migration 0003
+            previous = row["hash"]
+            names = [column.name for column in event_log.columns]
+            connection.execute(insert(event_log).values(**{name: row[name] for name in names if name in row}))
     profile = LearnerProfile.load("old", store=sqlite_store)
     assert profile.interests == ["Robo\x00tics"]
     assert profile.activity_attempts[0].score == 150.0

@@ -159,11 +159,14 @@ def test_a_new_column_filled_from_old_events_after_a_schema_change(database_url:
 def test_migrations_run_up_and_down_and_match_the_tables_in_code(database_url: str) -> None:
     engine = create_dala_engine(database_url)
     try:
-        assert migrate(engine) == "0002"
+        assert migrate(engine) == "0003"
         with engine.connect() as connection:
             assert {"event_log", "projection_state", "alembic_version"} <= set(inspect(connection).get_table_names())
             differences = compare_metadata(MigrationContext.configure(connection), LOG_METADATA)
         assert [d for d in differences if d[0] in ("add_table", "remove_table", "add_column", "remove_column")] == []
+        assert migrate(engine, "0002", downgrade=True) == "0002"
+        with engine.connect() as connection:
+            assert "hash" not in {column["name"] for column in inspect(connection).get_columns("event_log")}
         assert migrate(engine, "0001", downgrade=True) == "0001"
         with engine.connect() as connection:
             names = set(inspect(connection).get_table_names())
@@ -171,7 +174,7 @@ def test_migrations_run_up_and_down_and_match_the_tables_in_code(database_url: s
         assert migrate(engine, "base", downgrade=True) is None
         with engine.connect() as connection:
             assert not {"event_log", "projection_state"} & set(inspect(connection).get_table_names())
-        assert migrate(engine) == "0002"
+        assert migrate(engine) == "0003"
     finally:
         engine.dispose()
 
@@ -183,7 +186,7 @@ def test_a_log_created_before_the_migrations_is_stamped_and_upgraded(database_ur
             event_log.create(connection)
         init_db(database_url)
         with engine.connect() as connection:
-            assert MigrationContext.configure(connection).get_current_revision() == "0002"
+            assert MigrationContext.configure(connection).get_current_revision() == "0003"
     finally:
         close_db()
         engine.dispose()
@@ -206,6 +209,7 @@ def test_positions_skipped_by_rolled_back_appends_are_looked_up_again(store: Sql
                 recorded_at=datetime(2026, 1, 1, tzinfo=UTC),
                 payload="{}",
                 metadata="{}",
+                hash="0" * 64,
             )
         )
         transaction.rollback()

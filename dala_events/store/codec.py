@@ -1,21 +1,29 @@
 """The log codec: an event in its envelope <-> a plain row of the log, the same for every store.
 
 A stored row is plain data (ids, numbers, times, JSON text). Every store implementation
-writes rows made by `encode_row` and reads them back through `decode_recorded` /
-`decode_logged`, so what one backend accepts, every backend reads back the same way.
-Rows come back as tuples in one of two shapes, `RECORDED_FIELDS` (everything) or
-`PROJECTABLE_FIELDS` (what a projector needs).
+writes rows made by `encode_row` and chained by `chain_rows`, and reads them back through
+`decode_recorded` / `decode_logged`, so what one backend accepts, every backend reads back
+the same way. Rows come back as tuples in one of two shapes, `RECORDED_FIELDS` (everything,
+the hash included) or `PROJECTABLE_FIELDS` (what a projector needs); a chain row is a
+recorded row with its two times as the text the chain hashes (`time_text`).
+
+The hash chain (below) is computed here too, once for every store: each row's `hash` covers
+its stored columns and the previous row's hash in its learner's stream.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import hashlib
+import hmac
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 import pydantic
 
 from dala_events.envelopes import LoggedEvent, NewEvent, RecordedEvent
-from dala_events.errors import CorruptEventError
+from dala_events.errors import CorruptEventError, DalaError, InvalidInput
 from dala_events.events import DomainEvent, UnknownEventError, decode_event, decode_json, encode_json, encode_payload
 
 RECORDED_FIELDS = (
@@ -29,15 +37,18 @@ RECORDED_FIELDS = (
     "occurred_at",
     "recorded_at",
     "metadata",
+    "hash",
 )
-"""The columns of a recorded row, in the order stores return them."""
+"""The columns of a recorded row, in the order stores return them: everything stored but the
+hash first, then the hash (see `link_of`)."""
 
 PROJECTABLE_FIELDS = ("position", "event_type", "schema_version", "payload", "learner_id", "version", "occurred_at")
 """The columns of a projectable row, in the order stores return them."""
 
 
 def encode_row(learner_id: str, version: int, new: NewEvent, recorded_at: datetime) -> dict[str, Any]:
-    """The log row of `new` as version `version` of the learner's stream (no position yet)."""
+    """The log row of `new` as version `version` of the learner's stream (no position yet, no
+    hash: the store chains it with `chain_rows` once it knows the stream's last hash)."""
     event = new.event
     return {
         "event_id": new.event_id,
@@ -82,3 +93,221 @@ def decode_recorded(row: tuple[Any, ...]) -> RecordedEvent:
 def projectable(row: tuple[Any, ...]) -> tuple[Any, ...]:
     """The projectable shape of a recorded row."""
     return (row[0], row[1], row[2], row[3], row[5], row[6], row[7])
+
+
+# ---------------------------------------------------------------------------------------------
+# The hash chain
+# ---------------------------------------------------------------------------------------------
+#
+# Each row's `hash` links it to the row before it in its learner's stream:
+#
+#     hash_n = HMAC-SHA256(log key, message_n)      with a log key
+#     hash_n = SHA-256(message_n)                    without one (a checksum: it catches
+#                                                    accidents, not someone who can write)
+#
+# message_n is the UTF-8 encoding of CHAIN_FORMAT followed by ten fields, each written as its
+# length in characters (decimal), a colon and its text, in this order: hash_{n-1} (empty for
+# version 1), event_id (canonical lowercase 8-4-4-4-12 form), learner_id, version, event_type,
+# schema_version (decimal), occurred_at and recorded_at (UTC, "YYYY-MM-DD HH:MM:SS.ffffff"),
+# payload and metadata (the stored text exactly). The log position is left out: a restore may
+# renumber it. What is hashed is what is stored, never a decoded value, so a payload stored
+# encrypted is chained as its ciphertext.
+
+CHAIN_FORMAT = "dala-event-chain/1\n"
+"""The first bytes of every hashed message: names the message format, so a later format
+cannot be mistaken for this one."""
+
+HASH_LENGTH = 64
+"""Hex digits of a stored hash (SHA-256 and HMAC-SHA256 alike)."""
+
+MIN_LOG_KEY_BYTES = 32
+"""The shortest log key taken: 256 bits, the size of HMAC-SHA256's output."""
+
+_KEY_ID_MESSAGE = b"dala-events log key id"
+
+
+class LogKeyError(DalaError):
+    """The log key is not the one the log is chained with (or one is missing)."""
+
+
+class LogKey:
+    """The secret that keys the log's hash chain (HMAC-SHA256): at least 32 bytes.
+
+    Without it, write access to the database cannot make a row that verifies. `key_id` names
+    the key without revealing it (an HMAC of a fixed text), so a log, a checkpoint and a
+    process can say which key they use.
+    """
+
+    __slots__ = ("_hmac", "key_id")
+
+    def __init__(self, secret: bytes, *, source: str = "log key") -> None:
+        if not isinstance(secret, bytes):
+            raise InvalidInput(source, f"must be bytes, not {type(secret).__name__}")
+        if len(secret) < MIN_LOG_KEY_BYTES:
+            raise InvalidInput(source, f"must be at least {MIN_LOG_KEY_BYTES} bytes, got {len(secret)}")
+        self._hmac = hmac.new(secret, digestmod=hashlib.sha256)
+        self.key_id = hmac.new(secret, _KEY_ID_MESSAGE, hashlib.sha256).hexdigest()[:16]
+
+    @classmethod
+    def from_hex(cls, text: str, *, source: str = "log key") -> LogKey:
+        """The key written as hex digits (64 or more: `secrets.token_hex(32)` makes one)."""
+        digits = "".join(text.split())
+        try:
+            secret = bytes.fromhex(digits)
+        except ValueError:
+            raise InvalidInput(source, "must be hex digits (e.g. the output of `openssl rand -hex 32`)") from None
+        if len(secret) < MIN_LOG_KEY_BYTES:
+            digits_needed = 2 * MIN_LOG_KEY_BYTES
+            raise InvalidInput(
+                source, f"must be at least {MIN_LOG_KEY_BYTES} bytes ({digits_needed} hex digits), got {len(secret)}"
+            )
+        return cls(secret, source=source)
+
+    def sign(self, message: bytes) -> str:
+        """HMAC-SHA256 of `message` under this key, in hex."""
+        mac = self._hmac.copy()
+        mac.update(message)
+        return mac.hexdigest()
+
+    def __repr__(self) -> str:
+        return f"LogKey(key_id={self.key_id!r})"
+
+
+def chain_mode(key: LogKey | None) -> str:
+    """How a chain is hashed: "hmac-sha256" with a key, "sha256" without."""
+    return "sha256" if key is None else "hmac-sha256"
+
+
+def hasher(key: LogKey | None) -> Callable[[bytes], str]:
+    """The function that hashes a chain message: HMAC-SHA256 under `key`, or SHA-256."""
+    if key is None:
+        return _sha256_hex
+    return key.sign
+
+
+def _sha256_hex(message: bytes) -> str:
+    return hashlib.sha256(message).hexdigest()
+
+
+def time_text(moment: datetime) -> str:
+    """A timestamp as the chain hashes it: UTC, "YYYY-MM-DD HH:MM:SS.ffffff" (SQLite's stored form)."""
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(" ", "microseconds")[:-6]
+
+
+def event_id_text(event_id: str) -> str:
+    """An event id as the chain hashes it, and as every store reads it back: lowercase 8-4-4-4-12."""
+    canonical_dashes = len(event_id) == 36 and event_id[8] == event_id[13] == event_id[18] == event_id[23] == "-"
+    if canonical_dashes and event_id.islower():
+        return event_id
+    return str(UUID(event_id))
+
+
+def chain_message(
+    previous: str,
+    event_id: str,
+    learner_id: str,
+    version: int,
+    event_type: str,
+    schema_version: int,
+    occurred_at: str,
+    recorded_at: str,
+    payload: str,
+    metadata: str,
+) -> bytes:
+    """The bytes hashed for one row (see the comment above `CHAIN_FORMAT`); times as `time_text`."""
+    v = str(version)
+    s = str(schema_version)
+    return (
+        f"{CHAIN_FORMAT}{len(previous)}:{previous}{len(event_id)}:{event_id}{len(learner_id)}:{learner_id}"
+        f"{len(v)}:{v}{len(event_type)}:{event_type}{len(s)}:{s}{len(occurred_at)}:{occurred_at}"
+        f"{len(recorded_at)}:{recorded_at}{len(payload)}:{payload}{len(metadata)}:{metadata}"
+    ).encode()
+
+
+def chain_rows(rows: Sequence[dict[str, Any]], previous: str, key: LogKey | None) -> None:
+    """Give each new row (from `encode_row`, in version order) its `hash`, chained from `previous`
+    (the stream's last stored hash, "" for a new stream). Every store appends through this.
+
+    The two times are also left in the row as the text hashed, `occurred_text` and
+    `recorded_text`: the form SQLite stores, so the SQL store formats them once for both.
+    """
+    digest = hasher(key)
+    recorded: datetime | None = None
+    recorded_text = ""
+    for row in rows:
+        if row["recorded_at"] is not recorded:  # one append shares one recorded_at
+            recorded = row["recorded_at"]
+            recorded_text = time_text(row["recorded_at"])
+        occurred_text = row["occurred_text"] = time_text(row["occurred_at"])
+        row["recorded_text"] = recorded_text
+        previous = row["hash"] = digest(
+            chain_message(
+                previous,
+                event_id_text(row["event_id"]),
+                row["learner_id"],
+                row["version"],
+                row["event_type"],
+                row["schema_version"],
+                occurred_text,
+                recorded_text,
+                row["payload"],
+                row["metadata"],
+            )
+        )
+
+
+def link_of(
+    row: tuple[Any, ...],
+    previous: str,
+    digest: Callable[[bytes], str],
+    *,
+    learner_id: str | None = None,
+    version: int | None = None,
+) -> str:
+    """The hash a chain row (see `as_chain_row`) should carry if it follows `previous`.
+
+    `learner_id` / `version` put other values in their place: what the row would hash to had
+    it been written to another stream or as another version (how a check tells a moved or
+    renumbered event from a changed one).
+    """
+    return digest(
+        chain_message(
+            previous,
+            row[4],
+            row[5] if learner_id is None else learner_id,
+            row[6] if version is None else version,
+            row[1],
+            row[2],
+            row[7],
+            row[8],
+            row[3],
+            row[9],
+        )
+    )
+
+
+def as_chain_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A recorded row (`RECORDED_FIELDS`, times as datetimes) as a chain row: the same fields,
+    the event id in canonical form and the two times as `time_text`, as the SQL store reads
+    them for checking (`SqlEventStore.stored_rows`)."""
+    return (*row[:4], event_id_text(row[4]), row[5], row[6], time_text(row[7]), time_text(row[8]), *row[9:])
+
+
+def parse_time_text(text: str) -> datetime:
+    """The UTC datetime of a time's chain text (or of other ISO text a hand may have stored)."""
+    try:
+        return datetime.fromisoformat(text + "+00:00")
+    except ValueError:  # text with a zone of its own, not written by a store
+        moment = datetime.fromisoformat(text)
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def decode_chain_row_as_logged(row: tuple[Any, ...]) -> LoggedEvent:
+    """A chain row as a LoggedEvent: what is projected once the row's hash is checked."""
+    try:
+        occurred_at = parse_time_text(row[7])
+    except (TypeError, ValueError) as error:
+        raise CorruptEventError(row[0], row[1], f"occurred_at is not a time: {error}") from error
+    return LoggedEvent(row[0], row[5], row[6], occurred_at, decode_event_of(row))

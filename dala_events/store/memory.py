@@ -1,22 +1,23 @@
 """The in-memory event store: the contract without a database, for tests and scratch work.
 
 Rows are kept exactly as the SQL store writes them (payload and metadata as JSON text, made
-by the same codec), so reading them back runs the same decoding and the same checks; only
-where they live differs. Appends are atomic under a lock: the rows and the inline
+by the same codec, chained by the same `codec.chain_rows`), so reading them back runs the
+same decoding and the same checks, and the hashes equal the SQL store's for the same events;
+only where they live differs. Appends are atomic under a lock: the rows and the inline
 projections of one append happen together or, if a projection fails, not at all.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from dala_events.envelopes import AppendedEvent, ProjectableEvent, StreamSummary
 from dala_events.errors import ConcurrencyError, InvalidInput
-from dala_events.store.codec import RECORDED_FIELDS, projectable
-from dala_events.store.contract import EventStore, Row
+from dala_events.store.codec import RECORDED_FIELDS, LogKey, as_chain_row, chain_rows, projectable
+from dala_events.store.contract import DEFAULT_BATCH_SIZE, EventStore, Row, check_count
 
 MemoryProjector = Callable[[Sequence[ProjectableEvent]], None]
 """An inline projection of the in-memory store: called with each append's events, inside the
@@ -26,8 +27,9 @@ append (an exception undoes the append)."""
 class InMemoryEventStore(EventStore):
     """An `EventStore` holding its log in a list: nothing survives the process."""
 
-    def __init__(self, *, inline_projectors: Sequence[MemoryProjector] = ()) -> None:
+    def __init__(self, *, inline_projectors: Sequence[MemoryProjector] = (), log_key: LogKey | None = None) -> None:
         self.inline_projectors = tuple(inline_projectors)
+        self.log_key = log_key
         self._lock = threading.RLock()
         self._rows: list[Row] = []
         self._streams: dict[str, list[Row]] = {}
@@ -49,6 +51,7 @@ class InMemoryEventStore(EventStore):
             ids = [row["event_id"] for row in rows]
             if len(set(ids)) != len(ids) or not self._event_ids.isdisjoint(ids):
                 raise InvalidInput("event_id", "an event with this id is already in the log", learner_id=learner_id)
+            chain_rows(rows, stream[-1][10] if stream else "", self.log_key)
             stored = [self._stored(len(self._rows) + offset, row) for offset, row in enumerate(rows, start=1)]
             self._rows.extend(stored)
             self._streams.setdefault(learner_id, []).extend(stored)
@@ -72,6 +75,23 @@ class InMemoryEventStore(EventStore):
             moment: datetime = values[name]
             values[name] = moment.astimezone(UTC)
         return tuple(values[name] for name in RECORDED_FIELDS)
+
+    def stored_rows(
+        self,
+        after_position: int = 0,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        learner_ids: Collection[str] | None = None,
+    ) -> Iterator[list[Row]]:
+        """The chain rows after `after_position` in log order, in batches, optionally of the
+        given learners only (as `SqlEventStore.stored_rows`)."""
+        check_count("after_position", after_position)
+        check_count("batch_size", batch_size, minimum=1)
+        wanted = None if learner_ids is None else frozenset(learner_ids)
+        with self._lock:
+            rows = [as_chain_row(row) for row in self._rows[after_position:] if wanted is None or row[5] in wanted]
+        for start in range(0, len(rows), batch_size):
+            yield rows[start : start + batch_size]
 
     def _stream_version(self, learner_id: str) -> int:
         with self._lock:

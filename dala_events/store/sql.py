@@ -1,16 +1,19 @@
 """The SQL event store: the contract on SQLAlchemy Core, for SQLite and PostgreSQL alike.
 
-`event_log` is the one table of truth, `projection_state` the projections' bookkeeping (both
-migrated by Alembic). `SqlEventStore` runs each append in one transaction with the inline
-projectors it is handed (functions of the open Connection and the events), so events and
-their projection commit together; it knows nothing of what they project. Where SQLite and
-PostgreSQL differ (transaction begins, column types) is `dala_events.dialects`' business.
+`event_log` is the one table of truth, `projection_state` the projections' bookkeeping and
+`log_chain` the record of how the log's hash chain is keyed (all migrated by Alembic).
+`SqlEventStore` runs each append in one transaction with the inline projectors it is handed
+(functions of the open Connection and the events), so events and their projection commit
+together; it knows nothing of what they project. Each row's `hash` chains it to the one before
+it in its learner's stream (`codec.chain_rows`), keyed when the store is given a `LogKey`.
+Where SQLite and PostgreSQL differ (transaction begins, column types) is
+`dala_events.dialects`' business.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -28,11 +31,15 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     bindparam,
+    case,
+    cast,
     func,
+    literal_column,
     or_,
     select,
 )
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql import ColumnElement
 
 from dala_events.dialects import (
     DriverStatement,
@@ -40,13 +47,23 @@ from dala_events.dialects import (
     UTCDateTime,
     once_per_dialect,
     read_transaction,
+    run_on_driver,
     write_transaction,
     written_columns,
 )
 from dala_events.envelopes import AppendedEvent, LoggedEvent, ProjectableEvent, StreamSummary
 from dala_events.errors import ConcurrencyError, InvalidInput
-from dala_events.store.codec import PROJECTABLE_FIELDS, RECORDED_FIELDS, decode_logged
-from dala_events.store.contract import EventStore, Row
+from dala_events.store.codec import (
+    HASH_LENGTH,
+    PROJECTABLE_FIELDS,
+    RECORDED_FIELDS,
+    LogKey,
+    LogKeyError,
+    chain_mode,
+    chain_rows,
+    decode_chain_row_as_logged,
+)
+from dala_events.store.contract import DEFAULT_BATCH_SIZE, EventStore, Row, check_count
 
 LOG_METADATA = MetaData()
 
@@ -63,6 +80,8 @@ event_log = Table(
     Column("recorded_at", UTCDateTime(), nullable=False),
     Column("payload", Text, nullable=False),
     Column("metadata", Text, nullable=False),
+    # Chains the row to the previous one of its stream: see `codec.chain_message`.
+    Column("hash", String(HASH_LENGTH), nullable=False),
     # The optimistic-concurrency guard: two writers cannot both write version n of a stream.
     UniqueConstraint("learner_id", "version", name="uq_event_log_learner_version"),
 )
@@ -81,6 +100,18 @@ projection_state = Table(
 projection keeps the table at the head of the log inside every append's transaction, so the
 position is where the table was last *rebuilt* to, not a lag."""
 
+log_chain = Table(
+    "log_chain",
+    LOG_METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("mode", String(20), nullable=False),
+    Column("key_id", String(16), nullable=True),
+    Column("chained_at", UTCDateTime(), nullable=False),
+)
+"""One row (id 1): how the log's hash chain is computed, "hmac-sha256" with the key whose
+`LogKey.key_id` is `key_id`, or "sha256" (no key). Written by the migration that chained the
+log; start-up refuses a process whose key differs, so one log is never chained two ways."""
+
 
 InlineProjector = Callable[[Connection, Sequence[ProjectableEvent]], None]
 """Runs inside an append's transaction and brings read models up to date with the events."""
@@ -90,12 +121,20 @@ class SqlEventStore(EventStore):
     """The event store on one SQLAlchemy engine (SQLite or PostgreSQL).
 
     `bound_to(connection)` gives the same store reading inside a transaction of the
-    caller's (a rebuild's catch-up reads what its own locked transaction sees).
+    caller's (a rebuild's catch-up reads what its own locked transaction sees). `log_key`
+    keys the hash chain of what it appends (None: plain SHA-256, see `codec`).
     """
 
-    def __init__(self, engine: Engine, *, inline_projectors: Sequence[InlineProjector] = ()) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        inline_projectors: Sequence[InlineProjector] = (),
+        log_key: LogKey | None = None,
+    ) -> None:
         self.engine = engine
         self.inline_projectors = tuple(inline_projectors)
+        self.log_key = log_key
         self._connection: Connection | None = None
 
     def bound_to(self, connection: Connection) -> SqlEventStore:
@@ -112,16 +151,49 @@ class SqlEventStore(EventStore):
     def read_position_ranges(self, ranges: Sequence[tuple[int, int]]) -> list[LoggedEvent]:
         """The events whose positions fall in the inclusive `ranges`, in log order: a rebuild's
         catch-up of events that committed late, behind newer positions."""
-        events: list[LoggedEvent] = []
+        return [decode_chain_row_as_logged(row) for row in self.stored_rows_in_ranges(ranges)]
+
+    def stored_rows_in_ranges(self, ranges: Sequence[tuple[int, int]]) -> list[Row]:
+        """Like `read_position_ranges`, the chain rows (see `stored_rows`)."""
+        found: list[Row] = []
         with self._reading() as connection:
+            columns = chain_columns(connection.dialect)
             for start in range(0, len(ranges), 200):
                 chunk = ranges[start : start + 200]
-                query = select(*_PROJECTABLE_COLUMNS).where(
-                    or_(*(event_log.c.position.between(low, high) for low, high in chunk))
-                )
-                rows = connection.execute(query.order_by(event_log.c.position)).all()
-                events.extend(decode_logged(tuple(row)) for row in rows)
-        return events
+                query = select(*columns).where(or_(*(event_log.c.position.between(low, high) for low, high in chunk)))
+                found.extend(tuple(row) for row in connection.execute(query.order_by(event_log.c.position)))
+        return found
+
+    def stored_rows(
+        self,
+        after_position: int = 0,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        learner_ids: Collection[str] | None = None,
+    ) -> Iterator[list[Row]]:
+        """The chain rows after `after_position` in log order, in batches of at most
+        `batch_size`, optionally of the given learners only: the rows as stored, for checking
+        their chain. A chain row is a recorded row
+        (`codec.RECORDED_FIELDS`, hash included) with its times as the text the chain hashes
+        (`codec.time_text`), formatted by the database. Each batch is read in its own
+        transaction unless the store is `bound_to` one."""
+        check_count("after_position", after_position)
+        check_count("batch_size", batch_size, minimum=1)
+        parameters: dict[str, Any] = {"size": batch_size}
+        if learner_ids is not None:
+            parameters["learner_ids"] = sorted(set(learner_ids))
+        position = after_position
+        while True:
+            with self._reading() as connection:
+                query = _statements_for(connection.dialect).read_chain
+                if learner_ids is not None:
+                    query = query.where(event_log.c.learner_id.in_(bindparam("learner_ids", expanding=True)))
+                rows = [tuple(row) for row in connection.execute(query, {**parameters, "after": position})]
+            if rows:
+                yield rows
+            if len(rows) < batch_size:
+                return
+            position = rows[-1][0]
 
     # -- the backend's part of the contract ------------------------------------------------
 
@@ -131,9 +203,14 @@ class SqlEventStore(EventStore):
         try:
             with write_transaction(self.engine) as connection:
                 statements = _statements_for(connection.dialect)
-                actual = _stream_version(connection, learner_id)
+                # The stream's last version and hash, in one read inside the transaction.
+                head = run_on_driver(
+                    connection, statements.head.sql, statements.head.parameters({"learner_id": learner_id})
+                )
+                actual, previous = (int(head[0][0]), str(head[0][1])) if head else (0, "")
                 if actual != expected_version:
                     raise ConcurrencyError(learner_id, expected_version, actual)
+                chain_rows(rows, previous, self.log_key)
                 statements.insert.execute(connection, rows)
                 for project in self.inline_projectors:
                     project(connection, appended)
@@ -202,14 +279,90 @@ class SqlEventStore(EventStore):
             yield connection
 
 
+def chain_columns(dialect: Dialect) -> list[ColumnElement[Any]]:
+    """The columns of a chain row (`codec.RECORDED_FIELDS` with both times as `codec.time_text`)
+    for `dialect`, printed by the database: on SQLite the stored text (as text whatever a hand
+    stored there, and the event id's 32 digits in the 8-4-4-4-12 form), on PostgreSQL the
+    timestamp in UTC and the uuid as text. Nothing is parsed in Python, and nothing a hand
+    stored can make the check fail other than by not verifying."""
+    columns: list[ColumnElement[Any]] = list(_RECORDED_COLUMNS)
+    for index, name in ((7, "occurred_at"), (8, "recorded_at")):
+        column = event_log.c[name]
+        text_form: ColumnElement[Any]
+        if dialect.name == "postgresql":
+            text_form = func.to_char(func.timezone("UTC", column), "YYYY-MM-DD HH24:MI:SS.US")
+        else:
+            text_form = cast(column, String())
+        columns[index] = text_form.label(name)
+    if dialect.name == "postgresql":
+        columns[4] = cast(event_log.c.event_id, String()).label("event_id")
+    else:
+        digits = cast(event_log.c.event_id, String())
+        parts = [func.substr(digits, start, length) for start, length in ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12))]
+        dashed = func.lower(parts[0] + "-" + parts[1] + "-" + parts[2] + "-" + parts[3] + "-" + parts[4])
+        columns[4] = case((func.length(digits) == 32, dashed), else_=digits).label("event_id")
+    return columns
+
+
+def check_log_key(connection: Connection, log_key: LogKey | None) -> None:
+    """LogKeyError unless the log is chained the way `log_key` chains (`log_chain`'s record).
+
+    A process with another key, or none where the log has one, would append links that do not
+    verify: it is refused at start-up rather than found out by the next `dala verify`.
+    """
+    record = connection.execute(select(log_chain.c.mode, log_chain.c.key_id).where(log_chain.c.id == 1)).first()
+    if record is None:
+        raise LogKeyError("the log's chain record (table log_chain) is missing; run `dala verify`")
+    mode = chain_mode(log_key)
+    key_id = None if log_key is None else log_key.key_id
+    if (record.mode, record.key_id) == (mode, key_id):
+        return
+    if record.mode == "sha256":
+        raise LogKeyError(
+            f"the event log is chained without a key (plain SHA-256), but a log key (id {key_id}) is set; "
+            f"unset DALA_LOG_KEY/DALA_LOG_KEY_FILE, or re-chain the log with the key (see the README)"
+        )
+    if log_key is None:
+        raise LogKeyError(
+            f"the event log is chained with a log key (id {record.key_id}); set DALA_LOG_KEY or DALA_LOG_KEY_FILE"
+        )
+    raise LogKeyError(
+        f"the event log is chained with the log key of id {record.key_id}, not the configured one (id {key_id})"
+    )
+
+
 class _Statements:
     """The append's statements, compiled once per dialect and run on the driver (see
-    `dialects.DriverStatement`: on this path it pays)."""
+    `dialects.DriverStatement`: on this path it pays), and the chain rows' query.
+
+    On SQLite the insert stores the two times as the text the chain hashed them as
+    (`codec.chain_rows` leaves it in the row): the very text `UTCDateTime` writes there, made
+    once for both.
+    """
 
     def __init__(self, dialect: Dialect) -> None:
-        self.insert = DriverStatement(event_log.insert(), dialect, columns=written_columns(event_log))
+        insert = event_log.insert()
+        columns = written_columns(event_log)
+        if dialect.name == "sqlite":
+            insert = insert.values(
+                occurred_at=bindparam("occurred_text", type_=String()),
+                recorded_at=bindparam("recorded_text", type_=String()),
+            )
+            columns = [name for name in columns if name not in ("occurred_at", "recorded_at")]
+        self.insert = DriverStatement(insert, dialect, columns=columns)
+        self.read_chain = (
+            select(*chain_columns(dialect)).where(_AFTER).order_by(event_log.c.position).limit(_SIZE)
+        )
         self.stream_version = DriverStatement(
             select(func.max(event_log.c.version)).where(event_log.c.learner_id == bindparam("learner_id")), dialect
+        )
+        self.head = DriverStatement(
+            select(event_log.c.version, event_log.c.hash)
+            .where(event_log.c.learner_id == bindparam("learner_id"))
+            .order_by(event_log.c.version.desc())
+            .limit(literal_column("1"))
+            .offset(literal_column("0")),
+            dialect,
         )
 
 

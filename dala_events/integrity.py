@@ -1,0 +1,666 @@
+"""Tamper evidence: check every learner's hash chain, and compare the log with a checkpoint.
+
+Each row of the log carries a hash over its stored values and the previous row's hash in its
+learner's stream (`store.codec`), keyed with the log key when there is one. `verify_log`
+walks the whole log in position order, in batches inside one read snapshot (memory bounded
+by the number of streams, not events), and reports every event that does not fit:
+
+- **changed**: its stored values no longer match its hash (the chain goes on from its stored
+  hash, so one changed event is one problem); a renumbered version is a change too;
+- **inserted**: a row that the chain runs past (the next event links to the one before it);
+- **deleted**: versions missing from a stream (the next event's link cannot be checked);
+- **reordered**: versions out of order by position (versions swapped between events);
+- **moved**: an event that verifies only under another learner id, where that learner's
+  stream has a hole.
+
+With `--against` a checkpoint (`write_checkpoint`: every stream's last version, last hash
+and event count, signed with the log key) also shows events cut from the end of a stream
+and whole streams removed since it was written, which no chain can show by itself. The
+database's own check runs too: SQLite's `PRAGMA integrity_check`; on PostgreSQL amcheck's
+`bt_index_check` on event_log's indexes when the extension is installed (there is no built-in
+check otherwise, and the report says so).
+
+Without a log key the chain is plain SHA-256: it catches accidents and edits by hand, not
+someone who can write to the database and recompute it; the report says which mode it used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import tempfile
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, inspect, select, text
+
+from dala_events.errors import DalaError
+from dala_events.events import utc_now
+from dala_events.store import SqlEventStore, log_chain
+from dala_events.store.codec import LogKey, chain_mode, hasher, link_of
+from dala_events.store.contract import Row, valid_learner_id
+
+VERIFY_BATCH_SIZE = 5_000
+MAX_LISTED_PROBLEMS = 1_000
+"""Problems reported one by one; beyond these only their number by kind is kept."""
+MAX_MOVE_TRIES = 1_000_000
+"""Hashes tried at most when looking for where changed events came from."""
+
+CHECKPOINT_FORMAT = "dala-events checkpoint/1"
+_SIGNED_PREFIX = b"dala-events checkpoint signature\n"
+KINDS = ("changed", "inserted", "deleted", "reordered", "moved")
+
+
+class IntegrityError(DalaError):
+    """The log cannot be checked (no hash chain yet), or a checkpoint cannot be used."""
+
+
+@dataclass
+class Problem:
+    """One event (or run of missing versions) that does not fit its stream's chain."""
+
+    kind: str
+    learner_id: str
+    version: int
+    position: int | None
+    detail: str
+    last_version: int | None = None
+    """For deleted: the last missing version (`version` is the first)."""
+    now_learner_id: str | None = None
+    """For moved: the learner whose stream the event is stored in now."""
+    row: Row | None = field(default=None, repr=False, compare=False)
+    previous: str = field(default="", repr=False, compare=False)
+    renumbered: bool = field(default=False, repr=False, compare=False)
+    dropped: bool = field(default=False, repr=False, compare=False)
+
+    @property
+    def versions(self) -> str:
+        """"3", or "3-5" for a run."""
+        if self.last_version is None or self.last_version == self.version:
+            return str(self.version)
+        return f"{self.version}-{self.last_version}"
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready record."""
+        found: dict[str, Any] = {
+            "kind": self.kind,
+            "learner_id": self.learner_id,
+            "version": self.version,
+            "position": self.position,
+            "detail": self.detail,
+        }
+        if self.last_version is not None:
+            found["last_version"] = self.last_version
+        if self.now_learner_id is not None:
+            found["now_learner_id"] = self.now_learner_id
+        return found
+
+
+@dataclass(frozen=True)
+class StreamHead:
+    """Where a stream ended when it was checked: what a checkpoint records."""
+
+    learner_id: str
+    last_version: int
+    last_hash: str
+    events: int
+
+
+@dataclass(frozen=True)
+class EngineCheck:
+    """The database's own integrity check: which ran, and what it said (ok None: none ran)."""
+
+    name: str
+    ok: bool | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A loaded, signature-checked checkpoint."""
+
+    path: str
+    created_at: str
+    key_mode: str
+    key_id: str | None
+    heads: dict[str, StreamHead]
+
+    def summary(self) -> dict[str, Any]:
+        """Which checkpoint, from when, of how many streams."""
+        return {"path": self.path, "created_at": self.created_at, "streams": len(self.heads)}
+
+
+@dataclass
+class VerifyReport:
+    """What `verify_log` (or `check_chains`) found."""
+
+    mode: str
+    key_id: str | None
+    events: int = 0
+    streams: int = 0
+    verified: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    unlisted: dict[str, int] = field(default_factory=dict)
+    heads: list[StreamHead] = field(default_factory=list)
+    engine_check: EngineCheck | None = None
+    checkpoint: Checkpoint | None = None
+    log_mode: str | None = None
+    log_key_id: str | None = None
+    hint: str | None = None
+
+    @property
+    def intact(self) -> bool:
+        """No problem with any chain (nor with the checkpoint), and the engine check did not fail."""
+        engine_failed = self.engine_check is not None and self.engine_check.ok is False
+        return not self.problems and not self.unlisted and not engine_failed
+
+    def counts(self) -> dict[str, int]:
+        """Problems by kind, listed and unlisted."""
+        found = {kind: 0 for kind in KINDS}
+        for problem in self.problems:
+            found[problem.kind] += 1
+        for kind, number in self.unlisted.items():
+            found[kind] += number
+        return {kind: number for kind, number in found.items() if number}
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary (what `dala verify --json` prints)."""
+        return {
+            "intact": self.intact,
+            "mode": self.mode,
+            "key_id": self.key_id,
+            "log_chain": None if self.log_mode is None else {"mode": self.log_mode, "key_id": self.log_key_id},
+            "events": self.events,
+            "streams": self.streams,
+            "verified": self.verified,
+            "problem_counts": self.counts(),
+            "problems": [problem.as_dict() for problem in self.problems],
+            "hint": self.hint,
+            "engine_check": None
+            if self.engine_check is None
+            else {"name": self.engine_check.name, "ok": self.engine_check.ok, "detail": self.engine_check.detail},
+            "checkpoint": None if self.checkpoint is None else self.checkpoint.summary(),
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking the chains
+# ---------------------------------------------------------------------------------------------
+
+
+class _Stream:
+    """What the walk keeps of one stream: its chain's tip and what is still undecided."""
+
+    __slots__ = ("events", "last_problem", "learner_id", "max_version", "pending", "prev", "stored_version", "version")
+
+    def __init__(self, learner_id: str) -> None:
+        self.learner_id = learner_id
+        self.prev = ""  # the stored hash the next event must link to
+        self.version = 0  # the version the chain is at (the last accepted event's)
+        self.stored_version = 0  # the version column of the last row seen
+        self.max_version = 0
+        self.events = 0
+        self.pending: Row | None = None  # a row that does not link, until the next row tells why
+        self.last_problem: Problem | None = None
+
+
+def _version(row: Row) -> int:
+    """The row's version; -1 (never valid) for anything but a whole number a hand stored there."""
+    version = row[6]
+    return version if type(version) is int else -1
+
+
+class ChainWalk:
+    """Checks chain rows fed in position order (see `SqlEventStore.stored_rows`); `finish()`
+    resolves what is still open and returns the report."""
+
+    def __init__(self, log_key: LogKey | None, *, checkpoint: Checkpoint | None = None) -> None:
+        self.digest = hasher(log_key)
+        self.report = VerifyReport(chain_mode(log_key), None if log_key is None else log_key.key_id)
+        self.report.checkpoint = checkpoint
+        self.checkpoint = checkpoint
+        self.streams: dict[str, _Stream] = {}
+
+    def feed(self, rows: Iterable[Row]) -> None:
+        """Check the next rows of the log (position order)."""
+        streams = self.streams
+        for row in rows:
+            stream = streams.get(row[5])
+            if stream is None:
+                stream = streams[row[5]] = _Stream(row[5])
+            self.report.events += 1
+            if stream.pending is not None:
+                self._decide_pending(stream, row)
+            self._check(stream, row)
+            if self.checkpoint is not None:
+                self._against_checkpoint(row)
+
+    def finish(self) -> VerifyReport:
+        """Decide what the walk left open, look for moved events, compare with the checkpoint."""
+        for stream in self.streams.values():
+            if stream.pending is not None:
+                self._settle(stream, stream.pending, chained=False)
+        self._find_moves()
+        if self.checkpoint is not None:
+            self._missing_since_checkpoint()
+        report = self.report
+        report.problems = sorted(
+            (p for p in report.problems if not p.dropped),
+            key=lambda p: (p.position is None, p.position or 0, p.learner_id, p.version),
+        )
+        report.streams = len(self.streams)
+        report.heads = [
+            StreamHead(s.learner_id, s.version, s.prev, s.events)
+            for s in sorted(self.streams.values(), key=lambda s: s.learner_id)
+        ]
+        return report
+
+    # -- one row ---------------------------------------------------------------------------
+
+    def _check(self, stream: _Stream, row: Row) -> None:
+        version, stored_hash = _version(row), row[10]
+        expected = stream.version + 1
+        renumbered_down = 0 < version < stream.stored_version
+        stream.stored_version = version
+        stream.max_version = max(stream.max_version, version)
+        stream.events += 1
+        if link_of(row, stream.prev, self.digest) == stored_hash:
+            self.report.verified += 1
+            if version > expected:
+                self._add(
+                    stream,
+                    "deleted",
+                    row,
+                    f"missing before position {row[0]}; the chain was re-hashed over the gap",
+                    version=expected,
+                    last_version=version - 1,
+                )
+            elif version < expected:
+                self._add(stream, "reordered", row, f"version {version} comes after version {stream.version}")
+            self._accept(stream, row, max(version, stream.version))
+            return
+        if version != expected and link_of(row, stream.prev, self.digest, version=expected) == stored_hash:
+            # Intact but for its version column: renumbered.
+            earlier = stream.last_problem
+            problem = self._add(
+                stream,
+                "reordered" if renumbered_down else "changed",
+                row,
+                f"written as version {expected}, stored as version {row[6]!r}",
+                version=expected,
+            )
+            if problem is not None:
+                problem.renumbered = True
+            if renumbered_down and earlier is not None and earlier.renumbered and earlier.kind == "changed":
+                earlier.kind = "reordered"  # the renumbered event before this one was the other half of a swap
+            self._accept(stream, row, expected)
+            return
+        stream.pending = row
+
+    def _decide_pending(self, stream: _Stream, row: Row) -> None:
+        pending = stream.pending
+        assert pending is not None
+        stream.pending = None
+        if link_of(row, pending[10], self.digest) == row[10]:
+            self._settle(stream, pending, chained=True)  # the next event links to it: it is in the chain
+        elif link_of(row, stream.prev, self.digest) == row[10]:
+            self._add(stream, "inserted", pending, "the chain runs past it: the next event links to the one before")
+        else:
+            self._settle(stream, pending, chained=False)
+
+    def _settle(self, stream: _Stream, row: Row, *, chained: bool) -> None:
+        """A row that does not link to its predecessor, with what came after it known."""
+        stream.pending = None
+        version, expected = _version(row), stream.version + 1
+        if version == expected:
+            self._add(stream, "changed", row, "its stored values do not match its hash")
+        elif version > expected:
+            self._add(
+                stream, "deleted", row, f"missing before position {row[0]}", version=expected, last_version=version - 1
+            )
+        elif chained:
+            self._add(
+                stream,
+                "changed",
+                row,
+                f"its stored values do not match its hash (version {version} where {expected} was due)",
+            )
+            self._accept(stream, row, expected)
+            return
+        else:
+            self._add(stream, "inserted", row, f"version {version} again, after version {stream.version}")
+            return
+        self._accept(stream, row, max(version, stream.version))
+
+    def _accept(self, stream: _Stream, row: Row, version: int) -> None:
+        stream.prev = row[10]
+        stream.version = version
+
+    def _add(
+        self,
+        stream: _Stream,
+        kind: str,
+        row: Row,
+        detail: str,
+        *,
+        version: int | None = None,
+        last_version: int | None = None,
+    ) -> Problem | None:
+        report = self.report
+        if len(report.problems) >= MAX_LISTED_PROBLEMS:
+            report.unlisted[kind] = report.unlisted.get(kind, 0) + 1
+            stream.last_problem = None
+            return None
+        problem = Problem(
+            kind,
+            stream.learner_id,
+            (_version(row) if _version(row) > 0 else stream.version + 1) if version is None else version,
+            row[0],
+            detail,
+            last_version=last_version,
+            row=row,
+            previous=stream.prev,
+        )
+        report.problems.append(problem)
+        stream.last_problem = problem
+        return problem
+
+    # -- after the walk --------------------------------------------------------------------
+
+    def _find_moves(self) -> None:
+        """Explain holes in one stream by events stored under another learner that verify, with
+        that stream's id, exactly where the hole is; and events at another stream's end."""
+        problems = [p for p in self.report.problems if not p.dropped]
+        suspects: dict[int, list[Problem]] = {}
+        for problem in problems:
+            if problem.row is not None and problem.kind != "moved":
+                suspects.setdefault(_version(problem.row), []).append(problem)
+        if not suspects:
+            return
+        tries = 0
+        for gap in [p for p in problems if p.kind == "deleted" and p.row is not None]:
+            if gap.dropped:
+                continue
+            assert gap.row is not None
+            previous, version, last = gap.previous, gap.version, gap.last_version or gap.version
+            while version <= last:
+                found = None
+                for suspect in suspects.get(version, ()):
+                    row = suspect.row
+                    assert row is not None
+                    if suspect.dropped or row[5] == gap.learner_id or suspect is gap:
+                        continue
+                    tries += 1
+                    if link_of(row, previous, self.digest, learner_id=gap.learner_id) == row[10]:
+                        found = suspect
+                        break
+                if found is None or tries > MAX_MOVE_TRIES:
+                    break
+                self._moved(found, gap.learner_id)
+                assert found.row is not None
+                previous, version = found.row[10], version + 1
+            if version > last:
+                gap.dropped = True
+                after = gap.row
+                # The event after the hole, unchecked until now: it must link to the last moved one.
+                if link_of(after, previous, self.digest) != after[10]:
+                    problem = Problem("changed", gap.learner_id, after[6], after[0], "its stored values do not match")
+                    self.report.problems.append(problem)
+            elif version > gap.version:
+                gap.version = version
+        # Events taken from the end of a stream: no hole shows there.
+        wanted = {v - 1 for v, candidates in suspects.items() if any(not s.dropped for s in candidates)}
+        ends: dict[int, list[_Stream]] = {}
+        for stream in self.streams.values():
+            if stream.version in wanted:
+                ends.setdefault(stream.version, []).append(stream)
+        for version, candidates in sorted(suspects.items()):
+            for suspect in candidates:
+                row = suspect.row
+                if suspect.dropped or row is None:
+                    continue
+                for stream in ends.get(version - 1, ()):
+                    if stream.learner_id == row[5] or tries > MAX_MOVE_TRIES:
+                        continue
+                    tries += 1
+                    if link_of(row, stream.prev, self.digest, learner_id=stream.learner_id) == row[10]:
+                        self._moved(suspect, stream.learner_id)
+                        break
+
+    def _moved(self, suspect: Problem, from_learner: str) -> None:
+        row = suspect.row
+        assert row is not None
+        suspect.dropped = True
+        for other in self.report.problems:
+            # A hole the moved event made in the stream it landed in is no hole.
+            if other.row is row and other is not suspect:
+                other.dropped = True
+        self.report.problems.append(
+            Problem(
+                "moved",
+                from_learner,
+                row[6],
+                row[0],
+                f"stored under learner {row[5]!r}; it verifies only as learner {from_learner!r}'s",
+                now_learner_id=row[5],
+                row=row,
+            )
+        )
+
+    # -- the checkpoint --------------------------------------------------------------------
+
+    def _against_checkpoint(self, row: Row) -> None:
+        assert self.checkpoint is not None
+        head = self.checkpoint.heads.get(row[5])
+        if head is not None and row[6] == head.last_version and row[10] != head.last_hash:
+            self._add(
+                self.streams[row[5]],
+                "changed",
+                row,
+                "its hash is not the one the checkpoint recorded: the stream was rewritten since",
+            )
+
+    def _missing_since_checkpoint(self) -> None:
+        assert self.checkpoint is not None
+        for learner_id, head in sorted(self.checkpoint.heads.items()):
+            stream = self.streams.get(learner_id)
+            if stream is None:
+                detail = f"the whole stream is gone: the checkpoint had {head.events} events"
+                first = 1
+            elif stream.max_version < head.last_version:
+                detail = "cut from the end of the stream since the checkpoint"
+                first = stream.max_version + 1
+            else:
+                continue
+            self.report.problems.append(
+                Problem("deleted", learner_id, first, None, detail, last_version=head.last_version)
+            )
+
+
+def check_chains(
+    batches: Iterable[Sequence[Row]], log_key: LogKey | None, *, checkpoint: Checkpoint | None = None
+) -> VerifyReport:
+    """Check chain rows (in position order, in batches) of any store: see `ChainWalk`."""
+    walk = ChainWalk(log_key, checkpoint=checkpoint)
+    for rows in batches:
+        walk.feed(rows)
+    return walk.finish()
+
+
+def verify_log(
+    engine: Engine,
+    log_key: LogKey | None,
+    *,
+    learner_ids: Collection[str] | None = None,
+    checkpoint: Checkpoint | None = None,
+    batch_size: int = VERIFY_BATCH_SIZE,
+) -> VerifyReport:
+    """Check every chain of the log on `engine` (or those of `learner_ids`) with `log_key`
+    (None: plain SHA-256), against `checkpoint` if given, and run the database's own check.
+
+    Reads one consistent snapshot (PostgreSQL: REPEATABLE READ), so appends running meanwhile
+    are either wholly seen or not at all. Writes nothing.
+    """
+    wanted = None if learner_ids is None else sorted({valid_learner_id(learner) for learner in learner_ids})
+    if checkpoint is not None and wanted is not None:
+        heads = {learner: head for learner, head in checkpoint.heads.items() if learner in wanted}
+        checkpoint = Checkpoint(checkpoint.path, checkpoint.created_at, checkpoint.key_mode, checkpoint.key_id, heads)
+    with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execution_options(isolation_level="REPEATABLE READ")
+        with connection.begin():
+            _require_chain(connection)
+            record = connection.execute(select(log_chain.c.mode, log_chain.c.key_id).where(log_chain.c.id == 1)).first()
+            store = SqlEventStore(engine).bound_to(connection)
+            rows = store.stored_rows(batch_size=batch_size, learner_ids=wanted)
+            report = check_chains(rows, log_key, checkpoint=checkpoint)
+            report.engine_check = engine_check(connection)
+    if record is not None:
+        report.log_mode, report.log_key_id = record.mode, record.key_id
+    report.hint = _hint(report, log_key)
+    return report
+
+
+def _require_chain(connection: Connection) -> None:
+    tables = set(inspect(connection).get_table_names())
+    if "event_log" not in tables:
+        raise IntegrityError("there is no event log in this database")
+    columns = {column["name"] for column in inspect(connection).get_columns("event_log")}
+    if "hash" not in columns or "log_chain" not in tables:
+        raise IntegrityError("the event log has no hash chain yet: run `dala migrate`")
+
+
+def _hint(report: VerifyReport, log_key: LogKey | None) -> str | None:
+    """Why nothing verifies, when nothing does: usually the key, not the log."""
+    recorded = report.log_mode, report.log_key_id
+    ours = report.mode, report.key_id
+    if report.log_mode is not None and recorded != ours:
+        if report.log_mode == "sha256":
+            return "the log is chained without a key (plain SHA-256), but a log key was given"
+        if log_key is None:
+            return f"the log is chained with a log key (id {report.log_key_id}): set DALA_LOG_KEY or DALA_LOG_KEY_FILE"
+        return f"the log is chained with the log key of id {report.log_key_id}, not this one (id {report.key_id})"
+    if report.events and not report.verified:
+        return "no event verifies: the log key is not the one the log was written with, or the whole log was rewritten"
+    return None
+
+
+def engine_check(connection: Connection) -> EngineCheck:
+    """The database engine's own integrity check, on `connection` (inside its transaction)."""
+    if connection.dialect.name == "sqlite":
+        found = [str(row[0]) for row in connection.exec_driver_sql("PRAGMA integrity_check")]
+        ok = found == ["ok"]
+        return EngineCheck("sqlite PRAGMA integrity_check", ok, "ok" if ok else "; ".join(found))
+    if connection.dialect.name == "postgresql":
+        checksums = connection.execute(text("SHOW data_checksums")).scalar()
+        pages = (
+            "data checksums are on: the server verified every page the check read"
+            if checksums == "on"
+            else "data checksums are off"
+        )
+        installed = connection.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'amcheck'")).first()
+        if installed is None:
+            return EngineCheck(
+                "none",
+                None,
+                "PostgreSQL has no built-in integrity check; install the amcheck extension "
+                f"(CREATE EXTENSION amcheck) for bt_index_check of event_log's indexes; {pages}",
+            )
+        indexes = connection.execute(
+            text(
+                "SELECT c.relname, c.oid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                "WHERE i.indrelid = 'event_log'::regclass ORDER BY c.relname"
+            )
+        ).all()
+        problems = []
+        for name, oid in indexes:
+            try:
+                with connection.begin_nested():
+                    connection.execute(text("SELECT bt_index_check(:oid, true)"), {"oid": oid})
+            except Exception as error:  # amcheck reports corruption as an error
+                problems.append(f"{name}: {error}")
+        names = ", ".join(name for name, _ in indexes)
+        if problems:
+            return EngineCheck("amcheck bt_index_check", False, "; ".join(problems))
+        return EngineCheck("amcheck bt_index_check", True, f"ok ({names}, with heapallindexed); {pages}")
+    return EngineCheck("none", None, f"no integrity check known for {connection.dialect.name}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+# ---------------------------------------------------------------------------------------------
+
+
+def _signed_body(body: dict[str, Any]) -> bytes:
+    return _SIGNED_PREFIX + json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _signature(body: dict[str, Any], log_key: LogKey | None) -> str:
+    message = _signed_body(body)
+    return hashlib.sha256(message).hexdigest() if log_key is None else log_key.sign(message)
+
+
+def write_checkpoint(path: Path, heads: Sequence[StreamHead], log_key: LogKey | None) -> dict[str, Any]:
+    """Write every stream's head to `path` as signed JSON, atomically; returns what was written.
+
+    The signature is an HMAC with the log key over the canonical JSON of the rest (sorted
+    keys, no spaces); without a key it is a SHA-256 checksum, which anyone could recompute.
+    """
+    body: dict[str, Any] = {
+        "format": CHECKPOINT_FORMAT,
+        "created_at": utc_now().isoformat(),
+        "key_mode": chain_mode(log_key),
+        "key_id": None if log_key is None else log_key.key_id,
+        "heads": [
+            {"learner_id": h.learner_id, "last_version": h.last_version, "last_hash": h.last_hash, "events": h.events}
+            for h in heads
+        ],
+    }
+    document = {**body, "signature": _signature(body, log_key)}
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or Path("."))
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(document, out, indent=1, ensure_ascii=False)
+            out.write("\n")
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return document
+
+
+def load_checkpoint(path: Path, log_key: LogKey | None) -> Checkpoint:
+    """A checkpoint file whose signature verifies with `log_key`, else IntegrityError saying why."""
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise IntegrityError(f"cannot read the checkpoint {str(path)!r}: {error}") from None
+    if not isinstance(document, dict) or document.get("format") != CHECKPOINT_FORMAT:
+        raise IntegrityError(f"{str(path)!r} is not a checkpoint ({CHECKPOINT_FORMAT})")
+    body = {name: value for name, value in document.items() if name != "signature"}
+    mode = chain_mode(log_key)
+    if body.get("key_mode") != mode:
+        if body.get("key_mode") == "hmac-sha256":
+            raise IntegrityError("the checkpoint is signed with a log key: set DALA_LOG_KEY or DALA_LOG_KEY_FILE")
+        raise IntegrityError("the checkpoint was written without a key (a checksum, not a signature); "
+                             "it cannot be trusted where a log key is set")
+    signature = document.get("signature")
+    if not isinstance(signature, str) or not hmac.compare_digest(signature, _signature(body, log_key)):
+        if log_key is not None and body.get("key_id") != log_key.key_id:
+            raise IntegrityError(f"the checkpoint is signed with another log key (id {body.get('key_id')})")
+        raise IntegrityError("the checkpoint's signature does not verify: the file was changed after it was written")
+    heads: dict[str, StreamHead] = {}
+    try:
+        for item in body["heads"]:
+            head = StreamHead(
+                str(item["learner_id"]), int(item["last_version"]), str(item["last_hash"]), int(item["events"])
+            )
+            heads[head.learner_id] = head
+    except (KeyError, TypeError, ValueError) as error:
+        raise IntegrityError(f"the checkpoint's heads are malformed: {error}") from None
+    return Checkpoint(str(path), str(body.get("created_at")), mode, body.get("key_id"), heads)
