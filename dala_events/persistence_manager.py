@@ -18,6 +18,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Connection, Select, bindparam, select
 
+from dala_events.attribution import require_explicit_actor
 from dala_events.database_setup import sql_store_or_default
 from dala_events.dialects import read_transaction
 from dala_events.errors import InvalidInput
@@ -88,6 +89,7 @@ def create_learner_profile(learner_id: str, *, store: SqlEventStore | None = Non
 
 def delete_learner_profile(learner_id: str, *, store: EventStore | None = None) -> None:
     """Delete the learner's profile from every read model; its history stays in the log."""
+    require_explicit_actor("erasure")
     LearnerProfile.load(learner_id, store=store).delete()
 
 
