@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from dala_events.database_setup import LOG_SCHEMA_HEAD
 from tests.test_cli_and_readme import DALA, run_dala
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
@@ -156,9 +157,9 @@ def test_a_closed_pipe_ends_quietly(demo_dir: Path) -> None:
 
 def test_migrate_current_and_history(demo_dir: Path) -> None:
     current = run_dala("migrate", "current", cwd=demo_dir)
-    assert current.returncode == 0 and current.stdout.split()[0] == "0002" and "(head)" in current.stdout
+    assert current.returncode == 0 and current.stdout.split()[0] == LOG_SCHEMA_HEAD and "(head)" in current.stdout
     listed = run_dala("migrate", "history", cwd=demo_dir).stdout.splitlines()
-    assert listed[0].startswith("0001 -> 0002") and listed[-1].startswith("base -> 0001")
+    assert listed[0].startswith(f"0002 -> {LOG_SCHEMA_HEAD}") and listed[-1].startswith("base -> 0001")
 
 
 def test_verbose_shows_the_librarys_log_and_quiet_hides_status(demo_dir: Path) -> None:

@@ -39,6 +39,7 @@ LAYERS: dict[str, int] = {
     "dala_events.assessment": 4,
     "dala_events.pathway": 4,
     "dala_events.summaries": 4,
+    "dala_events.disclosures": 4,
     "dala_events.generate_interface": 5,
     "dala_events.demo": 5,
     "dala_events.cli": 6,
