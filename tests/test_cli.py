@@ -139,6 +139,8 @@ def test_reading_commands_never_create_a_database(tmp_path: Path) -> None:
         ["diff", "ann", "1", "2"],
         ["interface", "ann"],
         ["learners"],
+        ["export", "ann"],
+        ["disclosures", "ann"],
     ):
         message = one_line_error(run_dala("--database-url", f"sqlite:///{missing}", *command, cwd=tmp_path))
         assert f"no database at {missing}" in message and "dala init" in message
