@@ -10,10 +10,15 @@ one piece of work. Callers set them for a block:
 Outside any block the actor is `system`, there is no reason, and each event is its own
 correlation (its correlation id is its event id). Blocks nest; an inner block inherits what
 it does not set. The context is a contextvar, so threads and asyncio tasks each see their own.
+
+With DALA_REQUIRE_ACTOR=1 that silent `system` is refused: a write, an erasure or a
+disclosure made outside every block that names an actor raises `ActorRequired` (see
+`require_explicit_actor`). Off by default.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import Iterator
@@ -23,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from dala_events.errors import InvalidInput
+from dala_events.errors import ActorRequired, InvalidInput
 from dala_events.events import check_time, utc_now
 
 DEFAULT_ACTOR = "system"
@@ -41,9 +46,17 @@ class Attribution:
     actor: str = DEFAULT_ACTOR
     reason: str | None = None
     correlation_id: str | None = None
+    explicit_actor: bool = False
+    """Whether a `recorded_as` block named the actor (False: the default `system`)."""
 
     def metadata_for(self, event_id: str) -> dict[str, Any]:
-        """The metadata document of one event recorded under this attribution."""
+        """The metadata document of one event recorded under this attribution.
+
+        Every event's attribution passes here, so this is where DALA_REQUIRE_ACTOR refuses an
+        event whose actor nobody named (ActorRequired, before the event exists).
+        """
+        if not self.explicit_actor:
+            require_explicit_actor("write")
         return {
             "actor": self.actor,
             "reason": self.reason,
@@ -132,6 +145,7 @@ def recorded_as(
         actor=actor if actor is not None else outer.actor,
         reason=reason if reason is not None else outer.reason,
         correlation_id=correlation_id or outer.correlation_id or str(uuid.uuid4()),
+        explicit_actor=actor is not None or outer.explicit_actor,
     )
     token = _current.set(attribution)
     try:
@@ -173,3 +187,28 @@ def occurring_at(when: datetime) -> Iterator[datetime]:
         yield utc
     finally:
         _occurring_at.reset(token)
+
+
+REQUIRE_ACTOR_ENV = "DALA_REQUIRE_ACTOR"
+
+
+def actor_required() -> bool:
+    """Whether DALA_REQUIRE_ACTOR is on (1/true/yes/on; off when unset, empty or 0/false/no/off).
+
+    Any other value is InvalidInput naming the variable: a typo must not turn the check off.
+    """
+    value = os.environ.get(REQUIRE_ACTOR_ENV, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise InvalidInput(REQUIRE_ACTOR_ENV, f"must be 1 or 0, not {value!r}")
+
+
+def require_explicit_actor(action: str) -> Attribution:
+    """The current attribution, after checking that a `recorded_as` block named its actor when
+    DALA_REQUIRE_ACTOR is on; else ActorRequired naming `action` (write, erasure, disclosure)."""
+    attribution = _current.get()
+    if not attribution.explicit_actor and actor_required():
+        raise ActorRequired(action)
+    return attribution

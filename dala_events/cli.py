@@ -1,9 +1,12 @@
 """`dala`: the command line of the store.
 
 Commands that set a database up (init, demo, migrate) create it; commands that only read
-(profile, history, diff, learners, interface) never create a file, a folder or a table, and
-say so when there is no database. Human output is tables that stay readable at 80 columns;
-`--json` prints one JSON document, every time as RFC 3339 UTC (`2026-11-25T11:36:00Z`).
+(profile, history, diff, learners, interface, export, disclosures) never create a file, a
+folder or a table, and say so when there is no database. Those that show a learner's data
+(profile, history, interface, export) add a row to the existing disclosure log, attributed
+to the group's `--actor`/`--reason` (a `recorded_as` block around the whole command).
+Human output is tables that stay readable at 80 columns; `--json` prints one JSON document,
+every time as RFC 3339 UTC (`2026-11-25T11:36:00Z`).
 Errors go to stderr as one line with exit status 1 (2 for a wrong command line), never a
 traceback. Imports of the package are deferred into the commands, so that a read does not
 load what only a write or a migration needs (start-up time is most of a read's time).
@@ -145,9 +148,17 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 )
 @click.option("-v", "--verbose", count=True, help="Show what the library does (-v: steps, -vv: every append).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only data and errors.")
+@click.option(
+    "--actor",
+    envvar="DALA_ACTOR",
+    default=None,
+    metavar="KIND:ID",
+    help="Who is acting (e.g. teacher:42), recorded with every change and disclosure. Also DALA_ACTOR.",
+)
+@click.option("--reason", default=None, help="Why, recorded with every change and disclosure.")
 @click.version_option(package_name="dala-events")
 @click.pass_context
-def main(context: click.Context, verbose: int, quiet: bool) -> None:
+def main(context: click.Context, verbose: int, quiet: bool, actor: str | None, reason: str | None) -> None:
     """DALA events: the event-sourced learner-profile store.
 
     Shell completion: eval "$(_DALA_COMPLETE=bash_source dala)" (zsh_source, fish_source).
@@ -155,6 +166,13 @@ def main(context: click.Context, verbose: int, quiet: bool) -> None:
     settings = context.ensure_object(Settings)
     settings.quiet = quiet
     _setup_logging(verbose, quiet)
+    if actor is not None or reason is not None:
+        from dala_events.attribution import recorded_as
+
+        try:
+            context.with_resource(recorded_as(actor, reason=reason))
+        except InvalidInput as error:
+            raise BadValue(f"--{error.field}: {error.problem}") from None
 
 
 def _url(settings: Settings) -> str | None:
@@ -321,6 +339,7 @@ def profile(settings: Settings, learner: str, as_of: str | None, version: int | 
             raise LearnerNotFound(
                 learner, f"learner {learner!r} had no profile {when} (its last change is {point.last_version})"
             )
+    _disclosed(learner, "cli_profile")
     if as_json:
         document = _json_ready(data.model_dump())
         if point is not None:
@@ -370,6 +389,7 @@ def history(
         last = get_store().stream_version(learner)
         if last == 0:
             raise LearnerNotFound(learner, f"learner {learner!r} has no recorded changes (see `dala learners`)")
+    _disclosed(learner, "cli_history")
     total = len(events)
     if reverse:
         events = list(reversed(events))
@@ -453,6 +473,112 @@ def diff(settings: Settings, learner: str, start: str, end: str, as_json: bool) 
             after = {name: after[name] for name in row.fields}
         table.add_row(row.change, row.section, row.key, _cell(before), _cell(after))
     out.print(table)
+
+
+# ---------------------------------------------------------------------------------------------
+# A child's data: export and the record of disclosures
+# ---------------------------------------------------------------------------------------------
+
+
+def _disclosed(learner: str, what: str) -> None:
+    """Record that the command is about to show `learner`'s data (before it is shown)."""
+    from dala_events.disclosures import record_disclosure
+
+    record_disclosure(learner, what)
+
+
+@main.command()
+@click.argument("learner")
+@click.option(
+    "--format",
+    "export_format",
+    type=click.Choice(["json", "xapi"]),
+    default="json",
+    show_default=True,
+    help="json: everything held about the learner; xapi: xAPI 1.0.3 statements (needs DALA_XAPI_HOMEPAGE).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="Write it to FILE (created readable by its owner only) instead of standard output.",
+)
+@_database_url_option
+@click.pass_obj
+@_reports_errors
+def export(settings: Settings, learner: str, export_format: str, out: Path | None) -> None:
+    """Export a learner's data: everything held about them (json) or their learning (xapi).
+
+    json: the profile as the read models hold it, the full history (what, when, who, why) and
+    the disclosure log. xapi: activity attempts, objective progress and badges as one JSON
+    array of xAPI statements. Either way the export is recorded as a disclosure.
+    """
+    document: Any
+    if export_format == "xapi":
+        from dala_events.xapi import configured_homepage, export_learner_xapi
+
+        homepage = configured_homepage()  # before anything is read
+        _open(settings)
+        document = export_learner_xapi(learner, homepage=homepage)
+    else:
+        from dala_events.persistence_manager import export_learner
+
+        _open(settings)
+        document = export_learner(learner).model_dump(mode="json")
+    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    _write_private(out, text)
+    settings.say(f"{export_format} export of {learner} written: {out}")
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write `text` to `path`, a new file getting permissions 0600: it holds a child's data."""
+    import os
+
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(text)
+
+
+@main.command()
+@click.argument("learner")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@_database_url_option
+@click.pass_obj
+@_reports_errors
+def disclosures(settings: Settings, learner: str, as_json: bool) -> None:
+    """List who was shown a learner's data, when, what and why (exports, pages, reads)."""
+    from dala_events.disclosures import list_disclosures
+
+    _open(settings)
+    found = list_disclosures(learner)
+    if as_json:
+        _print_json([_json_ready(disclosure.model_dump()) for disclosure in found])
+        return
+    from rich.table import Table
+
+    table = Table(
+        title=f"Disclosures of {learner}: {len(found)}",
+        title_justify="left",
+        show_edge=False,
+        pad_edge=False,
+        expand=True,
+    )
+    actors = [disclosure.actor for disclosure in found]
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("when (UTC)", no_wrap=True, width=16)
+    table.add_column("what", no_wrap=True)
+    table.add_column("by", no_wrap=True, overflow="ellipsis", width=min(max(map(len, actors), default=2), 18))
+    table.add_column("why", no_wrap=True, overflow="ellipsis", ratio=1)
+    for disclosure in found:
+        when = _minute(disclosure.disclosed_at)
+        table.add_row(str(disclosure.id), when, disclosure.what, disclosure.actor, disclosure.reason or "")
+    _console().print(table)
+    if not found:
+        settings.say(f"no disclosure of {learner}'s data is recorded")
 
 
 # ---------------------------------------------------------------------------------------------

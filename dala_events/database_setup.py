@@ -138,7 +138,7 @@ def create_dala_engine(database_url: str | URL, *, create: bool = True) -> Engin
 
 AUTO_REBUILD_ENV = "DALA_AUTO_REBUILD"
 MIGRATIONS = "dala_events:migrations"
-LOG_SCHEMA_HEAD = "0003"
+LOG_SCHEMA_HEAD = "0004"
 """The newest migration of the log (a test keeps it equal to the scripts' head): a database at
 this revision is opened without loading Alembic, which costs a tenth of a second of start-up."""
 _PG_SETUP_LOCK = 4242001

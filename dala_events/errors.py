@@ -84,3 +84,16 @@ class DatabaseNotFound(DalaError):
 class RefusedToDestroy(DalaError):
     """A command would have destroyed records (the event log, or read models an empty log
     cannot rebuild); nothing was changed."""
+
+
+class ActorRequired(InvalidInput):
+    """DALA_REQUIRE_ACTOR is on and a write, erasure or disclosure names no actor; nothing was
+    written. Make it inside `recorded_as(actor=...)` (on the command line: `dala --actor ...`)."""
+
+    def __init__(self, action: str) -> None:
+        self.action = action
+        super().__init__(
+            "actor",
+            f"DALA_REQUIRE_ACTOR is on and this {action} names no actor; make it inside "
+            "recorded_as(actor=...) (on the command line: dala --actor KIND:ID ...)",
+        )

@@ -12,20 +12,26 @@ empty there; getters always fill them.
 Every argument is checked before anything is read or written: a learner id, DTO, store or
 connection of the wrong type or value raises InvalidInput naming it (`learner_id`, `data`,
 `store`, `connection`), and the DTO's values meet the events' limits (see README "Limits").
+
+`export_learner` is the subject access request: everything held about a learner in one
+document (the profile, the full history, the disclosure log); it records its own disclosure.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import pydantic
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Connection, Select, bindparam, select
 
+from dala_events import audit
+from dala_events.attribution import require_explicit_actor
 from dala_events.database_setup import sql_store_or_default
 from dala_events.dialects import read_transaction
-from dala_events.errors import InvalidInput
-from dala_events.events import UtcDateTime
+from dala_events.disclosures import Disclosure, list_disclosures, record_disclosure
+from dala_events.errors import InvalidInput, LearnerNotFound
+from dala_events.events import UtcDateTime, utc_now
 from dala_events.hlp_module import LearnerProfile
 from dala_events.store import EventStore, SqlEventStore
 from dala_events.store.contract import valid_learner_id
@@ -48,9 +54,12 @@ __all__ = [
     "ActivityAttemptData",
     "BadgeData",
     "CognitiveMetricData",
+    "Disclosure",
+    "ExportedEvent",
     "FullLearnerProfileData",
     "InterestData",
     "LOProgressData",
+    "LearnerExport",
     "LearnerSummary",
     "PreferenceData",
     "RowData",
@@ -63,6 +72,7 @@ __all__ = [
     "add_or_update_preference",
     "create_learner_profile",
     "delete_learner_profile",
+    "export_learner",
     "get_activity_attempts",
     "get_badges",
     "get_cognitive_metrics",
@@ -95,6 +105,7 @@ def create_learner_profile(learner_id: str, *, store: SqlEventStore | None = Non
 
 def delete_learner_profile(learner_id: str, *, store: EventStore | None = None) -> None:
     """Delete the learner's profile from every read model; its history stays in the log."""
+    require_explicit_actor("erasure")
     _existing(learner_id, store).delete()
 
 
@@ -314,3 +325,82 @@ def get_badges(learner_id: str, *, store: SqlEventStore | None = None) -> list[B
 def get_activity_attempts(learner_id: str, *, store: SqlEventStore | None = None) -> list[ActivityAttemptData]:
     """The learner's activity attempts, oldest first."""
     return _get("activity_attempts", learner_id, store)
+
+
+# ---------------------------------------------------------------------------------------------
+# Export: everything held about a learner (subject access, portability)
+# ---------------------------------------------------------------------------------------------
+
+
+class ExportedEvent(BaseModel):
+    """One change of a learner's history as the export (and `dala history --json`) shows it:
+    what (type and payload), when (occurred and recorded), who and why (metadata)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    position: int
+    event_id: str
+    learner_id: str
+    version: int
+    event_type: str
+    schema_version: int
+    occurred_at: UtcDateTime
+    recorded_at: UtcDateTime
+    payload: dict[str, Any]
+    metadata: dict[str, Any]
+    """actor, reason and correlation_id."""
+
+
+class LearnerExport(BaseModel):
+    """Everything held about one learner: `model_dump(mode="json")` is the export document."""
+
+    model_config = ConfigDict(frozen=True)
+
+    format: Literal["dala-learner-export"] = "dala-learner-export"
+    format_version: Literal[1] = 1
+    learner_id: str
+    exported_at: UtcDateTime
+    profile: FullLearnerProfileData | None
+    """The profile as the read models hold it (None once it was deleted)."""
+    history: list[ExportedEvent]
+    """Every change, oldest first, with who made it and why."""
+    disclosures: list[Disclosure]
+    """Every disclosure of the learner's data, this export's own included."""
+
+
+def export_learner(learner_id: str, *, store: SqlEventStore | None = None) -> LearnerExport:
+    """Everything held about the learner: the profile as the read models hold it, the full
+    history (what, when, who, why) and the disclosure log, this export included.
+
+    Records the disclosure (`export_json`) under the current `recorded_as` attribution before
+    returning. LearnerNotFound for a learner with no recorded changes (nothing is recorded
+    then); a deleted learner's export has no profile but the whole history.
+    """
+    chosen = sql_store_or_default(store)
+    events = audit.history(learner_id, store=chosen)
+    if not events:
+        raise LearnerNotFound(learner_id, f"learner {learner_id!r} has no recorded changes")
+    profile = get_full_learner_profile_data(learner_id, store=chosen)
+    history = [
+        ExportedEvent(
+            position=event.position,
+            event_id=event.event_id,
+            learner_id=event.learner_id,
+            version=event.version,
+            event_type=event.event_type,
+            schema_version=event.schema_version,
+            occurred_at=event.occurred_at,
+            recorded_at=event.recorded_at,
+            payload=event.event.model_dump(mode="json", exclude={"event_type"}),
+            metadata=dict(event.metadata),
+        )
+        for event in events
+    ]
+    record_disclosure(learner_id, "export_json", store=chosen)
+    return LearnerExport(
+        learner_id=learner_id,
+        exported_at=utc_now(),
+        profile=profile,
+        history=history,
+        disclosures=list_disclosures(learner_id, store=chosen),
+    )

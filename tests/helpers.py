@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from freezegun import freeze_time
 from sqlalchemy import Engine, select
 
+from dala_events.attribution import occurring_at, recorded_as
 from dala_events.hlp_module import LearnerProfile
-from dala_events.store import event_log
+from dala_events.store import EventStore, event_log
 from projections.database_models import READ_MODEL_METADATA
 
 
@@ -171,3 +174,35 @@ def rebuild_after_adding_a_badge_column(database_url: str) -> dict[str, Any]:
     init_db(database_url)  # no complaint any more
     close_db()
     return {"refused": refused, "rebuilt": result.projections, "filled": sorted(filled)}
+
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def varied_learner(store: EventStore) -> LearnerProfile:
+    """`ann`, with something of every kind an export shows: interests, objectives started,
+    progressed, completed with a score on either side of 60 and without one, and set back;
+    attempts completed or not, scored or not; badges earned and revoked; an attempt entered a
+    day after it happened. Each change at its own frozen time, T0 (2026-03-02 09:00 UTC) onwards."""
+    with freeze_time(T0), recorded_as("teacher:42", reason="initial interview"):
+        profile = LearnerProfile("ann", store=store)
+        profile.add_interest("Robotics")
+    with freeze_time(T0 + timedelta(days=1)), recorded_as("learner:ann"):
+        profile.start_lo("MATH_LO_001")
+        profile.record_activity_attempt("MATH_LO_001", "quiz 1/ü", "quiz", score=80.0, completed=True)
+        profile.record_activity_attempt("MATH_LO_001", "practice-2", "practice", score=30.0, completed=False)
+        profile.record_activity_attempt("MATH_LO_001", "reading-3", "reading")
+    with freeze_time(T0 + timedelta(days=2)), recorded_as("system:pathway"):
+        profile.update_lo_progress("MATH_LO_001", "in_progress", score=55.0)
+        profile.mark_lo_completed("MATH_LO_001", score=75.0)
+        profile.mark_lo_completed("Maths / Year 3", score=59.5)
+        profile.mark_lo_completed("ART_LO_009")
+        profile.update_lo_progress("SCI_LO_002", "in_progress")
+        profile.update_lo_progress("SCI_LO_002", "not_started")
+    with freeze_time(T0 + timedelta(days=3)), recorded_as("system:badges"):
+        profile.add_badge("trail blazer", "Trailblazer", details="Completed number bonds")
+        profile.add_badge("b2", "Second")
+        profile.revoke_badge("b2")
+    with freeze_time(T0 + timedelta(days=5)), occurring_at(T0 + timedelta(days=4)), recorded_as("teacher:42"):
+        profile.record_activity_attempt("MATH_LO_001", "paper-test", "test", score=100.0, completed=True)
+    return profile

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from dala_events.database_setup import LOG_SCHEMA_HEAD
 from tests.test_cli_and_readme import DALA, run_dala
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
@@ -138,6 +139,8 @@ def test_reading_commands_never_create_a_database(tmp_path: Path) -> None:
         ["diff", "ann", "1", "2"],
         ["interface", "ann"],
         ["learners"],
+        ["export", "ann"],
+        ["disclosures", "ann"],
     ):
         message = one_line_error(run_dala("--database-url", f"sqlite:///{missing}", *command, cwd=tmp_path))
         assert f"no database at {missing}" in message and "dala init" in message
@@ -156,7 +159,7 @@ def test_a_closed_pipe_ends_quietly(demo_dir: Path) -> None:
 
 def test_migrate_current_and_history(demo_dir: Path) -> None:
     current = run_dala("migrate", "current", cwd=demo_dir)
-    from dala_events.database_setup import LOG_SCHEMA_HEAD, migration_history
+    from dala_events.database_setup import migration_history
 
     assert current.returncode == 0 and current.stdout.split()[0] == LOG_SCHEMA_HEAD and "(head)" in current.stdout
     listed = run_dala("migrate", "history", cwd=demo_dir).stdout.splitlines()

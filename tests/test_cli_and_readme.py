@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from dala_events.database_setup import LOG_SCHEMA_HEAD
+
 ROOT = Path(__file__).resolve().parent.parent
 DALA = shutil.which("dala", path=str(Path(sys.executable).parent)) or "dala"
 
@@ -76,7 +78,7 @@ def test_audit_commands_through_the_console_script(tmp_path: Path) -> None:
     unknown = run_dala("rebuild", "--projection", "nope", cwd=tmp_path)
     assert unknown.returncode == 1 and "unknown projection 'nope'" in unknown.stderr
     migrated = run_dala("migrate", cwd=tmp_path)
-    assert migrated.returncode == 0 and "revision 0003" in migrated.stdout
+    assert migrated.returncode == 0 and f"revision {LOG_SCHEMA_HEAD}" in migrated.stdout
 
 
 def test_errors_go_to_stderr_without_traceback(tmp_path: Path) -> None:

@@ -534,7 +534,7 @@ def test_migration_0003_chains_a_log_made_at_revision_0002(database_url: str, ke
         with engine.begin() as connection:
             connection.execute(old_log.insert(), rows)
 
-        assert migrate(engine, log_key=key) == "0003"
+        assert migrate(engine, "0003", log_key=key) == "0003"
         with engine.connect() as connection:
             hashes = [row.hash for row in connection.execute(select(event_log.c.hash).order_by(event_log.c.position))]
             record = connection.execute(select(log_chain.c.mode, log_chain.c.key_id)).one()
@@ -547,7 +547,7 @@ def test_migration_0003_chains_a_log_made_at_revision_0002(database_url: str, ke
         with engine.connect() as connection:
             assert "hash" not in {c["name"] for c in sa.inspect(connection).get_columns("event_log")}
             assert "log_chain" not in sa.inspect(connection).get_table_names()
-        assert migrate(engine, log_key=key) == "0003"
+        assert migrate(engine, "0003", log_key=key) == "0003"
         assert verify_log(engine, key).intact
     finally:
         engine.dispose()

@@ -11,10 +11,11 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from freezegun import freeze_time
-from sqlalchemy import inspect, select, update
+from sqlalchemy import MetaData, inspect, select, update
 
 from dala_events import persistence_manager as pm
-from dala_events.database_setup import close_db, create_dala_engine, init_db, migrate, store_for
+from dala_events.database_setup import LOG_SCHEMA_HEAD, close_db, create_dala_engine, init_db, migrate, store_for
+from dala_events.disclosures import DISCLOSURE_METADATA
 from dala_events.errors import InvalidInput, SchemaMismatchError
 from dala_events.hlp_module import LearnerProfile
 from dala_events.store import LOG_METADATA, SqlEventStore, event_log, projection_state
@@ -159,10 +160,15 @@ def test_a_new_column_filled_from_old_events_after_a_schema_change(database_url:
 def test_migrations_run_up_and_down_and_match_the_tables_in_code(database_url: str) -> None:
     engine = create_dala_engine(database_url)
     try:
-        assert migrate(engine) == "0003"
+        assert migrate(engine) == LOG_SCHEMA_HEAD
         with engine.connect() as connection:
-            assert {"event_log", "projection_state", "alembic_version"} <= set(inspect(connection).get_table_names())
-            differences = compare_metadata(MigrationContext.configure(connection), LOG_METADATA)
+            assert {"event_log", "projection_state", "disclosure_log", "alembic_version"} <= set(
+                inspect(connection).get_table_names()
+            )
+            in_code = MetaData()
+            for table in [*LOG_METADATA.tables.values(), *DISCLOSURE_METADATA.tables.values()]:
+                table.to_metadata(in_code)
+            differences = compare_metadata(MigrationContext.configure(connection), in_code)
         assert [d for d in differences if d[0] in ("add_table", "remove_table", "add_column", "remove_column")] == []
         assert migrate(engine, "0002", downgrade=True) == "0002"
         with engine.connect() as connection:
@@ -170,11 +176,11 @@ def test_migrations_run_up_and_down_and_match_the_tables_in_code(database_url: s
         assert migrate(engine, "0001", downgrade=True) == "0001"
         with engine.connect() as connection:
             names = set(inspect(connection).get_table_names())
-        assert "event_log" in names and "projection_state" not in names
+        assert "event_log" in names and not {"projection_state", "disclosure_log"} & names
         assert migrate(engine, "base", downgrade=True) is None
         with engine.connect() as connection:
-            assert not {"event_log", "projection_state"} & set(inspect(connection).get_table_names())
-        assert migrate(engine) == "0003"
+            assert not {"event_log", "projection_state", "disclosure_log"} & set(inspect(connection).get_table_names())
+        assert migrate(engine) == LOG_SCHEMA_HEAD
     finally:
         engine.dispose()
 
@@ -186,7 +192,7 @@ def test_a_log_created_before_the_migrations_is_stamped_and_upgraded(database_ur
             event_log.create(connection)
         init_db(database_url)
         with engine.connect() as connection:
-            assert MigrationContext.configure(connection).get_current_revision() == "0003"
+            assert MigrationContext.configure(connection).get_current_revision() == LOG_SCHEMA_HEAD
     finally:
         close_db()
         engine.dispose()
