@@ -26,7 +26,7 @@ from rich.table import Table
 
 PACKAGE = Path(__file__).resolve().parent
 THIS_TREE = PACKAGE.parent
-GROUPS = ("writes", "rebuild", "audit")
+GROUPS = ("writes", "rebuild", "audit", "backup")
 IMPLEMENTATIONS = {"ours": "ours", "crud": "CRUD layer", "peer": "eventsourcing"}
 AUDIT_REPEATS = 15
 ORDER = (
@@ -40,6 +40,8 @@ ORDER = (
     "rebuild_scale",
     "audit_history",
     "audit_profile_as_of",
+    "backup",
+    "restore",
 )
 
 # Loads this checkout's `benchmarks` package by path, then runs one task. `-P` keeps the
@@ -156,13 +158,15 @@ def run(options: Options, progress: Console) -> dict[str, Any]:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dala-bench-") as folder:
         bench = _Run(options, trees, Path(folder), progress, notes)
-        if "rebuild" in options.only and options.rebuild_events:
+        if {"rebuild", "backup"} & set(options.only) and options.rebuild_events:
             bench.write_logs()
         for number in range(1, options.rounds + 1):
             progress.print(f"round {number}/{options.rounds}")
             bench.writes(implementations)
-            if bench.logs:
+            if bench.logs and "rebuild" in options.only:
                 bench.rebuild_at_scale()
+            if bench.logs and "backup" in options.only:
+                bench.backup()
             if "audit" in options.only:
                 bench.audit()
     return summary(bench.results, options, bench.mutations, notes, time.perf_counter() - started)
@@ -238,6 +242,18 @@ class _Run:
             measurement = Measurement(f"rebuild at scale, {out['events']:,} events", "events/s")
             rate = out["events"] / out["seconds"]
             self.results.record("rebuild_scale", measurement, tree, rate, out["peak_rss_mb"], out["events"])
+
+    def backup(self) -> None:
+        """A backup of each tree's scale log and its restore into an empty database."""
+        for tree in self.trees:
+            out = self.child(tree, "backup and restore", "backup", {"path": str(self.logs[tree.label])})
+            if out.get("skipped"):
+                continue
+            events, rss = out["events"], out["peak_rss_mb"]
+            made = Measurement(f"backup of {events:,} events", "events/s")
+            self.results.record("backup", made, tree, events / out["backup_seconds"], rss, events)
+            restored = Measurement(f"restore of {events:,} events", "events/s")
+            self.results.record("restore", restored, tree, events / out["restore_seconds"], rss, events)
 
     def audit(self) -> None:
         """History and as-of view of one long stream."""
@@ -421,7 +437,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, bool]:
         "--only",
         default=",".join(GROUPS),
         metavar="GROUPS",
-        help="comma-separated subset of writes,rebuild,audit (default: all)",
+        help="comma-separated subset of writes,rebuild,audit,backup (default: all)",
     )
     args = parser.parse_args(argv)
     only = tuple(group.strip() for group in args.only.split(",") if group.strip())

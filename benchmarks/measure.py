@@ -21,6 +21,7 @@ The only names used from the tree under test are those listed in `benchmarks/__i
 from __future__ import annotations
 
 import gc
+import importlib.util
 import json
 import statistics
 import sys
@@ -208,6 +209,31 @@ def task_rebuild(path: str) -> dict[str, Any]:
     return {"seconds": seconds, "events": replayed}
 
 
+def task_backup(path: str) -> dict[str, Any]:
+    """`dala backup` of the scale log, then `dala restore` of it into a new SQLite file (the log
+    only; the rebuild that follows a restore is the rebuild measurement). Skipped for a tree
+    without backups."""
+    if importlib.util.find_spec("dala_events.backup") is None:
+        return {"skipped": True}
+    from dala_events.backup import backup_log, restore_log
+    from dala_events.database_setup import create_dala_engine
+
+    source = create_dala_engine(f"sqlite:///{path}")
+    copy = Path(path).with_suffix(".backup")
+    target_path = Path(path).with_name("restored.db")
+    remove_database(target_path)
+    target = create_dala_engine(f"sqlite:///{target_path}")
+    try:
+        backup_seconds, made = _timed(lambda: backup_log(source, copy))
+        restore_seconds, _ = _timed(lambda: restore_log(target, copy))
+    finally:
+        source.dispose()
+        target.dispose()
+        copy.unlink(missing_ok=True)
+        remove_database(target_path)
+    return {"events": made.events, "backup_seconds": backup_seconds, "restore_seconds": restore_seconds}
+
+
 AUDIT_LEARNER = "audit-learner"
 
 
@@ -249,6 +275,7 @@ TASKS: dict[str, Callable[..., dict[str, Any]]] = {
     "write_log": task_write_log,
     "rebuild": task_rebuild,
     "audit": task_audit,
+    "backup": task_backup,
 }
 
 
