@@ -3,7 +3,7 @@
 Commands that set a database up (init, demo, migrate) create it; commands that only read
 (profile, history, diff, learners, interface, export, disclosures) never create a file, a
 folder or a table, and say so when there is no database. Those that show a learner's data
-(profile, history, interface, export) add a row to the existing disclosure log, attributed
+(profile, history, diff, interface, export) add a row to the existing disclosure log, attributed
 to the group's `--actor`/`--reason` (a `recorded_as` block around the whole command).
 Human output is tables that stay readable at 80 columns; `--json` prints one JSON document,
 every time as RFC 3339 UTC (`2026-11-25T11:36:00Z`).
@@ -449,6 +449,7 @@ def diff(settings: Settings, learner: str, start: str, end: str, as_json: bool) 
             version=point if isinstance(point, int) else None,
         )
     result = audit.diff(learner, first, second)
+    _disclosed(learner, "cli_diff")
     if as_json:
         _print_json(_json_ready(result.model_dump()))
         return

@@ -53,6 +53,7 @@ DISCLOSURE_KINDS: dict[str, str] = {
     "page": "the learner's page (`generate_interface`, `dala interface`, `dala demo`)",
     "cli_profile": "the profile shown by `dala profile` (now, or as of a time or version)",
     "cli_history": "the history shown by `dala history`",
+    "cli_diff": "the rows that changed between two points, shown by `dala diff`",
 }
 """The codes of `what` the package records; an application may record codes of its own."""
 

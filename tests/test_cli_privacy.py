@@ -42,9 +42,9 @@ def test_reads_that_show_a_learners_data_are_recorded_with_actor_and_reason(demo
     assert run_dala(*who, "interface", "student123", "--out", str(page), cwd=demo_dir).returncode == 0
     by_env = run_dala("history", "student123", "--json", cwd=demo_dir, env={"DALA_ACTOR": "learner:student123"})
     assert by_env.returncode == 0
+    assert run_dala("diff", "student123", "1", "3", cwd=demo_dir).returncode == 0
     # Reads that show no learner's data record nothing.
     assert run_dala("learners", cwd=demo_dir).returncode == 0
-    assert run_dala("diff", "student123", "1", "3", cwd=demo_dir).returncode == 0
     assert run_dala("profile", "nobody", cwd=demo_dir).returncode == 1
 
     new = disclosures(demo_dir)[len(before) :]
@@ -54,6 +54,7 @@ def test_reads_that_show_a_learners_data_are_recorded_with_actor_and_reason(demo
         ("cli_history", "teacher:42", "parent meeting"),
         ("page", "teacher:42", "parent meeting"),
         ("cli_history", "learner:student123", None),
+        ("cli_diff", "system", None),
     ]
     assert len({d["correlation_id"] for d in new}) == len(new)  # one piece of work per command
     assert all(d["learner_id"] == "student123" and d["disclosed_at"].endswith("Z") for d in new)
