@@ -210,6 +210,29 @@ def _configured_cipher(engine: Engine) -> LogCipher:
     return cipher
 
 
+def rotate_master_key(engine: Engine, new_master_key: MasterKey) -> int:
+    """Re-wrap every data key of `engine`'s key store under `new_master_key` (the event log is
+    not touched); returns how many. The configured master key must open the store first."""
+    url, default_master = key_store_location(engine)
+    if url is None:
+        raise MasterKeyError("an in-memory database keeps its keys in memory: there is nothing to rotate")
+    master_key = configured_master_key(default_master)
+    key_store = open_key_store(url, master_key)
+    try:
+        count = key_store.rotate(new_master_key)
+    finally:
+        key_store.engine.dispose()
+    with _lock:
+        _ciphers.pop((url, master_key.key_id), None)
+    if default_master is not None and not os.environ.get(MASTER_KEY_ENV) and not os.environ.get(MASTER_KEY_FILE_ENV):
+        # The embedded default keeps the master key in its file: it must now hold the new one.
+        replacement = default_master.with_name(default_master.name + ".new")
+        replacement.unlink(missing_ok=True)
+        write_secret_file(str(replacement), new_master_key.hex() + "\n")
+        replacement.replace(default_master)
+    return count
+
+
 def _chosen(log_key: KeyChoice) -> LogKey | None:
     return configured_log_key() if isinstance(log_key, Configured) else log_key
 
