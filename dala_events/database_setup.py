@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, create_engine, inspect, make_url, text
 from sqlalchemy.engine import URL
-from sqlalchemy.pool import NullPool, StaticPool
+from sqlalchemy.pool import StaticPool
 
 from dala_events.dialects import configure_key_store_sqlite, configure_sqlite, read_transaction, write_transaction
 from dala_events.errors import DatabaseNotFound, InvalidInput, SchemaMismatchError
@@ -179,7 +179,7 @@ def open_key_store(url: str, master_key: MasterKey) -> SqlKeyStore:
         path = Path(parsed.database).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-        engine = create_engine(parsed, poolclass=NullPool)
+        engine = create_engine(parsed, connect_args={"timeout": 30})
         configure_key_store_sqlite(engine)
     else:
         engine = create_engine(parsed, pool_pre_ping=True)

@@ -18,6 +18,7 @@ apart from the event database, and the cipher the codec encrypts payloads and re
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import os
@@ -44,6 +45,7 @@ ENCRYPTED_PREFIX = "dala-aes256gcm/1:"
 _KEY_ID_MESSAGE = b"dala-events master key id"
 _WRAP_FORMAT = b"dala-data-key/1\n"
 _AAD_FORMAT = "dala-event-field/1\n"
+_PREFIX_LENGTH = len(ENCRYPTED_PREFIX)
 
 
 class MasterKeyError(DalaError):
@@ -305,12 +307,15 @@ class LogCipher:
         if not text.startswith(ENCRYPTED_PREFIX):
             return text
         try:
-            raw = base64.b64decode(text[len(ENCRYPTED_PREFIX) :], validate=True)
-        except ValueError as error:
+            raw = binascii.a2b_base64(text[_PREFIX_LENGTH:], strict_mode=True)
+        except binascii.Error as error:
             raise InvalidInput(field, f"encrypted text is not base64: {error}", learner_id=learner_id) from None
+        aead = self._aeads.get(learner_id) or self._aead(learner_id, create=False)
         try:
-            plain = self._aead(learner_id, create=False).decrypt(
-                raw[:NONCE_BYTES], raw[NONCE_BYTES:], self._aad(learner_id, version, event_type, schema_version, field)
+            plain = aead.decrypt(
+                raw[:NONCE_BYTES],
+                raw[NONCE_BYTES:],
+                f"{_AAD_FORMAT}{len(learner_id)}:{learner_id}{version}\n{event_type}\n{schema_version}\n{field}".encode(),
             )
         except InvalidTag:
             raise InvalidInput(
