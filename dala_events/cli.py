@@ -306,6 +306,51 @@ def learners(settings: Settings, limit: int, after: str | None, as_json: bool) -
         settings.say(f"more: dala learners --after {found[-1].learner_id!s}")
 
 
+@main.group()
+def keys() -> None:
+    """The key store: learners' data keys, wrapped by the master key."""
+
+
+@keys.command("rotate")
+@click.option(
+    "--new-master-key-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="A file holding the new master key (64 hex digits); default: DALA_NEW_MASTER_KEY.",
+)
+@_database_url_option
+@click.pass_obj
+@_reports_errors
+def keys_rotate(settings: Settings, new_master_key_file: Path | None) -> None:
+    """Re-wrap every data key under a new master key, without touching the event log.
+
+    The current master key (DALA_MASTER_KEY, DALA_MASTER_KEY_FILE or the embedded default)
+    must open the key store. Afterwards configure the new key where the old one was.
+    """
+    import os
+
+    from dala_events.database_setup import (
+        configured_database_url,
+        create_dala_engine,
+        master_key_from_file,
+        rotate_master_key,
+    )
+    from dala_events.store.keys import MasterKey, MasterKeyError
+
+    if new_master_key_file is not None:
+        new_key = master_key_from_file(str(new_master_key_file), source="--new-master-key-file")
+    elif os.environ.get("DALA_NEW_MASTER_KEY", "").strip():
+        new_key = MasterKey.from_hex(os.environ["DALA_NEW_MASTER_KEY"], source="DALA_NEW_MASTER_KEY")
+    else:
+        raise MasterKeyError("give the new master key with --new-master-key-file or DALA_NEW_MASTER_KEY")
+    engine = create_dala_engine(_url(settings) or configured_database_url(), create=False)
+    try:
+        count = rotate_master_key(engine, new_key)
+    finally:
+        engine.dispose()
+    settings.say(f"re-wrapped {_count(count, 'data key')} under master key {new_key.key_id}")
+
+
 @main.command()
 @click.argument("learner")
 @click.option("--as-of", "as_of", default=None, help="Show it as recorded at this time (ISO 8601; naive = UTC).")

@@ -15,7 +15,9 @@ The log key (`DALA_LOG_KEY`, or the file named by `DALA_LOG_KEY_FILE`) is read h
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import functools
 import logging
 import os
 import threading
@@ -27,10 +29,21 @@ from sqlalchemy import Connection, Engine, create_engine, inspect, make_url, tex
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import StaticPool
 
-from dala_events.dialects import configure_sqlite, read_transaction, write_transaction
+from dala_events.dialects import configure_key_store_sqlite, configure_sqlite, read_transaction, write_transaction
 from dala_events.errors import DatabaseNotFound, InvalidInput, SchemaMismatchError
 from dala_events.events import decode_json, dump_checked_json
 from dala_events.store import EventStore, InMemoryEventStore, LogKey, SqlEventStore
+from dala_events.store.keys import (
+    KeyStore,
+    LogCipher,
+    MasterKey,
+    MasterKeyError,
+    MemoryKeyStore,
+    SqlKeyStore,
+    register_cipher,
+    registered_cipher,
+    write_secret_file,
+)
 from dala_events.store.sql import check_log_key
 from projections.memory import MemoryReadModels
 from projections.projectors import project_events
@@ -93,6 +106,133 @@ def configured_log_key() -> LogKey | None:
     return None
 
 
+KEY_STORE_ENV = "DALA_KEY_STORE"
+MASTER_KEY_ENV = "DALA_MASTER_KEY"
+MASTER_KEY_FILE_ENV = "DALA_MASTER_KEY_FILE"
+KEY_STORE_SUFFIX = ".keys"
+MASTER_KEY_SUFFIX = ".master"
+
+_ciphers: dict[tuple[str, str], LogCipher] = {}
+
+
+def configured_master_key(default_file: Path | None = None) -> MasterKey:
+    """The master key the environment configures: `DALA_MASTER_KEY` (64 hex digits) or the file
+    named by `DALA_MASTER_KEY_FILE`. Without either, `default_file` (the embedded default: a
+    file beside the key store), created with a new random key and 0600 permissions when missing;
+    with no default either, MasterKeyError."""
+    value = os.environ.get(MASTER_KEY_ENV, "").strip()
+    path = os.environ.get(MASTER_KEY_FILE_ENV, "").strip()
+    if value and path:
+        raise MasterKeyError(f"set {MASTER_KEY_ENV} or {MASTER_KEY_FILE_ENV}, not both")
+    if value:
+        return MasterKey.from_hex(value, source=MASTER_KEY_ENV)
+    if not path and default_file is not None:
+        if not default_file.exists():
+            with contextlib.suppress(FileExistsError):  # another process made it first
+                write_secret_file(str(default_file), MasterKey.generate().hex() + "\n")
+        path = str(default_file)
+    if not path:
+        raise MasterKeyError(
+            f"no master key: set {MASTER_KEY_ENV} (64 hex digits, e.g. `openssl rand -hex 32`) or "
+            f"{MASTER_KEY_FILE_ENV}; a PostgreSQL database or a key store named by {KEY_STORE_ENV} needs one"
+        )
+    return master_key_from_file(path, source=MASTER_KEY_FILE_ENV)
+
+
+def master_key_from_file(path: str, *, source: str) -> MasterKey:
+    """The master key held in the file at `path` (hex digits, surrounding whitespace ignored)."""
+    try:
+        text_in_file = Path(path).expanduser().read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as error:
+        raise MasterKeyError(f"{source}: cannot read the master key file {path!r}: {error}") from None
+    return MasterKey.from_hex(text_in_file, source=source)
+
+
+def key_store_location(engine: Engine) -> tuple[str | None, Path | None]:
+    """Where `engine`'s key store is: (SQLAlchemy URL, default master key file), or (None, None)
+    for an in-memory SQLite database (whose keys live in memory with it).
+
+    `DALA_KEY_STORE` (a path or a SQLAlchemy URL) names it; by default it is the SQLite file
+    `<database>.keys` beside a SQLite database, and PostgreSQL needs `DALA_KEY_STORE` set."""
+    configured = os.environ.get(KEY_STORE_ENV, "").strip()
+    if configured:
+        if "://" in configured:
+            return configured, None
+        path = Path(configured).expanduser()
+        return f"sqlite:///{path}", None
+    database = engine.url.database
+    if engine.dialect.name != "sqlite":
+        raise MasterKeyError(
+            f"a PostgreSQL database needs a key store of its own: set {KEY_STORE_ENV} (a path or a "
+            f"SQLAlchemy URL) and {MASTER_KEY_ENV} or {MASTER_KEY_FILE_ENV}"
+        )
+    if database in (None, "", ":memory:"):
+        return None, None
+    path = Path(f"{Path(database).expanduser()}{KEY_STORE_SUFFIX}")
+    return f"sqlite:///{path}", Path(f"{path}{MASTER_KEY_SUFFIX}")
+
+
+def open_key_store(url: str, master_key: MasterKey) -> SqlKeyStore:
+    """The key store at `url`; a SQLite file is created with 0600 permissions and deletes securely."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        path = Path(parsed.database).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        engine = create_engine(parsed, connect_args={"timeout": 30})
+        configure_key_store_sqlite(engine)
+    else:
+        engine = create_engine(parsed, pool_pre_ping=True)
+    return SqlKeyStore(engine, master_key)
+
+
+def configured_cipher(engine: Engine) -> LogCipher:
+    """The cipher for `engine`'s log: its key store (see `key_store_location`) under the
+    configured master key. One per key store and master key in a process (its data keys cached)."""
+    found = registered_cipher(engine)
+    if found is not None:
+        return found
+    return _configured_cipher(engine)
+
+
+def _configured_cipher(engine: Engine) -> LogCipher:
+    url, default_master = key_store_location(engine)
+    if url is None:
+        cipher = LogCipher(MemoryKeyStore())
+    else:
+        master_key = configured_master_key(default_master)
+        with _lock:
+            cached = _ciphers.get((url, master_key.key_id))
+            if cached is None:
+                cached = _ciphers[(url, master_key.key_id)] = LogCipher(open_key_store(url, master_key))
+            cipher = cached
+    register_cipher(engine, cipher)
+    return cipher
+
+
+def rotate_master_key(engine: Engine, new_master_key: MasterKey) -> int:
+    """Re-wrap every data key of `engine`'s key store under `new_master_key` (the event log is
+    not touched); returns how many. The configured master key must open the store first."""
+    url, default_master = key_store_location(engine)
+    if url is None:
+        raise MasterKeyError("an in-memory database keeps its keys in memory: there is nothing to rotate")
+    master_key = configured_master_key(default_master)
+    key_store = open_key_store(url, master_key)
+    try:
+        count = key_store.rotate(new_master_key)
+    finally:
+        key_store.engine.dispose()
+    with _lock:
+        _ciphers.pop((url, master_key.key_id), None)
+    if default_master is not None and not os.environ.get(MASTER_KEY_ENV) and not os.environ.get(MASTER_KEY_FILE_ENV):
+        # The embedded default keeps the master key in its file: it must now hold the new one.
+        replacement = default_master.with_name(default_master.name + ".new")
+        replacement.unlink(missing_ok=True)
+        write_secret_file(str(replacement), new_master_key.hex() + "\n")
+        replacement.replace(default_master)
+    return count
+
+
 def _chosen(log_key: KeyChoice) -> LogKey | None:
     return configured_log_key() if isinstance(log_key, Configured) else log_key
 
@@ -119,7 +259,9 @@ def create_dala_engine(database_url: str | URL, *, create: bool = True) -> Engin
     if backend == "postgresql":
         if url.drivername == "postgresql":
             url = url.set(drivername="postgresql+psycopg")
-        return create_engine(url, pool_pre_ping=True, **_JSON_COLUMNS)
+        engine = create_engine(url, pool_pre_ping=True, **_JSON_COLUMNS)
+        register_cipher(engine, functools.partial(_configured_cipher, engine))
+        return engine
     if backend != "sqlite":
         raise InvalidInput("database_url", f"only sqlite and postgresql are supported, not {backend!r}")
     if url.database in (None, "", ":memory:"):
@@ -133,6 +275,8 @@ def create_dala_engine(database_url: str | URL, *, create: bool = True) -> Engin
             raise DatabaseNotFound(str(path))
         engine = create_engine(url, connect_args={"timeout": 30}, **_JSON_COLUMNS)
     configure_sqlite(engine)
+    # The key store is opened when first needed (a rebuild handed only the engine finds it).
+    register_cipher(engine, functools.partial(_configured_cipher, engine))
     return engine
 
 
@@ -292,15 +436,22 @@ def auto_rebuild_enabled(engine: Engine) -> bool:
 
 
 def store_for(engine: Engine, *, log_key: KeyChoice = CONFIGURED) -> SqlEventStore:
-    """An event store on `engine` that keeps the eight read models up to date inline and chains
-    what it appends with `log_key` (by default the configured one)."""
-    return SqlEventStore(engine, inline_projectors=[project_events], log_key=_chosen(log_key))
+    """An event store on `engine` that keeps the eight read models up to date inline, chains
+    what it appends with `log_key` (by default the configured one) and encrypts each learner's
+    payloads with their data key from the configured key store (`configured_cipher`)."""
+    return SqlEventStore(
+        engine, inline_projectors=[project_events], log_key=_chosen(log_key), cipher=configured_cipher(engine)
+    )
 
 
-def in_memory_store(*, log_key: LogKey | None = None) -> tuple[InMemoryEventStore, MemoryReadModels]:
-    """An event store in memory and the read models it keeps up to date inline (for tests)."""
+def in_memory_store(
+    *, log_key: LogKey | None = None, key_store: KeyStore | None = None
+) -> tuple[InMemoryEventStore, MemoryReadModels]:
+    """An event store in memory and the read models it keeps up to date inline (for tests); its
+    payloads encrypted like every store's, with data keys in `key_store` (default: in memory)."""
     read_models = MemoryReadModels()
-    return InMemoryEventStore(inline_projectors=[read_models.project], log_key=log_key), read_models
+    cipher = LogCipher(key_store if key_store is not None else MemoryKeyStore())
+    return InMemoryEventStore(inline_projectors=[read_models.project], log_key=log_key, cipher=cipher), read_models
 
 
 def init_db(database_url: str | None = None, *, check_projections: bool = True) -> Engine:
@@ -320,7 +471,7 @@ def init_db(database_url: str | None = None, *, check_projections: bool = True) 
         if stale and check_projections:
             if not auto_rebuild_enabled(engine):
                 raise stale_error(stale)
-            rebuild(engine, projections=stale, log_key=log_key)
+            rebuild(engine, projections=stale, log_key=log_key, cipher=configured_cipher(engine))
     except BaseException:
         engine.dispose()
         raise

@@ -289,6 +289,8 @@ def configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
+        # Freed pages are overwritten with zeros: deleted rows (an erased learner's) leave no copy.
+        cursor.execute("PRAGMA secure_delete = ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -296,6 +298,18 @@ def configure_sqlite(engine: Engine) -> None:
         mode = "IMMEDIATE" if connection.get_execution_options().get("dala_write") else "DEFERRED"
         # Straight to the driver: SQLAlchemy is beginning the transaction this statement opens.
         connection.connection.driver_connection.execute(f"BEGIN {mode}")  # type: ignore[union-attr]
+
+
+def configure_key_store_sqlite(engine: Engine) -> None:
+    """The pragmas of a SQLite key store: a rollback journal (no WAL keeping old pages), freed
+    pages overwritten, and a busy timeout so that writers queue."""
+
+    @event.listens_for(engine, "connect")
+    def set_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA secure_delete = ON")
+        cursor.close()
 
 
 @contextmanager
@@ -329,4 +343,3 @@ def read_transaction(engine: Engine) -> Iterator[Connection]:
     """
     with engine.connect() as connection, connection.begin():
         yield connection
-

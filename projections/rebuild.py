@@ -61,6 +61,7 @@ from dala_events.events import utc_now
 from dala_events.store import LogKey, SqlEventStore, event_log, projection_state
 from dala_events.store.codec import decode_chain_row_as_logged, hasher, link_of
 from dala_events.store.contract import Row
+from dala_events.store.keys import LogCipher, registered_cipher
 from dala_events.store.sql import check_log_key
 from projections.catalog import PARENT, fingerprint, projection_names, read_model_tables, with_dependents
 from projections.projectors import RowChanges, SqlRowWriter, TableSet, apply_events
@@ -101,6 +102,7 @@ def rebuild_projections(
     batch_size: int = REBUILD_BATCH_SIZE,
     progress: Progress | None = None,
     log_key: LogKey | None = None,
+    cipher: LogCipher | None = None,
 ) -> int:
     """Rebuild read models from the whole log and swap them in; returns the events replayed.
 
@@ -109,7 +111,7 @@ def rebuild_projections(
     the log is chained with (None: plain SHA-256). See `rebuild` for the full result.
     """
     return rebuild(
-        engine, projections=projections, batch_size=batch_size, progress=progress, log_key=log_key
+        engine, projections=projections, batch_size=batch_size, progress=progress, log_key=log_key, cipher=cipher
     ).events
 
 
@@ -120,8 +122,11 @@ def rebuild(
     batch_size: int = REBUILD_BATCH_SIZE,
     progress: Progress | None = None,
     log_key: LogKey | None = None,
+    cipher: LogCipher | None = None,
 ) -> RebuildResult:
     """Rebuild read models live-safely (see the module's docstring) and report what was done.
+
+    `cipher` decrypts payloads stored encrypted (see `dala_events.store.keys`).
 
     Every event's hash is checked with `log_key` (None: plain SHA-256) before it is projected;
     RebuildError names the first that does not verify, and nothing is swapped in.
@@ -142,6 +147,7 @@ def rebuild(
                 expected = store.last_position()
                 reached = _Reached()
                 chain = _Chain(log_key)
+                chain.cipher = cipher if cipher is not None else registered_cipher(engine)
                 changes = RowChanges(SqlRowWriter(connection, shadow.targets))
                 for batch in store.stored_rows(batch_size=batch_size):
                     with connection.begin():
@@ -272,6 +278,7 @@ class _Chain:
         self.heads: dict[str, tuple[int, str]] = {}
         self.waiting: dict[str, dict[int, Row]] = {}
         self.waiting_count = 0
+        self.cipher: LogCipher | None = None
 
     def admit(self, rows: list[Row], earliest_gap: int | None) -> list[Row]:
         """The rows that verify, in an order to project them; the rest wait or are refused.
@@ -359,11 +366,11 @@ def _project(changes: RowChanges, rows: list[Row], reached: _Reached, chain: _Ch
         position = row[0]
     reached.position = position
     earliest_gap = reached.gaps[0][0] if late_possible and reached.gaps else None
-    _apply(changes, chain.admit(rows, earliest_gap), reached)
+    _apply(changes, chain.admit(rows, earliest_gap), reached, chain.cipher)
 
 
-def _apply(changes: RowChanges, rows: list[Row], reached: _Reached) -> None:
-    apply_events(changes, [decode_chain_row_as_logged(row) for row in rows])
+def _apply(changes: RowChanges, rows: list[Row], reached: _Reached, cipher: LogCipher | None) -> None:
+    apply_events(changes, [decode_chain_row_as_logged(row, cipher) for row in rows])
     changes.flush()
     reached.events += len(rows)
 
@@ -377,7 +384,7 @@ def _catch_up(
     if reached.gaps:
         late = store.stored_rows_in_ranges(reached.gaps)
         if late:
-            _apply(changes, chain.admit(late, None), reached)
+            _apply(changes, chain.admit(late, None), reached, chain.cipher)
     for rows in store.stored_rows(reached.position, batch_size=batch_size):
         _project(changes, rows, reached, chain, late_possible=False)
     chain.finish()

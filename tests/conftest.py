@@ -8,7 +8,9 @@ CI=true, where they fail: CI must test both backends.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -49,7 +51,12 @@ def require_postgres() -> None:
 
 
 def reset_postgres() -> None:
-    """Drop every table of ours (and Alembic's bookkeeping) so each test starts empty."""
+    """Drop every table of ours (and Alembic's bookkeeping) so each test starts empty, and
+    configure a fresh key store and a master key for it (PostgreSQL needs them configured)."""
+    if not os.environ.get("DALA_KEY_STORE"):  # a test may have chosen one (shared by two databases)
+        os.environ["DALA_KEY_STORE"] = str(Path(tempfile.mkdtemp(prefix="dala-keys-")) / "test.keys")
+        os.environ["DALA_MASTER_KEY"] = TEST_MASTER_KEY
+        os.environ["DALA_MASTER_KEY_FILE"] = ""
     engine = create_engine(POSTGRES_URL)
     try:
         with engine.begin() as connection:
@@ -71,6 +78,19 @@ def database_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> 
     require_postgres()
     reset_postgres()
     yield POSTGRES_URL
+
+
+TEST_MASTER_KEY = "5a" * 32
+"""The master key of the tests' PostgreSQL key stores (a PostgreSQL database needs one configured)."""
+
+KEY_ENV = ("DALA_KEY_STORE", "DALA_MASTER_KEY", "DALA_MASTER_KEY_FILE")
+
+
+@pytest.fixture(autouse=True)
+def _key_store_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever a test sets of the key store's variables (`reset_postgres` does) ends with it."""
+    for name in KEY_ENV:
+        monkeypatch.setenv(name, os.environ.get(name, ""))
 
 
 @pytest.fixture

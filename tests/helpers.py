@@ -93,10 +93,16 @@ def profile_snapshot(data: Any) -> dict[str, Any] | None:
     }
 
 
-def reload_snapshots(database_url: str, learner_ids: list[str]) -> dict[str, dict[str, Any]]:
-    """Run in a fresh process: load each learner from scratch and snapshot its state."""
+def reload_snapshots(
+    database_url: str, learner_ids: list[str], key_env: dict[str, str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Run in a fresh process: load each learner from scratch and snapshot its state (with the
+    key store's variables `key_env` of the caller, see `key_environment`)."""
+    import os
+
     from dala_events.database_setup import create_dala_engine, store_for
 
+    os.environ.update(key_env or {})
     engine = create_dala_engine(database_url)
     try:
         store = store_for(engine)
@@ -206,3 +212,11 @@ def varied_learner(store: EventStore) -> LearnerProfile:
     with freeze_time(T0 + timedelta(days=5)), occurring_at(T0 + timedelta(days=4)), recorded_as("teacher:42"):
         profile.record_activity_attempt("MATH_LO_001", "paper-test", "test", score=100.0, completed=True)
     return profile
+
+
+def key_environment() -> dict[str, str]:
+    """The key store's variables of this process, for a fresh process to use the same key store."""
+    import os
+
+    names = ("DALA_KEY_STORE", "DALA_MASTER_KEY", "DALA_MASTER_KEY_FILE")
+    return {name: os.environ[name] for name in names if name in os.environ}

@@ -39,7 +39,7 @@ from dala_events.store import SqlEventStore
 from projections.database_models import SECTIONS
 from projections.dtos import FullLearnerProfileData
 from projections.rebuild import rebuild
-from tests.helpers import read_model_rows
+from tests.helpers import key_environment, read_model_rows
 
 # ---------------------------------------------------------------------------------------------
 # Values: some the log takes, many it must refuse
@@ -267,10 +267,16 @@ def aggregate_shape(profile: LearnerProfile) -> dict[str, Any] | None:
     }
 
 
-def reload_shapes(database_url: str, learner_ids: list[str]) -> dict[str, dict[str, Any] | None]:
-    """Run in a fresh process: load each learner from scratch and give its comparable shape."""
+def reload_shapes(
+    database_url: str, learner_ids: list[str], key_env: dict[str, str]
+) -> dict[str, dict[str, Any] | None]:
+    """Run in a fresh process: load each learner from scratch and give its comparable shape
+    (with the caller's key store, `key_env`)."""
+    import os
+
     from dala_events.database_setup import create_dala_engine, store_for
 
+    os.environ.update(key_env)
     engine = create_dala_engine(database_url)
     try:
         store = store_for(engine)
@@ -401,7 +407,7 @@ def test_accepted_means_readable_through_every_path(
     for learner_id, expected in tally.expected.items():
         assert dto_shape(pm.get_full_learner_profile_data(learner_id, store=store)) == expected
     # a fresh process reads every learner back equal
-    reloaded = fresh_process.submit(reload_shapes, database_url, list(tally.expected)).result()
+    reloaded = fresh_process.submit(reload_shapes, database_url, list(tally.expected), key_environment()).result()
     assert reloaded == tally.expected
 
     print(

@@ -16,7 +16,7 @@ from dala_events import persistence_manager as pm
 from dala_events.hlp_module import LearnerProfile
 from dala_events.store import SqlEventStore
 from projections.rebuild import rebuild_projections
-from tests.helpers import aggregate_snapshot, profile_snapshot, read_model_rows, reload_snapshots
+from tests.helpers import aggregate_snapshot, key_environment, profile_snapshot, read_model_rows, reload_snapshots
 
 NAMES = st.sampled_from(["Robotics", "Music", "Dinosaurs", " Music "])
 SCORES = st.none() | st.floats(min_value=0, max_value=100, allow_nan=False)
@@ -94,4 +94,4 @@ def test_aggregate_read_models_rebuild_and_fresh_process_agree(
     assert read_model_rows(store.engine) == inline_rows
     assert {i: profile_snapshot(pm.get_full_learner_profile_data(i)) for i in learner_ids} == in_memory
     # (d) == profiles reloaded in a fresh process
-    assert fresh_process.submit(reload_snapshots, database_url, learner_ids).result() == in_memory
+    assert fresh_process.submit(reload_snapshots, database_url, learner_ids, key_environment()).result() == in_memory

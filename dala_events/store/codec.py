@@ -25,6 +25,7 @@ import pydantic
 from dala_events.envelopes import LoggedEvent, NewEvent, RecordedEvent
 from dala_events.errors import CorruptEventError, DalaError, InvalidInput
 from dala_events.events import DomainEvent, UnknownEventError, decode_event, decode_json, encode_json, encode_payload
+from dala_events.store.keys import ENCRYPTED_PREFIX, DataKeyMissing, LogCipher
 
 RECORDED_FIELDS = (
     "position",
@@ -46,27 +47,65 @@ PROJECTABLE_FIELDS = ("position", "event_type", "schema_version", "payload", "le
 """The columns of a projectable row, in the order stores return them."""
 
 
-def encode_row(learner_id: str, version: int, new: NewEvent, recorded_at: datetime) -> dict[str, Any]:
+def encode_row(
+    learner_id: str, version: int, new: NewEvent, recorded_at: datetime, cipher: LogCipher | None = None
+) -> dict[str, Any]:
     """The log row of `new` as version `version` of the learner's stream (no position yet, no
-    hash: the store chains it with `chain_rows` once it knows the stream's last hash)."""
+    hash: the store chains it with `chain_rows` once it knows the stream's last hash).
+
+    With a `cipher`, the payload and the metadata's `reason` are encrypted under the learner's
+    data key (the envelope as associated data) before the row is chained, so the chain covers
+    the ciphertext."""
     event = new.event
+    event_type = event.event_type
+    schema_version = type(event).schema_version
+    payload = encode_payload(event)
+    metadata = new.metadata
+    if cipher is not None:
+        payload = cipher.encrypt(payload, learner_id, version, event_type, schema_version, "payload")
+        reason = metadata.get("reason")
+        if isinstance(reason, str):
+            metadata = {
+                **metadata,
+                "reason": cipher.encrypt(reason, learner_id, version, event_type, schema_version, "reason"),
+            }
     return {
         "event_id": new.event_id,
         "learner_id": learner_id,
         "version": version,
-        "event_type": event.event_type,
-        "schema_version": type(event).schema_version,
+        "event_type": event_type,
+        "schema_version": schema_version,
         "occurred_at": new.occurred_at,
         "recorded_at": recorded_at,
-        "payload": encode_payload(event),
-        "metadata": encode_json(new.metadata),
+        "payload": payload,
+        "metadata": encode_json(metadata),
     }
 
 
-def decode_event_of(row: tuple[Any, ...]) -> DomainEvent:
-    """The event of a row that starts (position, event_type, schema_version, payload)."""
+def _plain(row: tuple[Any, ...], text: str, learner_id: str, version: int, field: str, cipher: LogCipher | None) -> str:
+    """`text` of a row (a payload or a reason) decrypted, when it is encrypted."""
+    if cipher is None:
+        if text.startswith(ENCRYPTED_PREFIX):
+            raise CorruptEventError(row[0], row[1], f"{field} is encrypted and no key store is configured")
+        return text
     try:
-        return decode_event(row[1], row[2], row[3])
+        return cipher.decrypt(text, learner_id, version, row[1], row[2], field)
+    except DataKeyMissing as error:
+        raise CorruptEventError(row[0], row[1], str(error)) from error
+    except InvalidInput as error:
+        raise CorruptEventError(row[0], row[1], str(error)) from error
+
+
+def decode_event_of(
+    row: tuple[Any, ...], cipher: LogCipher | None = None, learner_id: str = "", version: int = 0
+) -> DomainEvent:
+    """The event of a row that starts (position, event_type, schema_version, payload), its
+    payload decrypted with `cipher` (keyed by the row's `learner_id` and `version`)."""
+    try:
+        payload = row[3]
+        if payload.startswith(ENCRYPTED_PREFIX) or cipher is not None:
+            payload = _plain(row, payload, learner_id, version, "payload", cipher)
+        return decode_event(row[1], row[2], payload)
     except pydantic.ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'payload'}: {e['msg']}" for e in error.errors())
         raise CorruptEventError(row[0], row[1], f"payload does not fit the event: {problems}") from error
@@ -74,18 +113,21 @@ def decode_event_of(row: tuple[Any, ...]) -> DomainEvent:
         raise CorruptEventError(row[0], row[1], str(error)) from error
 
 
-def decode_logged(row: tuple[Any, ...]) -> LoggedEvent:
+def decode_logged(row: tuple[Any, ...], cipher: LogCipher | None = None) -> LoggedEvent:
     """A projectable row (`PROJECTABLE_FIELDS`) as a LoggedEvent."""
-    return LoggedEvent(row[0], row[4], row[5], row[6], decode_event_of(row))
+    return LoggedEvent(row[0], row[4], row[5], row[6], decode_event_of(row, cipher, row[4], row[5]))
 
 
-def decode_recorded(row: tuple[Any, ...]) -> RecordedEvent:
+def decode_recorded(row: tuple[Any, ...], cipher: LogCipher | None = None) -> RecordedEvent:
     """A recorded row (`RECORDED_FIELDS`) as a RecordedEvent."""
-    event = decode_event_of(row)
+    event = decode_event_of(row, cipher, row[5], row[6])
     try:
         metadata = decode_json(row[9])
     except ValueError as error:
         raise CorruptEventError(row[0], row[1], f"metadata is not JSON: {error}") from error
+    reason = metadata.get("reason") if isinstance(metadata, dict) else None
+    if isinstance(reason, str) and (cipher is not None or reason.startswith(ENCRYPTED_PREFIX)):
+        metadata["reason"] = _plain(row, reason, row[5], row[6], "reason", cipher)
     # position, event_id, learner_id, version, event_type, schema_version, occurred_at, recorded_at
     return RecordedEvent(row[0], row[4], row[5], row[6], row[1], row[2], row[7], row[8], event, metadata)
 
@@ -304,10 +346,10 @@ def parse_time_text(text: str) -> datetime:
         return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def decode_chain_row_as_logged(row: tuple[Any, ...]) -> LoggedEvent:
+def decode_chain_row_as_logged(row: tuple[Any, ...], cipher: LogCipher | None = None) -> LoggedEvent:
     """A chain row as a LoggedEvent: what is projected once the row's hash is checked."""
     try:
         occurred_at = parse_time_text(row[7])
     except (TypeError, ValueError) as error:
         raise CorruptEventError(row[0], row[1], f"occurred_at is not a time: {error}") from error
-    return LoggedEvent(row[0], row[5], row[6], occurred_at, decode_event_of(row))
+    return LoggedEvent(row[0], row[5], row[6], occurred_at, decode_event_of(row, cipher, row[5], row[6]))

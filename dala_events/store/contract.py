@@ -34,6 +34,7 @@ from dala_events.events import (
     utc_now,
 )
 from dala_events.store.codec import decode_logged, decode_recorded, encode_row
+from dala_events.store.keys import LogCipher
 
 _log = logging.getLogger("dala_events.store")
 
@@ -127,6 +128,9 @@ def _clamped(field_name: str, value: datetime | None, default: datetime) -> date
 class EventStore(ABC):
     """Appends events to learners' streams and reads them back (see the module docstring)."""
 
+    cipher: LogCipher | None = None
+    """Encrypts each learner's payloads and reasons at rest (`store.keys`); None: plain text."""
+
     # -- writing ---------------------------------------------------------------------------
 
     def append(self, learner_id: str, events: Sequence[NewEvent], expected_version: int) -> int:
@@ -149,7 +153,7 @@ class EventStore(ABC):
             return expected_version
         recorded_at = utc_now()
         rows = [
-            encode_row(learner_id, expected_version + offset, new, recorded_at)
+            encode_row(learner_id, expected_version + offset, new, recorded_at, self.cipher)
             for offset, new in enumerate(events, start=1)
         ]
         appended = [
@@ -203,7 +207,7 @@ class EventStore(ABC):
                 )
             wanted = frozenset(names)
         rows = self._checked_stream_rows(learner_id, up_to_version, since, until, projectable=False)
-        return [decode_recorded(row) for row in rows if wanted is None or row[1] in wanted]
+        return [decode_recorded(row, self.cipher) for row in rows if wanted is None or row[1] in wanted]
 
     def read_stream_for_projection(
         self,
@@ -223,7 +227,7 @@ class EventStore(ABC):
                 learner_id, up_to_version, None, until, projectable=True, after_version=after, limit=batch_size
             )
             if rows:
-                yield [decode_logged(row) for row in rows]
+                yield [decode_logged(row, self.cipher) for row in rows]
             if len(rows) < batch_size:
                 return
             after = rows[-1][5]
@@ -244,14 +248,14 @@ class EventStore(ABC):
     ) -> Iterator[list[RecordedEvent]]:
         """Like `read_all`, one list per batch."""
         for rows in self._batches(after_position, limit, batch_size, projectable=False):
-            yield [decode_recorded(row) for row in rows]
+            yield [decode_recorded(row, self.cipher) for row in rows]
 
     def read_for_projection(
         self, after_position: int = 0, limit: int | None = None, *, batch_size: int = DEFAULT_BATCH_SIZE
     ) -> Iterator[list[LoggedEvent]]:
         """Like `read_all_batches`, but only what a projector needs: the shape a rebuild streams."""
         for rows in self._batches(after_position, limit, batch_size, projectable=True):
-            yield [decode_logged(row) for row in rows]
+            yield [decode_logged(row, self.cipher) for row in rows]
 
     @abstractmethod
     def last_position(self) -> int:

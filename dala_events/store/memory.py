@@ -18,6 +18,7 @@ from dala_events.envelopes import AppendedEvent, ProjectableEvent, StreamSummary
 from dala_events.errors import ConcurrencyError, InvalidInput
 from dala_events.store.codec import RECORDED_FIELDS, LogKey, as_chain_row, chain_rows, projectable
 from dala_events.store.contract import DEFAULT_BATCH_SIZE, EventStore, Row, check_count
+from dala_events.store.keys import LogCipher
 
 MemoryProjector = Callable[[Sequence[ProjectableEvent]], None]
 """An inline projection of the in-memory store: called with each append's events, inside the
@@ -27,9 +28,16 @@ append (an exception undoes the append)."""
 class InMemoryEventStore(EventStore):
     """An `EventStore` holding its log in a list: nothing survives the process."""
 
-    def __init__(self, *, inline_projectors: Sequence[MemoryProjector] = (), log_key: LogKey | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        inline_projectors: Sequence[MemoryProjector] = (),
+        log_key: LogKey | None = None,
+        cipher: LogCipher | None = None,
+    ) -> None:
         self.inline_projectors = tuple(inline_projectors)
         self.log_key = log_key
+        self.cipher = cipher
         self._lock = threading.RLock()
         self._rows: list[Row] = []
         self._streams: dict[str, list[Row]] = {}

@@ -64,6 +64,7 @@ from dala_events.store.codec import (
     decode_chain_row_as_logged,
 )
 from dala_events.store.contract import DEFAULT_BATCH_SIZE, EventStore, Row, check_count
+from dala_events.store.keys import LogCipher
 
 LOG_METADATA = MetaData()
 
@@ -131,10 +132,12 @@ class SqlEventStore(EventStore):
         *,
         inline_projectors: Sequence[InlineProjector] = (),
         log_key: LogKey | None = None,
+        cipher: LogCipher | None = None,
     ) -> None:
         self.engine = engine
         self.inline_projectors = tuple(inline_projectors)
         self.log_key = log_key
+        self.cipher = cipher
         self._connection: Connection | None = None
 
     def bound_to(self, connection: Connection) -> SqlEventStore:
@@ -151,7 +154,7 @@ class SqlEventStore(EventStore):
     def read_position_ranges(self, ranges: Sequence[tuple[int, int]]) -> list[LoggedEvent]:
         """The events whose positions fall in the inclusive `ranges`, in log order: a rebuild's
         catch-up of events that committed late, behind newer positions."""
-        return [decode_chain_row_as_logged(row) for row in self.stored_rows_in_ranges(ranges)]
+        return [decode_chain_row_as_logged(row, self.cipher) for row in self.stored_rows_in_ranges(ranges)]
 
     def stored_rows_in_ranges(self, ranges: Sequence[tuple[int, int]]) -> list[Row]:
         """Like `read_position_ranges`, the chain rows (see `stored_rows`)."""
@@ -350,9 +353,7 @@ class _Statements:
             )
             columns = [name for name in columns if name not in ("occurred_at", "recorded_at")]
         self.insert = DriverStatement(insert, dialect, columns=columns)
-        self.read_chain = (
-            select(*chain_columns(dialect)).where(_AFTER).order_by(event_log.c.position).limit(_SIZE)
-        )
+        self.read_chain = select(*chain_columns(dialect)).where(_AFTER).order_by(event_log.c.position).limit(_SIZE)
         self.stream_version = DriverStatement(
             select(func.max(event_log.c.version)).where(event_log.c.learner_id == bindparam("learner_id")), dialect
         )

@@ -1,0 +1,343 @@
+"""Encryption at rest: each learner's data key, wrapped by a master key, in a key store kept
+apart from the event database, and the cipher the codec encrypts payloads and reasons with.
+
+- `MasterKey`: 32 bytes (AES-256). It never encrypts data, only wraps data keys
+  (AES-256-GCM, the learner id as associated data, so a wrapped key cannot be moved to another
+  learner). Its `key_id` (an HMAC of a fixed text) names it without revealing it.
+- `KeyStore`: a learner's data key by learner id, created on first write. `MemoryKeyStore`
+  for the in-memory store and tests; `SqlKeyStore` in its own database (by default a small
+  SQLite file beside the event database, see `database_setup`). A key store records the
+  `key_id` of the master key that wraps its keys and refuses any other (`MasterKeyError`), so a
+  wrong master key is noticed before anything is written or decrypted.
+- `LogCipher`: AES-256-GCM under the learner's data key, with the event's envelope (learner
+  id, version, event type, schema version and which field) as associated data, so ciphertext
+  copied to another event, stream or field does not decrypt. Encrypted text is
+  `ENCRYPTED_PREFIX` followed by base64 of the 12-byte nonce and the ciphertext.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import secrets
+import threading
+import weakref
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import Column, DateTime, Engine, LargeBinary, MetaData, String, Table, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from dala_events.errors import DalaError, InvalidInput
+
+MASTER_KEY_BYTES = 32
+DATA_KEY_BYTES = 32
+NONCE_BYTES = 12
+ENCRYPTED_PREFIX = "dala-aes256gcm/1:"
+"""The start of every encrypted text in the log (a payload, or the reason inside metadata)."""
+
+_KEY_ID_MESSAGE = b"dala-events master key id"
+_WRAP_FORMAT = b"dala-data-key/1\n"
+_AAD_FORMAT = "dala-event-field/1\n"
+_PREFIX_LENGTH = len(ENCRYPTED_PREFIX)
+
+
+class MasterKeyError(DalaError):
+    """The master key is missing, malformed, or not the one the key store's keys are wrapped with."""
+
+
+class DataKeyMissing(DalaError):
+    """A learner's data key is not in the key store (erased, or the wrong key store)."""
+
+    def __init__(self, learner_id: str) -> None:
+        self.learner_id = learner_id
+        super().__init__(f"learner {learner_id!r}: no data key in the key store; their events cannot be decrypted")
+
+
+class MasterKey:
+    """The key that wraps every data key: exactly 32 bytes."""
+
+    __slots__ = ("_aead", "_secret", "key_id")
+
+    def __init__(self, secret: bytes, *, source: str = "master key") -> None:
+        if not isinstance(secret, bytes) or len(secret) != MASTER_KEY_BYTES:
+            got = len(secret) if isinstance(secret, bytes) else type(secret).__name__
+            raise MasterKeyError(f"{source}: must be exactly {MASTER_KEY_BYTES} bytes (64 hex digits), got {got}")
+        self._secret = secret
+        self._aead = AESGCM(secret)
+        self.key_id = hmac.new(secret, _KEY_ID_MESSAGE, hashlib.sha256).hexdigest()[:16]
+
+    @classmethod
+    def from_hex(cls, text: str, *, source: str = "master key") -> MasterKey:
+        """The key written as 64 hex digits (`openssl rand -hex 32` makes one)."""
+        try:
+            secret = bytes.fromhex("".join(text.split()))
+        except ValueError:
+            raise MasterKeyError(f"{source}: must be hex digits (e.g. the output of `openssl rand -hex 32`)") from None
+        return cls(secret, source=source)
+
+    @classmethod
+    def generate(cls) -> MasterKey:
+        return cls(secrets.token_bytes(MASTER_KEY_BYTES))
+
+    def hex(self) -> str:
+        return self._secret.hex()
+
+    def wrap(self, learner_id: str, data_key: bytes) -> bytes:
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        return nonce + self._aead.encrypt(nonce, data_key, _WRAP_FORMAT + learner_id.encode())
+
+    def unwrap(self, learner_id: str, wrapped: bytes) -> bytes:
+        try:
+            return self._aead.decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], _WRAP_FORMAT + learner_id.encode())
+        except InvalidTag:
+            raise MasterKeyError(
+                f"learner {learner_id!r}: the data key does not unwrap under master key {self.key_id} "
+                "(the wrong master key, or a damaged key store)"
+            ) from None
+
+    def __repr__(self) -> str:
+        return f"MasterKey(key_id={self.key_id!r})"
+
+
+def write_secret_file(path: str, text: str) -> None:
+    """Create `path` holding `text`, readable and writable by its owner only (0600); never
+    overwrites an existing file."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(text)
+
+
+class KeyStore(ABC):
+    """Learners' data keys, wrapped by one master key."""
+
+    def __init__(self, master_key: MasterKey) -> None:
+        self.master_key = master_key
+
+    def data_key(self, learner_id: str, *, create: bool = False) -> bytes:
+        """The learner's data key; a new one when they have none and `create`, else DataKeyMissing."""
+        wrapped = self._load(learner_id)
+        if wrapped is None:
+            if not create:
+                raise DataKeyMissing(learner_id)
+            wrapped = self._store_new(learner_id, self.master_key.wrap(learner_id, secrets.token_bytes(DATA_KEY_BYTES)))
+        return self.master_key.unwrap(learner_id, wrapped)
+
+    def rotate(self, new_master_key: MasterKey) -> int:
+        """Re-wrap every data key under `new_master_key` (the log is not touched); returns how many."""
+        count = self._rewrap(
+            lambda learner_id, wrapped: new_master_key.wrap(learner_id, self.master_key.unwrap(learner_id, wrapped)),
+            new_master_key.key_id,
+        )
+        self.master_key = new_master_key
+        return count
+
+    @abstractmethod
+    def _load(self, learner_id: str) -> bytes | None: ...
+
+    @abstractmethod
+    def _store_new(self, learner_id: str, wrapped: bytes) -> bytes:
+        """Store `wrapped` unless the learner has a key already; the stored one either way."""
+
+    @abstractmethod
+    def _rewrap(self, rewrap: object, new_key_id: str) -> int: ...
+
+    @abstractmethod
+    def destroy(self, learner_id: str) -> bool:
+        """Delete the learner's data key (crypto-shredding); False when there was none."""
+
+
+class MemoryKeyStore(KeyStore):
+    """Data keys in a dict: for the in-memory store and tests."""
+
+    def __init__(self, master_key: MasterKey | None = None) -> None:
+        super().__init__(master_key or MasterKey.generate())
+        self._keys: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def _load(self, learner_id: str) -> bytes | None:
+        return self._keys.get(learner_id)
+
+    def _store_new(self, learner_id: str, wrapped: bytes) -> bytes:
+        with self._lock:
+            return self._keys.setdefault(learner_id, wrapped)
+
+    def _rewrap(self, rewrap: object, new_key_id: str) -> int:
+        with self._lock:
+            self._keys = {name: rewrap(name, wrapped) for name, wrapped in self._keys.items()}  # type: ignore[operator]
+            return len(self._keys)
+
+    def destroy(self, learner_id: str) -> bool:
+        with self._lock:
+            return self._keys.pop(learner_id, None) is not None
+
+
+_metadata = MetaData()
+data_keys = Table(
+    "data_keys",
+    _metadata,
+    Column("learner_id", String(200), primary_key=True),
+    Column("wrapped", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+key_store_info = Table(
+    "key_store_info",
+    _metadata,
+    Column("name", String(50), primary_key=True),
+    Column("value", String(200), nullable=False),
+)
+
+
+class SqlKeyStore(KeyStore):
+    """Data keys in a database of their own (SQLite file or PostgreSQL), apart from the log.
+
+    Opening it checks the master key: the store records the `key_id` of the key that wraps
+    its keys, and any other key is refused with MasterKeyError before anything is read or written.
+    """
+
+    def __init__(self, engine: Engine, master_key: MasterKey) -> None:
+        super().__init__(master_key)
+        self.engine = engine
+        _metadata.create_all(engine)
+        with engine.begin() as connection:
+            recorded = connection.execute(
+                select(key_store_info.c.value).where(key_store_info.c.name == "master_key_id")
+            ).scalar_one_or_none()
+            if recorded is None:
+                try:
+                    connection.execute(insert(key_store_info).values(name="master_key_id", value=master_key.key_id))
+                except IntegrityError:  # pragma: no cover - another process recorded it first
+                    recorded = connection.execute(
+                        select(key_store_info.c.value).where(key_store_info.c.name == "master_key_id")
+                    ).scalar_one()
+        if recorded is not None and recorded != master_key.key_id:
+            raise MasterKeyError(
+                f"the key store's data keys are wrapped with master key {recorded}, "
+                f"not with the configured one ({master_key.key_id}); nothing was read or written"
+            )
+
+    def _load(self, learner_id: str) -> bytes | None:
+        with self.engine.connect() as connection:
+            found = connection.execute(
+                select(data_keys.c.wrapped).where(data_keys.c.learner_id == learner_id)
+            ).scalar_one_or_none()
+        return None if found is None else bytes(found)
+
+    def _store_new(self, learner_id: str, wrapped: bytes) -> bytes:
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(
+                    insert(data_keys).values(learner_id=learner_id, wrapped=wrapped, created_at=datetime.now(UTC))
+                )
+            return wrapped
+        except IntegrityError:  # another writer made the learner's key first: use theirs
+            found = self._load(learner_id)
+            if found is None:  # pragma: no cover
+                raise
+            return found
+
+    def _rewrap(self, rewrap: object, new_key_id: str) -> int:
+        with self.engine.begin() as connection:
+            rows = connection.execute(select(data_keys.c.learner_id, data_keys.c.wrapped)).all()
+            for learner_id, wrapped in rows:
+                connection.execute(
+                    update(data_keys)
+                    .where(data_keys.c.learner_id == learner_id)
+                    .values(wrapped=rewrap(learner_id, bytes(wrapped)))  # type: ignore[operator]
+                )
+            connection.execute(
+                update(key_store_info).where(key_store_info.c.name == "master_key_id").values(value=new_key_id)
+            )
+        return len(rows)
+
+    def destroy(self, learner_id: str) -> bool:
+        with self.engine.begin() as connection:
+            deleted = connection.execute(data_keys.delete().where(data_keys.c.learner_id == learner_id)).rowcount
+        return bool(deleted)
+
+
+class LogCipher:
+    """Encrypts and decrypts the log's private texts (payloads and reasons) per learner."""
+
+    def __init__(self, key_store: KeyStore) -> None:
+        self.key_store = key_store
+        self._aeads: dict[str, AESGCM] = {}
+        self._lock = threading.Lock()
+
+    def _aead(self, learner_id: str, *, create: bool) -> AESGCM:
+        aead = self._aeads.get(learner_id)
+        if aead is None:
+            aead = AESGCM(self.key_store.data_key(learner_id, create=create))
+            with self._lock:
+                if len(self._aeads) > 10_000:
+                    self._aeads.clear()
+                self._aeads[learner_id] = aead
+        return aead
+
+    def forget(self, learner_id: str) -> None:
+        """Drop the learner's cached key (after it was destroyed)."""
+        with self._lock:
+            self._aeads.pop(learner_id, None)
+
+    @staticmethod
+    def _aad(learner_id: str, version: int, event_type: str, schema_version: int, field: str) -> bytes:
+        return (
+            f"{_AAD_FORMAT}{len(learner_id)}:{learner_id}{version}\n{event_type}\n{schema_version}\n{field}"
+        ).encode()
+
+    def encrypt(
+        self, text: str, learner_id: str, version: int, event_type: str, schema_version: int, field: str
+    ) -> str:
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        sealed = self._aead(learner_id, create=True).encrypt(
+            nonce, text.encode(), self._aad(learner_id, version, event_type, schema_version, field)
+        )
+        return ENCRYPTED_PREFIX + base64.b64encode(nonce + sealed).decode("ascii")
+
+    def decrypt(
+        self, text: str, learner_id: str, version: int, event_type: str, schema_version: int, field: str
+    ) -> str:
+        """The plain text of `text` (returned unchanged when it is not encrypted)."""
+        if not text.startswith(ENCRYPTED_PREFIX):
+            return text
+        try:
+            raw = binascii.a2b_base64(text[_PREFIX_LENGTH:], strict_mode=True)
+        except binascii.Error as error:
+            raise InvalidInput(field, f"encrypted text is not base64: {error}", learner_id=learner_id) from None
+        aead = self._aeads.get(learner_id) or self._aead(learner_id, create=False)
+        try:
+            plain = aead.decrypt(
+                raw[:NONCE_BYTES],
+                raw[NONCE_BYTES:],
+                f"{_AAD_FORMAT}{len(learner_id)}:{learner_id}{version}\n{event_type}\n{schema_version}\n{field}".encode(),
+            )
+        except InvalidTag:
+            raise InvalidInput(
+                field, f"version {version}: ciphertext does not authenticate (altered or moved)", learner_id=learner_id
+            ) from None
+        return plain.decode()
+
+
+_registered: weakref.WeakKeyDictionary[object, LogCipher | Callable[[], LogCipher]] = weakref.WeakKeyDictionary()
+
+
+def register_cipher(engine: object, cipher: LogCipher | Callable[[], LogCipher]) -> None:
+    """Remember `cipher` (or the function that makes it, called on first use) as the one wired
+    for `engine` (see `registered_cipher`)."""
+    _registered[engine] = cipher
+
+
+def registered_cipher(engine: object) -> LogCipher | None:
+    """The cipher `database_setup` wired for `engine` (None when none was), for what is handed an
+    engine but no store: a rebuild."""
+    found = _registered.get(engine)
+    if found is None or isinstance(found, LogCipher):
+        return found
+    cipher = _registered[engine] = found()
+    return cipher
