@@ -28,6 +28,7 @@ from pydantic import (
     Field,
     Strict,
     StrictBool,
+    StrictInt,
     StringConstraints,
     TypeAdapter,
     ValidationInfo,
@@ -370,6 +371,10 @@ class DomainEvent(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
 
     schema_version: ClassVar[int] = 1
+    holds_personal_data: ClassVar[bool] = True
+    """Whether the payload may hold the learner's personal data: if so, the store encrypts it
+    (and the reason recorded with it) under the learner's data key; if not, it stays readable
+    after that key is destroyed."""
     event_type: str
 
 
@@ -383,6 +388,34 @@ class LearnerProfileDeleted(DomainEvent):
     """The learner's profile was deleted: every read-model row of the learner goes."""
 
     event_type: Literal["LearnerProfileDeleted"] = "LearnerProfileDeleted"
+
+
+class LearnerErased(DomainEvent):
+    """The learner was erased (right to erasure): their data key was destroyed, so the content
+    of every earlier event is unreadable, and every read-model row of the learner went.
+
+    Holds no personal data: who erased (the actor), when (the event's time) and why (the
+    reason) are its envelope, stored readable so the erasure stays on record. The learner id
+    cannot be used again.
+    """
+
+    holds_personal_data: ClassVar[bool] = False
+    event_type: Literal["LearnerErased"] = "LearnerErased"
+    erased_up_to_version: StrictInt = Field(ge=0, le=2**31 - 1)
+    """The stream's version before this event: the events whose content is erased."""
+
+
+class ErasedContent(DomainEvent):
+    """What reading the log gives for an event whose content was erased: its envelope (type,
+    times, actor) is still in the log, its payload and reason are unreadable for good.
+
+    Never appended (it is not in `EVENT_TYPES`); applying or projecting it changes nothing.
+    """
+
+    holds_personal_data: ClassVar[bool] = False
+    event_type: Literal["ErasedContent"] = "ErasedContent"
+    erased_event_type: str
+    """The type of the event whose content was erased."""
 
 
 class PreferenceSet(DomainEvent):
@@ -508,6 +541,7 @@ class ActivityAttemptRecorded(DomainEvent):
 Event: TypeAlias = Annotated[
     LearnerProfileCreated
     | LearnerProfileDeleted
+    | LearnerErased
     | PreferenceSet
     | PreferenceRemoved
     | InterestAdded
@@ -532,6 +566,7 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
     for cls in (
         LearnerProfileCreated,
         LearnerProfileDeleted,
+        LearnerErased,
         PreferenceSet,
         PreferenceRemoved,
         InterestAdded,

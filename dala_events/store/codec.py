@@ -55,13 +55,13 @@ def encode_row(
 
     With a `cipher`, the payload and the metadata's `reason` are encrypted under the learner's
     data key (the envelope as associated data) before the row is chained, so the chain covers
-    the ciphertext."""
+    the ciphertext; an event that holds no personal data (`LearnerErased`) is stored readable."""
     event = new.event
     event_type = event.event_type
     schema_version = type(event).schema_version
     payload = encode_payload(event)
     metadata = new.metadata
-    if cipher is not None:
+    if cipher is not None and type(event).holds_personal_data:
         payload = cipher.encrypt(payload, learner_id, version, event_type, schema_version, "payload")
         reason = metadata.get("reason")
         if isinstance(reason, str):
