@@ -25,15 +25,17 @@ import pydantic
 
 from dala_events.attribution import occurrence_time
 from dala_events.envelopes import NewEvent
-from dala_events.errors import InvalidInput, LearnerNotFound
+from dala_events.errors import InvalidInput, LearnerErasedError, LearnerNotFound
 from dala_events.events import (
     ActivityAttemptRecorded,
     BadgeAwarded,
     BadgeRevoked,
     CognitiveMetricRecorded,
     DomainEvent,
+    ErasedContent,
     InterestAdded,
     InterestRemoved,
+    LearnerErased,
     LearnerProfileCreated,
     LearnerProfileDeleted,
     LearningObjectiveCompleted,
@@ -146,10 +148,14 @@ class LearnerState:
     """Everything the aggregate knows about a learner, as of its latest applied event.
 
     Interests and struggles map to the time they were added; the dictionaries keep insertion
-    order, which is the order things happened.
+    order, which is the order things happened. `erased` is for good: an erased learner's
+    content is gone and their id takes no new profile.
     """
 
     exists: bool = False
+    erased: bool = False
+    erased_at: datetime | None = None
+    """When the erasure was recorded (None when only erased content told of it)."""
     created_at: datetime | None = None
     last_updated_at: datetime | None = None
     preferences: dict[str, Preference] = field(default_factory=dict)
@@ -192,6 +198,20 @@ def _apply_deleted(state: LearnerState, _event: LearnerProfileDeleted, _at: date
     fresh = LearnerState()
     for name in LearnerState.__slots__:
         setattr(state, name, getattr(fresh, name))
+
+
+@_applies(LearnerErased)
+def _apply_erased(state: LearnerState, _event: LearnerErased, at: datetime) -> None:
+    _apply_deleted(state, LearnerProfileDeleted(), at)
+    state.erased = True
+    state.erased_at = at
+
+
+@_applies(ErasedContent)
+def _apply_erased_content(state: LearnerState, _event: ErasedContent, _at: datetime) -> None:
+    # Content is erased only with its learner (a restored backup may hold it without the
+    # LearnerErased that followed): nothing of it can be applied, and the id stays taken.
+    state.erased = True
 
 
 @_applies(PreferenceSet)
@@ -345,7 +365,9 @@ class LearnerAggregate:
         self._saved_version = self._version
 
     def create(self) -> bool:
-        """Record the profile's creation; no event if it exists already."""
+        """Record the profile's creation; no event if it exists already. An erased learner's id
+        takes no new profile: LearnerErasedError."""
+        self._refuse_if_erased()
         return not self._state.exists and self._record(LearnerProfileCreated())
 
     # -- what is pending -------------------------------------------------------------------
@@ -391,8 +413,13 @@ class LearnerAggregate:
 
     @property
     def exists(self) -> bool:
-        """False once the profile has been deleted."""
+        """False once the profile has been deleted (or the learner erased)."""
         return self._state.exists
+
+    @property
+    def erased(self) -> bool:
+        """True once the learner was erased: for good."""
+        return self._state.erased
 
     @property
     def created_at(self) -> datetime | None:
@@ -555,7 +582,22 @@ class LearnerAggregate:
         """Delete the profile: its read-model rows go; its history stays in the log for audit."""
         return self._record(self._build(LearnerProfileDeleted))
 
+    def erase(self) -> bool:
+        """Record the learner's erasure (`LearnerErased`): every read-model row goes, and once
+        the caller destroys the learner's data key (see `dala_events.erasure`) the content of
+        every earlier event is unreadable. No event if the erasure is already recorded;
+        LearnerNotFound for a learner with no history at all."""
+        if self._state.erased_at is not None:
+            return False
+        if self._version == 0:
+            raise LearnerNotFound(self.learner_id, f"learner {self.learner_id!r} has no recorded changes to erase")
+        return self._record(LearnerErased(erased_up_to_version=self._version))
+
     # -- internals -------------------------------------------------------------------------
+
+    def _refuse_if_erased(self) -> None:
+        if self._state.erased:
+            raise LearnerErasedError(self.learner_id, erased_at=self._state.erased_at)
 
     def _change_lo(self, lo_id: str, status: str, score: float | None, details: dict[str, Any] | None) -> bool:
         key = self._text("lo_id", lo_id)
@@ -594,6 +636,7 @@ class LearnerAggregate:
             raise InvalidInput.from_pydantic(error, learner_id=self.learner_id, prefix=field_name) from None
 
     def _build(self, event_type: type[E], **fields: Any) -> E:
+        self._refuse_if_erased()
         if not self._state.exists and event_type is not LearnerProfileCreated:
             raise LearnerNotFound(self.learner_id)
         try:

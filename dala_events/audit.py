@@ -8,6 +8,8 @@ here comes from the event log:
   maintain the live read models, into read models held in memory, and builds the profile from
   their rows with the getters' own builder: the profile exactly as the read models showed it then.
 - `diff` compares two such profiles row by row.
+- `erasure_record` says when, by whom and why a learner was erased; `profile_as_of` and
+  `diff` of an erased learner raise LearnerErasedError saying so (their content is gone).
 
 A point in time means "as recorded by then": events are cut by `recorded_at`, when the store
 learned of them (an event may have occurred a little earlier, in memory, before it was saved).
@@ -23,7 +25,8 @@ from pydantic import BaseModel, ConfigDict
 
 from dala_events.database_setup import store_or_default
 from dala_events.envelopes import ProjectableEvent, RecordedEvent
-from dala_events.errors import InvalidInput, LearnerNotFound
+from dala_events.errors import InvalidInput, LearnerErasedError, LearnerNotFound
+from dala_events.events import ErasedContent, LearnerErased, UtcDateTime
 from dala_events.store import EventStore, check_aware
 from dala_events.store.contract import check_count
 from projections.database_models import SECTIONS
@@ -62,7 +65,8 @@ def profile_as_of(
     """The learner's full profile as the read models showed it at `at` or at stream `version`.
 
     Exactly one of `at` and `version` must be given. None when the learner had no profile
-    then (not yet created, or deleted).
+    then (not yet created, or deleted). LearnerErasedError once the learner was erased, for
+    any point: the content is gone.
     """
     chosen = _store(store)
     if (at is None) == (version is None):
@@ -72,8 +76,75 @@ def profile_as_of(
     check_aware("at", at)
     read_models = MemoryReadModels()
     for batch in chosen.read_stream_for_projection(learner_id, up_to_version=version, until=at):
+        if any(type(logged.event) in _ERASED for logged in batch):
+            raise _erased_error(learner_id, chosen)
         read_models.project(batch)
-    return read_models.profile(learner_id)
+    profile = read_models.profile(learner_id)
+    if profile is None and (record := erasure_record(learner_id, store=chosen)) is not None:
+        raise record.error()  # a point before the first change of an erased learner
+    return profile
+
+
+class ErasureRecord(BaseModel):
+    """A learner's erasure as the log records it: when, by whom, why (no personal data)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    learner_id: str
+    erased_at: UtcDateTime
+    """When the erasure was recorded."""
+    actor: str | None
+    """Who erased (None when only the key store recorded it: a log restored from a backup
+    made before the erasure)."""
+    reason: str | None
+    erased_up_to_version: int | None
+    """The last version whose content was erased (None when not recorded in this log)."""
+
+    def error(self) -> LearnerErasedError:
+        """The error saying the learner was erased, when, by whom and why."""
+        return LearnerErasedError(self.learner_id, erased_at=self.erased_at, actor=self.actor, reason=self.reason)
+
+
+def erasure_record(learner_id: str, *, store: EventStore | None = None) -> ErasureRecord | None:
+    """The learner's erasure: its `LearnerErased` event, or, in a log without one (restored
+    from a backup made before the erasure), the key store's record that their data key was
+    destroyed. None for a learner never erased."""
+    chosen = _store(store)
+    recorded = chosen.read_stream(learner_id, event_types=[LearnerErased.model_fields["event_type"].default])
+    if recorded:
+        last = recorded[-1]
+        assert isinstance(last.event, LearnerErased)
+        actor = last.metadata.get("actor")
+        reason = last.metadata.get("reason")
+        return ErasureRecord(
+            learner_id=last.learner_id,
+            erased_at=last.recorded_at,
+            actor=actor if isinstance(actor, str) else None,
+            reason=reason if isinstance(reason, str) else None,
+            erased_up_to_version=last.event.erased_up_to_version,
+        )
+    erased_at = None if chosen.cipher is None else chosen.cipher.key_store.erased_at(learner_id)
+    if erased_at is None:
+        return None
+    return ErasureRecord(
+        learner_id=learner_id, erased_at=erased_at, actor=None, reason=None, erased_up_to_version=None
+    )
+
+
+def missing_profile_error(learner_id: str, *, store: EventStore | None = None) -> LearnerNotFound:
+    """What to raise when the read models hold no profile of the learner: LearnerErasedError
+    (when, by whom, why) if they were erased, else LearnerNotFound."""
+    record = erasure_record(learner_id, store=store)
+    return LearnerNotFound(learner_id) if record is None else record.error()
+
+
+_ERASED = (LearnerErased, ErasedContent)
+"""Events that say the learner was erased."""
+
+
+def _erased_error(learner_id: str, store: EventStore) -> LearnerErasedError:
+    record = erasure_record(learner_id, store=store)
+    return LearnerErasedError(learner_id) if record is None else record.error()
 
 
 class HistoryPoint(NamedTuple):
@@ -170,6 +241,8 @@ def diff(learner_id: str, start: Point, end: Point, *, store: EventStore | None 
     start = _checked_point(start, "start")
     end = _checked_point(end, "end")
     events = chosen.read_stream(learner_id)
+    if any(type(event.event) in _ERASED for event in events):
+        raise _erased_error(learner_id, chosen)
     start_version = _version_at(events, start)
     end_version = _version_at(events, end)
     before = _project_profile(learner_id, events[:start_version])

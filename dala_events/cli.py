@@ -373,7 +373,9 @@ def profile(settings: Settings, learner: str, as_of: str | None, version: int | 
 
         data = get_full_learner_profile_data(learner)
         if data is None:
-            raise LearnerNotFound(learner)
+            from dala_events.audit import missing_profile_error
+
+            raise missing_profile_error(learner)
     else:
         from dala_events.audit import history_point, profile_as_of
 
@@ -630,6 +632,62 @@ def disclosures(settings: Settings, learner: str, as_json: bool) -> None:
 # ---------------------------------------------------------------------------------------------
 # Maintenance
 # ---------------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("learner")
+@click.option(
+    "--reason",
+    "erase_reason",
+    default=None,
+    help="Why (required; e.g. the erasure request's reference). Recorded, readable, with the erasure.",
+)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (for scripts).")
+@_database_url_option
+@click.pass_obj
+@_reports_errors
+def erase(settings: Settings, learner: str, erase_reason: str | None, yes: bool) -> None:
+    """Erase a learner for good (right to erasure): their data key is destroyed.
+
+    Every earlier change's content becomes unreadable (history keeps who, when and what kind
+    of change), the read models lose the learner, and the id cannot be used again. Unlike a
+    deleted profile, nothing of the child's data can be brought back, not even from a backup.
+    Asks for confirmation on a terminal; --yes for scripts.
+    """
+    from dala_events.attribution import current_attribution
+
+    reason = erase_reason if erase_reason is not None else current_attribution().reason
+    if reason is None:
+        raise click.UsageError("give the reason for the erasure with --reason TEXT")
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError("not on a terminal: add --yes to erase without confirmation")
+        click.confirm(
+            f"Erase learner {learner!r}? Their data becomes unreadable for good, backups included",
+            abort=True,
+        )
+    _open(settings)
+    from dala_events.erasure import erase_learner
+    from dala_events.generate_interface import default_interface_path
+
+    result = erase_learner(learner, reason=reason)
+    record = result.record
+    if result.already_erased:
+        settings.say(f"{learner} was already erased at {_minute(record.erased_at)} UTC by {record.actor or 'unknown'}")
+        if result.key_destroyed:
+            settings.say("its data key was still there (an interrupted erasure): destroyed now")
+    else:
+        changes = record.erased_up_to_version or 0
+        settings.say(
+            f"{learner} erased at {_minute(record.erased_at)} UTC by {record.actor}: "
+            f"the content of {_count(changes, 'change')} is unreadable for good"
+        )
+    settings.say(result.freed_space)
+    page = default_interface_path(learner)
+    if page.is_file():
+        page.unlink()
+        settings.say(f"their rendered page was removed: {page}")
+
 
 
 @main.command()

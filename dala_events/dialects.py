@@ -200,6 +200,7 @@ def _observed(connection: Connection) -> bool:
 
 
 _SQL_LOGGER = logging.getLogger("sqlalchemy.engine.Engine")
+_log = logging.getLogger("dala_events.dialects")
 
 
 class DriverStatement:
@@ -310,6 +311,33 @@ def configure_key_store_sqlite(engine: Engine) -> None:
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA secure_delete = ON")
         cursor.close()
+
+
+def release_freed_space(engine: Engine, tables: Sequence[str]) -> str:
+    """After rows of `tables` were deleted (an erasure), make sure no readable copy of them is
+    left in the database's files where this process can see to it; returns what was done.
+
+    SQLite: deleted bytes are already overwritten (`secure_delete`), and the WAL, which still
+    holds the pages as they were, is checkpointed into the main file and truncated to nothing.
+    PostgreSQL: `VACUUM` of `tables` (outside any transaction) removes the dead rows from the
+    pages; the bytes of a table's files are only rewritten by `VACUUM FULL`, which locks the
+    table, and the server's WAL and base backups keep old pages until they are recycled (see
+    the README, "Erasure").
+    """
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as connection:
+            driver = connection.connection.driver_connection
+            busy, _frames, _moved = driver.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()  # type: ignore[union-attr]
+        if busy:
+            _log.warning("the WAL checkpoint after an erasure waited in vain for readers; it completes at the next one")
+            return "WAL checkpoint deferred: another connection was reading (it completes at the next checkpoint)"
+        return "WAL checkpointed and truncated; deleted rows overwritten (secure_delete)"
+    if engine.dialect.name == "postgresql":
+        quoted = ", ".join(engine.dialect.identifier_preparer.quote(name) for name in tables)
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql(f"VACUUM {quoted}")
+        return f"VACUUM ran on {len(tables)} tables (VACUUM FULL rewrites their files; see the README)"
+    return "nothing to do for this database"
 
 
 @contextmanager

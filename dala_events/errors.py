@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pydantic
 
 
@@ -41,6 +43,33 @@ class LearnerNotFound(DalaError, LookupError):
     def __init__(self, learner_id: str, message: str | None = None) -> None:
         self.learner_id = learner_id
         super().__init__(message or f"learner {learner_id!r} has no profile")
+
+
+class LearnerErasedError(LearnerNotFound):
+    """The learner was erased: their data is gone for good and their id takes no new profile.
+
+    Says when, by whom and why when the erasure's record (its `LearnerErased` event) is at hand.
+    """
+
+    def __init__(
+        self,
+        learner_id: str,
+        *,
+        erased_at: datetime | None = None,
+        actor: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        self.erased_at = erased_at
+        self.actor = actor
+        self.reason = reason
+        when = "" if erased_at is None else f" at {erased_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+        who = "" if actor is None else f" by {actor}"
+        why = "" if reason is None else f" ({reason})"
+        super().__init__(
+            learner_id,
+            f"learner {learner_id!r} was erased{when}{who}{why}: their data is gone for good and "
+            "the id cannot be used for a new profile",
+        )
 
 
 class ConcurrencyError(DalaError):

@@ -27,7 +27,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from dala_events import audit
 from dala_events.assessment import humanise, preference_label, task_label
 from dala_events.disclosures import record_disclosure
-from dala_events.errors import InvalidInput, LearnerNotFound
+from dala_events.errors import InvalidInput
 from dala_events.events import utc_now
 from dala_events.pathway import CurriculumLO, curriculum_by_id, generate_pathway
 from dala_events.persistence_manager import (
@@ -71,14 +71,14 @@ def generate_interface(
 ) -> Path:
     """Render the learner's page and write it to `output_path` (default: see
     `default_interface_path`); returns the path written. LearnerNotFound for a learner with
-    no profile.
+    no profile (LearnerErasedError, saying when and by whom, for an erased one).
 
     Rendering a page discloses the learner's data: it is recorded (`page`, under the current
     `recorded_as` attribution) before the page is written.
     """
     data = get_full_learner_profile_data(learner_id, store=store)
     if data is None:
-        raise LearnerNotFound(learner_id)
+        raise audit.missing_profile_error(learner_id, store=store)
     html = render_interface(data, audit.history(learner_id, store=store))
     path = Path(output_path) if output_path is not None else default_interface_path(learner_id)
     if path.is_dir():

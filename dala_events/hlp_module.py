@@ -25,9 +25,10 @@ from dala_events.aggregate import (
     LOProgress,
     Preference,
 )
+from dala_events.audit import erasure_record
 from dala_events.database_setup import store_or_default
 from dala_events.envelopes import NewEvent
-from dala_events.errors import LearnerNotFound
+from dala_events.errors import LearnerErasedError, LearnerNotFound
 from dala_events.repository import LearnerRepository
 from dala_events.store import EventStore
 
@@ -49,7 +50,8 @@ class LearnerProfile(LearnerAggregate):
     """One learner's profile, persisted: the aggregate plus the document's save behaviour.
 
     Loading replays the learner's events; a learner with no live profile gets a
-    `LearnerProfileCreated` event. Every mutation validates its input (raising InvalidInput
+    `LearnerProfileCreated` event; an erased learner's id is refused with LearnerErasedError.
+    Every mutation validates its input (raising InvalidInput
     naming the field), records at most one event (none when nothing would change) and applies
     it in memory. With `persistence_enabled` the event is appended at once; otherwise it waits
     in `pending_events` until `save()`, and nothing at all, the creation included, is written
@@ -67,18 +69,27 @@ class LearnerProfile(LearnerAggregate):
         store: EventStore | None = None,
     ) -> None:
         self._open(learner_id, persistence_enabled, store)
+        if self.erased:
+            raise self._erased_error()
         self.create()
 
     @classmethod
     def load(
         cls, learner_id: str, *, persistence_enabled: bool = True, store: EventStore | None = None
     ) -> LearnerProfile:
-        """The learner's existing profile; raises LearnerNotFound instead of creating one."""
+        """The learner's existing profile; raises LearnerNotFound instead of creating one
+        (LearnerErasedError, saying when and by whom, for an erased learner)."""
         profile = cls.__new__(cls)
         profile._open(learner_id, persistence_enabled, store)
+        if profile.erased:
+            raise profile._erased_error()
         if not profile.exists:
             raise LearnerNotFound(profile.learner_id)
         return profile
+
+    def _erased_error(self) -> LearnerErasedError:
+        record = erasure_record(self.learner_id, store=self._repository.store)
+        return LearnerErasedError(self.learner_id) if record is None else record.error()
 
     def _open(self, learner_id: str, persistence_enabled: bool, store: EventStore | None) -> None:
         LearnerAggregate.__init__(self, learner_id)

@@ -30,6 +30,7 @@ from dala_events.attribution import require_explicit_actor
 from dala_events.database_setup import sql_store_or_default
 from dala_events.dialects import read_transaction
 from dala_events.disclosures import Disclosure, list_disclosures, record_disclosure
+from dala_events.erasure import Erasure, erase_learner
 from dala_events.errors import InvalidInput, LearnerNotFound
 from dala_events.events import UtcDateTime, utc_now
 from dala_events.hlp_module import LearnerProfile
@@ -55,6 +56,7 @@ __all__ = [
     "BadgeData",
     "CognitiveMetricData",
     "Disclosure",
+    "Erasure",
     "ExportedEvent",
     "FullLearnerProfileData",
     "InterestData",
@@ -72,6 +74,7 @@ __all__ = [
     "add_or_update_preference",
     "create_learner_profile",
     "delete_learner_profile",
+    "erase_learner",
     "export_learner",
     "get_activity_attempts",
     "get_badges",
@@ -104,7 +107,8 @@ def create_learner_profile(learner_id: str, *, store: SqlEventStore | None = Non
 
 
 def delete_learner_profile(learner_id: str, *, store: EventStore | None = None) -> None:
-    """Delete the learner's profile from every read model; its history stays in the log."""
+    """Delete the learner's profile from every read model; its history stays in the log,
+    readable to audits (`erase_learner` is what makes the history's content unreadable)."""
     require_explicit_actor("erasure")
     _existing(learner_id, store).delete()
 

@@ -16,8 +16,10 @@ from dala_events.events import (
     BadgeRevoked,
     CognitiveMetricRecorded,
     DomainEvent,
+    ErasedContent,
     InterestAdded,
     InterestRemoved,
+    LearnerErased,
     LearnerProfileCreated,
     LearnerProfileDeleted,
     LearningObjectiveCompleted,
@@ -57,6 +59,8 @@ def _score(score: float | None, lead: str = " (score {})") -> str:
 _DESCRIBERS: dict[type[DomainEvent], Callable[[Any, Mapping[str, str]], str]] = {
     LearnerProfileCreated: lambda e, t: "Profile created",
     LearnerProfileDeleted: lambda e, t: "Profile deleted",
+    LearnerErased: lambda e, t: "Learner erased: every earlier change's content destroyed",
+    ErasedContent: lambda e, t: f"[erased] {humanise(e.erased_event_type)}",
     PreferenceSet: lambda e, t: (
         f"Preference “{preference_label(e.category)}”: {e.previous_value} → {e.value}"
         if e.previous_value

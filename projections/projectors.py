@@ -30,8 +30,10 @@ from dala_events.events import (
     BadgeRevoked,
     CognitiveMetricRecorded,
     DomainEvent,
+    ErasedContent,
     InterestAdded,
     InterestRemoved,
+    LearnerErased,
     LearnerProfileCreated,
     LearnerProfileDeleted,
     LearningObjectiveCompleted,
@@ -322,6 +324,18 @@ def project_learner_profile_deleted(
     changes.delete_learner(learner_id)
 
 
+@projects(LearnerErased)
+def project_learner_erased(_event: LearnerErased, learner_id: str, _at: datetime, changes: RowChanges) -> None:
+    """As a deletion: every read-model row of the learner goes (the log keeps the envelopes)."""
+    changes.delete_learner(learner_id)
+
+
+@projects(ErasedContent)
+def project_erased_content(_event: ErasedContent, _learner_id: str, _at: datetime, _changes: RowChanges) -> None:
+    """Content whose key was destroyed projects nothing: the erasure that followed it removed
+    every row it had made."""
+
+
 @projects(PreferenceSet)
 def project_preference_set(event: PreferenceSet, learner_id: str, at: datetime, changes: RowChanges) -> None:
     changes.upsert(
@@ -434,16 +448,21 @@ def project_activity_attempt_recorded(
     )
 
 
+_REMOVING = frozenset({LearnerProfileDeleted, LearnerErased, ErasedContent})
+"""Events after which the learner has no profile row to touch."""
+
+
 def apply_events(changes: RowChanges, events: Sequence[ProjectableEvent]) -> None:
     """Record the row changes of `events`, in order, into `changes` (without flushing).
 
-    Every event but a deletion also moves its learner's last_updated_at.
+    Every event but a deletion, an erasure or erased content also moves its learner's
+    last_updated_at.
     """
     projectors = PROJECTORS
     for recorded in events:
         event = recorded.event
         projectors[type(event)](event, recorded.learner_id, recorded.occurred_at, changes)
-        if type(event) is not LearnerProfileDeleted:
+        if type(event) not in _REMOVING:
             changes.touch(recorded.learner_id, recorded.occurred_at)
 
 

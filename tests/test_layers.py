@@ -41,6 +41,7 @@ LAYERS: dict[str, int] = {
     "dala_events.pathway": 4,
     "dala_events.summaries": 4,
     "dala_events.disclosures": 4,
+    "dala_events.erasure": 4,
     "dala_events.generate_interface": 5,
     "dala_events.xapi": 5,
     "dala_events.demo": 5,

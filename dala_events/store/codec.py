@@ -24,8 +24,16 @@ import pydantic
 
 from dala_events.envelopes import LoggedEvent, NewEvent, RecordedEvent
 from dala_events.errors import CorruptEventError, DalaError, InvalidInput
-from dala_events.events import DomainEvent, UnknownEventError, decode_event, decode_json, encode_json, encode_payload
-from dala_events.store.keys import ENCRYPTED_PREFIX, DataKeyMissing, LogCipher
+from dala_events.events import (
+    DomainEvent,
+    ErasedContent,
+    UnknownEventError,
+    decode_event,
+    decode_json,
+    encode_json,
+    encode_payload,
+)
+from dala_events.store.keys import ENCRYPTED_PREFIX, DataKeyErased, DataKeyMissing, LogCipher
 
 RECORDED_FIELDS = (
     "position",
@@ -100,11 +108,17 @@ def decode_event_of(
     row: tuple[Any, ...], cipher: LogCipher | None = None, learner_id: str = "", version: int = 0
 ) -> DomainEvent:
     """The event of a row that starts (position, event_type, schema_version, payload), its
-    payload decrypted with `cipher` (keyed by the row's `learner_id` and `version`)."""
+    payload decrypted with `cipher` (keyed by the row's `learner_id` and `version`).
+
+    An `ErasedContent` standing in for the event when its learner's data key was destroyed by
+    their erasure: the envelope is still in the log, the content is gone for good."""
     try:
         payload = row[3]
         if payload.startswith(ENCRYPTED_PREFIX) or cipher is not None:
-            payload = _plain(row, payload, learner_id, version, "payload", cipher)
+            try:
+                payload = _plain(row, payload, learner_id, version, "payload", cipher)
+            except DataKeyErased:
+                return ErasedContent(erased_event_type=row[1])
         return decode_event(row[1], row[2], payload)
     except pydantic.ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'payload'}: {e['msg']}" for e in error.errors())
@@ -127,7 +141,10 @@ def decode_recorded(row: tuple[Any, ...], cipher: LogCipher | None = None) -> Re
         raise CorruptEventError(row[0], row[1], f"metadata is not JSON: {error}") from error
     reason = metadata.get("reason") if isinstance(metadata, dict) else None
     if isinstance(reason, str) and (cipher is not None or reason.startswith(ENCRYPTED_PREFIX)):
-        metadata["reason"] = _plain(row, reason, row[5], row[6], "reason", cipher)
+        if type(event) is ErasedContent and reason.startswith(ENCRYPTED_PREFIX):
+            metadata["reason"] = None  # erased with the content it explained
+        else:
+            metadata["reason"] = _plain(row, reason, row[5], row[6], "reason", cipher)
     # position, event_id, learner_id, version, event_type, schema_version, occurred_at, recorded_at
     return RecordedEvent(row[0], row[4], row[5], row[6], row[1], row[2], row[7], row[8], event, metadata)
 

@@ -285,7 +285,7 @@ class EventStore(ABC):
         learner_id = valid_learner_id(learner_id)
         if up_to_version is not None:
             check_count("up_to_version", up_to_version, learner_id=learner_id)
-        return self._stream_rows(
+        rows = self._stream_rows(
             learner_id,
             after_version,
             MAX_VERSION if up_to_version is None else min(up_to_version, MAX_VERSION),
@@ -294,6 +294,14 @@ class EventStore(ABC):
             limit,
             projectable=projectable,
         )
+        if self.cipher is not None:
+            occurred = 6 if projectable else 7
+            for row in rows:
+                if row[1] == "LearnerErased":
+                    # Erased, maybe by another process: a key cached here before then is dropped,
+                    # so what came before reads as erased here too.
+                    self.cipher.forget(learner_id, erased_at=row[occurred])
+        return rows
 
     def _batches(
         self, after_position: int, limit: int | None, batch_size: int, *, projectable: bool

@@ -60,6 +60,19 @@ class DataKeyMissing(DalaError):
         super().__init__(f"learner {learner_id!r}: no data key in the key store; their events cannot be decrypted")
 
 
+class DataKeyErased(DalaError):
+    """A learner's data key was destroyed by their erasure: their encrypted content is unreadable
+    for good, and no new key is made for them."""
+
+    def __init__(self, learner_id: str, erased_at: datetime) -> None:
+        self.learner_id = learner_id
+        self.erased_at = erased_at
+        super().__init__(
+            f"learner {learner_id!r}: the data key was destroyed at {erased_at:%Y-%m-%d %H:%M:%S} UTC "
+            "(the learner was erased)"
+        )
+
+
 class MasterKey:
     """The key that wraps every data key: exactly 32 bytes."""
 
@@ -115,19 +128,34 @@ def write_secret_file(path: str, text: str) -> None:
 
 
 class KeyStore(ABC):
-    """Learners' data keys, wrapped by one master key."""
+    """Learners' data keys, wrapped by one master key, and the record of the keys destroyed by
+    an erasure (learner id and when: no key material), so an erased learner's content reads as
+    erased, never as a missing key, and no new key is made for them."""
 
     def __init__(self, master_key: MasterKey) -> None:
         self.master_key = master_key
 
     def data_key(self, learner_id: str, *, create: bool = False) -> bytes:
-        """The learner's data key; a new one when they have none and `create`, else DataKeyMissing."""
+        """The learner's data key; a new one when they have none and `create`, else DataKeyMissing.
+        DataKeyErased once their key was destroyed, `create` or not."""
         wrapped = self._load(learner_id)
         if wrapped is None:
+            erased_at = self.erased_at(learner_id)
+            if erased_at is not None:
+                raise DataKeyErased(learner_id, erased_at)
             if not create:
                 raise DataKeyMissing(learner_id)
             wrapped = self._store_new(learner_id, self.master_key.wrap(learner_id, secrets.token_bytes(DATA_KEY_BYTES)))
         return self.master_key.unwrap(learner_id, wrapped)
+
+    def destroy(self, learner_id: str, at: datetime | None = None) -> bool:
+        """Crypto-shred the learner: delete their data key and record when (`at`, by default
+        now), in one step. Idempotent; returns whether a key was there to delete."""
+        return self._destroy(learner_id, at or datetime.now(UTC))
+
+    @abstractmethod
+    def erased_at(self, learner_id: str) -> datetime | None:
+        """When the learner's data key was destroyed; None if it never was."""
 
     def rotate(self, new_master_key: MasterKey) -> int:
         """Re-wrap every data key under `new_master_key` (the log is not touched); returns how many."""
@@ -149,8 +177,9 @@ class KeyStore(ABC):
     def _rewrap(self, rewrap: object, new_key_id: str) -> int: ...
 
     @abstractmethod
-    def destroy(self, learner_id: str) -> bool:
-        """Delete the learner's data key (crypto-shredding); False when there was none."""
+    def _destroy(self, learner_id: str, at: datetime) -> bool:
+        """Delete the key and record the erasure at `at` (keeping an earlier record); whether a
+        key was there."""
 
 
 class MemoryKeyStore(KeyStore):
@@ -159,6 +188,7 @@ class MemoryKeyStore(KeyStore):
     def __init__(self, master_key: MasterKey | None = None) -> None:
         super().__init__(master_key or MasterKey.generate())
         self._keys: dict[str, bytes] = {}
+        self._erased: dict[str, datetime] = {}
         self._lock = threading.Lock()
 
     def _load(self, learner_id: str) -> bytes | None:
@@ -166,6 +196,8 @@ class MemoryKeyStore(KeyStore):
 
     def _store_new(self, learner_id: str, wrapped: bytes) -> bytes:
         with self._lock:
+            if learner_id in self._erased:
+                raise DataKeyErased(learner_id, self._erased[learner_id])
             return self._keys.setdefault(learner_id, wrapped)
 
     def _rewrap(self, rewrap: object, new_key_id: str) -> int:
@@ -173,8 +205,12 @@ class MemoryKeyStore(KeyStore):
             self._keys = {name: rewrap(name, wrapped) for name, wrapped in self._keys.items()}  # type: ignore[operator]
             return len(self._keys)
 
-    def destroy(self, learner_id: str) -> bool:
+    def erased_at(self, learner_id: str) -> datetime | None:
+        return self._erased.get(learner_id)
+
+    def _destroy(self, learner_id: str, at: datetime) -> bool:
         with self._lock:
+            self._erased.setdefault(learner_id, at)
             return self._keys.pop(learner_id, None) is not None
 
 
@@ -186,6 +222,14 @@ data_keys = Table(
     Column("wrapped", LargeBinary, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+erased_keys = Table(
+    "erased_keys",
+    _metadata,
+    Column("learner_id", String(200), primary_key=True),
+    Column("erased_at", DateTime(timezone=True), nullable=False),
+)
+"""The learners whose data key an erasure destroyed, and when: what tells erased content from a
+missing key, and refuses the id a new key."""
 key_store_info = Table(
     "key_store_info",
     _metadata,
@@ -232,6 +276,11 @@ class SqlKeyStore(KeyStore):
     def _store_new(self, learner_id: str, wrapped: bytes) -> bytes:
         try:
             with self.engine.begin() as connection:
+                erased_at = connection.execute(
+                    select(erased_keys.c.erased_at).where(erased_keys.c.learner_id == learner_id)
+                ).scalar_one_or_none()
+                if erased_at is not None:
+                    raise DataKeyErased(learner_id, _utc(erased_at))
                 connection.execute(
                     insert(data_keys).values(learner_id=learner_id, wrapped=wrapped, created_at=datetime.now(UTC))
                 )
@@ -256,10 +305,30 @@ class SqlKeyStore(KeyStore):
             )
         return len(rows)
 
-    def destroy(self, learner_id: str) -> bool:
+    def erased_at(self, learner_id: str) -> datetime | None:
+        with self.engine.connect() as connection:
+            found = connection.execute(
+                select(erased_keys.c.erased_at).where(erased_keys.c.learner_id == learner_id)
+            ).scalar_one_or_none()
+        return None if found is None else _utc(found)
+
+    def _destroy(self, learner_id: str, at: datetime) -> bool:
+        # One transaction: the key is never gone without the record saying why. On SQLite the
+        # store deletes securely (freed bytes overwritten) with a rollback journal, so no copy
+        # of the wrapped key survives the commit in the store's files.
         with self.engine.begin() as connection:
             deleted = connection.execute(data_keys.delete().where(data_keys.c.learner_id == learner_id)).rowcount
+            recorded = connection.execute(
+                select(erased_keys.c.learner_id).where(erased_keys.c.learner_id == learner_id)
+            ).first()
+            if recorded is None:
+                connection.execute(insert(erased_keys).values(learner_id=learner_id, erased_at=at))
         return bool(deleted)
+
+
+def _utc(moment: datetime) -> datetime:
+    """A time read back from a key store as aware UTC (SQLite returns it naive)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 class LogCipher:
@@ -268,22 +337,43 @@ class LogCipher:
     def __init__(self, key_store: KeyStore) -> None:
         self.key_store = key_store
         self._aeads: dict[str, AESGCM] = {}
+        self._erased: dict[str, datetime] = {}
         self._lock = threading.Lock()
 
     def _aead(self, learner_id: str, *, create: bool) -> AESGCM:
         aead = self._aeads.get(learner_id)
         if aead is None:
-            aead = AESGCM(self.key_store.data_key(learner_id, create=create))
+            erased_at = self._erased.get(learner_id)
+            if erased_at is not None:
+                raise DataKeyErased(learner_id, erased_at)
+            try:
+                key = self.key_store.data_key(learner_id, create=create)
+            except DataKeyErased as erased:
+                with self._lock:
+                    self._erased[learner_id] = erased.erased_at
+                raise
+            aead = AESGCM(key)
             with self._lock:
                 if len(self._aeads) > 10_000:
                     self._aeads.clear()
                 self._aeads[learner_id] = aead
         return aead
 
-    def forget(self, learner_id: str) -> None:
-        """Drop the learner's cached key (after it was destroyed)."""
+    def forget(self, learner_id: str, *, erased_at: datetime | None = None) -> None:
+        """Drop the learner's cached key; with `erased_at`, also treat their content as erased
+        from now on (the key was destroyed, here or in another process whose erasure this one
+        read in the log), whatever a key store says."""
         with self._lock:
             self._aeads.pop(learner_id, None)
+            if erased_at is not None:
+                self._erased.setdefault(learner_id, erased_at)
+
+    def destroy(self, learner_id: str, at: datetime | None = None) -> bool:
+        """Destroy the learner's data key in the key store (see `KeyStore.destroy`) and forget it."""
+        at = at or datetime.now(UTC)
+        destroyed = self.key_store.destroy(learner_id, at)
+        self.forget(learner_id, erased_at=self.key_store.erased_at(learner_id) or at)
+        return destroyed
 
     @staticmethod
     def _aad(learner_id: str, version: int, event_type: str, schema_version: int, field: str) -> bytes:
@@ -303,7 +393,8 @@ class LogCipher:
     def decrypt(
         self, text: str, learner_id: str, version: int, event_type: str, schema_version: int, field: str
     ) -> str:
-        """The plain text of `text` (returned unchanged when it is not encrypted)."""
+        """The plain text of `text` (returned unchanged when it is not encrypted); DataKeyErased
+        when the learner's key was destroyed by their erasure."""
         if not text.startswith(ENCRYPTED_PREFIX):
             return text
         try:

@@ -1,0 +1,117 @@
+"""Erasure (the right to be forgotten) in an append-only log: crypto-shredding.
+
+Every payload and reason a learner's events hold is encrypted with that learner's own data
+key (`dala_events.store.keys`). Erasing the learner:
+
+1. appends `LearnerErased` to their stream (who, when and why, readable: no personal data);
+   in the same transaction its projector deletes every read-model row of the learner;
+2. destroys their data key in the key store, which records when (no key material), so the
+   content of every earlier event is unreadable for good: reading the log gives an
+   `ErasedContent` in its place, with the envelope (type, times, actor) kept for audits;
+3. clears the database's freed space (`dialects.release_freed_space`): SQLite overwrites
+   deleted rows and its WAL is checkpointed and truncated; PostgreSQL runs VACUUM.
+
+The hash chain covers the stored ciphertext, so `dala verify` still passes, and a rebuild
+projects the same (nothing) as the live read models. The learner id is taken for good: a new
+profile under it is refused with LearnerErasedError, by the aggregate (the stream says it was
+erased) and by the key store (it makes no new key for an erased id), so a log restored from
+an older backup cannot bring the learner back either.
+
+Steps 1 and 2 use two databases (the log and the key store) and cannot commit together; an
+erasure stopped between them is completed by erasing again (`erase_learner` is idempotent),
+and until then the learner already reads as erased.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pydantic import BaseModel, ConfigDict
+
+from dala_events.attribution import check_reason, recorded_as, require_explicit_actor
+from dala_events.audit import ErasureRecord, erasure_record
+from dala_events.database_setup import store_or_default
+from dala_events.dialects import release_freed_space
+from dala_events.errors import ConcurrencyError, InvalidInput
+from dala_events.repository import LearnerRepository
+from dala_events.store import EventStore, SqlEventStore
+from dala_events.store.contract import valid_learner_id
+from dala_events.store.keys import SqlKeyStore
+from projections.database_models import READ_MODELS
+
+_log = logging.getLogger("dala_events.erasure")
+
+_ATTEMPTS = 5
+"""How often an erasure is tried again when another writer moved the stream meanwhile."""
+
+
+class Erasure(BaseModel):
+    """What `erase_learner` did."""
+
+    model_config = ConfigDict(frozen=True)
+
+    record: ErasureRecord
+    """When, by whom and why (from the log)."""
+    already_erased: bool
+    """The erasure was recorded before this call (which then only completed what was left)."""
+    key_destroyed: bool
+    """This call destroyed the learner's data key (False when an earlier erasure had)."""
+    freed_space: str
+    """What was done so that no readable copy stays in the database's freed space."""
+
+
+def erase_learner(learner_id: str, *, reason: str, store: EventStore | None = None) -> Erasure:
+    """Erase the learner: record `LearnerErased` (their read-model rows go with it), destroy
+    their data key, clear the database's freed space. See the module docstring.
+
+    `reason` (required: why, e.g. "parent's erasure request, ref 2026-114") is recorded with
+    the event in the clear; the actor is the current `recorded_as` attribution
+    (DALA_REQUIRE_ACTOR=1 refuses an erasure without one). Idempotent: erasing an erased
+    learner completes what an interrupted erasure left and returns its record. LearnerNotFound
+    for a learner with no recorded changes; InvalidInput for a store that does not encrypt
+    (there would be no key to destroy).
+    """
+    learner_id = valid_learner_id(learner_id)
+    check_reason(reason)
+    require_explicit_actor("erasure")
+    chosen = store_or_default(store)
+    if chosen.cipher is None:
+        raise InvalidInput(
+            "store",
+            "erasure destroys the learner's data key, and this store does not encrypt (it has no key store)",
+            learner_id=learner_id,
+        )
+    repository = LearnerRepository(chosen)
+    for attempt in range(1, _ATTEMPTS + 1):
+        aggregate = repository.load(learner_id)
+        with recorded_as(reason=reason):
+            recorded_now = aggregate.erase()
+        try:
+            repository.save(aggregate)
+            break
+        except ConcurrencyError:
+            if attempt == _ATTEMPTS:
+                raise
+            _log.info("learner %r: the stream moved during the erasure; trying again", learner_id)
+    record = erasure_record(learner_id, store=chosen)
+    assert record is not None, "the erasure was just recorded"
+    key_destroyed = chosen.cipher.destroy(learner_id, record.erased_at)
+    freed = _release_freed_space(chosen)
+    _log.info(
+        "learner %r erased (%s); data key %s",
+        learner_id,
+        "recorded now" if recorded_now else "recorded before",
+        "destroyed" if key_destroyed else "already gone",
+    )
+    return Erasure(record=record, already_erased=not recorded_now, key_destroyed=key_destroyed, freed_space=freed)
+
+
+def _release_freed_space(store: EventStore) -> str:
+    done = []
+    if isinstance(store, SqlEventStore):
+        tables = [model.table.name for model in READ_MODELS]
+        done.append(f"database: {release_freed_space(store.engine, tables)}")
+    key_store = store.cipher.key_store if store.cipher is not None else None
+    if isinstance(key_store, SqlKeyStore):
+        done.append(f"key store: {release_freed_space(key_store.engine, ['data_keys'])}")
+    return "; ".join(done) or "in memory: nothing stored on disk"
