@@ -299,7 +299,7 @@ def learners(settings: Settings, limit: int, after: str | None, as_json: bool) -
             _minute(summary.created_at),
             _minute(summary.last_updated_at),
             str(summary.changes),
-            "yes" if summary.has_profile else "deleted",
+            "yes" if summary.has_profile else "erased" if summary.erased else "deleted",
         )
     _console().print(table)
     if len(found) == limit:

@@ -34,7 +34,7 @@ from dala_events.erasure import Erasure, erase_learner
 from dala_events.errors import InvalidInput, LearnerNotFound
 from dala_events.events import UtcDateTime, utc_now
 from dala_events.hlp_module import LearnerProfile
-from dala_events.store import EventStore, SqlEventStore
+from dala_events.store import EventStore, SqlEventStore, event_log
 from dala_events.store.contract import valid_learner_id
 from projections.database_models import SECTIONS
 from projections.dtos import (
@@ -246,7 +246,9 @@ class LearnerSummary(BaseModel):
     changes: int
     """How many changes (events) the learner's history holds."""
     has_profile: bool
-    """False once the profile was deleted (its history stays)."""
+    """False once the profile was deleted (its history stays) or the learner erased."""
+    erased: bool = False
+    """The learner was erased: their history's content is unreadable for good."""
 
 
 def list_learners(
@@ -261,6 +263,13 @@ def list_learners(
     ids = [stream.learner_id for stream in streams]
     with read_transaction(chosen.engine) as connection:
         live = set(connection.execute(select(learner_profiles.c.id).where(learner_profiles.c.id.in_(ids))).scalars())
+        erased = set(
+            connection.execute(
+                select(event_log.c.learner_id).where(
+                    event_log.c.learner_id.in_(ids), event_log.c.event_type == "LearnerErased"
+                )
+            ).scalars()
+        )
     return [
         LearnerSummary(
             learner_id=stream.learner_id,
@@ -268,6 +277,7 @@ def list_learners(
             last_updated_at=stream.last_recorded_at,
             changes=stream.version,
             has_profile=stream.learner_id in live,
+            erased=stream.learner_id in erased,
         )
         for stream in streams
     ]

@@ -6,6 +6,7 @@ diagnostic tasks by their readable labels, and everything else by its own value.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -48,6 +49,11 @@ def describe_change(event: DomainEvent, titles: Mapping[str, str] | None = None)
     return describe(event, known) if describe is not None else humanise(event.event_type)
 
 
+def _type_words(event_type: str) -> str:
+    """An event type as words: "InterestAdded" -> "Interest added"."""
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", event_type).capitalize()
+
+
 def _lo(titles: Mapping[str, str], lo_id: str) -> str:
     return f"“{titles[lo_id]}”" if lo_id in titles else lo_id
 
@@ -60,7 +66,7 @@ _DESCRIBERS: dict[type[DomainEvent], Callable[[Any, Mapping[str, str]], str]] = 
     LearnerProfileCreated: lambda e, t: "Profile created",
     LearnerProfileDeleted: lambda e, t: "Profile deleted",
     LearnerErased: lambda e, t: "Learner erased: every earlier change's content destroyed",
-    ErasedContent: lambda e, t: f"[erased] {humanise(e.erased_event_type)}",
+    ErasedContent: lambda e, t: f"[erased] {_type_words(e.erased_event_type)}",
     PreferenceSet: lambda e, t: (
         f"Preference “{preference_label(e.category)}”: {e.previous_value} → {e.value}"
         if e.previous_value

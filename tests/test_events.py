@@ -106,7 +106,7 @@ def test_discriminated_union_picks_the_type_by_event_type() -> None:
 
 
 def test_every_event_type_has_a_schema_version() -> None:
-    assert len(EVENT_TYPES) == 15
+    assert len(EVENT_TYPES) == 16
     assert all(cls.schema_version >= 1 for cls in EVENT_TYPES.values())
 
 
