@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from freezegun import freeze_time
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from dala_events import audit, persistence_manager
@@ -29,6 +31,7 @@ from dala_events.repository import LearnerRepository
 from dala_events.store import SqlEventStore, event_log
 from dala_events.store.keys import DataKeyErased
 from projections.database_models import READ_MODELS
+from projections.memory import MemoryReadModels
 from projections.rebuild import rebuild
 from tests.helpers import read_model_rows
 
@@ -312,3 +315,45 @@ def test_erasing_with_the_wrong_master_key_fails_and_changes_nothing(
     monkeypatch.setenv("DALA_MASTER_KEY", "")
     monkeypatch.setenv("DALA_MASTER_KEY_FILE", f"{tmp_path}/dala.db.keys.master")
     assert _cli(tmp_path, "profile", "bea")[0] == 0  # the right key still reads everything
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    interests=st.lists(
+        st.lists(st.sampled_from(["Robotics", "Music", "Dinosaurs", "Quillwortzebra"]), max_size=4),
+        min_size=1,
+        max_size=5,
+    ),
+    erased=st.sets(st.integers(min_value=0, max_value=4)),
+)
+def test_any_erasure_leaves_the_others_alone_and_a_replay_equals_inline(
+    interests: list[list[str]], erased: set[int]
+) -> None:
+    store, read_models = in_memory_store()
+    names = [f"learner-{number}" for number in range(len(interests))]
+    for name, wanted in zip(names, interests, strict=True):
+        profile = LearnerProfile(name, store=store)
+        for interest in wanted:
+            profile.add_interest(interest)
+    kept = {name: read_models.profile(name) for index, name in enumerate(names) if index not in erased}
+    for index in sorted(erased):
+        if index < len(names):
+            erase_learner(names[index], reason="request", store=store)
+    replayed = MemoryReadModels()
+    for batch in store.read_for_projection():
+        replayed.project(batch)
+    def without_ids(rows: dict[str, list[dict[str, object]]]) -> dict[str, list[dict[str, object]]]:
+        return {
+            table: [{k: v for k, v in row.items() if k != "id" or table == "learner_profiles"} for row in found]
+            for table, found in rows.items()
+        }
+
+    for name in names:
+        assert without_ids(replayed.learner_rows(name)) == without_ids(read_models.learner_rows(name))
+        if name in kept:
+            assert read_models.profile(name) == kept[name]
+        else:
+            assert read_models.profile(name) is None
+            history = audit.history(name, store=store)
+            assert all(type(event.event) is ErasedContent for event in history[:-1])
+            assert type(history[-1].event) is LearnerErased
