@@ -550,8 +550,13 @@ def get_store() -> SqlEventStore:
 
 
 def store_or_default(store: EventStore | None) -> EventStore:
-    """`store`, or the process default when none is given: what every `store=` argument means."""
-    return store if store is not None else get_store()
+    """`store`, or the process default when none is given: what every `store=` argument means.
+    Anything else than an EventStore is InvalidInput naming `store`."""
+    if store is None:
+        return get_store()
+    if not isinstance(store, EventStore):
+        raise InvalidInput("store", f"must be an EventStore or None, not {type(store).__name__}")
+    return store
 
 
 def sql_store_or_default(store: EventStore | None) -> SqlEventStore:

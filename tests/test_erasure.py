@@ -289,6 +289,9 @@ def test_dala_erase(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     code, output = _cli(tmp_path, "history", "bea")
     assert code == 0 and "[erased] Interest added" in output and "Learner erased" in output
     assert _cli(tmp_path, "verify")[0] == 0
+    # The record of who was shown the child's data outlives the erasure (the page, the profile).
+    code, output = _cli(tmp_path, "disclosures", "bea", "--json")
+    assert code == 0 and [row["what"] for row in json.loads(output)][:2] == ["page", "cli_profile"]
     code, output = _cli(tmp_path, "--actor", "dpo:jane", "erase", "bea", "--reason", "again", "--yes")
     assert code == 0 and "already erased" in output
 

@@ -165,3 +165,12 @@ def test_getters_build_the_same_models_model_construct_would(store: SqlEventStor
         assert built.model_dump_json() == constructed.model_dump_json()
         with pytest.raises(pydantic.ValidationError):  # frozen like any other
             built.lo_id = "other"  # type: ignore[misc]
+
+
+def test_a_store_argument_of_the_wrong_type_is_refused_naming_it() -> None:
+    from dala_events.errors import InvalidInput
+    from dala_events.hlp_module import LearnerProfile, get_or_create_learner_profile
+
+    for make in (lambda: LearnerProfile("ann", store=42), lambda: get_or_create_learner_profile("ann", store="db")):  # type: ignore[arg-type]
+        with pytest.raises(InvalidInput, match="store: must be an EventStore or None, not"):
+            make()
