@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, Row, func, select
+from sqlalchemy import Engine, Row, func, select, update
 
 from dala_events import audit
 from dala_events.attribution import recorded_as
@@ -20,6 +20,7 @@ from dala_events.database_setup import (
 )
 from dala_events.dialects import write_transaction
 from dala_events.envelopes import NewEvent
+from dala_events.errors import CorruptEventError
 from dala_events.events import LearnerErased, decode_json
 from dala_events.hlp_module import LearnerProfile
 from dala_events.integrity import load_checkpoint, verify_log, write_checkpoint
@@ -212,5 +213,24 @@ def test_a_wrong_master_key_fails_the_migration_and_changes_nothing(
             assert not connection.dialect.has_table(connection, "log_encryption")
         assert _log(engine) == before
         assert sum(not row.payload.startswith(ENCRYPTED_PREFIX) for row in before) == len(before) - 1
+    finally:
+        engine.dispose()
+
+
+def test_a_stream_that_does_not_verify_is_not_rechained(database_url: str) -> None:
+    engine = _old_log(database_url, LOG_KEY)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                update(event_log)
+                .where(event_log.c.learner_id == "bob", event_log.c.version == 2)
+                .values(payload='{"category":"style","value":"auditory"}')
+            )
+        before = _log(engine)
+        with pytest.raises(CorruptEventError, match="learner 'bob' version 2: its stored hash does not verify"):
+            migrate(engine, log_key=LOG_KEY)
+        assert _log(engine) == before
+        with engine.connect() as connection:
+            assert log_schema_revision(connection) == "0004"
     finally:
         engine.dispose()
