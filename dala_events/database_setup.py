@@ -21,12 +21,14 @@ import functools
 import logging
 import os
 import threading
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, create_engine, inspect, make_url, text
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 
 from dala_events.dialects import configure_key_store_sqlite, configure_sqlite, read_transaction, write_transaction
@@ -282,16 +284,24 @@ def create_dala_engine(database_url: str | URL, *, create: bool = True) -> Engin
 
 AUTO_REBUILD_ENV = "DALA_AUTO_REBUILD"
 MIGRATIONS = "dala_events:migrations"
-LOG_SCHEMA_HEAD = "0004"
+LOG_SCHEMA_HEAD = "0005"
 """The newest migration of the log (a test keeps it equal to the scripts' head): a database at
 this revision is opened without loading Alembic, which costs a tenth of a second of start-up."""
 _PG_SETUP_LOCK = 4242001
 
 
-def alembic_config(connection: Connection | None = None, *, log_key: KeyChoice = CONFIGURED) -> Config:
+CipherChoice = LogCipher | Callable[[], LogCipher] | None
+"""The cipher a migration that encrypts the log (0005) uses: one, a function that opens one
+when it is first needed, or None for the one configured for the migrated database."""
+
+
+def alembic_config(
+    connection: Connection | None = None, *, log_key: KeyChoice = CONFIGURED, cipher: CipherChoice = None
+) -> Config:
     """The Alembic configuration of the log's migrations, bound to `connection` if given.
 
-    `log_key` is the key a migration that chains the log (0003) chains it with.
+    `log_key` is the key a migration that chains the log (0003, 0005) chains it with; `cipher`
+    the cipher 0005 encrypts older events with (see `CipherChoice`).
     """
     from alembic.config import Config  # Alembic is loaded only when migrating (see LOG_SCHEMA_HEAD)
 
@@ -301,46 +311,109 @@ def alembic_config(connection: Connection | None = None, *, log_key: KeyChoice =
         config.attributes["connection"] = connection
     if not isinstance(log_key, Configured):
         config.attributes["log_key"] = log_key
+    if cipher is not None:
+        config.attributes["cipher"] = cipher
     return config
 
 
+def _cipher_for(engine: Engine, cipher: LogCipher | None) -> CipherChoice:
+    """`cipher`, else `engine`'s configured one, opened only if a migration needs it (an
+    in-memory database's keys live with its engine, so it is looked up by that engine)."""
+    return cipher if cipher is not None else functools.partial(configured_cipher, engine)
+
+
+def clear_old_row_versions(engine: Engine) -> None:
+    """After migration 0005 encrypted events in place, leave no copy of their clear text behind
+    where the engine can: SQLite (whose freed space `secure_delete` already zeroed) checkpoints
+    the write-ahead log into the database file and truncates it; PostgreSQL runs `VACUUM
+    event_log`, freeing the dead row versions for reuse (only VACUUM FULL rewrites the table's
+    files, see the README). A failure is logged, not raised: the migration is committed."""
+    try:
+        if engine.dialect.name == "sqlite":
+            if engine.url.database in (None, "", ":memory:"):
+                return
+            with engine.connect() as connection:
+                driver = connection.connection.driver_connection
+                assert driver is not None
+                busy, _, _ = driver.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if busy:
+                _log.warning(
+                    "the write-ahead log could not be checkpointed (another connection reads): it may "
+                    "keep old pages of the encrypted events until the next checkpoint"
+                )
+        elif engine.dialect.name == "postgresql":
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                connection.exec_driver_sql("VACUUM event_log")
+    except DBAPIError as error:
+        _log.warning("clearing old row versions of event_log after encrypting it failed: %s", error)
+
+
 def migrate(
-    engine: Engine, revision: str = "head", *, downgrade: bool = False, log_key: KeyChoice = CONFIGURED
+    engine: Engine,
+    revision: str = "head",
+    *,
+    downgrade: bool = False,
+    log_key: KeyChoice = CONFIGURED,
+    cipher: LogCipher | None = None,
 ) -> str | None:
     """Bring the event log and bookkeeping tables to `revision` (Alembic); returns where they end.
 
     A database whose event log predates the migrations is stamped with the first revision
     (the same table) before upgrading. Read models are not migrated: they are rebuilt. An
     upgrade through 0003 chains the existing events with `log_key` (by default the
-    configured one).
+    configured one); one through 0005 encrypts the events written before encryption at rest
+    with `cipher` (by default `engine`'s configured one), re-chains them with `log_key`, and
+    then clears the old row versions where the engine can (`clear_old_row_versions`).
     """
+    done: dict[str, int] = {}
     with write_transaction(engine) as connection:
         _hold_setup_lock(connection)
-        reached = _migrate(connection, revision, downgrade=downgrade, log_key=_chosen(log_key))
+        reached = _migrate(
+            connection,
+            revision,
+            downgrade=downgrade,
+            log_key=_chosen(log_key),
+            cipher=_cipher_for(engine, cipher),
+            done=done,
+        )
+    if done.get("events_encrypted"):
+        clear_old_row_versions(engine)
     _log.info("event log schema at revision %s", reached or "base")
     return reached
 
 
-def migrate_in(connection: Connection, revision: str, *, log_key: KeyChoice = CONFIGURED) -> str | None:
+def migrate_in(
+    connection: Connection, revision: str, *, log_key: KeyChoice = CONFIGURED, cipher: LogCipher | None = None
+) -> str | None:
     """Bring the log's schema to `revision` inside the caller's transaction, down or up as
     needed (a restore's target must first match its backup's schema). Going down still
-    refuses to drop a log that holds events."""
+    refuses to drop a log that holds events. 0005 encrypts with `cipher` (by default the
+    connection's database's configured one); clearing old row versions is the caller's, after
+    its commit (`clear_old_row_versions`)."""
     _hold_setup_lock(connection)
     order = [entry.revision for entry in reversed(migration_history())]
     current = log_schema_revision(connection)
     target = order[-1] if revision == "head" else revision
     downgrade = current in order and target in order and order.index(current) > order.index(target)
-    return _migrate(connection, revision, downgrade=downgrade, log_key=_chosen(log_key))
+    return _migrate(connection, revision, downgrade=downgrade, log_key=_chosen(log_key), cipher=cipher)
 
 
 def _migrate(
-    connection: Connection, revision: str, *, downgrade: bool = False, log_key: LogKey | None = None
+    connection: Connection,
+    revision: str,
+    *,
+    downgrade: bool = False,
+    log_key: LogKey | None = None,
+    cipher: CipherChoice = None,
+    done: dict[str, int] | None = None,
 ) -> str | None:
+    """Run the migrations to `revision` on `connection`; what 0005 encrypted, if it ran, is
+    put in `done` (`events_encrypted`, `streams_rechained`)."""
     from alembic import command  # loaded only when migrating (see LOG_SCHEMA_HEAD)
     from alembic.runtime.migration import MigrationContext
     from alembic.util import CommandError
 
-    config = alembic_config(connection, log_key=log_key)
+    config = alembic_config(connection, log_key=log_key, cipher=cipher)
     migrations = _migrations()
     known = [script.revision for script in migrations.walk_revisions()]
     if not revision or (revision not in ("head", "base") and revision not in known):
@@ -360,6 +433,8 @@ def _migrate(
                 command.upgrade(config, revision)
         except CommandError as error:
             raise InvalidInput("revision", f"{error}; use --downgrade to go back to an older revision") from None
+    if done is not None:
+        done.update(config.attributes.get("log_encryption", {}))
     return MigrationContext.configure(connection).get_current_revision()
 
 
@@ -404,21 +479,28 @@ def _hold_setup_lock(connection: Connection) -> None:
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_SETUP_LOCK})
 
 
-def create_tables(engine: Engine, *, log_key: KeyChoice = CONFIGURED) -> tuple[str, ...]:
+def create_tables(
+    engine: Engine, *, log_key: KeyChoice = CONFIGURED, cipher: LogCipher | None = None
+) -> tuple[str, ...]:
     """Migrate the log to head and create missing read-model tables; returns stale projections.
 
     Idempotent. A projection is stale when its table definition changed since it was built
     (or it is missing while the log has events): it needs `dala rebuild`. Raises
     LogKeyError when `log_key` (by default the configured one) is not the key the log is
-    chained with (see `check_log_key`).
+    chained with (see `check_log_key`). Migration 0005 encrypts older events with `cipher`
+    (by default `engine`'s configured one); see `migrate`.
     """
     key = _chosen(log_key)
+    done: dict[str, int] = {}
     with write_transaction(engine) as connection:
         _hold_setup_lock(connection)
         if log_schema_revision(connection) != LOG_SCHEMA_HEAD:
-            _migrate(connection, "head", log_key=key)
+            _migrate(connection, "head", log_key=key, cipher=_cipher_for(engine, cipher), done=done)
         check_log_key(connection, key)
-        return ensure_projections(connection)
+        stale = ensure_projections(connection)
+    if done.get("events_encrypted"):
+        clear_old_row_versions(engine)
+    return stale
 
 
 def auto_rebuild_enabled(engine: Engine) -> bool:

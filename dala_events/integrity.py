@@ -20,6 +20,11 @@ database's own check runs too: SQLite's `PRAGMA integrity_check`; on PostgreSQL 
 `bt_index_check` on event_log's indexes when the extension is installed (there is no built-in
 check otherwise, and the report says so).
 
+Migration 0005 re-chained the streams of a log written before encryption at rest (their stored
+texts changed, so every later link did): a checkpoint written before it names the old heads.
+The mismatch is still reported (it is a rewrite), with the time of the re-chain and the advice
+to write a new checkpoint after it (`log_encryption`'s record, see `EncryptionRecord`).
+
 Without a log key the chain is plain SHA-256: it catches accidents and edits by hand, not
 someone who can write to the database and recompute it; the report says which mode it used.
 """
@@ -33,6 +38,7 @@ import os
 import tempfile
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +49,7 @@ from dala_events.events import utc_now
 from dala_events.store import SqlEventStore, log_chain
 from dala_events.store.codec import LogKey, chain_mode, hasher, link_of
 from dala_events.store.contract import Row, valid_learner_id
+from dala_events.store.sql import log_encryption
 
 VERIFY_BATCH_SIZE = 5_000
 MAX_LISTED_PROBLEMS = 1_000
@@ -134,6 +141,41 @@ class Checkpoint:
         return {"path": self.path, "created_at": self.created_at, "streams": len(self.heads)}
 
 
+@dataclass(frozen=True)
+class EncryptionRecord:
+    """What migration 0005 recorded (`log_encryption`): when it encrypted the events written
+    before encryption at rest, how many, and how many streams it re-chained."""
+
+    encrypted_at: datetime
+    events_encrypted: int
+    streams_rechained: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready record."""
+        return {
+            "encrypted_at": self.encrypted_at.isoformat(),
+            "events_encrypted": self.events_encrypted,
+            "streams_rechained": self.streams_rechained,
+        }
+
+    def explains(self, checkpoint: Checkpoint) -> str | None:
+        """Why `checkpoint`'s heads no longer match, when this re-chain came after it; else None."""
+        try:
+            written = datetime.fromisoformat(checkpoint.created_at)
+        except ValueError:
+            return None
+        if self.streams_rechained <= 0 or written.tzinfo is None or self.encrypted_at <= written:
+            return None
+        return (
+            f"the log was re-chained by the encryption migration (0005) at {self.encrypted_at.isoformat()}, "
+            f"after this checkpoint ({checkpoint.created_at}): {self.streams_rechained:,} streams now end in new "
+            "hashes; write a new checkpoint after it (dala verify --checkpoint FILE)"
+        )
+
+
+_REWRITTEN = "its hash is not the one the checkpoint recorded: the stream was rewritten since"
+
+
 @dataclass
 class VerifyReport:
     """What `verify_log` (or `check_chains`) found."""
@@ -151,6 +193,7 @@ class VerifyReport:
     log_mode: str | None = None
     log_key_id: str | None = None
     hint: str | None = None
+    encryption: EncryptionRecord | None = None
 
     @property
     def intact(self) -> bool:
@@ -184,6 +227,7 @@ class VerifyReport:
             if self.engine_check is None
             else {"name": self.engine_check.name, "ok": self.engine_check.ok, "detail": self.engine_check.detail},
             "checkpoint": None if self.checkpoint is None else self.checkpoint.summary(),
+            "log_encryption": None if self.encryption is None else self.encryption.as_dict(),
         }
 
 
@@ -457,12 +501,7 @@ class ChainWalk:
         assert self.checkpoint is not None
         head = self.checkpoint.heads.get(row[5])
         if head is not None and row[6] == head.last_version and row[10] != head.last_hash:
-            self._add(
-                self.streams[row[5]],
-                "changed",
-                row,
-                "its hash is not the one the checkpoint recorded: the stream was rewritten since",
-            )
+            self._add(self.streams[row[5]], "changed", row, _REWRITTEN)
 
     def _missing_since_checkpoint(self) -> None:
         assert self.checkpoint is not None
@@ -519,10 +558,28 @@ def verify_log(
             rows = store.stored_rows(batch_size=batch_size, learner_ids=wanted)
             report = check_chains(rows, log_key, checkpoint=checkpoint)
             report.engine_check = engine_check(connection)
+            report.encryption = _encryption_record(connection)
     if record is not None:
         report.log_mode, report.log_key_id = record.mode, record.key_id
     report.hint = _hint(report, log_key)
+    if checkpoint is not None and report.encryption is not None:
+        explanation = report.encryption.explains(checkpoint)
+        if explanation is not None:
+            for problem in report.problems:
+                if problem.detail == _REWRITTEN:
+                    problem.detail = f"{_REWRITTEN}: by the encryption migration (0005)"
+            report.hint = explanation if report.hint is None else f"{report.hint}; {explanation}"
     return report
+
+
+def _encryption_record(connection: Connection) -> EncryptionRecord | None:
+    """`log_encryption`'s record, or None before migration 0005."""
+    if not inspect(connection).has_table("log_encryption"):
+        return None
+    found = connection.execute(
+        select(log_encryption.c.encrypted_at, log_encryption.c.events_encrypted, log_encryption.c.streams_rechained)
+    ).first()
+    return None if found is None else EncryptionRecord(found[0], int(found[1]), int(found[2]))
 
 
 def _require_chain(connection: Connection) -> None:

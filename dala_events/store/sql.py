@@ -1,7 +1,8 @@
 """The SQL event store: the contract on SQLAlchemy Core, for SQLite and PostgreSQL alike.
 
 `event_log` is the one table of truth, `projection_state` the projections' bookkeeping and
-`log_chain` the record of how the log's hash chain is keyed (all migrated by Alembic).
+`log_chain` the record of how the log's hash chain is keyed, `log_encryption` the record of the
+migration that encrypted older events (all migrated by Alembic).
 `SqlEventStore` runs each append in one transaction with the inline projectors it is handed
 (functions of the open Connection and the events), so events and their projection commit
 together; it knows nothing of what they project. Each row's `hash` chains it to the one before
@@ -112,6 +113,18 @@ log_chain = Table(
 """One row (id 1): how the log's hash chain is computed, "hmac-sha256" with the key whose
 `LogKey.key_id` is `key_id`, or "sha256" (no key). Written by the migration that chained the
 log; start-up refuses a process whose key differs, so one log is never chained two ways."""
+
+log_encryption = Table(
+    "log_encryption",
+    LOG_METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("encrypted_at", UTCDateTime(), nullable=False),
+    Column("events_encrypted", BigInteger, nullable=False),
+    Column("streams_rechained", BigInteger, nullable=False),
+)
+"""One row (id 1), written by migration 0005: when it encrypted the events written before
+encryption at rest, how many, and how many streams it re-chained (0 and 0 when there were
+none). A checkpoint older than `encrypted_at` names the re-chained streams' old heads."""
 
 
 InlineProjector = Callable[[Connection, Sequence[ProjectableEvent]], None]

@@ -1,0 +1,225 @@
+"""Encrypt the events written before encryption at rest, re-chain their streams, record it.
+
+A log started before encryption at rest holds its older payloads and reasons in the clear.
+This revision encrypts each of those texts with the learner's data key (made if the learner
+has none), the row's own envelope as associated data, exactly as `codec.encode_row` encrypts a
+new event; events that hold no personal data (`LearnerErased`) stay readable. The chain covers
+what is stored, so every stream with a changed row is re-chained from version 1 with the log
+key the migration runs with (`dala migrate` / `init_db`: the configured one; `alembic
+upgrade`: DALA_LOG_KEY or DALA_LOG_KEY_FILE). Before a stream is re-chained its stored links
+are checked with that key: a stream that does not verify is refused (CorruptEventError), since
+re-chaining it would hide the change. Streams are read in keyset batches, so memory stays
+bounded; the hashes are computed from the stored rows, so this runs online only.
+
+The cipher is the one handed in (`config.attributes["cipher"]`: a LogCipher, or a function
+that opens one), else the key store configured
+for the database (`database_setup.configured_cipher`); it is only opened when there is
+something to encrypt, and a wrong master key fails with MasterKeyError before any row is
+changed. `log_encryption` records when this ran, how many events it encrypted and how many
+streams it re-chained (0 and 0 for a log with nothing in the clear).
+
+The downgrade drops `log_encryption` only: it never decrypts anything.
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-11-28
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import context, op
+
+from dala_events.database_setup import configured_cipher, configured_log_key
+from dala_events.dialects import UTCDateTime
+from dala_events.errors import CorruptEventError
+from dala_events.events import EVENT_TYPES, decode_json, encode_json, utc_now
+from dala_events.store.codec import LogKey, hasher, link_of
+from dala_events.store.keys import ENCRYPTED_PREFIX, LogCipher
+from dala_events.store.sql import chain_columns, check_log_key, event_log
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+BATCH = 5_000
+
+_rows = sa.table(
+    "event_log",
+    sa.column("position", sa.BigInteger()),
+    sa.column("payload", sa.Text()),
+    sa.column("metadata", sa.Text()),
+    sa.column("hash", sa.String()),
+)
+
+_log_encryption = sa.table(
+    "log_encryption",
+    sa.column("id", sa.Integer()),
+    sa.column("encrypted_at", UTCDateTime()),
+    sa.column("events_encrypted", sa.BigInteger()),
+    sa.column("streams_rechained", sa.BigInteger()),
+)
+
+_UNCHANGED: tuple[str, str] | None = None
+
+
+def _log_key() -> LogKey | None:
+    attributes = context.config.attributes
+    if "log_key" in attributes:
+        key: LogKey | None = attributes["log_key"]
+        return key
+    return configured_log_key()
+
+
+def _in_stream_order(connection: sa.Connection) -> Iterator[list[tuple[Any, ...]]]:
+    """Every chain row (`codec.RECORDED_FIELDS`, times as the chain hashes them), by learner
+    then version, in keyset batches."""
+    columns = chain_columns(connection.dialect)
+    order = (event_log.c.learner_id, event_log.c.version)
+    after: tuple[str, int] | None = None
+    while True:
+        query = sa.select(*columns).order_by(*order).limit(BATCH)
+        if after is not None:
+            query = query.where(sa.tuple_(*order) > sa.tuple_(sa.literal(after[0]), sa.literal(after[1])))
+        rows = [tuple(row) for row in connection.execute(query)]
+        if rows:
+            yield rows
+        if len(rows) < BATCH:
+            return
+        after = (rows[-1][5], rows[-1][6])
+
+
+class _Encrypter:
+    """Encrypts what a row holds in the clear; opens the cipher (and checks the log key) on
+    first use, so a log with nothing in the clear needs neither a key store nor a master key."""
+
+    def __init__(self, connection: sa.Connection, key: LogKey | None) -> None:
+        self.connection = connection
+        self.key = key
+        self._cipher: LogCipher | None = None
+
+    def cipher(self) -> LogCipher:
+        if self._cipher is None:
+            check_log_key(self.connection, self.key)
+            given = context.config.attributes.get("cipher")
+            if isinstance(given, LogCipher):
+                self._cipher = given
+            elif callable(given):  # opened on first use (see `database_setup.alembic_config`)
+                self._cipher = given()
+            else:
+                self._cipher = configured_cipher(self.connection.engine)
+        return self._cipher
+
+    def encrypted(self, row: tuple[Any, ...]) -> tuple[str, str] | None:
+        """The row's (payload, metadata) with its clear texts encrypted; None when nothing is."""
+        position, event_type, schema_version, payload = row[0], row[1], row[2], row[3]
+        learner_id, version, metadata = row[5], row[6], row[9]
+        kind = EVENT_TYPES.get(event_type)
+        if kind is not None and not kind.holds_personal_data:
+            return _UNCHANGED
+        changed = False
+        if not payload.startswith(ENCRYPTED_PREFIX):
+            payload = self.cipher().encrypt(payload, learner_id, version, event_type, schema_version, "payload")
+            changed = True
+        if '"reason"' in metadata:
+            try:
+                values = decode_json(metadata)
+            except ValueError as error:
+                raise CorruptEventError(position, event_type, f"metadata is not JSON: {error}") from error
+            reason = values.get("reason") if isinstance(values, dict) else None
+            if isinstance(reason, str) and not reason.startswith(ENCRYPTED_PREFIX):
+                values["reason"] = self.cipher().encrypt(
+                    reason, learner_id, version, event_type, schema_version, "reason"
+                )
+                metadata = encode_json(values)
+                changed = True
+        return (payload, metadata) if changed else _UNCHANGED
+
+
+def _encrypt_and_rechain(connection: sa.Connection, key: LogKey | None) -> tuple[int, int]:
+    """Encrypt every clear text of the log and re-chain the streams that changed; returns
+    (events encrypted, streams re-chained)."""
+    digest = hasher(key)
+    encrypter = _Encrypter(connection, key)
+    update = (
+        _rows.update()
+        .where(_rows.c.position == sa.bindparam("at"))
+        .values(
+            payload=sa.bindparam("new_payload"), metadata=sa.bindparam("new_metadata"), hash=sa.bindparam("new_hash")
+        )
+    )
+    encrypted = rechained = 0
+    learner: str | None = None
+    stored_previous = new_previous = ""
+    dirty = False
+    unverified: tuple[Any, ...] | None = None  # the first row of the stream whose stored link fails
+    for rows in _in_stream_order(connection):
+        changes = []
+        for row in rows:
+            if row[5] != learner:
+                learner, stored_previous, new_previous, dirty, unverified = row[5], "", "", False, None
+            if unverified is None and link_of(row, stored_previous, digest) != row[10]:
+                unverified = row
+            stored_previous = row[10]
+            texts = encrypter.encrypted(row)
+            if texts is not None:
+                encrypted += 1
+                if not dirty:
+                    dirty = True
+                    rechained += 1
+            if dirty and unverified is not None:
+                raise CorruptEventError(
+                    unverified[0],
+                    unverified[1],
+                    f"learner {unverified[5]!r} version {unverified[6]}: its stored hash does not verify with the "
+                    "log key, so its stream is not re-chained (that would hide the change); run `dala verify`",
+                )
+            if not dirty:
+                new_previous = row[10]
+                continue
+            payload, metadata = (row[3], row[9]) if texts is None else texts
+            new_previous = link_of((*row[:3], payload, *row[4:9], metadata, row[10]), new_previous, digest)
+            if texts is not None or new_previous != row[10]:
+                changes.append(
+                    {"at": row[0], "new_payload": payload, "new_metadata": metadata, "new_hash": new_previous}
+                )
+        if changes:
+            connection.execute(update, changes)
+    return encrypted, rechained
+
+
+def _ensure_secure_delete(connection: sa.Connection) -> None:
+    """On SQLite, make sure the pages the clear texts leave are overwritten with zeros (store
+    connections have `secure_delete` on already: see `dialects.configure_sqlite`)."""
+    if connection.dialect.name == "sqlite" and connection.exec_driver_sql("PRAGMA secure_delete").scalar() != 1:
+        connection.exec_driver_sql("PRAGMA secure_delete = ON")
+
+
+def upgrade() -> None:
+    if context.is_offline_mode():
+        raise RuntimeError("revision 0005 encrypts the stored events and re-chains them: run it online")
+    connection = op.get_bind()
+    _ensure_secure_delete(connection)
+    encrypted, rechained = _encrypt_and_rechain(connection, _log_key())
+    op.create_table(
+        "log_encryption",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
+        sa.Column("encrypted_at", sa.TIMESTAMP(timezone=True), nullable=False),
+        sa.Column("events_encrypted", sa.BigInteger(), nullable=False),
+        sa.Column("streams_rechained", sa.BigInteger(), nullable=False),
+    )
+    connection.execute(
+        _log_encryption.insert().values(
+            id=1, encrypted_at=utc_now(), events_encrypted=encrypted, streams_rechained=rechained
+        )
+    )
+    context.config.attributes["log_encryption"] = {"events_encrypted": encrypted, "streams_rechained": rechained}
+
+
+def downgrade() -> None:
+    # Only the record goes: the events stay encrypted (this never decrypts anything).
+    op.drop_table("log_encryption")
