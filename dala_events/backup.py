@@ -36,7 +36,7 @@ from typing import IO, Any
 
 from sqlalchemy import Connection, Engine, func, insert, inspect, select, text
 
-from dala_events.database_setup import log_schema_revision, migrate_in
+from dala_events.database_setup import LOG_SCHEMA_HEAD, clear_old_row_versions, log_schema_revision, migrate_in
 from dala_events.dialects import read_transaction, write_transaction
 from dala_events.errors import DalaError, RefusedToDestroy
 from dala_events.events import utc_now
@@ -133,6 +133,8 @@ def restore_log(engine: Engine, source: str | Path, *, log_key: LogKey | None = 
         migrate_in(connection, "head", log_key=log_key)
         check_log_key(connection, log_key)
         _advance_position_sequence(connection)
+    if revision != LOG_SCHEMA_HEAD:
+        clear_old_row_versions(engine)  # an older backup's events were encrypted on the way in
     _log.info("restored %d events from %s", events, path)
     return BackupResult(path, events, str(revision), trailer)
 

@@ -743,6 +743,12 @@ def verify(
         status = {True: "ok", False: "FAILED", None: "not run"}[check.ok]
         detail = "" if check.detail == "ok" else f": {check.detail}"
         click.echo(f"database check {check.name}: {status}{detail}")
+    if report.encryption is not None and report.encryption.events_encrypted:
+        done = report.encryption
+        click.echo(
+            f"events written before encryption at rest: {done.events_encrypted:,} encrypted and "
+            f"{done.streams_rechained:,} streams re-chained by migration 0005 at {_minute(done.encrypted_at)} UTC"
+        )
     if checkpoint is not None:
         heads = len(checkpoint.heads)
         click.echo(f"against checkpoint {checkpoint.path} of {checkpoint.created_at} ({heads:,} streams)")

@@ -31,7 +31,13 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 
-from dala_events.dialects import configure_key_store_sqlite, configure_sqlite, read_transaction, write_transaction
+from dala_events.dialects import (
+    configure_key_store_sqlite,
+    configure_sqlite,
+    read_transaction,
+    release_freed_space,
+    write_transaction,
+)
 from dala_events.errors import DatabaseNotFound, InvalidInput, SchemaMismatchError
 from dala_events.events import decode_json, dump_checked_json
 from dala_events.store import EventStore, InMemoryEventStore, LogKey, SqlEventStore
@@ -324,26 +330,11 @@ def _cipher_for(engine: Engine, cipher: LogCipher | None) -> CipherChoice:
 
 def clear_old_row_versions(engine: Engine) -> None:
     """After migration 0005 encrypted events in place, leave no copy of their clear text behind
-    where the engine can: SQLite (whose freed space `secure_delete` already zeroed) checkpoints
-    the write-ahead log into the database file and truncates it; PostgreSQL runs `VACUUM
-    event_log`, freeing the dead row versions for reuse (only VACUUM FULL rewrites the table's
-    files, see the README). A failure is logged, not raised: the migration is committed."""
+    where the engine can (`dialects.release_freed_space` on event_log: SQLite checkpoints and
+    truncates its WAL, PostgreSQL runs VACUUM; only VACUUM FULL rewrites the table's files, see
+    the README). A failure is logged, not raised: the migration is committed."""
     try:
-        if engine.dialect.name == "sqlite":
-            if engine.url.database in (None, "", ":memory:"):
-                return
-            with engine.connect() as connection:
-                driver = connection.connection.driver_connection
-                assert driver is not None
-                busy, _, _ = driver.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-            if busy:
-                _log.warning(
-                    "the write-ahead log could not be checkpointed (another connection reads): it may "
-                    "keep old pages of the encrypted events until the next checkpoint"
-                )
-        elif engine.dialect.name == "postgresql":
-            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-                connection.exec_driver_sql("VACUUM event_log")
+        _log.info("after encrypting old events: %s", release_freed_space(engine, ["event_log"]))
     except DBAPIError as error:
         _log.warning("clearing old row versions of event_log after encrypting it failed: %s", error)
 

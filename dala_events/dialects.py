@@ -314,8 +314,9 @@ def configure_key_store_sqlite(engine: Engine) -> None:
 
 
 def release_freed_space(engine: Engine, tables: Sequence[str]) -> str:
-    """After rows of `tables` were deleted (an erasure), make sure no readable copy of them is
-    left in the database's files where this process can see to it; returns what was done.
+    """After rows of `tables` were deleted or rewritten (an erasure, encrypting old events), make
+    sure no readable copy of them is left in the database's files where this process can see to
+    it; returns what was done.
 
     SQLite: deleted bytes are already overwritten (`secure_delete`), and the WAL, which still
     holds the pages as they were, is checkpointed into the main file and truncated to nothing.
@@ -325,11 +326,13 @@ def release_freed_space(engine: Engine, tables: Sequence[str]) -> str:
     the README, "Erasure").
     """
     if engine.dialect.name == "sqlite":
+        if engine.url.database in (None, "", ":memory:"):
+            return "in memory: nothing stored on disk"
         with engine.connect() as connection:
             driver = connection.connection.driver_connection
             busy, _frames, _moved = driver.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()  # type: ignore[union-attr]
         if busy:
-            _log.warning("the WAL checkpoint after an erasure waited in vain for readers; it completes at the next one")
+            _log.warning("the WAL checkpoint waited in vain for readers: old pages stay in it until the next one")
             return "WAL checkpoint deferred: another connection was reading (it completes at the next checkpoint)"
         return "WAL checkpointed and truncated; deleted rows overwritten (secure_delete)"
     if engine.dialect.name == "postgresql":

@@ -234,3 +234,18 @@ def test_a_stream_that_does_not_verify_is_not_rechained(database_url: str) -> No
             assert log_schema_revision(connection) == "0004"
     finally:
         engine.dispose()
+
+
+def test_dala_verify_says_what_the_encryption_migration_did(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from dala_events.cli import main
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    engine = _old_log(url, None)
+    migrate(engine, log_key=None)
+    engine.dispose()
+    result = CliRunner().invoke(main, ["--database-url", url, "verify"])
+    assert result.exit_code == 0, result.output
+    assert "24 encrypted and 4 streams re-chained by migration 0005 at" in result.output
+    assert "intact" in result.output
