@@ -382,6 +382,11 @@ def profile(settings: Settings, learner: str, as_of: str | None, version: int | 
         point = history_point(learner, at=at, version=version)
         data = profile_as_of(learner, version=point.version) if point.version else None
         if data is None:
+            from dala_events.audit import erasure_record
+
+            record = erasure_record(learner)
+            if record is not None:
+                raise record.error()
             when = f"at {as_of}" if as_of is not None else f"at version {version}"
             raise LearnerNotFound(
                 learner, f"learner {learner!r} had no profile {when} (its last change is {point.last_version})"
@@ -643,10 +648,15 @@ def disclosures(settings: Settings, learner: str, as_json: bool) -> None:
     help="Why (required; e.g. the erasure request's reference). Recorded, readable, with the erasure.",
 )
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (for scripts).")
+@click.option(
+    "--vacuum-full",
+    is_flag=True,
+    help="PostgreSQL: rewrite the read-model tables' files (VACUUM FULL; locks them while it runs).",
+)
 @_database_url_option
 @click.pass_obj
 @_reports_errors
-def erase(settings: Settings, learner: str, erase_reason: str | None, yes: bool) -> None:
+def erase(settings: Settings, learner: str, erase_reason: str | None, yes: bool, vacuum_full: bool) -> None:
     """Erase a learner for good (right to erasure): their data key is destroyed.
 
     Every earlier change's content becomes unreadable (history keeps who, when and what kind
@@ -670,7 +680,7 @@ def erase(settings: Settings, learner: str, erase_reason: str | None, yes: bool)
     from dala_events.erasure import erase_learner
     from dala_events.generate_interface import default_interface_path
 
-    result = erase_learner(learner, reason=reason)
+    result = erase_learner(learner, reason=reason, vacuum_full=vacuum_full)
     record = result.record
     if result.already_erased:
         settings.say(f"{learner} was already erased at {_minute(record.erased_at)} UTC by {record.actor or 'unknown'}")
@@ -687,6 +697,8 @@ def erase(settings: Settings, learner: str, erase_reason: str | None, yes: bool)
     if page.is_file():
         page.unlink()
         settings.say(f"their rendered page was removed: {page}")
+    if not result.freed_space_complete:
+        _fail(f"the erasure of {learner} is recorded and their key destroyed, but old pages remain: run it again")
 
 
 

@@ -290,7 +290,7 @@ def create_dala_engine(database_url: str | URL, *, create: bool = True) -> Engin
 
 AUTO_REBUILD_ENV = "DALA_AUTO_REBUILD"
 MIGRATIONS = "dala_events:migrations"
-LOG_SCHEMA_HEAD = "0005"
+LOG_SCHEMA_HEAD = "0006"
 """The newest migration of the log (a test keeps it equal to the scripts' head): a database at
 this revision is opened without loading Alembic, which costs a tenth of a second of start-up."""
 _PG_SETUP_LOCK = 4242001
@@ -334,7 +334,7 @@ def clear_old_row_versions(engine: Engine) -> None:
     truncates its WAL, PostgreSQL runs VACUUM; only VACUUM FULL rewrites the table's files, see
     the README). A failure is logged, not raised: the migration is committed."""
     try:
-        _log.info("after encrypting old events: %s", release_freed_space(engine, ["event_log"]))
+        _log.info("after encrypting old events: %s", release_freed_space(engine, ["event_log"]).done)
     except DBAPIError as error:
         _log.warning("clearing old row versions of event_log after encrypting it failed: %s", error)
 

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 from uuid import UUID
 from weakref import WeakKeyDictionary
 
@@ -313,34 +313,60 @@ def configure_key_store_sqlite(engine: Engine) -> None:
         cursor.close()
 
 
-def release_freed_space(engine: Engine, tables: Sequence[str]) -> str:
+class FreedSpace(NamedTuple):
+    """What `release_freed_space` did."""
+
+    done: str
+    """What was done, in words."""
+    complete: bool
+    """False when a step could not finish (a reader kept SQLite's WAL from being truncated):
+    old pages may still hold the rows, and running it again finishes it."""
+
+
+def release_freed_space(engine: Engine, tables: Sequence[str], *, full: bool = False) -> FreedSpace:
     """After rows of `tables` were deleted or rewritten (an erasure, encrypting old events), make
     sure no readable copy of them is left in the database's files where this process can see to
-    it; returns what was done.
+    it.
 
-    SQLite: deleted bytes are already overwritten (`secure_delete`), and the WAL, which still
-    holds the pages as they were, is checkpointed into the main file and truncated to nothing.
-    PostgreSQL: `VACUUM` of `tables` (outside any transaction) removes the dead rows from the
-    pages; the bytes of a table's files are only rewritten by `VACUUM FULL`, which locks the
-    table, and the server's WAL and base backups keep old pages until they are recycled (see
+    SQLite: deleted bytes are already overwritten (`secure_delete`), and in WAL mode the WAL,
+    which still holds the pages as they were, is checkpointed into the main file and truncated
+    to nothing; a reader that outlasts the busy timeout defers that (`complete` is False).
+    PostgreSQL: `VACUUM` of `tables` (outside any transaction) makes the dead rows' space
+    reusable, but their bytes stay in the table and index files until overwritten; `full` runs
+    `VACUUM FULL`, which rewrites the files without them and locks the tables while it runs. The
+    server's WAL archive, replicas and base backups keep old pages until they are recycled (see
     the README, "Erasure").
     """
     if engine.dialect.name == "sqlite":
         if engine.url.database in (None, "", ":memory:"):
-            return "in memory: nothing stored on disk"
+            return FreedSpace("in memory: nothing stored on disk", True)
         with engine.connect() as connection:
             driver = connection.connection.driver_connection
-            busy, _frames, _moved = driver.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()  # type: ignore[union-attr]
+            assert driver is not None
+            journal = driver.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(journal).lower() != "wal":
+                return FreedSpace("deleted rows overwritten (secure_delete)", True)
+            busy = driver.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
         if busy:
-            _log.warning("the WAL checkpoint waited in vain for readers: old pages stay in it until the next one")
-            return "WAL checkpoint deferred: another connection was reading (it completes at the next checkpoint)"
-        return "WAL checkpointed and truncated; deleted rows overwritten (secure_delete)"
+            _log.warning("the WAL could not be truncated: another connection kept reading past the busy timeout")
+            return FreedSpace(
+                "deleted rows overwritten (secure_delete), but the WAL still holds old pages: another connection "
+                "was reading; run it again once readers are gone",
+                False,
+            )
+        return FreedSpace("deleted rows overwritten (secure_delete); WAL checkpointed and truncated", True)
     if engine.dialect.name == "postgresql":
         quoted = ", ".join(engine.dialect.identifier_preparer.quote(name) for name in tables)
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.exec_driver_sql(f"VACUUM {quoted}")
-        return f"VACUUM ran on {len(tables)} tables (VACUUM FULL rewrites their files; see the README)"
-    return "nothing to do for this database"
+            connection.exec_driver_sql(f"VACUUM {'FULL ' if full else ''}{quoted}")
+        if full:
+            return FreedSpace(f"VACUUM FULL rewrote {len(tables)} tables and their indexes", True)
+        return FreedSpace(
+            f"VACUUM ran on {len(tables)} tables; their files keep the old bytes until reused "
+            "(VACUUM FULL rewrites them: see the README)",
+            True,
+        )
+    return FreedSpace("nothing to do for this database", True)
 
 
 @contextmanager

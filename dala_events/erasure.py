@@ -27,12 +27,13 @@ from __future__ import annotations
 import logging
 
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy import Engine
 
 from dala_events.attribution import check_reason, recorded_as, require_explicit_actor
 from dala_events.audit import ErasureRecord, erasure_record
 from dala_events.database_setup import store_or_default
 from dala_events.dialects import release_freed_space
-from dala_events.errors import ConcurrencyError, InvalidInput
+from dala_events.errors import ConcurrencyError, ErasureFailed, InvalidInput
 from dala_events.repository import LearnerRepository
 from dala_events.store import EventStore, SqlEventStore
 from dala_events.store.contract import valid_learner_id
@@ -41,7 +42,7 @@ from projections.database_models import READ_MODELS
 
 _log = logging.getLogger("dala_events.erasure")
 
-_ATTEMPTS = 5
+_ATTEMPTS = 20
 """How often an erasure is tried again when another writer moved the stream meanwhile."""
 
 
@@ -58,9 +59,14 @@ class Erasure(BaseModel):
     """This call destroyed the learner's data key (False when an earlier erasure had)."""
     freed_space: str
     """What was done so that no readable copy stays in the database's freed space."""
+    freed_space_complete: bool
+    """False when clearing it could not finish (a reader kept SQLite's WAL from being
+    truncated): erase again once readers are gone to finish it."""
 
 
-def erase_learner(learner_id: str, *, reason: str, store: EventStore | None = None) -> Erasure:
+def erase_learner(
+    learner_id: str, *, reason: str, store: EventStore | None = None, vacuum_full: bool = False
+) -> Erasure:
     """Erase the learner: record `LearnerErased` (their read-model rows go with it), destroy
     their data key, clear the database's freed space. See the module docstring.
 
@@ -81,6 +87,14 @@ def erase_learner(learner_id: str, *, reason: str, store: EventStore | None = No
             "erasure destroys the learner's data key, and this store does not encrypt (it has no key store)",
             learner_id=learner_id,
         )
+    in_the_clear = chosen.unencrypted_versions(learner_id)
+    if in_the_clear:
+        shown = ", ".join(map(str, in_the_clear[:10])) + (", ..." if len(in_the_clear) > 10 else "")
+        raise ErasureFailed(
+            learner_id,
+            f"{len(in_the_clear)} of their events are stored unencrypted (versions {shown}: written by a store "
+            "without a key store), so destroying their key would not make them unreadable",
+        )
     repository = LearnerRepository(chosen)
     for attempt in range(1, _ATTEMPTS + 1):
         aggregate = repository.load(learner_id)
@@ -91,27 +105,42 @@ def erase_learner(learner_id: str, *, reason: str, store: EventStore | None = No
             break
         except ConcurrencyError:
             if attempt == _ATTEMPTS:
-                raise
+                raise ErasureFailed(
+                    learner_id,
+                    f"their stream changed under each of {_ATTEMPTS} attempts (other writers are recording "
+                    "changes of theirs); stop those writers and erase again",
+                ) from None
             _log.info("learner %r: the stream moved during the erasure; trying again", learner_id)
     record = erasure_record(learner_id, store=chosen)
     assert record is not None, "the erasure was just recorded"
     key_destroyed = chosen.cipher.destroy(learner_id, record.erased_at)
-    freed = _release_freed_space(chosen)
+    done, complete = _release_freed_space(chosen, full=vacuum_full)
     _log.info(
-        "learner %r erased (%s); data key %s",
+        "learner %r erased (%s); data key %s; %s",
         learner_id,
         "recorded now" if recorded_now else "recorded before",
         "destroyed" if key_destroyed else "already gone",
+        done,
     )
-    return Erasure(record=record, already_erased=not recorded_now, key_destroyed=key_destroyed, freed_space=freed)
+    return Erasure(
+        record=record,
+        already_erased=not recorded_now,
+        key_destroyed=key_destroyed,
+        freed_space=done,
+        freed_space_complete=complete,
+    )
 
 
-def _release_freed_space(store: EventStore) -> str:
-    done = []
+def _release_freed_space(store: EventStore, *, full: bool) -> tuple[str, bool]:
+    done, complete = [], True
+    places: list[tuple[str, Engine, list[str]]] = []
     if isinstance(store, SqlEventStore):
-        tables = [model.table.name for model in READ_MODELS]
-        done.append(f"database: {release_freed_space(store.engine, tables)}")
+        places.append(("database", store.engine, [model.table.name for model in READ_MODELS]))
     key_store = store.cipher.key_store if store.cipher is not None else None
     if isinstance(key_store, SqlKeyStore):
-        done.append(f"key store: {release_freed_space(key_store.engine, ['data_keys'])}")
-    return "; ".join(done) or "in memory: nothing stored on disk"
+        places.append(("key store", key_store.engine, ["data_keys"]))
+    for name, engine, tables in places:
+        freed = release_freed_space(engine, tables, full=full)
+        done.append(f"{name}: {freed.done}")
+        complete = complete and freed.complete
+    return "; ".join(done) or "in memory: nothing stored on disk", complete

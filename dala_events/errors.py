@@ -72,6 +72,14 @@ class LearnerErasedError(LearnerNotFound):
         )
 
 
+class ErasureFailed(DalaError):
+    """A learner could not be erased (nothing was erased): the message says why and what to do."""
+
+    def __init__(self, learner_id: str, problem: str) -> None:
+        self.learner_id = learner_id
+        super().__init__(f"learner {learner_id!r} was not erased: {problem}")
+
+
 class ConcurrencyError(DalaError):
     """Another writer appended to the learner's stream first; nothing of this append was written.
 

@@ -34,7 +34,7 @@ from dala_events.erasure import Erasure, erase_learner
 from dala_events.errors import InvalidInput, LearnerNotFound
 from dala_events.events import UtcDateTime, utc_now
 from dala_events.hlp_module import LearnerProfile
-from dala_events.store import EventStore, SqlEventStore, event_log
+from dala_events.store import EventStore, SqlEventStore
 from dala_events.store.contract import valid_learner_id
 from projections.database_models import SECTIONS
 from projections.dtos import (
@@ -261,15 +261,10 @@ def list_learners(
     if not streams:
         return []
     ids = [stream.learner_id for stream in streams]
+    erased = chosen.erasures(ids)
     with read_transaction(chosen.engine) as connection:
         live = set(connection.execute(select(learner_profiles.c.id).where(learner_profiles.c.id.in_(ids))).scalars())
-        erased = set(
-            connection.execute(
-                select(event_log.c.learner_id).where(
-                    event_log.c.learner_id.in_(ids), event_log.c.event_type == "LearnerErased"
-                )
-            ).scalars()
-        )
+
     return [
         LearnerSummary(
             learner_id=stream.learner_id,

@@ -135,7 +135,9 @@ def rebuild(
     if not names:
         raise RebuildError("no projection to rebuild")
     started = time.perf_counter()
-    store = SqlEventStore(engine)
+    cipher = cipher if cipher is not None else registered_cipher(engine)
+    store = SqlEventStore(engine, cipher=cipher)
+    store.forget_erased_keys()  # a key cached here may have been destroyed by an erasure since
     with _one_rebuild_at_a_time(engine), engine.connect() as connection:
         connection.execution_options(dala_write=True)
         shadow = _Shadow(connection.dialect, names)
@@ -147,7 +149,7 @@ def rebuild(
                 expected = store.last_position()
                 reached = _Reached()
                 chain = _Chain(log_key)
-                chain.cipher = cipher if cipher is not None else registered_cipher(engine)
+                chain.cipher = cipher
                 changes = RowChanges(SqlRowWriter(connection, shadow.targets))
                 for batch in store.stored_rows(batch_size=batch_size):
                     with connection.begin():

@@ -23,15 +23,23 @@ from dala_events.cli import main
 from dala_events.database_setup import close_db, create_dala_engine, in_memory_store, init_db, store_for
 from dala_events.envelopes import NewEvent
 from dala_events.erasure import erase_learner
-from dala_events.errors import ActorRequired, InvalidInput, LearnerErasedError, LearnerNotFound
-from dala_events.events import ErasedContent, LearnerErased, LearnerProfileCreated
+from dala_events.errors import (
+    ActorRequired,
+    ConcurrencyError,
+    ErasureFailed,
+    InvalidInput,
+    LearnerErasedError,
+    LearnerNotFound,
+)
+from dala_events.events import ErasedContent, InterestAdded, LearnerErased, LearnerProfileCreated
 from dala_events.hlp_module import LearnerProfile
 from dala_events.integrity import verify_log
 from dala_events.repository import LearnerRepository
 from dala_events.store import SqlEventStore, event_log
-from dala_events.store.keys import DataKeyErased
+from dala_events.store.keys import LogCipher, SqlKeyStore
 from projections.database_models import READ_MODELS
 from projections.memory import MemoryReadModels
+from projections.projectors import project_events
 from projections.rebuild import rebuild
 from tests.helpers import read_model_rows
 
@@ -128,7 +136,7 @@ def test_every_way_of_reading_an_erased_learner_says_so(store: SqlEventStore) ->
     with pytest.raises(LearnerErasedError):
         persistence_manager.add_interest("bea", persistence_manager.InterestData(interest_name="x"), store=store)
     version = store.stream_version("bea")
-    with pytest.raises(DataKeyErased, match="'bea'"):  # even straight into the store: no key is made
+    with pytest.raises(LearnerErasedError, match="'bea' was erased"):  # even straight into the store
         store.append("bea", [NewEvent.now(LearnerProfileCreated())], version)
     assert store.stream_version("bea") == version
     summary = {learner.learner_id: learner for learner in persistence_manager.list_learners(store=store)}["bea"]
@@ -278,7 +286,13 @@ def test_dala_erase(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "bea erased at" in output and "by dpo:jane" in output and "5 changes is unreadable" in output
     assert "WAL checkpointed" in output and not page.exists()
 
-    reads = (("profile", "bea"), ("profile", "bea", "--version", "2"), ("diff", "bea", "1", "3"), ("interface", "bea"))
+    reads = (
+        ("profile", "bea"),
+        ("profile", "bea", "--version", "2"),
+        ("profile", "bea", "--version", "0"),
+        ("diff", "bea", "1", "3"),
+        ("interface", "bea"),
+    )
     for args in reads:
         code, output = _cli(tmp_path, *args)
         assert code == 1 and "'bea' was erased at" in output and "by dpo:jane (request 114)" in output, args
@@ -360,3 +374,131 @@ def test_any_erasure_leaves_the_others_alone_and_a_replay_equals_inline(
             history = audit.history(name, store=store)
             assert all(type(event.event) is ErasedContent for event in history[:-1])
             assert type(history[-1].event) is LearnerErased
+
+
+def _another_process(store: SqlEventStore) -> tuple[SqlEventStore, LogCipher]:
+    """A store as a second process would make it: its own cipher (own cache of data keys) on
+    the same key store."""
+    assert isinstance(store.cipher, LogCipher) and isinstance(store.cipher.key_store, SqlKeyStore)
+    cipher = LogCipher(SqlKeyStore(store.cipher.key_store.engine, store.cipher.key_store.master_key))
+    return SqlEventStore(store.engine, inline_projectors=[project_events], cipher=cipher), cipher
+
+
+def test_a_process_that_cached_the_key_learns_of_an_erasure_made_elsewhere(store: SqlEventStore) -> None:
+    _fill(store)
+    other, cipher = _another_process(store)
+    assert len(audit.history("bea", store=other)) == 5 and cipher.holds_key("bea")  # its key is cached there
+    _erase(store)  # by "this" process: the other one's cache still holds the key
+    assert cipher.holds_key("bea")
+    # Cut reads do not reach the LearnerErased: the store asks the log first.
+    cut = audit.history("bea", until=T0 + timedelta(hours=1), store=other)
+    assert cut and all(isinstance(event.event, ErasedContent) for event in cut)
+    assert not cipher.holds_key("bea")
+    with pytest.raises(LearnerErasedError, match="by dpo:jane"):
+        audit.profile_as_of("bea", version=3, store=other)
+
+
+def test_a_cached_key_cannot_write_after_an_erasure_or_leak_through_the_whole_log(store: SqlEventStore) -> None:
+    _fill(store)
+    (writer, writer_cipher), (rebuilder, rebuilder_cipher) = _another_process(store), _another_process(store)
+    for other in (writer, rebuilder):
+        audit.history("bea", store=other)  # both cache bea's key
+    version = store.stream_version("bea")
+    _erase(store)
+    # The erasure is the stream's last word, whatever key a writer holds.
+    new = [NewEvent.now(LearnerProfileCreated()), NewEvent.now(InterestAdded(interest_name=SECRETS[0]))]
+    with pytest.raises(LearnerErasedError, match="'bea'"):
+        writer.append("bea", new, version + 1)
+    assert store.stream_version("bea") == version + 1 and _learner_rows(store, "bea") == 0
+    # Reading the whole log, and a rebuild, drop the keys of erased learners first.
+    assert writer_cipher.holds_key("bea")
+    assert not any(secret in repr(list(writer.read_all())) for secret in SECRETS)
+    assert not writer_cipher.holds_key("bea")
+    inline = read_model_rows(store.engine)
+    assert rebuilder_cipher.holds_key("bea")
+    rebuild(store.engine, cipher=rebuilder_cipher)
+    assert read_model_rows(store.engine) == inline and not rebuilder_cipher.holds_key("bea")
+
+
+def test_a_learner_with_events_stored_unencrypted_is_not_erased(sqlite_store: SqlEventStore) -> None:
+    plain = SqlEventStore(sqlite_store.engine, inline_projectors=[project_events], cipher=None)
+    profile = LearnerProfile("old1", store=plain)
+    profile.add_interest(SECRETS[0])
+    LearnerProfile.load("old1", store=sqlite_store).add_interest("Music")  # encrypted
+    assert sqlite_store.unencrypted_versions("old1") == [1, 2]
+    with pytest.raises(ErasureFailed, match=r"'old1' was not erased: 2 of their events are stored unencrypted"):
+        erase_learner("old1", reason="request", store=sqlite_store)
+    assert sqlite_store.stream_version("old1") == 3
+    assert sqlite_store.cipher is not None and sqlite_store.cipher.key_store.erased_at("old1") is None
+
+
+def test_an_erasure_that_keeps_losing_the_race_gives_up_saying_why(
+    sqlite_store: SqlEventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fill(sqlite_store)
+    attempts = []
+
+    def always_moved(self: LearnerRepository, aggregate: object) -> int:
+        attempts.append(1)
+        raise ConcurrencyError("bea", 5, 6)
+
+    monkeypatch.setattr(LearnerRepository, "save", always_moved)
+    with pytest.raises(ErasureFailed, match="changed under each of 20 attempts"):
+        erase_learner("bea", reason="request", store=sqlite_store)
+    assert len(attempts) == 20
+    assert sqlite_store.cipher is not None and sqlite_store.cipher.key_store.erased_at("bea") is None
+
+
+def test_a_reader_that_holds_the_wal_is_reported_and_erasing_again_finishes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from dala_events import dialects
+
+    monkeypatch.setattr(dialects, "SQLITE_BUSY_TIMEOUT_MS", 50)
+    engine = init_db(f"sqlite:///{tmp_path}/dala.db")
+    try:
+        store = store_for(engine)
+        _fill(store)
+        reader = sqlite3.connect(tmp_path / "dala.db")
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM interests").fetchone()  # holds a snapshot in the WAL
+        result = _erase(store)
+        assert not result.freed_space_complete and "run it again" in result.freed_space
+        assert any(secret.encode() in (tmp_path / "dala.db-wal").read_bytes() for secret in SECRETS)
+        reader.rollback()
+        reader.close()
+        again = _erase(store)
+        assert again.already_erased and again.freed_space_complete
+        data = (tmp_path / "dala.db").read_bytes() + (tmp_path / "dala.db-wal").read_bytes()
+        assert not any(secret.encode() in data for secret in SECRETS)
+    finally:
+        close_db()
+
+
+def test_vacuum_full_on_request(store: SqlEventStore) -> None:
+    _fill(store)
+    with recorded_as("dpo:jane"):
+        result = erase_learner("bea", reason="request", store=store, vacuum_full=True)
+    if store.engine.dialect.name == "postgresql":
+        assert "VACUUM FULL rewrote 8 tables" in result.freed_space
+    else:
+        assert "WAL checkpointed and truncated" in result.freed_space
+    assert "key store: deleted rows overwritten (secure_delete)" in result.freed_space
+    assert result.freed_space_complete and _learner_rows(store, "bea") == 0
+
+
+def test_dala_erase_exits_1_when_old_pages_remain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dala_events import erasure
+    from dala_events.dialects import FreedSpace
+
+    engine = init_db(f"sqlite:///{tmp_path}/dala.db")
+    try:
+        _fill(store_for(engine))
+    finally:
+        close_db()
+    monkeypatch.setattr(erasure, "release_freed_space", lambda *_args, **_kw: FreedSpace("WAL still held", False))
+    code, output = _cli(tmp_path, "--actor", "dpo:jane", "erase", "bea", "--reason", "request", "--yes")
+    assert code == 1 and "bea erased at" in output
+    assert "recorded and their key destroyed, but old pages remain: run it again" in output

@@ -98,7 +98,7 @@ def test_old_events_are_encrypted_rechained_and_read_back_the_same(
         checkpoint_file = tmp_path / "before.json"
         write_checkpoint(checkpoint_file, old_heads, log_key)
 
-        assert migrate(engine, log_key=log_key) == LOG_SCHEMA_HEAD == "0005"
+        assert migrate(engine, log_key=log_key) == LOG_SCHEMA_HEAD
 
         after = _log(engine)
         assert [(row.position, row.event_id, row.learner_id, row.version) for row in after] == [
@@ -122,7 +122,7 @@ def test_old_events_are_encrypted_rechained_and_read_back_the_same(
         rebuild(engine, log_key=log_key)
         assert read_model_rows(engine) == inline
 
-        assert migrate(engine, log_key=log_key) == "0005"  # nothing left to do: nothing changes
+        assert migrate(engine, log_key=log_key) == LOG_SCHEMA_HEAD  # nothing left to do: nothing changes
         assert _log(engine) == after and _record(engine)[1:] == (encrypted_at, events, streams)
 
         stale = verify_log(engine, log_key, checkpoint=load_checkpoint(checkpoint_file, log_key))
@@ -140,7 +140,7 @@ def test_old_events_are_encrypted_rechained_and_read_back_the_same(
 def test_a_log_with_nothing_in_the_clear_is_recorded_as_such(database_url: str) -> None:
     engine = create_dala_engine(database_url)
     try:
-        assert migrate(engine) == "0005"
+        assert migrate(engine) == LOG_SCHEMA_HEAD
         with engine.connect() as connection:
             assert connection.execute(select(func.count()).select_from(event_log)).scalar_one() == 0
         assert _record(engine)[0] == 1 and _record(engine)[2:] == (0, 0)
@@ -185,7 +185,7 @@ def test_no_learner_string_is_left_in_the_sqlite_files(tmp_path: Path) -> None:
             return found
 
         assert files_holding_a_secret()  # the old way left them in the clear
-        assert migrate(engine, log_key=LOG_KEY) == "0005"
+        assert migrate(engine, log_key=LOG_KEY) == LOG_SCHEMA_HEAD
         assert files_holding_a_secret() == set()
         wal = tmp_path / "old.db-wal"
         assert not wal.exists() or wal.stat().st_size == 0  # checkpointed and truncated

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dala_events.envelopes import AppendedEvent, LoggedEvent, NewEvent, RecordedEvent, StreamSummary
-from dala_events.errors import InvalidInput
+from dala_events.errors import InvalidInput, LearnerErasedError
 from dala_events.events import (
     EARLIEST_TIME,
     EVENT_TYPES,
@@ -31,10 +31,11 @@ from dala_events.events import (
     check_json_object,
     check_learner_id,
     check_time,
+    decode_json,
     utc_now,
 )
 from dala_events.store.codec import decode_logged, decode_recorded, encode_row
-from dala_events.store.keys import LogCipher
+from dala_events.store.keys import ENCRYPTED_PREFIX, DataKeyErased, LogCipher
 
 _log = logging.getLogger("dala_events.store")
 
@@ -52,6 +53,9 @@ LATEST = LATEST_TIME
 _EVENT_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 Row = tuple[Any, ...]
+
+ERASED_EVENT_TYPE = "LearnerErased"
+"""The event that ends an erased learner's stream: nothing is appended after it."""
 
 
 def check_aware(field_name: str, value: datetime | None) -> datetime | None:
@@ -138,7 +142,8 @@ class EventStore(ABC):
 
         In one transaction: check the stream is at `expected_version`, store the events, run
         the inline projections. Returns the stream's new version. Raises ConcurrencyError,
-        having written nothing, when another writer moved the stream first.
+        having written nothing, when another writer moved the stream first, and
+        LearnerErasedError for an erased learner's stream (an erasure is its last event).
         """
         learner_id = valid_learner_id(learner_id)
         check_count("expected_version", expected_version, learner_id=learner_id)
@@ -152,10 +157,13 @@ class EventStore(ABC):
         if not events:
             return expected_version
         recorded_at = utc_now()
-        rows = [
-            encode_row(learner_id, expected_version + offset, new, recorded_at, self.cipher)
-            for offset, new in enumerate(events, start=1)
-        ]
+        try:
+            rows = [
+                encode_row(learner_id, expected_version + offset, new, recorded_at, self.cipher)
+                for offset, new in enumerate(events, start=1)
+            ]
+        except DataKeyErased as erased:  # no key is made for an erased learner
+            raise LearnerErasedError(learner_id, erased_at=erased.erased_at) from None
         appended = [
             AppendedEvent(learner_id, expected_version + offset, new.occurred_at, new.event)
             for offset, new in enumerate(events, start=1)
@@ -285,6 +293,12 @@ class EventStore(ABC):
         learner_id = valid_learner_id(learner_id)
         if up_to_version is not None:
             check_count("up_to_version", up_to_version, learner_id=learner_id)
+        cipher = self.cipher
+        bounded = up_to_version is not None or since is not None or until is not None
+        if cipher is not None and (bounded or after_version or limit < MAX_VERSION) and cipher.holds_key(learner_id):
+            # A key cached here may have been destroyed by another process's erasure since; a
+            # cut read may not reach the LearnerErased that says so: ask the log.
+            self._forget_erased(cipher, [learner_id])
         rows = self._stream_rows(
             learner_id,
             after_version,
@@ -294,14 +308,46 @@ class EventStore(ABC):
             limit,
             projectable=projectable,
         )
-        if self.cipher is not None:
-            occurred = 6 if projectable else 7
+        if cipher is not None:
             for row in rows:
-                if row[1] == "LearnerErased":
-                    # Erased, maybe by another process: a key cached here before then is dropped,
-                    # so what came before reads as erased here too.
-                    self.cipher.forget(learner_id, erased_at=row[occurred])
+                if row[1] == ERASED_EVENT_TYPE:  # erased, maybe by another process: drop a cached key
+                    cipher.forget(learner_id, erased_at=row[6 if projectable else 7])
         return rows
+
+    def _forget_erased(self, cipher: LogCipher, learner_ids: Collection[str] | None) -> None:
+        for learner_id, erased_at in self._erasures(learner_ids).items():
+            cipher.forget(learner_id, erased_at=erased_at)
+
+    def unencrypted_versions(self, learner_id: str) -> list[int]:
+        """The versions of the learner's events whose personal content is stored in the clear
+        (written by a store without a cipher, after migration 0005 encrypted the older ones):
+        what destroying their data key would not make unreadable."""
+        learner_id = valid_learner_id(learner_id)
+        found = []
+        for row in self._stream_rows(learner_id, 0, MAX_VERSION, EARLIEST, LATEST, MAX_VERSION, projectable=False):
+            event_type = EVENT_TYPES.get(row[1])
+            if event_type is not None and not event_type.holds_personal_data:
+                continue
+            reason = decode_json(row[9]).get("reason") if row[9] else None
+            if not row[3].startswith(ENCRYPTED_PREFIX) or (
+                isinstance(reason, str) and not reason.startswith(ENCRYPTED_PREFIX)
+            ):
+                found.append(row[6])
+        return found
+
+    def erasures(self, learner_ids: Collection[str] | None = None) -> dict[str, datetime]:
+        """When each erased learner among `learner_ids` (all learners when None) was erased:
+        the recorded time of their stream's `LearnerErased`."""
+        if learner_ids is not None:
+            learner_ids = [valid_learner_id(learner_id) for learner_id in learner_ids]
+        return self._erasures(learner_ids)
+
+    def forget_erased_keys(self) -> None:
+        """Make the cipher drop every cached data key whose learner was erased (maybe by another
+        process): what reads the whole log (`read_all`, a rebuild) runs first, so a long-running
+        process never decrypts with a key an erasure destroyed."""
+        if self.cipher is not None and self.cipher.holds_keys():
+            self._forget_erased(self.cipher, None)
 
     def _batches(
         self, after_position: int, limit: int | None, batch_size: int, *, projectable: bool
@@ -312,6 +358,7 @@ class EventStore(ABC):
             check_count("limit", limit)
         if after_position >= MAX_POSITION:
             return
+        self.forget_erased_keys()
         fetch = self._log_fetcher(projectable=projectable)
         remaining = limit
         position = after_position
@@ -357,6 +404,10 @@ class EventStore(ABC):
         """The first `limit` of the learner's rows with after_version < version <= up_to_version
         and since <= recorded_at <= until,
         in version order, in the recorded or projectable shape (see `codec`)."""
+
+    @abstractmethod
+    def _erasures(self, learner_ids: Collection[str] | None) -> dict[str, datetime]:
+        """Learner id -> recorded time of its LearnerErased, for the given learners (all when None)."""
 
     @abstractmethod
     def _stream_summaries(self, after: str | None, limit: int) -> list[StreamSummary]:

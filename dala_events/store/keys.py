@@ -359,6 +359,14 @@ class LogCipher:
                 self._aeads[learner_id] = aead
         return aead
 
+    def holds_key(self, learner_id: str) -> bool:
+        """Whether the learner's data key is cached here (and could outlive its destruction)."""
+        return learner_id in self._aeads
+
+    def holds_keys(self) -> bool:
+        """Whether any data key is cached here."""
+        return bool(self._aeads)
+
     def forget(self, learner_id: str, *, erased_at: datetime | None = None) -> None:
         """Drop the learner's cached key; with `erased_at`, also treat their content as erased
         from now on (the key was destroyed, here or in another process whose erasure this one

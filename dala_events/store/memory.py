@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dala_events.envelopes import AppendedEvent, ProjectableEvent, StreamSummary
-from dala_events.errors import ConcurrencyError, InvalidInput
+from dala_events.errors import ConcurrencyError, InvalidInput, LearnerErasedError
 from dala_events.store.codec import RECORDED_FIELDS, LogKey, as_chain_row, chain_rows, projectable
-from dala_events.store.contract import DEFAULT_BATCH_SIZE, EventStore, Row, check_count
+from dala_events.store.contract import DEFAULT_BATCH_SIZE, ERASED_EVENT_TYPE, EventStore, Row, check_count
 from dala_events.store.keys import LogCipher
 
 MemoryProjector = Callable[[Sequence[ProjectableEvent]], None]
@@ -59,6 +59,8 @@ class InMemoryEventStore(EventStore):
             ids = [row["event_id"] for row in rows]
             if len(set(ids)) != len(ids) or not self._event_ids.isdisjoint(ids):
                 raise InvalidInput("event_id", "an event with this id is already in the log", learner_id=learner_id)
+            if stream and stream[-1][1] == ERASED_EVENT_TYPE:  # an erasure is the stream's last word
+                raise LearnerErasedError(learner_id)
             chain_rows(rows, stream[-1][10] if stream else "", self.log_key)
             stored = [self._stored(len(self._rows) + offset, row) for offset, row in enumerate(rows, start=1)]
             self._rows.extend(stored)
@@ -120,6 +122,15 @@ class InMemoryEventStore(EventStore):
             stream = self._streams.get(learner_id, ())[after_version:up_to_version]
             rows = [row for row in stream if since <= row[8] <= until][:limit]
         return [_shape(row, projectable) for row in rows]
+
+    def _erasures(self, learner_ids: Collection[str] | None) -> dict[str, datetime]:
+        with self._lock:
+            streams = self._streams if learner_ids is None else {n: self._streams.get(n, []) for n in learner_ids}
+            return {
+                name: next(row[8] for row in stream if row[1] == ERASED_EVENT_TYPE)
+                for name, stream in streams.items()
+                if stream and stream[-1][1] == ERASED_EVENT_TYPE
+            }
 
     def _stream_summaries(self, after: str | None, limit: int) -> list[StreamSummary]:
         with self._lock:

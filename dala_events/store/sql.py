@@ -25,6 +25,7 @@ from sqlalchemy import (
     Connection,
     Dialect,
     Engine,
+    Index,
     Integer,
     MetaData,
     String,
@@ -53,7 +54,7 @@ from dala_events.dialects import (
     written_columns,
 )
 from dala_events.envelopes import AppendedEvent, LoggedEvent, ProjectableEvent, StreamSummary
-from dala_events.errors import ConcurrencyError, InvalidInput
+from dala_events.errors import ConcurrencyError, InvalidInput, LearnerErasedError
 from dala_events.store.codec import (
     HASH_LENGTH,
     PROJECTABLE_FIELDS,
@@ -64,7 +65,7 @@ from dala_events.store.codec import (
     chain_rows,
     decode_chain_row_as_logged,
 )
-from dala_events.store.contract import DEFAULT_BATCH_SIZE, EventStore, Row, check_count
+from dala_events.store.contract import DEFAULT_BATCH_SIZE, ERASED_EVENT_TYPE, EventStore, Row, check_count
 from dala_events.store.keys import LogCipher
 
 LOG_METADATA = MetaData()
@@ -86,6 +87,13 @@ event_log = Table(
     Column("hash", String(HASH_LENGTH), nullable=False),
     # The optimistic-concurrency guard: two writers cannot both write version n of a stream.
     UniqueConstraint("learner_id", "version", name="uq_event_log_learner_version"),
+    # The erasures, found without reading streams (a few rows: one per erased learner).
+    Index(
+        "ix_event_log_erasures",
+        "learner_id",
+        sqlite_where=literal_column("event_type") == ERASED_EVENT_TYPE,
+        postgresql_where=literal_column("event_type") == ERASED_EVENT_TYPE,
+    ),
 )
 """The one table of truth. Rows are only ever inserted."""
 
@@ -226,6 +234,8 @@ class SqlEventStore(EventStore):
                 actual, previous = (int(head[0][0]), str(head[0][1])) if head else (0, "")
                 if actual != expected_version:
                     raise ConcurrencyError(learner_id, expected_version, actual)
+                if head and head[0][2] == ERASED_EVENT_TYPE:  # an erasure is the stream's last word
+                    raise LearnerErasedError(learner_id)
                 chain_rows(rows, previous, self.log_key)
                 statements.insert.execute(connection, rows)
                 for project in self.inline_projectors:
@@ -264,6 +274,14 @@ class SqlEventStore(EventStore):
         with self._reading() as connection:
             query = _READ_STREAM_PROJECTABLE if projectable else _READ_STREAM
             return [tuple(row) for row in connection.execute(query, parameters)]
+
+    def _erasures(self, learner_ids: Collection[str] | None) -> dict[str, datetime]:
+        c = event_log.c
+        query = select(c.learner_id, func.min(c.recorded_at)).where(c.event_type == ERASED_EVENT_TYPE)
+        if learner_ids is not None:
+            query = query.where(c.learner_id.in_(sorted(set(learner_ids))))
+        with self._reading() as connection:
+            return {learner_id: at for learner_id, at in connection.execute(query.group_by(c.learner_id))}
 
     def _stream_summaries(self, after: str | None, limit: int) -> list[StreamSummary]:
         c = event_log.c
@@ -371,7 +389,7 @@ class _Statements:
             select(func.max(event_log.c.version)).where(event_log.c.learner_id == bindparam("learner_id")), dialect
         )
         self.head = DriverStatement(
-            select(event_log.c.version, event_log.c.hash)
+            select(event_log.c.version, event_log.c.hash, event_log.c.event_type)
             .where(event_log.c.learner_id == bindparam("learner_id"))
             .order_by(event_log.c.version.desc())
             .limit(literal_column("1"))
