@@ -65,7 +65,7 @@ def _score(score: float | None, lead: str = " (score {})") -> str:
 _DESCRIBERS: dict[type[DomainEvent], Callable[[Any, Mapping[str, str]], str]] = {
     LearnerProfileCreated: lambda e, t: "Profile created",
     LearnerProfileDeleted: lambda e, t: "Profile deleted",
-    LearnerErased: lambda e, t: "Learner erased: every earlier change's content destroyed",
+    LearnerErased: lambda e, t: f"Learner erased ({e.erased_up_to_version} changes' content destroyed)",
     ErasedContent: lambda e, t: f"[erased] {_type_words(e.erased_event_type)}",
     PreferenceSet: lambda e, t: (
         f"Preference “{preference_label(e.category)}”: {e.previous_value} → {e.value}"
