@@ -14,7 +14,6 @@ load what only a write or a migration needs (start-up time is most of a read's t
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import sys
@@ -812,7 +811,7 @@ def rebuild(settings: Settings, projections: tuple[str, ...]) -> None:
 
     engine = _create(settings, check_projections=False)
     log_key = get_store().log_key  # the key init_db read and checked
-    with _progress_bar("rebuilding") as progress, _collector_paused():
+    with _progress_bar("rebuilding") as progress:
         result = run_rebuild(engine, projections=projections or None, progress=progress, log_key=log_key)
     rate = result.events / result.seconds if result.seconds else 0.0
     settings.say(
@@ -921,7 +920,7 @@ def restore(settings: Settings, file: Path) -> None:
     try:
         result = restore_log(engine, file, log_key=log_key)
         settings.say(f"restored {_count(result.events, 'event')} from {file}")
-        with _progress_bar("rebuilding") as progress, _collector_paused():
+        with _progress_bar("rebuilding") as progress:
             rebuilt = run_rebuild(engine, progress=progress, log_key=log_key)
         settings.say(f"rebuilt {', '.join(rebuilt.projections)} from {_count(rebuilt.events, 'event')}")
         report = verify_log(engine, log_key)
@@ -1061,23 +1060,6 @@ def _count(number: int, noun: str) -> str:
 
 def _minute(moment: datetime | None) -> str:
     return "" if moment is None else f"{moment.astimezone(UTC):%Y-%m-%d %H:%M}"
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector while `dala rebuild` replays the log.
-
-    The command owns its process, so it may: a rebuild creates millions of short-lived
-    objects that form no cycles, and the collector re-walking the survivors was over a third
-    of a rebuild's time. The library itself never touches the collector.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 @contextmanager

@@ -185,3 +185,15 @@ def test_another_thread_sees_the_collector_on_throughout_history_and_as_of(store
     assert during, "the sampling thread never ran while the reads did"
     assert all(during)
     assert gc.isenabled()
+
+
+def test_no_module_switches_the_collector_or_signal_handlers() -> None:
+    """Not the library, and not its command line either: a process-wide switch is its owner's."""
+    switches = {("gc", "disable"), ("gc", "freeze"), ("gc", "set_threshold"), ("signal", "signal")}
+    found = []
+    for name, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            attribute = node if isinstance(node, ast.Attribute) else None
+            if attribute and isinstance(attribute.value, ast.Name) and (attribute.value.id, attribute.attr) in switches:
+                found.append(f"{name}:{attribute.lineno}: {attribute.value.id}.{attribute.attr}")
+    assert found == []
