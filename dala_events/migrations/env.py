@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from alembic import context
 
-from dala_events.database_setup import configured_database_url, create_dala_engine
+from dala_events.database_setup import configured_database_url, configured_log_key, create_dala_engine
 from dala_events.dialects import write_transaction
 from dala_events.store import LOG_METADATA
 
 config = context.config
 target_metadata = LOG_METADATA
+# The key a migration that chains the log chains it with: the caller's (`dala migrate`,
+# `init_db`), else the configured one (`alembic upgrade`: DALA_LOG_KEY or DALA_LOG_KEY_FILE).
+if not context.is_offline_mode() and "log_key" not in config.attributes:
+    config.attributes["log_key"] = configured_log_key()
 
 
 def run_offline() -> None:

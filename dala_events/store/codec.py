@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -25,6 +25,7 @@ import pydantic
 from dala_events.envelopes import LoggedEvent, NewEvent, RecordedEvent
 from dala_events.errors import CorruptEventError, DalaError, InvalidInput
 from dala_events.events import (
+    EVENT_TYPES,
     DomainEvent,
     ErasedContent,
     UnknownEventError,
@@ -69,14 +70,8 @@ def encode_row(
     schema_version = type(event).schema_version
     payload = encode_payload(event)
     metadata = new.metadata
-    if cipher is not None and type(event).holds_personal_data:
-        payload = cipher.encrypt(payload, learner_id, version, event_type, schema_version, "payload")
-        reason = metadata.get("reason")
-        if isinstance(reason, str):
-            metadata = {
-                **metadata,
-                "reason": cipher.encrypt(reason, learner_id, version, event_type, schema_version, "reason"),
-            }
+    if cipher is not None:
+        payload, metadata = sealed(cipher, learner_id, version, event_type, schema_version, payload, metadata)
     return {
         "event_id": new.event_id,
         "learner_id": learner_id,
@@ -88,6 +83,43 @@ def encode_row(
         "payload": payload,
         "metadata": encode_json(metadata),
     }
+
+
+def in_the_clear(event_type: str, payload: str, metadata: Mapping[str, Any]) -> bool:
+    """Whether an event's payload or reason, as stored, is personal text not encrypted: what
+    `sealed` would change. An event that holds no personal data (`LearnerErased`) never is."""
+    kind = EVENT_TYPES.get(event_type)
+    if kind is not None and not kind.holds_personal_data:
+        return False
+    reason = metadata.get("reason")
+    return not payload.startswith(ENCRYPTED_PREFIX) or (
+        isinstance(reason, str) and not reason.startswith(ENCRYPTED_PREFIX)
+    )
+
+
+def sealed(
+    cipher: LogCipher,
+    learner_id: str,
+    version: int,
+    event_type: str,
+    schema_version: int,
+    payload: str,
+    metadata: Mapping[str, Any],
+) -> tuple[str, Mapping[str, Any]]:
+    """The payload and metadata of an event as the log stores them: the payload and the
+    metadata's `reason` encrypted under the learner's data key with the envelope as associated
+    data, each unless it is already; unchanged for an event that holds no personal data. The
+    one rule for new events and for the migration that encrypts old ones."""
+    kind = EVENT_TYPES.get(event_type)
+    if kind is not None and not kind.holds_personal_data:
+        return payload, metadata
+    if not payload.startswith(ENCRYPTED_PREFIX):
+        payload = cipher.encrypt(payload, learner_id, version, event_type, schema_version, "payload")
+    reason = metadata.get("reason")
+    if isinstance(reason, str) and not reason.startswith(ENCRYPTED_PREFIX):
+        reason = cipher.encrypt(reason, learner_id, version, event_type, schema_version, "reason")
+        metadata = {**metadata, "reason": reason}
+    return payload, metadata
 
 
 def _plain(row: tuple[Any, ...], text: str, learner_id: str, version: int, field: str, cipher: LogCipher | None) -> str:

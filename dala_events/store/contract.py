@@ -34,8 +34,8 @@ from dala_events.events import (
     decode_json,
     utc_now,
 )
-from dala_events.store.codec import decode_logged, decode_recorded, encode_row
-from dala_events.store.keys import ENCRYPTED_PREFIX, DataKeyErased, LogCipher
+from dala_events.store.codec import decode_logged, decode_recorded, encode_row, in_the_clear
+from dala_events.store.keys import DataKeyErased, LogCipher
 
 _log = logging.getLogger("dala_events.store")
 
@@ -323,17 +323,8 @@ class EventStore(ABC):
         (written by a store without a cipher, after migration 0005 encrypted the older ones):
         what destroying their data key would not make unreadable."""
         learner_id = valid_learner_id(learner_id)
-        found = []
-        for row in self._stream_rows(learner_id, 0, MAX_VERSION, EARLIEST, LATEST, MAX_VERSION, projectable=False):
-            event_type = EVENT_TYPES.get(row[1])
-            if event_type is not None and not event_type.holds_personal_data:
-                continue
-            reason = decode_json(row[9]).get("reason") if row[9] else None
-            if not row[3].startswith(ENCRYPTED_PREFIX) or (
-                isinstance(reason, str) and not reason.startswith(ENCRYPTED_PREFIX)
-            ):
-                found.append(row[6])
-        return found
+        rows = self._stream_rows(learner_id, 0, MAX_VERSION, EARLIEST, LATEST, MAX_VERSION, projectable=False)
+        return [row[6] for row in rows if in_the_clear(row[1], row[3], decode_json(row[9]))]
 
     def erasures(self, learner_ids: Collection[str] | None = None) -> dict[str, datetime]:
         """When each erased learner among `learner_ids` (all learners when None) was erased:

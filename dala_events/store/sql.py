@@ -36,9 +36,11 @@ from sqlalchemy import (
     case,
     cast,
     func,
+    literal,
     literal_column,
     or_,
     select,
+    tuple_,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ColumnElement
@@ -336,6 +338,26 @@ def chain_columns(dialect: Dialect) -> list[ColumnElement[Any]]:
         dashed = func.lower(parts[0] + "-" + parts[1] + "-" + parts[2] + "-" + parts[3] + "-" + parts[4])
         columns[4] = case((func.length(digits) == 32, dashed), else_=digits).label("event_id")
     return columns
+
+
+def rows_by_stream(
+    connection: Connection, columns: Sequence[ColumnElement[Any]], batch_size: int = DEFAULT_BATCH_SIZE
+) -> Iterator[list[Row]]:
+    """The log's rows as `columns` (the first seven of a chain row at least: learner id and
+    version at 5 and 6), by learner then version, in keyset batches: how a migration walks
+    every stream from its first event with bounded memory."""
+    order = (event_log.c.learner_id, event_log.c.version)
+    after: tuple[str, int] | None = None
+    while True:
+        query = select(*columns).order_by(*order).limit(batch_size)
+        if after is not None:
+            query = query.where(tuple_(*order) > tuple_(literal(after[0]), literal(after[1])))
+        rows = [tuple(row) for row in connection.execute(query)]
+        if rows:
+            yield rows
+        if len(rows) < batch_size:
+            return
+        after = (rows[-1][5], rows[-1][6])
 
 
 def check_log_key(connection: Connection, log_key: LogKey | None) -> None:

@@ -12,17 +12,13 @@ Create Date: 2026-11-26
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 import sqlalchemy as sa
 from alembic import context, op
 
-from dala_events.database_setup import configured_log_key
 from dala_events.dialects import UTCDateTime
 from dala_events.events import utc_now
 from dala_events.store.codec import LogKey, chain_mode, hasher, link_of
-from dala_events.store.sql import chain_columns, event_log
+from dala_events.store.sql import chain_columns, rows_by_stream
 
 revision = "0003"
 down_revision = "0002"
@@ -71,37 +67,14 @@ _log_chain = sa.table(
 )
 
 
-def _log_key() -> LogKey | None:
-    attributes = context.config.attributes
-    if "log_key" in attributes:
-        key: LogKey | None = attributes["log_key"]
-        return key
-    return configured_log_key()
-
-
-def _in_stream_order(connection: sa.Connection) -> Iterator[list[tuple[Any, ...]]]:
-    """Every row as the store reads it for checking (a chain row), by learner then version, in
-    batches (keyset: memory stays bounded)."""
-    columns = chain_columns(connection.dialect)[:-1]  # all but the hash, which is not there yet
-    order = (event_log.c.learner_id, event_log.c.version)
-    after: tuple[str, int] | None = None
-    while True:
-        query = sa.select(*columns).order_by(*order).limit(FILL_BATCH)
-        if after is not None:
-            query = query.where(sa.tuple_(*order) > sa.tuple_(sa.literal(after[0]), sa.literal(after[1])))
-        rows = [tuple(row) for row in connection.execute(query)]
-        if rows:
-            yield rows
-        if len(rows) < FILL_BATCH:
-            return
-        after = (rows[-1][5], rows[-1][6])
 
 
 def _chain_existing_rows(connection: sa.Connection, key: LogKey | None) -> None:
     digest = hasher(key)
     update = _rows.update().where(_rows.c.position == sa.bindparam("at")).values(hash=sa.bindparam("new_hash"))
     learner, previous = None, ""
-    for rows in _in_stream_order(connection):
+    # every row as the store reads it for checking, but the hash, which is not there yet
+    for rows in rows_by_stream(connection, chain_columns(connection.dialect)[:-1], FILL_BATCH):
         hashes = []
         for row in rows:
             if row[5] != learner:
@@ -115,7 +88,7 @@ def upgrade() -> None:
     if context.is_offline_mode():
         raise RuntimeError("revision 0003 computes each event's hash from its stored row: run it online")
     connection = op.get_bind()
-    key = _log_key()
+    key: LogKey | None = context.config.attributes["log_key"]
     existing = {column["name"] for column in sa.inspect(connection).get_columns("event_log")}
     if "hash" not in existing:
         op.add_column("event_log", sa.Column("hash", sa.String(64), nullable=True))

@@ -27,19 +27,18 @@ Create Date: 2026-11-28
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
 from alembic import context, op
 
-from dala_events.database_setup import configured_cipher, configured_log_key
+from dala_events.database_setup import configured_cipher
 from dala_events.dialects import UTCDateTime
 from dala_events.errors import CorruptEventError
-from dala_events.events import EVENT_TYPES, decode_json, encode_json, utc_now
-from dala_events.store.codec import LogKey, hasher, link_of
-from dala_events.store.keys import ENCRYPTED_PREFIX, LogCipher
-from dala_events.store.sql import chain_columns, check_log_key, event_log
+from dala_events.events import decode_json, encode_json, utc_now
+from dala_events.store.codec import LogKey, hasher, in_the_clear, link_of, sealed
+from dala_events.store.keys import LogCipher
+from dala_events.store.sql import chain_columns, check_log_key, rows_by_stream
 
 revision = "0005"
 down_revision = "0004"
@@ -67,30 +66,6 @@ _log_encryption = sa.table(
 _UNCHANGED: tuple[str, str] | None = None
 
 
-def _log_key() -> LogKey | None:
-    attributes = context.config.attributes
-    if "log_key" in attributes:
-        key: LogKey | None = attributes["log_key"]
-        return key
-    return configured_log_key()
-
-
-def _in_stream_order(connection: sa.Connection) -> Iterator[list[tuple[Any, ...]]]:
-    """Every chain row (`codec.RECORDED_FIELDS`, times as the chain hashes them), by learner
-    then version, in keyset batches."""
-    columns = chain_columns(connection.dialect)
-    order = (event_log.c.learner_id, event_log.c.version)
-    after: tuple[str, int] | None = None
-    while True:
-        query = sa.select(*columns).order_by(*order).limit(BATCH)
-        if after is not None:
-            query = query.where(sa.tuple_(*order) > sa.tuple_(sa.literal(after[0]), sa.literal(after[1])))
-        rows = [tuple(row) for row in connection.execute(query)]
-        if rows:
-            yield rows
-        if len(rows) < BATCH:
-            return
-        after = (rows[-1][5], rows[-1][6])
 
 
 class _Encrypter:
@@ -118,26 +93,16 @@ class _Encrypter:
         """The row's (payload, metadata) with its clear texts encrypted; None when nothing is."""
         position, event_type, schema_version, payload = row[0], row[1], row[2], row[3]
         learner_id, version, metadata = row[5], row[6], row[9]
-        kind = EVENT_TYPES.get(event_type)
-        if kind is not None and not kind.holds_personal_data:
+        try:
+            values = decode_json(metadata) if '"reason"' in metadata else {}
+        except ValueError as error:
+            raise CorruptEventError(position, event_type, f"metadata is not JSON: {error}") from error
+        if not isinstance(values, dict) or not in_the_clear(event_type, payload, values):
             return _UNCHANGED
-        changed = False
-        if not payload.startswith(ENCRYPTED_PREFIX):
-            payload = self.cipher().encrypt(payload, learner_id, version, event_type, schema_version, "payload")
-            changed = True
-        if '"reason"' in metadata:
-            try:
-                values = decode_json(metadata)
-            except ValueError as error:
-                raise CorruptEventError(position, event_type, f"metadata is not JSON: {error}") from error
-            reason = values.get("reason") if isinstance(values, dict) else None
-            if isinstance(reason, str) and not reason.startswith(ENCRYPTED_PREFIX):
-                values["reason"] = self.cipher().encrypt(
-                    reason, learner_id, version, event_type, schema_version, "reason"
-                )
-                metadata = encode_json(values)
-                changed = True
-        return (payload, metadata) if changed else _UNCHANGED
+        new_payload, new_values = sealed(
+            self.cipher(), learner_id, version, event_type, schema_version, payload, values
+        )
+        return new_payload, metadata if new_values is values else encode_json(new_values)
 
 
 def _encrypt_and_rechain(connection: sa.Connection, key: LogKey | None) -> tuple[int, int]:
@@ -157,7 +122,7 @@ def _encrypt_and_rechain(connection: sa.Connection, key: LogKey | None) -> tuple
     stored_previous = new_previous = ""
     dirty = False
     unverified: tuple[Any, ...] | None = None  # the first row of the stream whose stored link fails
-    for rows in _in_stream_order(connection):
+    for rows in rows_by_stream(connection, chain_columns(connection.dialect), BATCH):
         changes = []
         for row in rows:
             if row[5] != learner:
@@ -204,7 +169,7 @@ def upgrade() -> None:
         raise RuntimeError("revision 0005 encrypts the stored events and re-chains them: run it online")
     connection = op.get_bind()
     _ensure_secure_delete(connection)
-    encrypted, rechained = _encrypt_and_rechain(connection, _log_key())
+    encrypted, rechained = _encrypt_and_rechain(connection, context.config.attributes["log_key"])
     op.create_table(
         "log_encryption",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
