@@ -195,6 +195,10 @@ def _apply_created(state: LearnerState, _event: LearnerProfileCreated, at: datet
 
 @_applies(LearnerProfileDeleted)
 def _apply_deleted(state: LearnerState, _event: LearnerProfileDeleted, _at: datetime) -> None:
+    _forget_everything(state)
+
+
+def _forget_everything(state: LearnerState) -> None:
     fresh = LearnerState()
     for name in LearnerState.__slots__:
         setattr(state, name, getattr(fresh, name))
@@ -202,7 +206,7 @@ def _apply_deleted(state: LearnerState, _event: LearnerProfileDeleted, _at: date
 
 @_applies(LearnerErased)
 def _apply_erased(state: LearnerState, _event: LearnerErased, at: datetime) -> None:
-    _apply_deleted(state, LearnerProfileDeleted(), at)
+    _forget_everything(state)
     state.erased = True
     state.erased_at = at
 

@@ -77,7 +77,7 @@ def profile_as_of(
     read_models = MemoryReadModels()
     for batch in chosen.read_stream_for_projection(learner_id, up_to_version=version, until=at):
         if any(type(logged.event) in _ERASED for logged in batch):
-            raise _erased_error(learner_id, chosen)
+            raise missing_profile_error(learner_id, store=chosen)
         read_models.project(batch)
     profile = read_models.profile(learner_id)
     if profile is None and (record := erasure_record(learner_id, store=chosen)) is not None:
@@ -131,20 +131,20 @@ def erasure_record(learner_id: str, *, store: EventStore | None = None) -> Erasu
     )
 
 
-def missing_profile_error(learner_id: str, *, store: EventStore | None = None) -> LearnerNotFound:
-    """What to raise when the read models hold no profile of the learner: LearnerErasedError
-    (when, by whom, why) if they were erased, else LearnerNotFound."""
+def missing_profile_error(
+    learner_id: str, *, store: EventStore | None = None, not_found: LearnerNotFound | None = None
+) -> LearnerNotFound:
+    """What to raise when there is no profile of the learner to show: LearnerErasedError (when,
+    by whom, why) if they were erased, else `not_found` (by default LearnerNotFound)."""
     record = erasure_record(learner_id, store=store)
-    return LearnerNotFound(learner_id) if record is None else record.error()
+    if record is not None:
+        return record.error()
+    return not_found if not_found is not None else LearnerNotFound(learner_id)
 
 
 _ERASED = (LearnerErased, ErasedContent)
 """Events that say the learner was erased."""
 
-
-def _erased_error(learner_id: str, store: EventStore) -> LearnerErasedError:
-    record = erasure_record(learner_id, store=store)
-    return LearnerErasedError(learner_id) if record is None else record.error()
 
 
 class HistoryPoint(NamedTuple):
@@ -242,7 +242,7 @@ def diff(learner_id: str, start: Point, end: Point, *, store: EventStore | None 
     end = _checked_point(end, "end")
     events = chosen.read_stream(learner_id)
     if any(type(event.event) in _ERASED for event in events):
-        raise _erased_error(learner_id, chosen)
+        raise missing_profile_error(learner_id, store=chosen)
     start_version = _version_at(events, start)
     end_version = _version_at(events, end)
     before = _project_profile(learner_id, events[:start_version])

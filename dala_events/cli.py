@@ -381,15 +381,11 @@ def profile(settings: Settings, learner: str, as_of: str | None, version: int | 
         point = history_point(learner, at=at, version=version)
         data = profile_as_of(learner, version=point.version) if point.version else None
         if data is None:
-            from dala_events.audit import erasure_record
+            from dala_events.audit import missing_profile_error
 
-            record = erasure_record(learner)
-            if record is not None:
-                raise record.error()
             when = f"at {as_of}" if as_of is not None else f"at version {version}"
-            raise LearnerNotFound(
-                learner, f"learner {learner!r} had no profile {when} (its last change is {point.last_version})"
-            )
+            had_none = f"learner {learner!r} had no profile {when} (its last change is {point.last_version})"
+            raise missing_profile_error(learner, not_found=LearnerNotFound(learner, had_none))
     _disclosed(learner, "cli_profile")
     if as_json:
         document = _json_ready(data.model_dump())

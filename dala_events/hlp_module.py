@@ -25,10 +25,10 @@ from dala_events.aggregate import (
     LOProgress,
     Preference,
 )
-from dala_events.audit import erasure_record
+from dala_events.audit import missing_profile_error
 from dala_events.database_setup import store_or_default
 from dala_events.envelopes import NewEvent
-from dala_events.errors import LearnerErasedError, LearnerNotFound
+from dala_events.errors import LearnerNotFound
 from dala_events.repository import LearnerRepository
 from dala_events.store import EventStore
 
@@ -87,9 +87,8 @@ class LearnerProfile(LearnerAggregate):
             raise LearnerNotFound(profile.learner_id)
         return profile
 
-    def _erased_error(self) -> LearnerErasedError:
-        record = erasure_record(self.learner_id, store=self._repository.store)
-        return LearnerErasedError(self.learner_id) if record is None else record.error()
+    def _erased_error(self) -> LearnerNotFound:
+        return missing_profile_error(self.learner_id, store=self._repository.store)
 
     def _open(self, learner_id: str, persistence_enabled: bool, store: EventStore | None) -> None:
         LearnerAggregate.__init__(self, learner_id)

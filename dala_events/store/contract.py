@@ -308,10 +308,9 @@ class EventStore(ABC):
             limit,
             projectable=projectable,
         )
-        if cipher is not None:
-            for row in rows:
-                if row[1] == ERASED_EVENT_TYPE:  # erased, maybe by another process: drop a cached key
-                    cipher.forget(learner_id, erased_at=row[6 if projectable else 7])
+        if cipher is not None and rows and rows[-1][1] == ERASED_EVENT_TYPE:
+            # Erased (an erasure is a stream's last event), maybe by another process: drop a cached key.
+            cipher.forget(learner_id, erased_at=rows[-1][6 if projectable else 7])
         return rows
 
     def _forget_erased(self, cipher: LogCipher, learner_ids: Collection[str] | None) -> None:

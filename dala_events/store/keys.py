@@ -31,7 +31,19 @@ from datetime import UTC, datetime
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import Column, DateTime, Engine, LargeBinary, MetaData, String, Table, insert, select, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from dala_events.errors import DalaError, InvalidInput
@@ -276,11 +288,9 @@ class SqlKeyStore(KeyStore):
     def _store_new(self, learner_id: str, wrapped: bytes) -> bytes:
         try:
             with self.engine.begin() as connection:
-                erased_at = connection.execute(
-                    select(erased_keys.c.erased_at).where(erased_keys.c.learner_id == learner_id)
-                ).scalar_one_or_none()
+                erased_at = _erased_at(connection, learner_id)
                 if erased_at is not None:
-                    raise DataKeyErased(learner_id, _utc(erased_at))
+                    raise DataKeyErased(learner_id, erased_at)
                 connection.execute(
                     insert(data_keys).values(learner_id=learner_id, wrapped=wrapped, created_at=datetime.now(UTC))
                 )
@@ -307,10 +317,7 @@ class SqlKeyStore(KeyStore):
 
     def erased_at(self, learner_id: str) -> datetime | None:
         with self.engine.connect() as connection:
-            found = connection.execute(
-                select(erased_keys.c.erased_at).where(erased_keys.c.learner_id == learner_id)
-            ).scalar_one_or_none()
-        return None if found is None else _utc(found)
+            return _erased_at(connection, learner_id)
 
     def _destroy(self, learner_id: str, at: datetime) -> bool:
         # One transaction: the key is never gone without the record saying why. On SQLite the
@@ -318,12 +325,17 @@ class SqlKeyStore(KeyStore):
         # of the wrapped key survives the commit in the store's files.
         with self.engine.begin() as connection:
             deleted = connection.execute(data_keys.delete().where(data_keys.c.learner_id == learner_id)).rowcount
-            recorded = connection.execute(
-                select(erased_keys.c.learner_id).where(erased_keys.c.learner_id == learner_id)
-            ).first()
-            if recorded is None:
+            if _erased_at(connection, learner_id) is None:
                 connection.execute(insert(erased_keys).values(learner_id=learner_id, erased_at=at))
         return bool(deleted)
+
+
+def _erased_at(connection: Connection, learner_id: str) -> datetime | None:
+    """When the learner's data key was destroyed, as the key store recorded it (aware UTC)."""
+    found = connection.execute(
+        select(erased_keys.c.erased_at).where(erased_keys.c.learner_id == learner_id)
+    ).scalar_one_or_none()
+    return None if found is None else _utc(found)
 
 
 def _utc(moment: datetime) -> datetime:

@@ -126,11 +126,9 @@ class InMemoryEventStore(EventStore):
     def _erasures(self, learner_ids: Collection[str] | None) -> dict[str, datetime]:
         with self._lock:
             streams = self._streams if learner_ids is None else {n: self._streams.get(n, []) for n in learner_ids}
-            return {
-                name: next(row[8] for row in stream if row[1] == ERASED_EVENT_TYPE)
-                for name, stream in streams.items()
-                if stream and stream[-1][1] == ERASED_EVENT_TYPE
-            }
+            # An erasure is a stream's last event.
+            last = {name: stream[-1] for name, stream in streams.items() if stream}
+            return {name: row[8] for name, row in last.items() if row[1] == ERASED_EVENT_TYPE}
 
     def _stream_summaries(self, after: str | None, limit: int) -> list[StreamSummary]:
         with self._lock:

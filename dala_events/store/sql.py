@@ -279,11 +279,11 @@ class SqlEventStore(EventStore):
 
     def _erasures(self, learner_ids: Collection[str] | None) -> dict[str, datetime]:
         c = event_log.c
-        query = select(c.learner_id, func.min(c.recorded_at)).where(c.event_type == ERASED_EVENT_TYPE)
+        query = select(c.learner_id, c.recorded_at).where(c.event_type == ERASED_EVENT_TYPE)  # one per stream
         if learner_ids is not None:
             query = query.where(c.learner_id.in_(sorted(set(learner_ids))))
         with self._reading() as connection:
-            return {learner_id: at for learner_id, at in connection.execute(query.group_by(c.learner_id))}
+            return {learner_id: at for learner_id, at in connection.execute(query)}
 
     def _stream_summaries(self, after: str | None, limit: int) -> list[StreamSummary]:
         c = event_log.c
