@@ -111,9 +111,11 @@ def _writes_ours(path: Path, workloads: Workloads, *, per_mutation: bool, rebuil
         seconds, events = _timed(lambda: run_ours(engine, workloads, per_mutation=per_mutation))
         result: dict[str, Any] = {"seconds": seconds, "events": events}
         if rebuild:
+            from dala_events.database_setup import configured_cipher
             from projections.rebuild import rebuild_projections
 
-            rebuild_seconds, replayed = _timed(lambda: rebuild_projections(engine))
+            cipher = configured_cipher(engine)
+            rebuild_seconds, replayed = _timed(lambda: rebuild_projections(engine, cipher=cipher))
             result |= {"rebuild_seconds": rebuild_seconds, "rebuild_events": replayed}
         return result
     finally:
@@ -198,12 +200,13 @@ def task_write_log(path: str, events: int) -> dict[str, Any]:
 
 def task_rebuild(path: str) -> dict[str, Any]:
     """See the module docstring."""
-    from dala_events.database_setup import create_dala_engine
+    from dala_events.database_setup import configured_cipher, create_dala_engine
     from projections.rebuild import rebuild_projections
 
     engine = create_dala_engine(f"sqlite:///{path}")
     try:
-        seconds, replayed = _timed(lambda: rebuild_projections(engine))
+        cipher = configured_cipher(engine)
+        seconds, replayed = _timed(lambda: rebuild_projections(engine, cipher=cipher))
     finally:
         engine.dispose()
     return {"seconds": seconds, "events": replayed}

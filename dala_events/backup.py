@@ -36,10 +36,10 @@ from typing import IO, Any
 
 from sqlalchemy import Connection, Engine, func, insert, inspect, select, text
 
-from dala_events.database_setup import LOG_SCHEMA_HEAD, clear_old_row_versions, log_schema_revision, migrate_in
 from dala_events.dialects import read_transaction, write_transaction
 from dala_events.errors import DalaError, RefusedToDestroy
 from dala_events.events import utc_now
+from dala_events.schema import LOG_SCHEMA_HEAD, CipherChoice, clear_old_row_versions, log_schema_revision, migrate_in
 from dala_events.store import LogKey, event_log
 from dala_events.store.sql import check_log_key
 
@@ -105,14 +105,17 @@ def backup_log(engine: Engine, destination: str | Path) -> BackupResult:
     return BackupResult(target, events, revision, checksum)
 
 
-def restore_log(engine: Engine, source: str | Path, *, log_key: LogKey | None = None) -> BackupResult:
+def restore_log(
+    engine: Engine, source: str | Path, *, log_key: LogKey | None = None, cipher: CipherChoice = None
+) -> BackupResult:
     """Restore the event log of a backup file into the empty database of `engine`.
 
     Refuses (RefusedToDestroy) a database whose log holds events, and (BackupError) a file that
     is not a whole, unaltered backup; in either case nothing is written. Read models are not
     rebuilt here: see `dala restore`, or call `projections.rebuild.rebuild(engine)`. A backup
     older than the hash chain is chained with `log_key` as the migration brings it to this
-    code's schema; the restored log is then recorded as chained with `log_key`.
+    code's schema; the restored log is then recorded as chained with `log_key`. A backup older
+    than encryption at rest is encrypted on the way in with `cipher` (migration 0005).
     """
     path = Path(source)
     with path.open("rb") as file, write_transaction(engine) as connection:
@@ -127,10 +130,10 @@ def restore_log(engine: Engine, source: str | Path, *, log_key: LogKey | None = 
                     "restore into a new, empty database"
                 )
         revision = header["log_schema"]
-        migrate_in(connection, revision, log_key=log_key)
+        migrate_in(connection, revision, log_key=log_key, cipher=cipher)
         columns: list[str] = header["columns"]
         events, trailer = _insert_rows(connection, insert(event_log), columns, lines, path)
-        migrate_in(connection, "head", log_key=log_key)
+        migrate_in(connection, "head", log_key=log_key, cipher=cipher)
         check_log_key(connection, log_key)
         _advance_position_sequence(connection)
     if revision != LOG_SCHEMA_HEAD:

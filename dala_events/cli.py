@@ -45,7 +45,7 @@ def _console(*, stderr: bool = False) -> Any:
 # ---------------------------------------------------------------------------------------------
 
 
-class Settings:
+class Options:
     """What the group's options decided, handed to every command."""
 
     def __init__(self) -> None:
@@ -61,10 +61,10 @@ class Settings:
 
 def _remember_database_url(context: click.Context, _parameter: click.Parameter, value: str | None) -> str | None:
     if value is not None:
-        settings = context.ensure_object(Settings)
-        settings.database_url = value
+        options = context.ensure_object(Options)
+        options.database_url = value
         source = context.get_parameter_source("database_url")
-        settings.url_from_environment = source is click.core.ParameterSource.ENVIRONMENT
+        options.url_from_environment = source is click.core.ParameterSource.ENVIRONMENT
     return value
 
 
@@ -103,8 +103,8 @@ def _fail(message: str) -> None:
 
 
 def _with_setting_name(error: DalaError) -> str:
-    settings = click.get_current_context().find_object(Settings)
-    if isinstance(error, InvalidInput) and error.field == "database_url" and settings and settings.url_from_environment:
+    options = click.get_current_context().find_object(Options)
+    if isinstance(error, InvalidInput) and error.field == "database_url" and options and options.url_from_environment:
         return f"DALA_DATABASE_URL: {error.problem}"
     return str(error)
 
@@ -162,8 +162,8 @@ def main(context: click.Context, verbose: int, quiet: bool, actor: str | None, r
 
     Shell completion: eval "$(_DALA_COMPLETE=bash_source dala)" (zsh_source, fish_source).
     """
-    settings = context.ensure_object(Settings)
-    settings.quiet = quiet
+    options = context.ensure_object(Options)
+    options.quiet = quiet
     _setup_logging(verbose, quiet)
     if actor is not None or reason is not None:
         from dala_events.attribution import recorded_as
@@ -174,22 +174,17 @@ def main(context: click.Context, verbose: int, quiet: bool, actor: str | None, r
             raise BadValue(f"--{error.field}: {error.problem}") from None
 
 
-def _url(settings: Settings) -> str | None:
-    return settings.database_url
+def _dala(options: Options, mode_name: str = "read") -> Any:
+    """The store the command works on: `Dala` from `Settings.from_env()` and `--database-url`,
+    opened as `mode_name` says (see `wiring.Mode`), closed when the command ends."""
+    from dala_events.app import Dala
+    from dala_events.settings import Settings
+    from dala_events.wiring import Mode
 
-
-def _create(settings: Settings, **options: Any) -> Any:
-    """Set the database up (create, migrate, make the tables) and make it the default."""
-    from dala_events.database_setup import init_db
-
-    return init_db(_url(settings), **options)
-
-
-def _open(settings: Settings) -> Any:
-    """Open an existing database to read it; creates nothing."""
-    from dala_events.database_setup import open_db
-
-    return open_db(_url(settings))
+    settings = Settings.from_env().with_database(options.database_url)
+    dala = Dala.open(settings, mode=Mode(mode_name))
+    click.get_current_context().call_on_close(dala.close)
+    return dala
 
 
 _out_option = click.option(
@@ -209,10 +204,10 @@ _out_option = click.option(
 @_database_url_option
 @click.pass_obj
 @_reports_errors
-def init(settings: Settings) -> None:
+def init(options: Options) -> None:
     """Create the event log and the eight read-model tables where missing."""
-    engine = _create(settings)
-    settings.say(f"database ready: {engine.url.render_as_string(hide_password=True)}")
+    dala = _dala(options, "create")
+    options.say(f"database ready: {dala.engine.url.render_as_string(hide_password=True)}")
 
 
 @main.command()
@@ -222,15 +217,12 @@ def init(settings: Settings) -> None:
 @_database_url_option
 @click.pass_obj
 @_reports_errors
-def demo(settings: Settings, learner: str, seed: int, out: Path | None) -> None:
+def demo(options: Options, learner: str, seed: int, out: Path | None) -> None:
     """The main job: assess a learner, plan their pathway, make a start, and write their page.
 
     A learner who already has a profile is kept as is and their page is rendered again.
     """
-    from dala_events.demo import run_demo
-
-    _create(settings)
-    result = run_demo(learner, seed, out)
+    result = _dala(options, "create").demo(learner, seed, out)
     if result.assessment is not None:
         found = result.assessment
         click.echo(
@@ -251,12 +243,9 @@ def demo(settings: Settings, learner: str, seed: int, out: Path | None) -> None:
 @_database_url_option
 @click.pass_obj
 @_reports_errors
-def interface(settings: Settings, learner: str, out: Path | None) -> None:
+def interface(options: Options, learner: str, out: Path | None) -> None:
     """Render a stored learner's page (self-contained HTML) from the read models."""
-    from dala_events.generate_interface import generate_interface
-
-    _open(settings)
-    settings.say(f"page written: {generate_interface(learner, out)}")
+    options.say(f"page written: {_dala(options).render_page(learner, out)}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,12 +264,9 @@ def interface(settings: Settings, learner: str, out: Path | None) -> None:
 @_database_url_option
 @click.pass_obj
 @_reports_errors
-def learners(settings: Settings, limit: int, after: str | None, as_json: bool) -> None:
+def learners(options: Options, limit: int, after: str | None, as_json: bool) -> None:
     """List the learners the store knows: id, created, last updated, number of changes."""
-    from dala_events.persistence_manager import list_learners
-
-    _open(settings)
-    found = list_learners(after=after, limit=limit)
+    found = _dala(options).learners(after=after, limit=limit)
     if as_json:
         _print_json([_json_ready(summary.model_dump()) for summary in found])
         return
@@ -302,7 +288,7 @@ def learners(settings: Settings, limit: int, after: str | None, as_json: bool) -
         )
     _console().print(table)
     if len(found) == limit:
-        settings.say(f"more: dala learners --after {found[-1].learner_id!s}")
+        options.say(f"more: dala learners --after {found[-1].learner_id!s}")
 
 
 @main.group()
@@ -320,34 +306,21 @@ def keys() -> None:
 @_database_url_option
 @click.pass_obj
 @_reports_errors
-def keys_rotate(settings: Settings, new_master_key_file: Path | None) -> None:
+def keys_rotate(options: Options, new_master_key_file: Path | None) -> None:
     """Re-wrap every data key under a new master key, without touching the event log.
 
     The current master key (DALA_MASTER_KEY, DALA_MASTER_KEY_FILE or the embedded default)
     must open the key store. Afterwards configure the new key where the old one was.
     """
-    import os
+    from dala_events.settings import master_key_from_file
 
-    from dala_events.database_setup import (
-        configured_database_url,
-        create_dala_engine,
-        master_key_from_file,
-        rotate_master_key,
-    )
-    from dala_events.store.keys import MasterKey, MasterKeyError
-
+    new_key = None
     if new_master_key_file is not None:
-        new_key = master_key_from_file(str(new_master_key_file), source="--new-master-key-file")
-    elif os.environ.get("DALA_NEW_MASTER_KEY", "").strip():
-        new_key = MasterKey.from_hex(os.environ["DALA_NEW_MASTER_KEY"], source="DALA_NEW_MASTER_KEY")
-    else:
-        raise MasterKeyError("give the new master key with --new-master-key-file or DALA_NEW_MASTER_KEY")
-    engine = create_dala_engine(_url(settings) or configured_database_url(), create=False)
-    try:
-        count = rotate_master_key(engine, new_key)
-    finally:
-        engine.dispose()
-    settings.say(f"re-wrapped {_count(count, 'data key')} under master key {new_key.key_id}")
+        new_key = master_key_from_file(new_master_key_file, source="--new-master-key-file")
+    dala = _dala(options, "raw")
+    count = dala.rotate_master_key(new_key)
+    new_key_id = (new_key or dala.settings.new_master_key).key_id
+    options.say(f"re-wrapped {_count(count, 'data key')} under master key {new_key_id}")
 
 
 @main.command()
@@ -358,35 +331,29 @@ def keys_rotate(settings: Settings, new_master_key_file: Path | None) -> None:
 @_database_url_option
 @click.pass_obj
 @_reports_errors
-def profile(settings: Settings, learner: str, as_of: str | None, version: int | None, as_json: bool) -> None:
+def profile(options: Options, learner: str, as_of: str | None, version: int | None, as_json: bool) -> None:
     """Show a learner's profile as the read models hold it, or as they held it then."""
     from dala_events.errors import LearnerNotFound
 
     if as_of is not None and version is not None:
         raise click.UsageError("give --as-of or --version, not both")
     at = None if as_of is None else _parse_time(as_of, "--as-of")
-    _open(settings)
+    dala = _dala(options)
     point = None
+    from dala_events.audit import missing_profile_error
+
     if at is None and version is None:
-        from dala_events.persistence_manager import get_full_learner_profile_data
-
-        data = get_full_learner_profile_data(learner)
+        data = dala.full_profile(learner)
         if data is None:
-            from dala_events.audit import missing_profile_error
-
-            raise missing_profile_error(learner)
+            raise missing_profile_error(learner, store=dala.store)
     else:
-        from dala_events.audit import history_point, profile_as_of
-
-        point = history_point(learner, at=at, version=version)
-        data = profile_as_of(learner, version=point.version) if point.version else None
+        point = dala.history_point(learner, at=at, version=version)
+        data = dala.as_of(learner, version=point.version) if point.version else None
         if data is None:
-            from dala_events.audit import missing_profile_error
-
             when = f"at {as_of}" if as_of is not None else f"at version {version}"
             had_none = f"learner {learner!r} had no profile {when} (its last change is {point.last_version})"
-            raise missing_profile_error(learner, not_found=LearnerNotFound(learner, had_none))
-    _disclosed(learner, "cli_profile")
+            raise missing_profile_error(learner, store=dala.store, not_found=LearnerNotFound(learner, had_none))
+    dala.record_disclosure(learner, "cli_profile")
     if as_json:
         document = _json_ready(data.model_dump())
         if point is not None:
@@ -410,7 +377,7 @@ def profile(settings: Settings, learner: str, as_of: str | None, version: int | 
 @click.pass_obj
 @_reports_errors
 def history(
-    settings: Settings,
+    options: Options,
     learner: str,
     since: str | None,
     until: str | None,
@@ -420,7 +387,6 @@ def history(
     as_json: bool,
 ) -> None:
     """List a learner's changes: who changed what, when, and why."""
-    from dala_events import audit
     from dala_events.errors import LearnerNotFound
     from dala_events.summaries import curriculum_titles, describe_change
 
@@ -428,15 +394,11 @@ def history(
     end = None if until is None else _parse_time(until, "--until")
     if start is not None and end is not None and start > end:
         raise InvalidInput("--since", f"{since} is later than --until {until}; nothing can lie between them")
-    _open(settings)
-    events = audit.history(learner, since=start, until=end, event_types=event_types or None)
-    if not events:
-        from dala_events.database_setup import get_store
-
-        last = get_store().stream_version(learner)
-        if last == 0:
-            raise LearnerNotFound(learner, f"learner {learner!r} has no recorded changes (see `dala learners`)")
-    _disclosed(learner, "cli_history")
+    dala = _dala(options)
+    events = dala.history(learner, since=start, until=end, event_types=event_types or None)
+    if not events and dala.store.stream_version(learner) == 0:
+        raise LearnerNotFound(learner, f"learner {learner!r} has no recorded changes (see `dala learners`)")
+    dala.record_disclosure(learner, "cli_history")
     total = len(events)
     if reverse:
         events = list(reversed(events))
@@ -469,7 +431,7 @@ def history(
         table.add_row(str(event.version), _minute(event.recorded_at), actor, what)
     _console().print(table)
     if not events:
-        settings.say("no change matches (the learner has changes outside the filters)")
+        options.say("no change matches (the learner has changes outside the filters)")
 
 
 @main.command()
@@ -480,23 +442,21 @@ def history(
 @_database_url_option
 @click.pass_obj
 @_reports_errors
-def diff(settings: Settings, learner: str, start: str, end: str, as_json: bool) -> None:
+def diff(options: Options, learner: str, start: str, end: str, as_json: bool) -> None:
     """Show what changed in a learner's profile between START and END.
 
     Each is a time (ISO 8601; naive = UTC) or a stream version (a whole number, or vN).
     """
-    from dala_events import audit
-
     first, second = _parse_point(start, "START"), _parse_point(end, "END")
-    _open(settings)
+    dala = _dala(options)
     for point in (first, second):
-        audit.history_point(
+        dala.history_point(
             learner,
             at=point if isinstance(point, datetime) else None,
             version=point if isinstance(point, int) else None,
         )
-    result = audit.diff(learner, first, second)
-    _disclosed(learner, "cli_diff")
+    result = dala.diff(learner, first, second)
+    dala.record_disclosure(learner, "cli_diff")
     if as_json:
         _print_json(_json_ready(result.model_dump()))
         return
@@ -528,13 +488,6 @@ def diff(settings: Settings, learner: str, start: str, end: str, as_json: bool) 
 # ---------------------------------------------------------------------------------------------
 
 
-def _disclosed(learner: str, what: str) -> None:
-    """Record that the command is about to show `learner`'s data (before it is shown)."""
-    from dala_events.disclosures import record_disclosure
-
-    record_disclosure(learner, what)
-
-
 @main.command()
 @click.argument("learner")
 @click.option(
@@ -555,31 +508,21 @@ def _disclosed(learner: str, what: str) -> None:
 @_database_url_option
 @click.pass_obj
 @_reports_errors
-def export(settings: Settings, learner: str, export_format: str, out: Path | None) -> None:
+def export(options: Options, learner: str, export_format: str, out: Path | None) -> None:
     """Export a learner's data: everything held about them (json) or their learning (xapi).
 
     json: the profile as the read models hold it, the full history (what, when, who, why) and
     the disclosure log. xapi: activity attempts, objective progress and badges as one JSON
     array of xAPI statements. Either way the export is recorded as a disclosure.
     """
-    document: Any
-    if export_format == "xapi":
-        from dala_events.xapi import configured_homepage, export_learner_xapi
-
-        homepage = configured_homepage()  # before anything is read
-        _open(settings)
-        document = export_learner_xapi(learner, homepage=homepage)
-    else:
-        from dala_events.persistence_manager import export_learner
-
-        _open(settings)
-        document = export_learner(learner).model_dump(mode="json")
+    dala = _dala(options)
+    document = dala.export_xapi(learner) if export_format == "xapi" else dala.export(learner).model_dump(mode="json")
     text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
     if out is None:
         click.echo(text, nl=False)
         return
     _write_private(out, text)
-    settings.say(f"{export_format} export of {learner} written: {out}")
+    options.say(f"{export_format} export of {learner} written: {out}")
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -597,12 +540,9 @@ def _write_private(path: Path, text: str) -> None:
 @_database_url_option
 @click.pass_obj
 @_reports_errors
-def disclosures(settings: Settings, learner: str, as_json: bool) -> None:
+def disclosures(options: Options, learner: str, as_json: bool) -> None:
     """List who was shown a learner's data, when, what and why (exports, pages, reads)."""
-    from dala_events.disclosures import list_disclosures
-
-    _open(settings)
-    found = list_disclosures(learner)
+    found = _dala(options).disclosures(learner)
     if as_json:
         _print_json([_json_ready(disclosure.model_dump()) for disclosure in found])
         return
@@ -626,7 +566,7 @@ def disclosures(settings: Settings, learner: str, as_json: bool) -> None:
         table.add_row(str(disclosure.id), when, disclosure.what, disclosure.actor, disclosure.reason or "")
     _console().print(table)
     if not found:
-        settings.say(f"no disclosure of {learner}'s data is recorded")
+        options.say(f"no disclosure of {learner}'s data is recorded")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -651,7 +591,7 @@ def disclosures(settings: Settings, learner: str, as_json: bool) -> None:
 @_database_url_option
 @click.pass_obj
 @_reports_errors
-def erase(settings: Settings, learner: str, erase_reason: str | None, yes: bool, vacuum_full: bool) -> None:
+def erase(options: Options, learner: str, erase_reason: str | None, yes: bool, vacuum_full: bool) -> None:
     """Erase a learner for good (right to erasure): their data key is destroyed.
 
     Every earlier change's content becomes unreadable (history keeps who, when and what kind
@@ -659,11 +599,12 @@ def erase(settings: Settings, learner: str, erase_reason: str | None, yes: bool,
     deleted profile, nothing of the child's data can be brought back, not even from a backup.
     Asks for confirmation on a terminal; --yes for scripts.
     """
-    from dala_events.attribution import current_attribution
+    from dala_events.erasure import erasure_reason
 
-    reason = erase_reason if erase_reason is not None else current_attribution().reason
-    if reason is None:
-        raise click.UsageError("give the reason for the erasure with --reason TEXT")
+    try:
+        reason = erasure_reason(erase_reason)
+    except InvalidInput as error:
+        raise click.UsageError(f"--reason: {error.problem}") from None
     if not yes:
         if not sys.stdin.isatty():
             raise click.UsageError("not on a terminal: add --yes to erase without confirmation")
@@ -671,27 +612,21 @@ def erase(settings: Settings, learner: str, erase_reason: str | None, yes: bool,
             f"Erase learner {learner!r}? Their data becomes unreadable for good, backups included",
             abort=True,
         )
-    _open(settings)
-    from dala_events.erasure import erase_learner
-    from dala_events.generate_interface import default_interface_path
-
-    result = erase_learner(learner, reason=reason, vacuum_full=vacuum_full)
+    result = _dala(options).erase(learner, reason=reason, vacuum_full=vacuum_full)
     record = result.record
     if result.already_erased:
-        settings.say(f"{learner} was already erased at {_minute(record.erased_at)} UTC by {record.actor or 'unknown'}")
+        options.say(f"{learner} was already erased at {_minute(record.erased_at)} UTC by {record.actor or 'unknown'}")
         if result.key_destroyed:
-            settings.say("its data key was still there (an interrupted erasure): destroyed now")
+            options.say("its data key was still there (an interrupted erasure): destroyed now")
     else:
         changes = record.erased_up_to_version or 0
-        settings.say(
+        options.say(
             f"{learner} erased at {_minute(record.erased_at)} UTC by {record.actor}: "
             f"the content of {_count(changes, 'change')} is unreadable for good"
         )
-    settings.say(result.freed_space)
-    page = default_interface_path(learner)
-    if page.is_file():
-        page.unlink()
-        settings.say(f"their rendered page was removed: {page}")
+    options.say(result.freed_space)
+    if result.page_removed is not None:
+        options.say(f"their rendered page was removed: {result.page_removed}")
     if not result.freed_space_complete:
         _fail(f"the erasure of {learner} is recorded and their key destroyed, but old pages remain: run it again")
 
@@ -717,27 +652,16 @@ def erase(settings: Settings, learner: str, erase_reason: str | None, yes: bool,
 @click.pass_obj
 @_reports_errors
 def verify(
-    settings: Settings, learners: tuple[str, ...], checkpoint_out: Path | None, against: Path | None, as_json: bool
+    options: Options, learners: tuple[str, ...], checkpoint_out: Path | None, against: Path | None, as_json: bool
 ) -> None:
     """Check the event log's hash chains (all, or LEARNER's) and the database's own integrity.
 
     Reports each changed, inserted, deleted, reordered or moved event by learner and version.
     Exit status 0 when intact, 1 otherwise. Reads only; uses DALA_LOG_KEY or DALA_LOG_KEY_FILE.
     """
-    from dala_events.database_setup import configured_database_url, configured_log_key, create_dala_engine
-    from dala_events.integrity import load_checkpoint, verify_log, write_checkpoint
-
-    log_key = configured_log_key()
-    checkpoint = None if against is None else load_checkpoint(against, log_key)
-    engine = create_dala_engine(_url(settings) or configured_database_url(), create=False)
-    try:
-        report = verify_log(engine, log_key, learner_ids=learners or None, checkpoint=checkpoint)
-    finally:
-        engine.dispose()
-    written = None
-    if checkpoint_out is not None and report.intact:
-        write_checkpoint(checkpoint_out, report.heads, log_key)
-        written = str(checkpoint_out)
+    report = _dala(options, "raw").verify(learners or None, against=against, checkpoint_out=checkpoint_out)
+    written = str(checkpoint_out) if checkpoint_out is not None and report.intact else None
+    checkpoint = report.checkpoint
     if as_json:
         _print_json(_json_ready({**report.as_dict(), "checkpoint_written": written}))
         sys.exit(0 if report.intact else 1)
@@ -796,21 +720,17 @@ def verify(
 @_database_url_option
 @click.pass_obj
 @_reports_errors
-def rebuild(settings: Settings, projections: tuple[str, ...]) -> None:
+def rebuild(options: Options, projections: tuple[str, ...]) -> None:
     """Rebuild read models from the event log into shadow tables and swap them in.
 
     Safe while the application writes; an interrupted rebuild leaves the live tables as they
     were and can simply be run again.
     """
-    from dala_events.database_setup import get_store
-    from projections.rebuild import rebuild as run_rebuild
-
-    engine = _create(settings, check_projections=False)
-    log_key = get_store().log_key  # the key init_db read and checked
+    dala = _dala(options, "migrate")
     with _progress_bar("rebuilding") as progress:
-        result = run_rebuild(engine, projections=projections or None, progress=progress, log_key=log_key)
+        result = dala.rebuild(projections or None, progress=progress)
     rate = result.events / result.seconds if result.seconds else 0.0
-    settings.say(
+    options.say(
         f"rebuilt {', '.join(result.projections)} from {_count(result.events, 'event')} "
         f"(log position {result.position}) in {result.seconds:.2f} s, {rate:,.0f} events/s"
     )
@@ -830,34 +750,23 @@ def migrate(context: click.Context, revision: str, downgrade: bool) -> None:
     """
     if context.invoked_subcommand is not None:
         return
-    from dala_events.database_setup import configured_database_url, create_dala_engine
-    from dala_events.database_setup import migrate as run_migrate
-
-    settings = context.ensure_object(Settings)
-    engine = create_dala_engine(_url(settings) or configured_database_url())
-    try:
-        reached = run_migrate(engine, revision, downgrade=downgrade)
-    finally:
-        engine.dispose()
-    settings.say(f"event log schema at revision {reached or 'base (no tables)'}")
+    options = context.ensure_object(Options)
+    reached = _dala(options, "raw-create").migrate(revision, downgrade=downgrade)
+    options.say(f"event log schema at revision {reached or 'base (no tables)'}")
 
 
 @migrate.command("current")
 @_database_url_option
 @click.pass_obj
 @_reports_errors
-def migrate_current(settings: Settings) -> None:
+def migrate_current(options: Options) -> None:
     """Print the revision the database's event log is at."""
-    from dala_events.database_setup import LOG_SCHEMA_HEAD, configured_database_url, create_dala_engine
-    from dala_events.database_setup import log_schema_revision as revision_of
     from dala_events.dialects import read_transaction
+    from dala_events.schema import LOG_SCHEMA_HEAD
+    from dala_events.schema import log_schema_revision as revision_of
 
-    engine = create_dala_engine(_url(settings) or configured_database_url(), create=False)
-    try:
-        with read_transaction(engine) as connection:
-            revision = revision_of(connection)
-    finally:
-        engine.dispose()
+    with read_transaction(_dala(options, "raw").engine) as connection:
+        revision = revision_of(connection)
     state = "(head)" if revision == LOG_SCHEMA_HEAD else f"(head is {LOG_SCHEMA_HEAD}: run `dala migrate`)"
     click.echo(f"{revision or 'base'} {state}")
 
@@ -865,9 +774,9 @@ def migrate_current(settings: Settings) -> None:
 @migrate.command("history")
 @click.pass_obj
 @_reports_errors
-def migrate_history(settings: Settings) -> None:
+def migrate_history(options: Options) -> None:
     """List the log's migrations, newest first."""
-    from dala_events.database_setup import migration_history
+    from dala_events.schema import migration_history
 
     for revision in migration_history():
         click.echo(f"{revision.down_revision or 'base'} -> {revision.revision}: {revision.title}")
@@ -878,21 +787,14 @@ def migrate_history(settings: Settings) -> None:
 @_database_url_option
 @click.pass_obj
 @_reports_errors
-def backup(settings: Settings, file: Path) -> None:
+def backup(options: Options, file: Path) -> None:
     """Write a consistent, portable backup of the event log to FILE (safe while writers write).
 
     Every event with its stored columns, and a checksum of the whole file; `dala restore`
     puts it into an empty SQLite or PostgreSQL database.
     """
-    from dala_events.backup import backup_log
-    from dala_events.database_setup import configured_database_url, create_dala_engine
-
-    engine = create_dala_engine(_url(settings) or configured_database_url(), create=False)
-    try:
-        result = backup_log(engine, file)
-    finally:
-        engine.dispose()
-    settings.say(f"backed up {_count(result.events, 'event')} to {result.path} (sha256 {result.sha256[:16]}…)")
+    result = _dala(options, "raw").backup(file)
+    options.say(f"backed up {_count(result.events, 'event')} to {result.path} (sha256 {result.sha256[:16]}…)")
 
 
 @main.command()
@@ -900,32 +802,23 @@ def backup(settings: Settings, file: Path) -> None:
 @_database_url_option
 @click.pass_obj
 @_reports_errors
-def restore(settings: Settings, file: Path) -> None:
+def restore(options: Options, file: Path) -> None:
     """Restore the event log of a backup FILE into an empty database, then rebuild the read models.
 
     Refuses a database whose log holds events, and a truncated or altered file, writing
     nothing; an interrupted restore leaves no event behind.
     """
-    from dala_events.backup import restore_log
-    from dala_events.database_setup import configured_database_url, configured_log_key, create_dala_engine
-    from dala_events.integrity import verify_log
-    from projections.rebuild import rebuild as run_rebuild
-
-    log_key = configured_log_key()
-    engine = create_dala_engine(_url(settings) or configured_database_url())
-    try:
-        result = restore_log(engine, file, log_key=log_key)
-        settings.say(f"restored {_count(result.events, 'event')} from {file}")
-        with _progress_bar("rebuilding") as progress:
-            rebuilt = run_rebuild(engine, progress=progress, log_key=log_key)
-        settings.say(f"rebuilt {', '.join(rebuilt.projections)} from {_count(rebuilt.events, 'event')}")
-        report = verify_log(engine, log_key)
-    finally:
-        engine.dispose()
+    dala = _dala(options, "raw-create")
+    result = dala.restore(file)
+    options.say(f"restored {_count(result.events, 'event')} from {file}")
+    with _progress_bar("rebuilding") as progress:
+        rebuilt = dala.rebuild(progress=progress)
+    options.say(f"rebuilt {', '.join(rebuilt.projections)} from {_count(rebuilt.events, 'event')}")
+    report = dala.verify()
     if not report.intact:
         counts = ", ".join(f"{number:,} {kind}" for kind, number in report.counts().items())
         _fail(f"the restored log does not verify ({counts}); run `dala verify` for the details")
-    settings.say(f"verified: {_count(report.events, 'event')} in {_count(report.streams, 'stream')}, intact")
+    options.say(f"verified: {_count(report.events, 'event')} in {_count(report.streams, 'stream')}, intact")
 
 
 # ---------------------------------------------------------------------------------------------

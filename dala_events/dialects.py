@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar, cast
 from uuid import UUID
-from weakref import WeakKeyDictionary
 
 from sqlalchemy import TIMESTAMP, Connection, Dialect, Engine, Table, Uuid, event
 from sqlalchemy.exc import DBAPIError
@@ -376,19 +375,11 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
     On SQLite it holds the write lock from its first statement (see `configure_sqlite`); on
     PostgreSQL row locks and unique constraints do the same job without asking.
     """
-    with _writing(engine).connect() as connection, connection.begin():
-        yield connection
-
-
-_writers: WeakKeyDictionary[Engine, Engine] = WeakKeyDictionary()
-
-
-def _writing(engine: Engine) -> Engine:
-    """`engine` with the `dala_write` option set, made once per engine (it shares the pool)."""
-    writer = _writers.get(engine)
-    if writer is None:
-        writer = _writers[engine] = engine.execution_options(dala_write=True)
-    return writer
+    with engine.connect() as connection:
+        # Set on the connection (in place), so the SQLite begin listener sees it: no per-engine registry.
+        connection.execution_options(dala_write=True)
+        with connection.begin():
+            yield connection
 
 
 @contextmanager

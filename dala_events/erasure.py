@@ -25,13 +25,14 @@ and until then the learner already reads as erased.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Engine
 
-from dala_events.attribution import check_reason, recorded_as, require_explicit_actor
+from dala_events.attribution import check_reason, current_attribution, recorded_as, require_explicit_actor
 from dala_events.audit import ErasureRecord, erasure_record
-from dala_events.database_setup import store_or_default
+from dala_events.database_setup import default_storage
 from dala_events.dialects import release_freed_space
 from dala_events.errors import ConcurrencyError, ErasureFailed, InvalidInput
 from dala_events.repository import LearnerRepository
@@ -62,25 +63,54 @@ class Erasure(BaseModel):
     freed_space_complete: bool
     """False when clearing it could not finish (a reader kept SQLite's WAL from being
     truncated): erase again once readers are gone to finish it."""
+    page_removed: Path | None = None
+    """The learner's rendered page, removed (None when there was none)."""
+
+
+def erasure_reason(reason: str | None) -> str:
+    """The reason an erasure is recorded with: `reason`, else the current `recorded_as` block's;
+    InvalidInput naming `reason` when neither gives one, or it is not a valid reason. An erasure
+    is never made without saying why."""
+    if reason is None:
+        reason = current_attribution().reason
+        if reason is None:
+            raise InvalidInput("reason", "an erasure needs a reason (e.g. the erasure request's reference)")
+    return check_reason(reason)
 
 
 def erase_learner(
-    learner_id: str, *, reason: str, store: EventStore | None = None, vacuum_full: bool = False
+    learner_id: str,
+    *,
+    reason: str | None = None,
+    store: EventStore | None = None,
+    vacuum_full: bool = False,
+    page: Path | None = None,
 ) -> Erasure:
     """Erase the learner: record `LearnerErased` (their read-model rows go with it), destroy
-    their data key, clear the database's freed space. See the module docstring.
+    their data key, clear the database's freed space, remove their rendered page. See the
+    module docstring.
 
-    `reason` (required: why, e.g. "parent's erasure request, ref 2026-114") is recorded with
-    the event in the clear; the actor is the current `recorded_as` attribution
-    (DALA_REQUIRE_ACTOR=1 refuses an erasure without one). Idempotent: erasing an erased
+    `reason` (why, e.g. "parent's erasure request, ref 2026-114"; by default the reason of the
+    current `recorded_as` block, and InvalidInput naming `reason` when neither gives one) is
+    recorded with the event in the clear; the actor is the current `recorded_as` attribution
+    (DALA_REQUIRE_ACTOR=1 refuses an erasure without one). `page` is the learner's page file,
+    removed once the erasure is recorded; with no `store` the process default's store and its
+    page location are used (`app.Dala.erase` passes its own). Idempotent: erasing an erased
     learner completes what an interrupted erasure left and returns its record. LearnerNotFound
     for a learner with no recorded changes; InvalidInput for a store that does not encrypt
     (there would be no key to destroy).
     """
     learner_id = valid_learner_id(learner_id)
-    check_reason(reason)
+    reason = erasure_reason(reason)
     require_explicit_actor("erasure")
-    chosen = store_or_default(store)
+    if store is None:
+        storage = default_storage()
+        chosen: EventStore = storage.store
+        page = storage.page_path(learner_id) if page is None else page
+    elif isinstance(store, EventStore):
+        chosen = store
+    else:
+        raise InvalidInput("store", f"must be an EventStore or None, not {type(store).__name__}")
     if chosen.cipher is None:
         raise InvalidInput(
             "store",
@@ -115,6 +145,7 @@ def erase_learner(
     assert record is not None, "the erasure was just recorded"
     key_destroyed = chosen.cipher.destroy(learner_id, record.erased_at)
     done, complete = _release_freed_space(chosen, full=vacuum_full)
+    page_removed = _remove_page(page)
     _log.info(
         "learner %r erased (%s); data key %s; %s",
         learner_id,
@@ -128,7 +159,15 @@ def erase_learner(
         key_destroyed=key_destroyed,
         freed_space=done,
         freed_space_complete=complete,
+        page_removed=page_removed,
     )
+
+
+def _remove_page(page: Path | None) -> Path | None:
+    if page is None or not page.is_file():
+        return None
+    page.unlink()
+    return page
 
 
 def _release_freed_space(store: EventStore, *, full: bool) -> tuple[str, bool]:

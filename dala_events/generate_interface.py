@@ -26,6 +26,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from dala_events import audit
 from dala_events.assessment import humanise, preference_label, task_label
+from dala_events.database_setup import default_storage
 from dala_events.disclosures import record_disclosure
 from dala_events.errors import InvalidInput
 from dala_events.events import utc_now
@@ -69,8 +70,9 @@ def generate_interface(
     *,
     store: SqlEventStore | None = None,
 ) -> Path:
-    """Render the learner's page and write it to `output_path` (default: see
-    `default_interface_path`); returns the path written. LearnerNotFound for a learner with
+    """Render the learner's page and write it to `output_path` (default: the process default
+    store's page location with no `store`, else `default_interface_path`; `app.Dala.render_page`
+    uses its own); returns the path written. LearnerNotFound for a learner with
     no profile (LearnerErasedError, saying when and by whom, for an erased one).
 
     Rendering a page discloses the learner's data: it is recorded (`page`, under the current
@@ -80,7 +82,12 @@ def generate_interface(
     if data is None:
         raise audit.missing_profile_error(learner_id, store=store)
     html = render_interface(data, audit.history(learner_id, store=store))
-    path = Path(output_path) if output_path is not None else default_interface_path(learner_id)
+    if output_path is not None:
+        path = Path(output_path)
+    elif store is None:
+        path = default_storage().page_path(learner_id)
+    else:
+        path = default_interface_path(learner_id)
     if path.is_dir():
         raise InvalidInput("output_path", f"{path} is a directory; give a file name")
     record_disclosure(learner_id, "page", store=store)

@@ -61,7 +61,7 @@ from dala_events.events import utc_now
 from dala_events.store import LogKey, SqlEventStore, event_log, projection_state
 from dala_events.store.codec import decode_chain_row_as_logged, hasher, link_of
 from dala_events.store.contract import Row
-from dala_events.store.keys import LogCipher, registered_cipher
+from dala_events.store.keys import LogCipher
 from dala_events.store.sql import check_log_key
 from projections.catalog import PARENT, fingerprint, projection_names, read_model_tables, with_dependents
 from projections.projectors import RowChanges, SqlRowWriter, TableSet, apply_events
@@ -135,7 +135,6 @@ def rebuild(
     if not names:
         raise RebuildError("no projection to rebuild")
     started = time.perf_counter()
-    cipher = cipher if cipher is not None else registered_cipher(engine)
     store = SqlEventStore(engine, cipher=cipher)
     store.forget_erased_keys()  # a key cached here may have been destroyed by an erasure since
     with _one_rebuild_at_a_time(engine), engine.connect() as connection:

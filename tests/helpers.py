@@ -9,6 +9,7 @@ from freezegun import freeze_time
 from sqlalchemy import Engine, select
 
 from dala_events.attribution import occurring_at, recorded_as
+from dala_events.database_setup import configured_cipher
 from dala_events.hlp_module import LearnerProfile
 from dala_events.store import EventStore, event_log
 from projections.database_models import READ_MODEL_METADATA
@@ -174,7 +175,7 @@ def rebuild_after_adding_a_badge_column(database_url: str) -> dict[str, Any]:
     except SchemaMismatchError as error:
         refused = str(error)
     engine = init_db(database_url, check_projections=False)
-    result = rebuild(engine, projections=["badges"])
+    result = rebuild(engine, projections=["badges"], cipher=configured_cipher(engine))
     with engine.connect() as connection:
         filled = [tuple(row) for row in connection.execute(select(badges.c.badge_id, badges.c.earned_at)).all()]
     init_db(database_url)  # no complaint any more

@@ -402,7 +402,7 @@ def test_accepted_means_readable_through_every_path(
 
     # a rebuild leaves the read models as the inline projection did, row for row
     inline_rows = read_model_rows(store.engine)
-    rebuild(store.engine)
+    rebuild(store.engine, cipher=store.cipher)
     assert read_model_rows(store.engine) == inline_rows
     for learner_id, expected in tally.expected.items():
         assert dto_shape(pm.get_full_learner_profile_data(learner_id, store=store)) == expected

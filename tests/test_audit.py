@@ -214,7 +214,7 @@ def test_a_v1_preference_event_written_as_old_rows_is_read_through_every_path(st
     assert [event.schema_version for event in events] == [1, 1, 1]
     assert events[2].event == lifted
     # projectors, through a rebuild
-    rebuild_projections(store.engine)
+    rebuild_projections(store.engine, cipher=store.cipher)
     assert [(p.category, p.value) for p in pm.get_preferences("old", store=store)] == [("style", "auditory")]
     # as-of
     then = audit.profile_as_of("old", version=2, store=store)
@@ -243,7 +243,7 @@ def test_unreadable_events_name_their_log_position(
     for read in (
         lambda: audit.history("bad", store=store),
         lambda: LearnerProfile.load("bad", store=store),
-        lambda: rebuild_projections(store.engine),
+        lambda: rebuild_projections(store.engine, cipher=store.cipher),
         lambda: audit.profile_as_of("bad", version=1, store=store),
     ):
         with pytest.raises(CorruptEventError, match=f"position {position} .*{problem}"):
@@ -279,5 +279,5 @@ def test_rebuild_equals_inline_after_the_audit_paths_ran(store: SqlEventStore) -
     audit.profile_as_of("ann", version=4, store=store)
     audit.diff("ann", 1, 8, store=store)
     assert read_model_rows(store.engine) == before  # the scratch database is not the live one
-    rebuild_projections(store.engine)
+    rebuild_projections(store.engine, cipher=store.cipher)
     assert read_model_rows(store.engine) == before

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, func, inspect, select
 
 from dala_events import audit
 from dala_events.backup import BackupError, backup_log, restore_log
-from dala_events.database_setup import close_db, create_dala_engine, init_db, store_for
+from dala_events.database_setup import close_db, configured_cipher, create_dala_engine, init_db, store_for
 from dala_events.errors import RefusedToDestroy
 from dala_events.hlp_module import LearnerProfile
 from dala_events.integrity import verify_log
@@ -86,7 +86,7 @@ def test_a_sqlite_backup_restores_exactly_into_either_engine(
         assert restored.events == 15 and restored.sha256 == result.sha256
         assert _log_rows(target) == _log_rows(sqlite_source.engine)  # hashes included
         assert verify_log(target, None).intact
-        rebuild(target)
+        rebuild(target, cipher=configured_cipher(target))
         assert read_model_rows(target) == read_model_rows(sqlite_source.engine)
         target_store = store_for(target)
         for learner in ("ann", "bob"):
@@ -105,7 +105,7 @@ def test_a_postgresql_backup_restores_into_sqlite(store: SqlEventStore, tmp_path
     try:
         restore_log(target, path)
         assert _log_rows(target) == _log_rows(store.engine)
-        rebuild(target)
+        rebuild(target, cipher=configured_cipher(target))
         assert read_model_rows(target) == read_model_rows(store.engine)
     finally:
         target.dispose()
@@ -198,7 +198,7 @@ def test_a_backup_taken_while_two_processes_write_is_consistent(
             versions.setdefault(row[2], []).append(row[3])
         assert all(found == list(range(1, len(found) + 1)) for found in versions.values())
         assert versions["writer-0"] and versions["writer-1"]
-        rebuild(target)
+        rebuild(target, cipher=configured_cipher(target))
         target_store = store_for(target)
         for learner, found in versions.items():
             history = audit.history(learner, store=target_store)

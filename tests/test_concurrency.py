@@ -37,5 +37,5 @@ def test_processes_appending_to_own_and_shared_learners(store: SqlEventStore, da
     assert conflicts >= 0
 
     inline = read_model_rows(store.engine)
-    rebuild_projections(store.engine)
+    rebuild_projections(store.engine, cipher=store.cipher)
     assert read_model_rows(store.engine) == inline

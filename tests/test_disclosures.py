@@ -88,7 +88,7 @@ def test_the_record_survives_deletion_and_rebuilds(store: SqlEventStore) -> None
     before = list_disclosures("ann", store=store)
     with recorded_as("dpo:1", reason="erasure request"):
         pm.delete_learner_profile("ann", store=store)
-    rebuild(store.engine)
+    rebuild(store.engine, cipher=store.cipher)
     assert pm.get_full_learner_profile_data("ann", store=store) is None
     assert list_disclosures("ann", store=store) == before
 
@@ -102,7 +102,7 @@ def test_pages_and_exports_record_and_the_librarys_own_reads_do_not(store: SqlEv
     audit.profile_as_of("ann", version=2, store=store)
     audit.history_point("ann", version=2, store=store)
     audit.diff("ann", 1, 3, store=store)
-    rebuild(store.engine)
+    rebuild(store.engine, cipher=store.cipher)
     assert list_disclosures("ann", store=store) == []
     with recorded_as("teacher:42", reason="report"):
         page = generate_interface("ann", tmp_path / "ann.html", store=store)

@@ -109,7 +109,7 @@ def test_erasing_one_learner_among_others(store: SqlEventStore) -> None:
     # The chain covers what is stored: it still verifies; a rebuild projects what inline did.
     assert verify_log(store.engine, None).intact
     inline = read_model_rows(store.engine)
-    rebuild(store.engine)
+    rebuild(store.engine, cipher=store.cipher)
     assert read_model_rows(store.engine) == inline
     # The other learners read back in full.
     assert [event.event.interest_name for event in audit.history("ann", store=store)[1:]] == [KEPT[0]]
@@ -185,7 +185,7 @@ def test_an_old_backup_restored_after_the_erasure_yields_nothing_of_the_child(
     engine = init_db(f"sqlite:///{tmp_path}/restored.db")
     try:
         store = store_for(engine)
-        rebuild(engine)
+        rebuild(engine, cipher=store.cipher)
         history = audit.history("bea", store=store)
         assert history and all(isinstance(event.event, ErasedContent) for event in history)
         shown = [
@@ -272,7 +272,7 @@ def test_dala_erase(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         _fill(store_for(engine))
     finally:
         close_db()
-    page = tmp_path / "database" / "interface" / "bea.html"
+    page = tmp_path / "interface" / "bea.html"  # beside the database it belongs to
     assert _cli(tmp_path, "interface", "bea")[0] == 0 and page.is_file()
 
     code, output = _cli(tmp_path, "erase", "bea", "--yes")

@@ -344,7 +344,7 @@ def test_every_public_function_refuses_hostile_values_with_the_packages_errors(
             LearnerProfile.load(learner_id, store=store)
         except DalaError as error:  # a deleted learner is not found, which is fine
             assert type(error).__name__ == "LearnerNotFound", error
-    rebuild(store.engine)
+    rebuild(store.engine, cipher=store.cipher)
 
     backend = store.engine.dialect.name
     for name, count in vars(outcome).items():

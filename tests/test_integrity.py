@@ -148,7 +148,7 @@ def test_times_far_apart_and_in_other_zones_verify_on_both_backends(store: SqlEv
     store.append("ann", events, 0)
     report = verify_log(store.engine, None)
     assert report.intact and report.verified == 4, report.problems
-    assert rebuild(store.engine).events == 4
+    assert rebuild(store.engine, cipher=store.cipher).events == 4
 
 
 def test_concurrent_appenders_still_chain_one_after_the_other(filled: SqlEventStore) -> None:
@@ -216,7 +216,7 @@ def test_each_kind_of_tampering_is_reported_by_verify_and_refused_by_rebuild(fil
         assert "stored as version 100" in report.problems[0].detail
 
     with pytest.raises(RebuildError, match=re.escape(refusal)):
-        rebuild(filled.engine)
+        rebuild(filled.engine, cipher=filled.cipher)
     assert read_model_rows(filled.engine) == live  # nothing swapped in
 
     result = CliRunner().invoke(main, ["--database-url", _url(filled), "verify", "--json"])
@@ -233,7 +233,7 @@ def test_an_intact_log_verifies_and_rebuilds(filled: SqlEventStore) -> None:
     assert report.intact and (report.events, report.streams, report.verified) == (8, 2, 8)
     assert report.mode == "sha256" and report.log_mode == "sha256"
     assert report.engine_check is not None and report.engine_check.ok in (True, None)
-    assert rebuild(filled.engine).events == 8 and read_model_rows(filled.engine) == inline
+    assert rebuild(filled.engine, cipher=filled.cipher).events == 8 and read_model_rows(filled.engine) == inline
 
     result = CliRunner().invoke(main, ["--database-url", _url(filled), "verify"])
     assert result.exit_code == 0, result.output
@@ -438,7 +438,7 @@ def test_a_process_with_another_key_or_none_is_refused_at_start(
     with pytest.raises(LogKeyError, match="set DALA_LOG_KEY"):
         init_db(url)
     with pytest.raises(LogKeyError):
-        rebuild(keyed.engine)  # without the key
+        rebuild(keyed.engine, cipher=keyed.cipher)  # without the key
 
 
 def test_without_the_key_write_access_cannot_forge_a_link(keyed: SqlEventStore) -> None:
@@ -450,7 +450,7 @@ def test_without_the_key_write_access_cannot_forge_a_link(keyed: SqlEventStore) 
         report = verify_log(keyed.engine, key)
         assert _kinds(report)[0] == ("changed", "ann", 3)
         with pytest.raises(RebuildError, match=r"learner 'ann' version 3 \(log position 3\) does not verify"):
-            rebuild(keyed.engine, log_key=key)
+            rebuild(keyed.engine, cipher=keyed.cipher, log_key=key)
 
 
 def _rechain(store: SqlEventStore, learner_id: str, version: int, payload: str, key: LogKey | None) -> None:
@@ -589,13 +589,13 @@ def test_values_no_store_writes_are_reported_not_crashed_on(sqlite_store: SqlEve
     assert _kinds(report) == [("changed", "ann", 3), ("changed", "ann", 5), ("changed", "bob", 2)]
     assert "stored as version 'three'" in report.problems[0].detail
     with pytest.raises(RebuildError, match=r"version three \(log position 3\) has a version that is not a whole"):
-        rebuild(sqlite_store.engine)
+        rebuild(sqlite_store.engine, cipher=sqlite_store.cipher)
 
 
 def test_a_deleted_event_behind_a_hole_in_the_positions_is_still_refused(filled: SqlEventStore) -> None:
     _tamper(filled, "DELETE FROM event_log WHERE learner_id = 'ann' AND version = 2")
     with pytest.raises(RebuildError, match=r"version 3 .* follows version 1: version 2 of the stream missing"):
-        rebuild(filled.engine, batch_size=3)
+        rebuild(filled.engine, cipher=filled.cipher, batch_size=3)
 
 
 def test_an_append_that_commits_late_is_checked_and_projected_in_version_order(
@@ -634,7 +634,7 @@ def test_an_append_that_commits_late_is_checked_and_projected_in_version_order(
                 transaction.commit()
                 store.append("late", [_new(InterestAdded(interest_name="after"), 9)], 1)
 
-        result = rebuild(engine, batch_size=4, progress=progress)
+        result = rebuild(engine, batch_size=4, progress=progress, cipher=store.cipher)
         holder.close()
         assert result.events == log_row_count(engine) == 8
         assert [i.interest_name for i in pm.get_interests("late", store=store)] == ["after"]

@@ -29,6 +29,9 @@ LAYERS: dict[str, int] = {
     # the read side
     "projections": 2,
     # wiring
+    "dala_events.settings": 3,
+    "dala_events.schema": 3,
+    "dala_events.wiring": 3,
     "dala_events.database_setup": 3,
     "dala_events.migrations": 3,
     # use cases and ways in
@@ -45,6 +48,7 @@ LAYERS: dict[str, int] = {
     "dala_events.generate_interface": 5,
     "dala_events.xapi": 5,
     "dala_events.demo": 5,
+    "dala_events.app": 5,
     "dala_events.backup": 4,
     "dala_events.cli": 6,
 }

@@ -61,13 +61,14 @@ def nested_lists(levels: int) -> list[Any]:
 
 
 @pytest.fixture(scope="module")
-def engines() -> Iterator[dict[str, Engine]]:
-    """One engine per SQL backend for the module, emptied before each test (faster than a new
+def engines() -> Iterator[dict[str, SqlEventStore]]:
+    """One store per SQL backend for the module (its key store opened once, under the
+    configuration of the test that made it), emptied before each test (faster than a new
     database per test)."""
-    made: dict[str, Engine] = {}
+    made: dict[str, SqlEventStore] = {}
     yield made
-    for engine in made.values():
-        engine.dispose()
+    for store in made.values():
+        store.engine.dispose()
 
 
 def _emptied(engine: Engine) -> None:
@@ -88,7 +89,7 @@ def _emptied(engine: Engine) -> None:
 
 @pytest.fixture(params=["memory", "sqlite", "postgresql"])
 def any_store(
-    request: pytest.FixtureRequest, engines: dict[str, Engine], tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, engines: dict[str, SqlEventStore], tmp_path_factory: pytest.TempPathFactory
 ) -> EventStore:
     """An empty store of each kind: the limits must give the same answers on all three."""
     if request.param == "memory":
@@ -101,10 +102,11 @@ def any_store(
             url = POSTGRES_URL
         else:
             url = f"sqlite:///{tmp_path_factory.mktemp('limits')}/limits.db"
-        engines[request.param] = engine = create_dala_engine(url)
+        engine = create_dala_engine(url)
         create_tables(engine)
-    _emptied(engines[request.param])
-    return store_for(engines[request.param])
+        engines[request.param] = store_for(engine)
+    _emptied(engines[request.param].engine)
+    return engines[request.param]
 
 
 def refused(store: EventStore, call: Callable[[], object], field: str, learner_id: str = "ann") -> InvalidInput:
@@ -200,7 +202,7 @@ def test_json_objects_at_the_limits_read_back_equal_everywhere(any_store: EventS
         assert attempt.attempt_details == details
         assert pm.get_cognitive_metrics("ann", store=any_store)[0].metric_details == details
         before = read_model_rows(any_store.engine)
-        rebuild(any_store.engine)
+        rebuild(any_store.engine, cipher=any_store.cipher)
         assert read_model_rows(any_store.engine) == before
 
 
@@ -417,7 +419,7 @@ def test_a_time_off_utc_gives_the_same_date_live_reloaded_and_rebuilt(store: Sql
     utc_date = evening_in_new_york.astimezone(UTC).date()
     assert profile.badges["b1"].earned_date == utc_date
     assert pm.get_badges("ann", store=store)[0].earned_date == utc_date
-    rebuild(store.engine)
+    rebuild(store.engine, cipher=store.cipher)
     assert pm.get_badges("ann", store=store)[0].earned_date == utc_date
     assert LearnerProfile.load("ann", store=store).badges["b1"].earned_date == utc_date
 
@@ -753,7 +755,7 @@ def test_events_written_before_the_limits_stay_readable(sqlite_store: SqlEventSt
     profile = LearnerProfile.load("old", store=sqlite_store)
     assert profile.interests == ["Robo\x00tics"]
     assert profile.activity_attempts[0].score == 150.0
-    rebuild(sqlite_store.engine)
+    rebuild(sqlite_store.engine, cipher=sqlite_store.cipher)
     assert pm.get_activity_attempts("old", store=sqlite_store)[0].score == 150.0
     as_of = audit.profile_as_of("old", version=3, store=sqlite_store)
     assert as_of is not None and as_of.interests[0].interest_name == "Robo\x00tics"

@@ -119,7 +119,7 @@ def test_old_events_are_encrypted_rechained_and_read_back_the_same(
 
         encrypted_at, events, streams = _record(engine)[1:]
         assert (events, streams) == (len(in_clear), len(LEARNERS))
-        rebuild(engine, log_key=log_key)
+        rebuild(engine, log_key=log_key, cipher=configured_cipher(engine))
         assert read_model_rows(engine) == inline
 
         assert migrate(engine, log_key=log_key) == LOG_SCHEMA_HEAD  # nothing left to do: nothing changes

@@ -90,7 +90,7 @@ def test_aggregate_read_models_rebuild_and_fresh_process_agree(
     assert inline == in_memory
     # (c) == the read models after a rebuild, row for row
     inline_rows = read_model_rows(store.engine)
-    rebuild_projections(store.engine)
+    rebuild_projections(store.engine, cipher=store.cipher)
     assert read_model_rows(store.engine) == inline_rows
     assert {i: profile_snapshot(pm.get_full_learner_profile_data(i)) for i in learner_ids} == in_memory
     # (d) == profiles reloaded in a fresh process

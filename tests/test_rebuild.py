@@ -55,14 +55,14 @@ def test_rebuild_catches_up_with_writes_made_while_it_runs(store: SqlEventStore)
             late.add_interest("Written during the rebuild")
             LearnerProfile("kid-1", store=writer).add_badge("b2", "Mid-rebuild")
 
-    result = rebuild(store.engine, batch_size=7, progress=write_during_rebuild)
+    result = rebuild(store.engine, cipher=store.cipher, batch_size=7, progress=write_during_rebuild)
     writer.engine.dispose()
     assert [i.interest_name for i in pm.get_interests("late", store=store)] == ["Written during the rebuild"]
     assert {b.badge_id for b in pm.get_badges("kid-1", store=store)} == {"b1", "b2"}
     assert result.events == store.last_position() == result.position
     assert [done for done, _ in seen] == sorted(done for done, _ in seen) and seen[-1][0] == result.events
     inline = read_model_rows(store.engine)
-    rebuild_projections(store.engine)
+    rebuild_projections(store.engine, cipher=store.cipher)
     assert read_model_rows(store.engine) == inline
 
 
@@ -75,11 +75,11 @@ def test_an_interrupted_rebuild_leaves_the_live_tables_alone_and_can_be_run_agai
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        rebuild(store.engine, batch_size=5, progress=interrupt)
+        rebuild(store.engine, cipher=store.cipher, batch_size=5, progress=interrupt)
     assert read_model_rows(store.engine) == before
     assert _table_names(store) == tables_before  # no shadow left behind
     LearnerProfile("kid-2", store=store).add_interest("Still writable")
-    assert rebuild_projections(store.engine) == store.last_position()
+    assert rebuild_projections(store.engine, cipher=store.cipher) == store.last_position()
     assert "Still writable" in {i.interest_name for i in pm.get_interests("kid-2", store=store)}
 
 
@@ -89,7 +89,7 @@ def test_rebuilding_some_projections_leaves_the_others_and_equals_inline(
 ) -> None:
     _fill(store)
     inline = read_model_rows(store.engine)
-    result = rebuild(store.engine, projections=names)
+    result = rebuild(store.engine, cipher=store.cipher, projections=names)
     assert result.projections == with_dependents(names)
     assert read_model_rows(store.engine) == inline
     with store.engine.connect() as connection:
@@ -106,7 +106,7 @@ def test_rebuilding_some_projections_leaves_the_others_and_equals_inline(
 
 def test_unknown_projection_is_refused_by_name(store: SqlEventStore) -> None:
     with pytest.raises(InvalidInput, match=r"projection.*'badgez'"):
-        rebuild(store.engine, projections=["badgez"])
+        rebuild(store.engine, cipher=store.cipher, projections=["badgez"])
 
 
 def test_changed_definition_is_detected_at_start_and_rebuilt_when_allowed(
@@ -221,7 +221,7 @@ def test_positions_skipped_by_rolled_back_appends_are_looked_up_again(store: Sql
         transaction.rollback()
     LearnerProfile("after-the-hole", store=store).add_interest("Music")
     inline = read_model_rows(store.engine)
-    assert rebuild(store.engine, batch_size=4).events == log_row_count(store.engine)
+    assert rebuild(store.engine, cipher=store.cipher, batch_size=4).events == log_row_count(store.engine)
     assert read_model_rows(store.engine) == inline
     with store.engine.connect() as connection:
         late = store.bound_to(connection).read_position_ranges([(1, 3), (5, 5)])

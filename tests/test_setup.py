@@ -78,7 +78,7 @@ def test_rebuild_refuses_to_empty_read_models_from_an_empty_log(store: SqlEventS
     with store.engine.begin() as connection:
         connection.execute(event_log.delete())
     with pytest.raises(RefusedToDestroy, match="empty event log") as caught:
-        rebuild(store.engine)
+        rebuild(store.engine, cipher=store.cipher)
     assert "learner_profiles (1 rows)" in str(caught.value)
     with store.engine.connect() as connection:
         assert connection.execute(select(func.count()).select_from(interests)).scalar_one() == 1

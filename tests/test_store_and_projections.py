@@ -118,7 +118,7 @@ def test_read_models_hold_event_times_before_and_after_rebuild(store: SqlEventSt
     check()
     inline = read_model_rows(store.engine)
     with freeze_time(T0 + timedelta(days=30)):
-        assert rebuild_projections(store.engine) == 9
+        assert rebuild_projections(store.engine, cipher=store.cipher) == 9
     assert read_model_rows(store.engine) == inline
     check()
 
@@ -141,7 +141,7 @@ def test_delete_learner_removes_every_read_model_row_but_keeps_history(store: Sq
     assert pm.get_full_learner_profile_data("ann", store=store) is None
     assert len(store.read_stream("ann")) == 9
     inline = read_model_rows(store.engine)
-    rebuild_projections(store.engine)
+    rebuild_projections(store.engine, cipher=store.cipher)
     assert read_model_rows(store.engine) == inline
 
 

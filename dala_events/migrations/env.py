@@ -10,21 +10,18 @@ from __future__ import annotations
 
 from alembic import context
 
-from dala_events.database_setup import configured_database_url, configured_log_key, create_dala_engine
 from dala_events.dialects import write_transaction
+from dala_events.settings import Settings
 from dala_events.store import LOG_METADATA
+from dala_events.wiring import Mode, Storage
 
 config = context.config
 target_metadata = LOG_METADATA
-# The key a migration that chains the log chains it with: the caller's (`dala migrate`,
-# `init_db`), else the configured one (`alembic upgrade`: DALA_LOG_KEY or DALA_LOG_KEY_FILE).
-if not context.is_offline_mode() and "log_key" not in config.attributes:
-    config.attributes["log_key"] = configured_log_key()
 
 
 def run_offline() -> None:
     """Print the SQL instead of running it (`alembic upgrade head --sql`)."""
-    url = config.get_main_option("sqlalchemy.url") or configured_database_url()
+    url = config.get_main_option("sqlalchemy.url") or Settings.from_env().database_url
     context.configure(url=url, target_metadata=target_metadata, literal_binds=True, render_as_batch=True)
     with context.begin_transaction():
         context.run_migrations()
@@ -38,14 +35,14 @@ def run_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = create_dala_engine(config.get_main_option("sqlalchemy.url") or configured_database_url())
-    try:
-        with write_transaction(engine) as own:
-            context.configure(connection=own, target_metadata=target_metadata, render_as_batch=True)
-            with context.begin_transaction():
-                context.run_migrations()
-    finally:
-        engine.dispose()
+    # `alembic upgrade` from the repository root: the configured database, log key and key store.
+    settings = Settings.from_env().with_database(config.get_main_option("sqlalchemy.url") or None)
+    with Storage.open(settings, Mode.RAW_CREATE) as storage, write_transaction(storage.engine) as own:
+        config.attributes["log_key"] = settings.log_key
+        config.attributes["cipher"] = storage.open_cipher
+        context.configure(connection=own, target_metadata=target_metadata, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
 
 
 if context.is_offline_mode():

@@ -24,9 +24,7 @@ import hmac
 import os
 import secrets
 import threading
-import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from cryptography.exceptions import InvalidTag
@@ -433,22 +431,3 @@ class LogCipher:
                 field, f"version {version}: ciphertext does not authenticate (altered or moved)", learner_id=learner_id
             ) from None
         return plain.decode()
-
-
-_registered: weakref.WeakKeyDictionary[object, LogCipher | Callable[[], LogCipher]] = weakref.WeakKeyDictionary()
-
-
-def register_cipher(engine: object, cipher: LogCipher | Callable[[], LogCipher]) -> None:
-    """Remember `cipher` (or the function that makes it, called on first use) as the one wired
-    for `engine` (see `registered_cipher`)."""
-    _registered[engine] = cipher
-
-
-def registered_cipher(engine: object) -> LogCipher | None:
-    """The cipher `database_setup` wired for `engine` (None when none was), for what is handed an
-    engine but no store: a rebuild."""
-    found = _registered.get(engine)
-    if found is None or isinstance(found, LogCipher):
-        return found
-    cipher = _registered[engine] = found()
-    return cipher

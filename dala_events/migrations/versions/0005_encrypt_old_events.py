@@ -12,9 +12,9 @@ re-chaining it would hide the change. Streams are read in keyset batches, so mem
 bounded; the hashes are computed from the stored rows, so this runs online only.
 
 The cipher is the one handed in (`config.attributes["cipher"]`: a LogCipher, or a function
-that opens one), else the key store configured
-for the database (`database_setup.configured_cipher`); it is only opened when there is
-something to encrypt, and a wrong master key fails with MasterKeyError before any row is
+that opens one: `wiring.Storage.open_cipher` for the migrated database; `alembic upgrade`'s
+environment hands the configured one); it is only opened when there is something to
+encrypt, and a wrong master key fails with MasterKeyError before any row is
 changed. `log_encryption` records when this ran, how many events it encrypted and how many
 streams it re-chained (0 and 0 for a log with nothing in the clear).
 
@@ -32,12 +32,11 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import context, op
 
-from dala_events.database_setup import configured_cipher
 from dala_events.dialects import UTCDateTime
 from dala_events.errors import CorruptEventError
 from dala_events.events import decode_json, encode_json, utc_now
 from dala_events.store.codec import LogKey, hasher, in_the_clear, link_of, sealed
-from dala_events.store.keys import LogCipher
+from dala_events.store.keys import LogCipher, MasterKeyError
 from dala_events.store.sql import chain_columns, check_log_key, rows_by_stream
 
 revision = "0005"
@@ -83,10 +82,10 @@ class _Encrypter:
             given = context.config.attributes.get("cipher")
             if isinstance(given, LogCipher):
                 self._cipher = given
-            elif callable(given):  # opened on first use (see `database_setup.alembic_config`)
+            elif callable(given):  # opened on first use (see `schema.alembic_config`)
                 self._cipher = given()
             else:
-                self._cipher = configured_cipher(self.connection.engine)
+                raise MasterKeyError("events stored in the clear need encrypting, and no key store was handed in")
         return self._cipher
 
     def encrypted(self, row: tuple[Any, ...]) -> tuple[str, str] | None:

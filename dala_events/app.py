@@ -1,0 +1,219 @@
+"""`Dala`: one configured store and every use case on it, for applications and the command line.
+
+    from dala_events.app import Dala
+    from dala_events.settings import Settings
+
+    with Dala.open(Settings.from_env()) as dala:
+        profile = dala.profile("student123")
+        profile.add_interest("Robotics")
+        print(dala.history("student123"))
+
+`Dala` holds a `wiring.Storage` (the engine, the key store and cipher, the log key, the event
+store with its inline projections, the pages' folder) and hands its parts to the use cases
+(`persistence_manager`, `audit`, `erasure`, `integrity`, `backup`, ...): every method is a
+use case called with this store, never with the process default. Open as many as needed (one
+per school's database, say); `close()`, or leaving the `with` block, frees each one's engines.
+The document's module-level functions keep working through the process default of
+`database_setup`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from dala_events import audit, persistence_manager
+from dala_events.backup import BackupResult, backup_log, restore_log
+from dala_events.demo import DemoResult, run_demo
+from dala_events.disclosures import Disclosure, list_disclosures, record_disclosure
+from dala_events.erasure import Erasure, erase_learner
+from dala_events.generate_interface import generate_interface
+from dala_events.hlp_module import LearnerProfile
+from dala_events.integrity import Checkpoint, VerifyReport, load_checkpoint, verify_log, write_checkpoint
+from dala_events.schema import migrate
+from dala_events.settings import Settings
+from dala_events.store import RecordedEvent, SqlEventStore
+from dala_events.store.keys import LogCipher, MasterKey
+from dala_events.wiring import Mode, Storage
+from dala_events.xapi import check_homepage, export_learner_xapi
+from projections.dtos import FullLearnerProfileData
+from projections.rebuild import Progress, RebuildResult, rebuild
+
+__all__ = ["Dala", "Mode", "Settings"]
+
+
+class Dala:
+    """A configured DALA store and its use cases (see the module docstring)."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    @classmethod
+    def open(cls, settings: Settings | None = None, *, mode: Mode = Mode.CREATE) -> Dala:
+        """Open the store `settings` describe (default: `Settings.from_env()`); see `Storage.open`
+        for what each `mode` creates, migrates and checks."""
+        return cls(Storage.open(settings, mode))
+
+    # -- its parts ----------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> Settings:
+        return self.storage.settings
+
+    @property
+    def engine(self) -> Engine:
+        return self.storage.engine
+
+    @property
+    def store(self) -> SqlEventStore:
+        return self.storage.store
+
+    @property
+    def cipher(self) -> LogCipher:
+        return self.storage.cipher
+
+    def page_path(self, learner_id: str) -> Path:
+        """Where the learner's page is written by `render_page` and removed by `erase`."""
+        return self.storage.page_path(learner_id)
+
+    # -- the document's facade ------------------------------------------------------------------
+
+    def profile(self, learner_id: str, *, create: bool = True, persistence_enabled: bool = True) -> LearnerProfile:
+        """The learner's profile to read and change (created if missing unless `create=False`,
+        then LearnerNotFound); see `hlp_module.LearnerProfile`."""
+        if create:
+            return LearnerProfile(learner_id, persistence_enabled=persistence_enabled, store=self.store)
+        return LearnerProfile.load(learner_id, persistence_enabled=persistence_enabled, store=self.store)
+
+    def full_profile(self, learner_id: str) -> FullLearnerProfileData | None:
+        """The learner's profile as the read models hold it (None: no live profile)."""
+        return persistence_manager.get_full_learner_profile_data(learner_id, store=self.store)
+
+    def learners(self, *, after: str | None = None, limit: int = 100) -> list[persistence_manager.LearnerSummary]:
+        """A page of the learners the store knows (see `persistence_manager.list_learners`)."""
+        return persistence_manager.list_learners(after=after, limit=limit, store=self.store)
+
+    # -- audits ---------------------------------------------------------------------------------
+
+    def history(
+        self,
+        learner_id: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        event_types: Collection[str] | None = None,
+    ) -> list[RecordedEvent]:
+        """The learner's changes: who changed what, when and why (see `audit.history`)."""
+        return audit.history(learner_id, since=since, until=until, event_types=event_types, store=self.store)
+
+    def history_point(
+        self, learner_id: str, *, at: datetime | None = None, version: int | None = None
+    ) -> audit.HistoryPoint:
+        """Where a time or version falls in the learner's stream (see `audit.history_point`)."""
+        return audit.history_point(learner_id, at=at, version=version, store=self.store)
+
+    def as_of(
+        self, learner_id: str, *, at: datetime | None = None, version: int | None = None
+    ) -> FullLearnerProfileData | None:
+        """The learner's profile as it stood at `at` or `version` (see `audit.profile_as_of`)."""
+        return audit.profile_as_of(learner_id, at=at, version=version, store=self.store)
+
+    def diff(self, learner_id: str, start: audit.Point, end: audit.Point) -> audit.ProfileDiff:
+        """What changed in the learner's profile between two points (see `audit.diff`)."""
+        return audit.diff(learner_id, start, end, store=self.store)
+
+    # -- a child's data -------------------------------------------------------------------------
+
+    def export(self, learner_id: str) -> persistence_manager.LearnerExport:
+        """Everything held about the learner, recorded as a disclosure first."""
+        return persistence_manager.export_learner(learner_id, store=self.store)
+
+    def export_xapi(self, learner_id: str, *, homepage: str | None = None) -> list[dict[str, Any]]:
+        """The learner's learning as xAPI statements, recorded as a disclosure first; `homepage`
+        defaults to `settings.xapi_homepage` (InvalidInput naming DALA_XAPI_HOMEPAGE when unset)."""
+        if homepage is None:
+            homepage = check_homepage(self.settings.xapi_homepage or "", "DALA_XAPI_HOMEPAGE")
+        return export_learner_xapi(learner_id, homepage=homepage, store=self.store)
+
+    def disclosures(self, learner_id: str) -> list[Disclosure]:
+        """Who was shown the learner's data, when, what and why."""
+        return list_disclosures(learner_id, store=self.store)
+
+    def record_disclosure(self, learner_id: str, what: str) -> Disclosure:
+        """Record that the learner's data is about to be shown (`what`: a short code)."""
+        return record_disclosure(learner_id, what, store=self.store)
+
+    def render_page(self, learner_id: str, out: str | Path | None = None) -> Path:
+        """Write the learner's page to `out` (default: `page_path`) and return where."""
+        return generate_interface(learner_id, out if out is not None else self.page_path(learner_id), store=self.store)
+
+    def demo(self, learner_id: str, seed: int, out: str | Path | None = None) -> DemoResult:
+        """The main job for one learner (see `demo.run_demo`), its page at `out` or `page_path`."""
+        return run_demo(learner_id, seed, out if out is not None else self.page_path(learner_id), store=self.store)
+
+    def erase(self, learner_id: str, *, reason: str | None = None, vacuum_full: bool = False) -> Erasure:
+        """Erase the learner for good and remove their page (see `erasure.erase_learner`)."""
+        return erase_learner(
+            learner_id, reason=reason, store=self.store, vacuum_full=vacuum_full, page=self.page_path(learner_id)
+        )
+
+    # -- maintenance ----------------------------------------------------------------------------
+
+    def verify(
+        self,
+        learner_ids: Collection[str] | None = None,
+        *,
+        against: Path | None = None,
+        checkpoint_out: Path | None = None,
+    ) -> VerifyReport:
+        """Check the log's chains (all, or those of `learner_ids`), against the checkpoint file
+        `against` if given; write a new checkpoint to `checkpoint_out` when intact."""
+        checkpoint: Checkpoint | None = None if against is None else load_checkpoint(against, self.storage.log_key)
+        report = verify_log(self.engine, self.storage.log_key, learner_ids=learner_ids, checkpoint=checkpoint)
+        if checkpoint_out is not None and report.intact:
+            write_checkpoint(checkpoint_out, report.heads, self.storage.log_key)
+        return report
+
+    def backup(self, destination: str | Path) -> BackupResult:
+        """A consistent, portable backup of the log (see `backup.backup_log`)."""
+        return backup_log(self.engine, destination)
+
+    def restore(self, source: str | Path) -> BackupResult:
+        """Restore a backup into this (empty) database's log (see `backup.restore_log`); the
+        read models are not rebuilt here: call `rebuild`."""
+        return restore_log(self.engine, source, log_key=self.storage.log_key, cipher=self.storage.open_cipher)
+
+    def rebuild(self, projections: Sequence[str] | None = None, *, progress: Progress | None = None) -> RebuildResult:
+        """Rebuild read models from the log and swap them in (see `projections.rebuild`)."""
+        return rebuild(
+            self.engine, projections=projections, progress=progress, log_key=self.storage.log_key, cipher=self.cipher
+        )
+
+    def migrate(self, revision: str = "head", *, downgrade: bool = False) -> str | None:
+        """Bring the log's schema to `revision` (see `schema.migrate`)."""
+        return migrate(
+            self.engine, revision, downgrade=downgrade, log_key=self.storage.log_key, cipher=self.storage.open_cipher
+        )
+
+    def rotate_master_key(self, new_master_key: MasterKey | None = None) -> int:
+        """Re-wrap every data key under a new master key (see `Storage.rotate_master_key`)."""
+        return self.storage.rotate_master_key(new_master_key)
+
+    # -- its life -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Free the engines of the database and the key store. Idempotent."""
+        self.storage.close()
+
+    def __enter__(self) -> Dala:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Dala {self.storage!r}>"

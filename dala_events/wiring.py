@@ -1,0 +1,345 @@
+"""Wiring: one configured store built from `Settings`, owning every resource it opens.
+
+`Storage.open(settings)` puts the parts together, in one place: an engine for SQLite or
+PostgreSQL, the key store and the cipher under the master key, the log key, the
+`SqlEventStore` with `projections.projectors.project_events` run inline in every append, the
+log's migrations and the read models' tables, and where learners' pages go. `close()` (or
+leaving a `with` block) disposes of both engines; nothing is kept in a module-level registry,
+so a closed store leaves nothing alive behind it. Use cases are handed its parts; `app.Dala`
+offers them as methods, and `database_setup` keeps the document's process default on top.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, inspect, make_url
+from sqlalchemy.engine import URL
+from sqlalchemy.pool import StaticPool
+
+from dala_events.dialects import configure_key_store_sqlite, configure_sqlite, read_transaction
+from dala_events.errors import DatabaseNotFound, InvalidInput, SchemaMismatchError
+from dala_events.events import decode_json, dump_checked_json
+from dala_events.schema import LOG_SCHEMA_HEAD, create_tables, log_schema_revision
+from dala_events.settings import (
+    DEFAULT_PAGE_DIR,
+    KEY_STORE_ENV,
+    KEY_STORE_SUFFIX,
+    MASTER_KEY_ENV,
+    MASTER_KEY_FILE_ENV,
+    MASTER_KEY_SUFFIX,
+    Settings,
+    master_key_from_file,
+)
+from dala_events.store import SqlEventStore
+from dala_events.store.keys import (
+    KeyStore,
+    LogCipher,
+    MasterKey,
+    MasterKeyError,
+    MemoryKeyStore,
+    SqlKeyStore,
+    write_secret_file,
+)
+from projections.projectors import project_events
+from projections.rebuild import rebuild, stale_error, stale_projections
+
+_JSON_COLUMNS: dict[str, Any] = {"json_serializer": dump_checked_json, "json_deserializer": decode_json}
+
+
+class Mode(enum.Enum):
+    """How `Storage.open` treats the database."""
+
+    CREATE = "create"
+    """Set it up: create the file and folder, migrate, create missing tables, rebuild stale
+    read models when allowed (`dala init`, `demo`, the process default)."""
+    MIGRATE = "migrate"
+    """Like CREATE, but leave stale read models as they are (what a rebuild opens with)."""
+    READ = "read"
+    """Open an existing, current database; create, migrate and rebuild nothing."""
+    RAW = "raw"
+    """Connect only, to an existing SQLite file or any server (verify, backup, migrate, keys)."""
+    RAW_CREATE = "raw-create"
+    """Connect only, creating a SQLite file's folder (restore into a new database)."""
+
+
+def create_dala_engine(database_url: str | URL, *, create: bool = True) -> Engine:
+    """An engine for `database_url` set up the way the store needs it.
+
+    `postgresql://` URLs use the psycopg 3 driver that ships with the package; SQLite
+    connections get the pragmas of `configure_sqlite`. With `create` a SQLite file's folder is
+    created if missing; without it a missing file is DatabaseNotFound and nothing is created,
+    so a typo in a path never looks like a missing learner. JSON columns are written compact
+    and read back with pydantic-core's JSON codec.
+    """
+    try:
+        url = make_url(database_url)
+    except Exception as error:
+        raise InvalidInput("database_url", f"not a database URL ({error}); e.g. sqlite:///database/dala.db") from None
+    backend = url.get_backend_name()
+    if backend == "postgresql":
+        if url.drivername == "postgresql":
+            url = url.set(drivername="postgresql+psycopg")
+        return create_engine(url, pool_pre_ping=True, **_JSON_COLUMNS)
+    if backend != "sqlite":
+        raise InvalidInput("database_url", f"only sqlite and postgresql are supported, not {backend!r}")
+    if url.database in (None, "", ":memory:"):
+        # One shared connection, or every checkout would see a different empty database.
+        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False}, **_JSON_COLUMNS)
+    else:
+        path = Path(url.database).expanduser()
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        elif not path.is_file():
+            raise DatabaseNotFound(str(path))
+        engine = create_engine(url, connect_args={"timeout": 30}, **_JSON_COLUMNS)
+    configure_sqlite(engine)
+    return engine
+
+
+def _sqlite_file(engine: Engine) -> Path | None:
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
+        return None
+    return Path(database).expanduser()
+
+
+def key_store_location(settings: Settings, engine: Engine) -> tuple[str | None, Path | None]:
+    """Where the key store of `engine`'s log is: (SQLAlchemy URL, default master key file), or
+    (None, None) for an in-memory SQLite database (whose keys live in memory with it).
+
+    `settings.key_store` (a path or a SQLAlchemy URL) names it; by default it is the SQLite file
+    `<database>.keys` beside a SQLite database, and PostgreSQL needs one named."""
+    if settings.key_store:
+        if "://" in settings.key_store:
+            return settings.key_store, None
+        return f"sqlite:///{Path(settings.key_store).expanduser()}", None
+    if engine.dialect.name != "sqlite":
+        raise MasterKeyError(
+            f"a PostgreSQL database needs a key store of its own: set {KEY_STORE_ENV} (a path or a "
+            f"SQLAlchemy URL) and {MASTER_KEY_ENV} or {MASTER_KEY_FILE_ENV}"
+        )
+    database = _sqlite_file(engine)
+    if database is None:
+        return None, None
+    path = Path(f"{database}{KEY_STORE_SUFFIX}")
+    return f"sqlite:///{path}", Path(f"{path}{MASTER_KEY_SUFFIX}")
+
+
+def master_key_of(settings: Settings, default_file: Path | None) -> MasterKey:
+    """The configured master key: `settings.master_key`, else the file `settings.master_key_file`,
+    else `default_file` (the embedded default beside the key store), created with a new random
+    key and 0600 permissions when missing; with none of them, MasterKeyError."""
+    if settings.master_key is not None:
+        return settings.master_key
+    path = settings.master_key_file
+    if path is None and default_file is not None:
+        if not default_file.exists():
+            with contextlib.suppress(FileExistsError):  # another process made it first
+                write_secret_file(str(default_file), MasterKey.generate().hex() + "\n")
+        path = default_file
+    if path is None:
+        raise MasterKeyError(
+            f"no master key: set {MASTER_KEY_ENV} (64 hex digits, e.g. `openssl rand -hex 32`) or "
+            f"{MASTER_KEY_FILE_ENV}; a PostgreSQL database or a key store named by {KEY_STORE_ENV} needs one"
+        )
+    return master_key_from_file(path, source=MASTER_KEY_FILE_ENV)
+
+
+def open_key_store(url: str, master_key: MasterKey) -> SqlKeyStore:
+    """The key store at `url`; a SQLite file is created with 0600 permissions and deletes securely."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        path = Path(parsed.database).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        engine = create_engine(parsed, connect_args={"timeout": 30})
+        configure_key_store_sqlite(engine)
+    else:
+        engine = create_engine(parsed, pool_pre_ping=True)
+    try:
+        return SqlKeyStore(engine, master_key)
+    except BaseException:
+        engine.dispose()
+        raise
+
+
+class Storage:
+    """A configured store: the engine, the key store and cipher, the log key, the event store
+    with its inline projections, and the pages' folder, built from one `Settings`.
+
+    Build it with `Storage.open(settings, mode)`; `close()` frees everything it opened.
+    """
+
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.log_key = settings.log_key
+        self.closed = False
+        self._lock = threading.Lock()
+        self._key_store: KeyStore | None = None
+        self._cipher: LogCipher | None = None
+        self._store: SqlEventStore | None = None
+
+    @property
+    def key_store(self) -> KeyStore:
+        """The learners' data keys (see `key_store_location`), opened on first use: what only
+        checks or copies the log (verify, backup) never opens it."""
+        with self._lock:
+            if self._key_store is None:
+                url, default_master = key_store_location(self.settings, self.engine)
+                if url is None:
+                    self._key_store = MemoryKeyStore()
+                else:
+                    self._key_store = open_key_store(url, master_key_of(self.settings, default_master))
+            return self._key_store
+
+    @property
+    def key_store_url(self) -> str | None:
+        """Where the key store is (a SQLAlchemy URL; None: in memory with an in-memory database)."""
+        return key_store_location(self.settings, self.engine)[0]
+
+    @property
+    def cipher(self) -> LogCipher:
+        """Encrypts and decrypts each learner's payloads with their data key (caches the keys)."""
+        if self._cipher is None:
+            key_store = self.key_store
+            with self._lock:
+                if self._cipher is None:
+                    self._cipher = LogCipher(key_store)
+        return self._cipher
+
+    @property
+    def store(self) -> SqlEventStore:
+        """The event store: chains with the log key, encrypts with the cipher, and keeps the
+        eight read models up to date inline in every append."""
+        if self._store is None:
+            cipher = self.cipher
+            with self._lock:
+                if self._store is None:
+                    self._store = SqlEventStore(
+                        self.engine, inline_projectors=[project_events], log_key=self.log_key, cipher=cipher
+                    )
+        return self._store
+
+    def open_cipher(self) -> LogCipher:
+        """`cipher`, as a function: what a migration that may need it is handed (opened only if used)."""
+        return self.cipher
+
+    @classmethod
+    def open(cls, settings: Settings | None = None, mode: Mode = Mode.CREATE) -> Storage:
+        """Connect to `settings.database_url` (default settings: `Settings.from_env()`) as `mode` says.
+
+        CREATE migrates the log, creates missing tables and rebuilds stale read models when
+        `settings.auto_rebuild` allows it (the SQLite default), else SchemaMismatchError says to
+        run `dala rebuild`; READ refuses a missing, unmigrated or stale database
+        (DatabaseNotFound, SchemaMismatchError) and changes nothing; RAW only connects. A log
+        key other than the one the log is chained with is LogKeyError (CREATE, READ).
+        """
+        settings = Settings.from_env() if settings is None else settings
+        engine = create_dala_engine(settings.database_url, create=mode in (Mode.CREATE, Mode.MIGRATE, Mode.RAW_CREATE))
+        storage = cls(settings, engine)
+        try:
+            if mode in (Mode.CREATE, Mode.MIGRATE):
+                storage._set_up(rebuild_stale=mode is Mode.CREATE)
+            elif mode is Mode.READ:
+                storage._check_current()
+            if mode in (Mode.CREATE, Mode.MIGRATE, Mode.READ):
+                storage.key_store  # noqa: B018 - a wrong master key is refused at start, not at the first read
+        except BaseException:
+            storage.close()
+            raise
+        return storage
+
+    def _set_up(self, *, rebuild_stale: bool) -> None:
+        stale = create_tables(self.engine, log_key=self.log_key, cipher=self.open_cipher)
+        if not rebuild_stale:
+            return
+        if stale and not self.rebuilds_on_start:
+            raise stale_error(stale)
+        if stale:
+            rebuild(self.engine, projections=stale, log_key=self.log_key, cipher=self.cipher)
+
+    def _check_current(self) -> None:
+        with read_transaction(self.engine) as connection:
+            revision = log_schema_revision(connection)
+            if revision is None and "event_log" not in inspect(connection).get_table_names():
+                raise DatabaseNotFound(
+                    self.engine.url.render_as_string(hide_password=True),
+                    "the database holds no DALA event log; create one with `dala init`",
+                )
+            if revision != LOG_SCHEMA_HEAD:
+                raise SchemaMismatchError(
+                    f"the event log's schema is at revision {revision or 'none'}, this code needs "
+                    f"{LOG_SCHEMA_HEAD}; run `dala migrate`"
+                )
+            stale = stale_projections(connection)
+        if stale:
+            raise stale_error(stale)
+
+    @property
+    def rebuilds_on_start(self) -> bool:
+        """Whether opening it rebuilds stale read models itself: `settings.auto_rebuild`, by
+        default on for SQLite (embedded, one application) and off for PostgreSQL (a shared
+        server, where a rebuild is an operator's decision)."""
+        if self.settings.auto_rebuild is not None:
+            return self.settings.auto_rebuild
+        return self.engine.dialect.name == "sqlite"
+
+    @property
+    def page_dir(self) -> Path:
+        """Where learners' pages go: `settings.page_dir`, else `interface/` beside a SQLite
+        database file, else `database/interface` under the working directory."""
+        if self.settings.page_dir is not None:
+            return self.settings.page_dir
+        database = _sqlite_file(self.engine)
+        return DEFAULT_PAGE_DIR if database is None else database.parent / "interface"
+
+    def page_path(self, learner_id: str) -> Path:
+        """Where the learner's page goes: `<page_dir>/<learner>.html`, with any character that is
+        not safe in a file name replaced."""
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in learner_id).lstrip(".") or "learner"
+        return self.page_dir / f"{safe}.html"
+
+    def rotate_master_key(self, new_master_key: MasterKey | None = None) -> int:
+        """Re-wrap every data key under `new_master_key` (default: `settings.new_master_key`)
+        without touching the event log; returns how many. The configured master key must open
+        the key store first. Where the master key lives in the embedded default file, the file
+        then holds the new key; elsewhere, configure the new key where the old one was."""
+        new_key = new_master_key if new_master_key is not None else self.settings.new_master_key
+        if new_key is None:
+            raise MasterKeyError("give the new master key (--new-master-key-file or DALA_NEW_MASTER_KEY)")
+        url, default_master = key_store_location(self.settings, self.engine)
+        if url is None:
+            raise MasterKeyError("an in-memory database keeps its keys in memory: there is nothing to rotate")
+        key_store = self.key_store
+        count = key_store.rotate(new_key)
+        if default_master is not None and self.settings.master_key is None and self.settings.master_key_file is None:
+            # The embedded default keeps the master key in its file: it must now hold the new one.
+            replacement = default_master.with_name(default_master.name + ".new")
+            replacement.unlink(missing_ok=True)
+            write_secret_file(str(replacement), new_key.hex() + "\n")
+            replacement.replace(default_master)
+        return count
+
+    def close(self) -> None:
+        """Close every connection of the database and of the key store. Idempotent."""
+        self.closed = True
+        self.engine.dispose()
+        if isinstance(self._key_store, SqlKeyStore):
+            self._key_store.engine.dispose()
+
+    def __enter__(self) -> Storage:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<Storage {self.engine.url.render_as_string(hide_password=True)} ({state})>"
