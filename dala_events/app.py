@@ -34,6 +34,7 @@ from dala_events.erasure import Erasure, erase_learner
 from dala_events.generate_interface import generate_interface
 from dala_events.hlp_module import LearnerProfile
 from dala_events.integrity import Checkpoint, VerifyReport, load_checkpoint, verify_log, write_checkpoint
+from dala_events.key_audit import check_keys
 from dala_events.schema import migrate
 from dala_events.settings import Settings
 from dala_events.store import RecordedEvent, SqlEventStore
@@ -171,9 +172,11 @@ class Dala:
         checkpoint_out: Path | None = None,
     ) -> VerifyReport:
         """Check the log's chains (all, or those of `learner_ids`), against the checkpoint file
-        `against` if given; write a new checkpoint to `checkpoint_out` when intact."""
+        `against` if given, and every learner's data key against the log (`key_audit`); write a
+        new checkpoint to `checkpoint_out` when intact."""
         checkpoint: Checkpoint | None = None if against is None else load_checkpoint(against, self.storage.log_key)
         report = verify_log(self.engine, self.storage.log_key, learner_ids=learner_ids, checkpoint=checkpoint)
+        report.keys = check_keys(self.storage, None if learner_ids is None else list(learner_ids))
         if checkpoint_out is not None and report.intact:
             write_checkpoint(checkpoint_out, report.heads, self.storage.log_key)
         return report

@@ -631,7 +631,6 @@ def erase(options: Options, learner: str, erase_reason: str | None, yes: bool, v
         _fail(f"the erasure of {learner} is recorded and their key destroyed, but old pages remain: run it again")
 
 
-
 @main.command()
 @click.argument("learners", nargs=-1)
 @click.option(
@@ -698,16 +697,43 @@ def verify(
         click.echo(f"... and {more} not listed")
     if report.hint:
         click.echo(f"note: {report.hint}")
+    if report.keys is not None:
+        _print_key_report(report.keys)
     if report.intact:
         click.echo("intact")
         if written is not None:
             click.echo(f"checkpoint written: {written}")
     else:
         counts = ", ".join(f"{number:,} {kind}" for kind, number in report.counts().items())
+        if report.keys is not None and not report.keys.ok:
+            keys = len(report.keys.problems) + report.keys.unlisted
+            counts = ", ".join(filter(None, [counts, f"{keys:,} key problems" if keys else "the key store failed"]))
         click.echo(f"NOT INTACT: {counts or 'the database check failed'}")
         if checkpoint_out is not None:
             click.echo("no checkpoint written: the log does not verify")
     sys.exit(0 if report.intact else 1)
+
+
+def _print_key_report(keys: Any) -> None:
+    """The data keys' part of `dala verify`: which key store, how many learners, what is wrong."""
+    if keys.failure is not None:
+        click.echo(f"data keys: NOT CHECKED: {keys.failure}")
+        return
+    ids = f" (id {keys.store_id}, master key {keys.master_key_id})"
+    found = "ok" if keys.ok else f"{len(keys.problems) + keys.unlisted:,} problems"
+    click.echo(f"data keys of {_count(keys.learners, 'learner')} in key store {keys.key_store}{ids}: {found}")
+    if keys.problems:
+        from rich.table import Table
+
+        table = Table(show_edge=False)
+        for column in ("problem", "learner", "version", "detail"):
+            table.add_column(column, overflow="fold")
+        for problem in keys.problems:
+            version = "" if problem.version is None else str(problem.version)
+            table.add_row(problem.kind, problem.learner_id, version, problem.detail)
+        _console().print(table)
+    if keys.unlisted:
+        click.echo(f"... and {keys.unlisted:,} more key problems not listed")
 
 
 @main.command()

@@ -46,6 +46,7 @@ from sqlalchemy import Connection, Engine, inspect, select, text
 
 from dala_events.errors import DalaError
 from dala_events.events import utc_now
+from dala_events.key_audit import KeyReport
 from dala_events.store import SqlEventStore, log_chain
 from dala_events.store.codec import LogKey, chain_mode, hasher, link_of
 from dala_events.store.contract import Row, valid_learner_id
@@ -194,12 +195,16 @@ class VerifyReport:
     log_key_id: str | None = None
     hint: str | None = None
     encryption: EncryptionRecord | None = None
+    keys: KeyReport | None = None
+    """The check of the data keys beside the log (`key_audit.check_keys`), when it ran."""
 
     @property
     def intact(self) -> bool:
-        """No problem with any chain (nor with the checkpoint), and the engine check did not fail."""
+        """No problem with any chain (nor with the checkpoint), the engine check did not fail,
+        and every learner's key fits the log (when the keys were checked)."""
         engine_failed = self.engine_check is not None and self.engine_check.ok is False
-        return not self.problems and not self.unlisted and not engine_failed
+        keys_failed = self.keys is not None and not self.keys.ok
+        return not self.problems and not self.unlisted and not engine_failed and not keys_failed
 
     def counts(self) -> dict[str, int]:
         """Problems by kind, listed and unlisted."""
@@ -228,6 +233,7 @@ class VerifyReport:
             else {"name": self.engine_check.name, "ok": self.engine_check.ok, "detail": self.engine_check.detail},
             "checkpoint": None if self.checkpoint is None else self.checkpoint.summary(),
             "log_encryption": None if self.encryption is None else self.encryption.as_dict(),
+            "keys": None if self.keys is None else self.keys.as_dict(),
         }
 
 

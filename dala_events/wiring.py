@@ -15,11 +15,13 @@ import contextlib
 import enum
 import os
 import threading
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, inspect, make_url
+from sqlalchemy import Engine, create_engine, inspect, make_url, select
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from dala_events.dialects import configure_key_store_sqlite, configure_sqlite, read_transaction
@@ -36,9 +38,13 @@ from dala_events.settings import (
     Settings,
     master_key_from_file,
 )
-from dala_events.store import SqlEventStore
+from dala_events.store import SqlEventStore, event_log
 from dala_events.store.keys import (
+    ENCRYPTED_PREFIX,
+    KeySnapshot,
     KeyStore,
+    KeyStoreError,
+    KeyStoreMissing,
     LogCipher,
     MasterKey,
     MasterKeyError,
@@ -131,17 +137,25 @@ def key_store_location(settings: Settings, engine: Engine) -> tuple[str | None, 
     return f"sqlite:///{path}", Path(f"{path}{MASTER_KEY_SUFFIX}")
 
 
-def master_key_of(settings: Settings, default_file: Path | None) -> MasterKey:
+def master_key_of(settings: Settings, default_file: Path | None, *, create: bool = False) -> MasterKey:
     """The configured master key: `settings.master_key`, else the file `settings.master_key_file`,
     else `default_file` (the embedded default beside the key store), created with a new random
-    key and 0600 permissions when missing; with none of them, MasterKeyError."""
+    key and 0600 permissions only when `create` (a key store is being created with it) and it is
+    missing; a missing file is otherwise MasterKeyError naming it: a new key never silently
+    replaces a lost one."""
     if settings.master_key is not None:
         return settings.master_key
     path = settings.master_key_file
     if path is None and default_file is not None:
-        if not default_file.exists():
+        if create and not default_file.exists():
             with contextlib.suppress(FileExistsError):  # another process made it first
                 write_secret_file(str(default_file), MasterKey.generate().hex() + "\n")
+        elif not default_file.exists():
+            raise MasterKeyError(
+                f"the master key file {default_file} is missing, but the key store beside it holds data keys "
+                "wrapped by it: restore the file from where you keep the master key (a new key cannot open "
+                "the store); nothing was read or written"
+            )
         path = default_file
     if path is None:
         raise MasterKeyError(
@@ -151,22 +165,76 @@ def master_key_of(settings: Settings, default_file: Path | None) -> MasterKey:
     return master_key_from_file(path, source=MASTER_KEY_FILE_ENV)
 
 
-def open_key_store(url: str, master_key: MasterKey) -> SqlKeyStore:
-    """The key store at `url`; a SQLite file is created with 0600 permissions and deletes securely."""
+def _key_store_engine(url: str) -> tuple[Engine, Path | None]:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        path = Path(parsed.database).expanduser()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         engine = create_engine(parsed, connect_args={"timeout": 30})
         configure_key_store_sqlite(engine)
-    else:
-        engine = create_engine(parsed, pool_pre_ping=True)
+        return engine, Path(parsed.database).expanduser()
+    return create_engine(parsed, pool_pre_ping=True), None
+
+
+def key_store_exists(url: str) -> bool:
+    """Whether a key store was ever created at `url`: a non-empty SQLite file, or a database
+    holding the key store's tables. KeyStoreError, naming it, when that cannot be told."""
+    engine, path = _key_store_engine(url)
+    location = str(path) if path is not None else engine.url.render_as_string(hide_password=True)
     try:
-        return SqlKeyStore(engine, master_key)
+        if path is not None:
+            return path.is_file() and path.stat().st_size > 0
+        with engine.connect() as connection:
+            return inspect(connection).has_table("key_store_info")
+    except (SQLAlchemyError, OSError) as error:
+        raise KeyStoreError(f"the key store {location} cannot be reached: {str(error).splitlines()[0]}") from error
+    finally:
+        engine.dispose()
+
+
+def open_key_store(url: str, master_key: MasterKey) -> SqlKeyStore:
+    """The key store at `url` (created when missing: a SQLite file with 0600 permissions, which
+    deletes securely). Whether it may be created is the caller's decision (`Storage.key_store`)."""
+    engine, path = _key_store_engine(url)
+    try:
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+            except OSError as error:
+                raise KeyStoreError(f"the key store {path} cannot be opened: {error.strerror or error}") from error
+        return SqlKeyStore(engine, master_key, location=None if path is None else str(path))
     except BaseException:
         engine.dispose()
         raise
+
+
+class NoKeyStore(KeyStore):
+    """Where there is no key store and none may be made (a database opened to read whose log
+    holds nothing encrypted): no learner has a key, and making one is refused."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__(MasterKey.generate())
+        self.location = location
+
+    def _load(self, learner_id: str) -> bytes | None:
+        return None
+
+    def erased_at(self, learner_id: str) -> datetime | None:
+        return None
+
+    def _store_new(self, learner_id: str, wrapped: bytes) -> bytes:
+        raise KeyStoreMissing(
+            f"no key store at {self.location}: the database was opened to read only (open it to write, "
+            "e.g. `dala init`, to create one)"
+        )
+
+    def _rewrap(self, rewrap: object, new_key_id: str) -> int:
+        return 0
+
+    def snapshot(self) -> KeySnapshot:
+        return KeySnapshot(store_id="none", master_key_id="none", keys=[], tombstones=[])
+
+    def _destroy(self, learner_id: str, at: datetime) -> bool:
+        raise KeyStoreMissing(f"no key store at {self.location}: there is no key to destroy")
 
 
 class Storage:
@@ -176,9 +244,11 @@ class Storage:
     Build it with `Storage.open(settings, mode)`; `close()` frees everything it opened.
     """
 
-    def __init__(self, settings: Settings, engine: Engine) -> None:
+    def __init__(self, settings: Settings, engine: Engine, *, may_create_keys: bool = True) -> None:
         self.settings = settings
         self.engine = engine
+        self.may_create_keys = may_create_keys
+        """Whether a missing key store may be created (for a log holding nothing encrypted)."""
         self.log_key = settings.log_key
         self.closed = False
         self._lock = threading.Lock()
@@ -189,15 +259,58 @@ class Storage:
     @property
     def key_store(self) -> KeyStore:
         """The learners' data keys (see `key_store_location`), opened on first use: what only
-        checks or copies the log (verify, backup) never opens it."""
+        checks or copies the log (verify, backup) never opens it.
+
+        A key store (and the embedded default's master key file) is created only where none
+        exists, `may_create_keys` allows it, and the log holds no encrypted event. Where the log
+        holds encrypted events and the key store is missing, KeyStoreMissing names it and the
+        learners it would decrypt; nothing is created or written."""
         with self._lock:
             if self._key_store is None:
-                url, default_master = key_store_location(self.settings, self.engine)
-                if url is None:
-                    self._key_store = MemoryKeyStore()
-                else:
-                    self._key_store = open_key_store(url, master_key_of(self.settings, default_master))
+                self._key_store = self._open_key_store()
             return self._key_store
+
+    def _open_key_store(self) -> KeyStore:
+        url, default_master = key_store_location(self.settings, self.engine)
+        if url is None:
+            return MemoryKeyStore()
+        location = self.key_store_location()
+        if key_store_exists(url):
+            return open_key_store(url, master_key_of(self.settings, default_master))
+        encrypted = self.encrypted_learners(limit=10)
+        if encrypted:
+            shown = ", ".join(repr(name) for name in encrypted) + (", ..." if len(encrypted) == 10 else "")
+            raise KeyStoreMissing(
+                f"the key store {location} is missing, and the event log holds encrypted events (learners "
+                f"{shown}): restore the key store from its backup (`dala keys restore`) or point "
+                f"{KEY_STORE_ENV} at it; nothing was created or written"
+            )
+        if not self.may_create_keys:
+            return NoKeyStore(location)
+        return open_key_store(url, master_key_of(self.settings, default_master, create=True))
+
+    def encrypted_learners(self, *, limit: int | None = None) -> list[str]:
+        """Learners with at least one encrypted event in the log (at most `limit` of them)."""
+        with read_transaction(self.engine) as connection:
+            if not inspect(connection).has_table("event_log"):
+                return []
+            query = (
+                select(event_log.c.learner_id)
+                .where(event_log.c.payload.startswith(ENCRYPTED_PREFIX, autoescape=True))
+                .distinct()
+                .order_by(event_log.c.learner_id)
+            )
+            if limit is not None:
+                query = query.limit(limit)
+            return list(connection.execute(query).scalars())
+
+    def key_store_location(self) -> str:
+        """Where the key store is, for people: a file path, a URL without its password, or
+        "in memory"."""
+        url = key_store_location(self.settings, self.engine)[0]
+        if url is None:
+            return "in memory"
+        return make_url(url).render_as_string(hide_password=True).removeprefix("sqlite:///")
 
     @property
     def key_store_url(self) -> str | None:
@@ -243,7 +356,7 @@ class Storage:
         """
         settings = Settings.from_env() if settings is None else settings
         engine = create_dala_engine(settings.database_url, create=mode in (Mode.CREATE, Mode.MIGRATE, Mode.RAW_CREATE))
-        storage = cls(settings, engine)
+        storage = cls(settings, engine, may_create_keys=mode in (Mode.CREATE, Mode.MIGRATE, Mode.RAW_CREATE))
         try:
             if mode in (Mode.CREATE, Mode.MIGRATE):
                 storage._set_up(rebuild_stale=mode is Mode.CREATE)

@@ -32,7 +32,6 @@ disclosure: `export_xapi` is recorded before the statements are returned.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -52,6 +51,7 @@ from dala_events.events import (
     LearningObjectiveProgressUpdated,
     LearningObjectiveStarted,
 )
+from dala_events.settings import Settings
 from dala_events.store import SqlEventStore
 from dala_events.summaries import curriculum_titles
 
@@ -100,7 +100,7 @@ _OBJECTIVE_EVENTS = (LearningObjectiveStarted, LearningObjectiveProgressUpdated,
 
 def configured_homepage() -> str:
     """DALA_XAPI_HOMEPAGE, checked; InvalidInput naming it when it is unset or not a URL."""
-    return check_homepage(os.environ.get(XAPI_HOMEPAGE_ENV, "").strip(), XAPI_HOMEPAGE_ENV)
+    return check_homepage(Settings.from_env().xapi_homepage or "", XAPI_HOMEPAGE_ENV)
 
 
 def check_homepage(value: str, field: str = "homepage") -> str:

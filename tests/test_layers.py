@@ -40,6 +40,7 @@ LAYERS: dict[str, int] = {
     "dala_events.persistence_manager": 4,
     "dala_events.audit": 4,
     "dala_events.integrity": 4,
+    "dala_events.key_audit": 4,
     "dala_events.assessment": 4,
     "dala_events.pathway": 4,
     "dala_events.summaries": 4,

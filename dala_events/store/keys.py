@@ -25,6 +25,9 @@ import os
 import secrets
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography.exceptions import InvalidTag
@@ -42,7 +45,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from dala_events.errors import DalaError, InvalidInput
 
@@ -58,7 +61,16 @@ _AAD_FORMAT = "dala-event-field/1\n"
 _PREFIX_LENGTH = len(ENCRYPTED_PREFIX)
 
 
-class MasterKeyError(DalaError):
+class KeyStoreError(DalaError):
+    """The key store cannot be used: missing while the log holds encrypted events, unreadable,
+    damaged, or refused by its database. The message names the key store and what to restore."""
+
+
+class KeyStoreMissing(KeyStoreError):
+    """No key store where one is needed: the log holds encrypted events it would decrypt."""
+
+
+class MasterKeyError(KeyStoreError):
     """The master key is missing, malformed, or not the one the key store's keys are wrapped with."""
 
 
@@ -142,6 +154,9 @@ class KeyStore(ABC):
     an erasure (learner id and when: no key material), so an erased learner's content reads as
     erased, never as a missing key, and no new key is made for them."""
 
+    store_id: str = "in memory"
+    """The key store's own id (random, made when it was created): backups name it."""
+
     def __init__(self, master_key: MasterKey) -> None:
         self.master_key = master_key
 
@@ -175,6 +190,10 @@ class KeyStore(ABC):
         )
         self.master_key = new_master_key
         return count
+
+    @abstractmethod
+    def snapshot(self) -> KeySnapshot:
+        """Every wrapped data key and tombstone, as one consistent copy (never the master key)."""
 
     @abstractmethod
     def _load(self, learner_id: str) -> bytes | None: ...
@@ -223,6 +242,16 @@ class MemoryKeyStore(KeyStore):
             self._erased.setdefault(learner_id, at)
             return self._keys.pop(learner_id, None) is not None
 
+    def snapshot(self) -> KeySnapshot:
+        with self._lock:
+            now = datetime.now(UTC)
+            return KeySnapshot(
+                store_id=self.store_id,
+                master_key_id=self.master_key.key_id,
+                keys=[(name, wrapped, now) for name, wrapped in sorted(self._keys.items())],
+                tombstones=sorted(self._erased.items()),
+            )
+
 
 _metadata = MetaData()
 data_keys = Table(
@@ -253,54 +282,69 @@ class SqlKeyStore(KeyStore):
 
     Opening it checks the master key: the store records the `key_id` of the key that wraps
     its keys, and any other key is refused with MasterKeyError before anything is read or written.
+    It also records an id of its own (`store_id`, random, made when it is created), which
+    backups of the log and of the keys name. Every failure of its database (missing, damaged,
+    unreadable, refused) is a KeyStoreError naming `location`, never the driver's exception.
     """
 
-    def __init__(self, engine: Engine, master_key: MasterKey) -> None:
+    def __init__(self, engine: Engine, master_key: MasterKey, *, location: str | None = None) -> None:
         super().__init__(master_key)
         self.engine = engine
-        _metadata.create_all(engine)
-        with engine.begin() as connection:
-            recorded = connection.execute(
-                select(key_store_info.c.value).where(key_store_info.c.name == "master_key_id")
-            ).scalar_one_or_none()
-            if recorded is None:
-                try:
-                    connection.execute(insert(key_store_info).values(name="master_key_id", value=master_key.key_id))
-                except IntegrityError:  # pragma: no cover - another process recorded it first
-                    recorded = connection.execute(
-                        select(key_store_info.c.value).where(key_store_info.c.name == "master_key_id")
-                    ).scalar_one()
+        self.location = location or engine.url.render_as_string(hide_password=True)
+        with self._named():
+            _metadata.create_all(engine)
+            with engine.begin() as connection:
+                recorded = _info(connection, "master_key_id")
+                if recorded is None:
+                    _record_info(connection, "master_key_id", master_key.key_id)
+                self.store_id = _info(connection, "store_id") or _record_info(
+                    connection, "store_id", secrets.token_hex(8)
+                )
         if recorded is not None and recorded != master_key.key_id:
             raise MasterKeyError(
-                f"the key store's data keys are wrapped with master key {recorded}, "
+                f"the key store {self.location} holds data keys wrapped with master key {recorded}, "
                 f"not with the configured one ({master_key.key_id}); nothing was read or written"
             )
 
+    @contextmanager
+    def _named(self) -> Iterator[None]:
+        """Database and file failures as KeyStoreError naming this key store."""
+        try:
+            yield
+        except (SQLAlchemyError, OSError) as error:
+            cause = error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
+            first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+            raise KeyStoreError(
+                f"the key store {self.location} cannot be used: {first}; restore it from its backup "
+                "(`dala keys restore`) or check its permissions"
+            ) from error
+
     def _load(self, learner_id: str) -> bytes | None:
-        with self.engine.connect() as connection:
+        with self._named(), self.engine.connect() as connection:
             found = connection.execute(
                 select(data_keys.c.wrapped).where(data_keys.c.learner_id == learner_id)
             ).scalar_one_or_none()
         return None if found is None else bytes(found)
 
     def _store_new(self, learner_id: str, wrapped: bytes) -> bytes:
-        try:
-            with self.engine.begin() as connection:
-                erased_at = _erased_at(connection, learner_id)
-                if erased_at is not None:
-                    raise DataKeyErased(learner_id, erased_at)
-                connection.execute(
-                    insert(data_keys).values(learner_id=learner_id, wrapped=wrapped, created_at=datetime.now(UTC))
-                )
-            return wrapped
-        except IntegrityError:  # another writer made the learner's key first: use theirs
-            found = self._load(learner_id)
-            if found is None:  # pragma: no cover
-                raise
-            return found
+        with self._named():
+            try:
+                with self.engine.begin() as connection:
+                    erased_at = _erased_at(connection, learner_id)
+                    if erased_at is not None:
+                        raise DataKeyErased(learner_id, erased_at)
+                    connection.execute(
+                        insert(data_keys).values(learner_id=learner_id, wrapped=wrapped, created_at=datetime.now(UTC))
+                    )
+                return wrapped
+            except IntegrityError:  # another writer made the learner's key first: use theirs
+                found = self._load(learner_id)
+                if found is None:  # pragma: no cover
+                    raise
+                return found
 
     def _rewrap(self, rewrap: object, new_key_id: str) -> int:
-        with self.engine.begin() as connection:
+        with self._named(), self.engine.begin() as connection:
             rows = connection.execute(select(data_keys.c.learner_id, data_keys.c.wrapped)).all()
             for learner_id, wrapped in rows:
                 connection.execute(
@@ -314,18 +358,122 @@ class SqlKeyStore(KeyStore):
         return len(rows)
 
     def erased_at(self, learner_id: str) -> datetime | None:
-        with self.engine.connect() as connection:
+        with self._named(), self.engine.connect() as connection:
             return _erased_at(connection, learner_id)
 
     def _destroy(self, learner_id: str, at: datetime) -> bool:
         # One transaction: the key is never gone without the record saying why. On SQLite the
         # store deletes securely (freed bytes overwritten) with a rollback journal, so no copy
         # of the wrapped key survives the commit in the store's files.
-        with self.engine.begin() as connection:
+        with self._named(), self.engine.begin() as connection:
             deleted = connection.execute(data_keys.delete().where(data_keys.c.learner_id == learner_id)).rowcount
             if _erased_at(connection, learner_id) is None:
                 connection.execute(insert(erased_keys).values(learner_id=learner_id, erased_at=at))
         return bool(deleted)
+
+    def snapshot(self) -> KeySnapshot:
+        """Every wrapped data key and tombstone, read in one transaction (a consistent copy
+        while writers run; never the master key)."""
+        with self._named(), self.engine.begin() as connection:
+            keys = connection.execute(
+                select(data_keys.c.learner_id, data_keys.c.wrapped, data_keys.c.created_at).order_by(
+                    data_keys.c.learner_id
+                )
+            ).all()
+            tombstones = connection.execute(
+                select(erased_keys.c.learner_id, erased_keys.c.erased_at).order_by(erased_keys.c.learner_id)
+            ).all()
+            master_key_id = _info(connection, "master_key_id") or self.master_key.key_id
+        return KeySnapshot(
+            store_id=self.store_id,
+            master_key_id=master_key_id,
+            keys=[(name, bytes(wrapped), _utc(created)) for name, wrapped, created in keys],
+            tombstones=[(name, _utc(at)) for name, at in tombstones],
+        )
+
+    def load_snapshot(self, snapshot: KeySnapshot) -> tuple[int, int]:
+        """Add a snapshot's keys and tombstones, in one transaction; returns how many of each
+        were added. Refused (KeyStoreError, nothing written) when the snapshot's keys are wrapped
+        by another master key, or a learner's key or tombstone conflicts with what is here; the
+        same key or tombstone already here is skipped, so loading twice adds nothing."""
+        if snapshot.master_key_id != self.master_key.key_id:
+            raise MasterKeyError(
+                f"the key backup's keys are wrapped with master key {snapshot.master_key_id}, not with "
+                f"the configured one ({self.master_key.key_id}); configure that master key first"
+            )
+        for learner_id, wrapped, _created in snapshot.keys:
+            self.master_key.unwrap(learner_id, wrapped)  # a damaged backup is refused before writing
+        with self._named(), self.engine.begin() as connection:
+            held = {
+                name: bytes(wrapped)
+                for name, wrapped in connection.execute(select(data_keys.c.learner_id, data_keys.c.wrapped))
+            }
+            erased = {name for (name,) in connection.execute(select(erased_keys.c.learner_id))}
+            conflicts = sorted(
+                {
+                    name
+                    for name, wrapped, _ in snapshot.keys
+                    if (name in held and held[name] != wrapped) or name in erased
+                }
+                | {name for name, _ in snapshot.tombstones if name in held}
+            )
+            if conflicts:
+                shown = ", ".join(repr(name) for name in conflicts[:20]) + (", ..." if len(conflicts) > 20 else "")
+                raise KeyStoreError(
+                    f"the key store {self.location} already holds other keys or erasures for "
+                    f"{len(conflicts)} learners of the backup ({shown}); nothing was restored"
+                )
+            new_keys = [
+                {"learner_id": name, "wrapped": wrapped, "created_at": created}
+                for name, wrapped, created in snapshot.keys
+                if name not in held
+            ]
+            new_tombstones = [
+                {"learner_id": name, "erased_at": at} for name, at in snapshot.tombstones if name not in erased
+            ]
+            if new_keys:
+                connection.execute(insert(data_keys), new_keys)
+            if new_tombstones:
+                connection.execute(insert(erased_keys), new_tombstones)
+        return len(new_keys), len(new_tombstones)
+
+    def is_empty(self) -> bool:
+        """Whether the store holds no data key and no tombstone."""
+        with self._named(), self.engine.connect() as connection:
+            return (
+                connection.execute(select(data_keys.c.learner_id).limit(1)).first() is None
+                and connection.execute(select(erased_keys.c.learner_id).limit(1)).first() is None
+            )
+
+
+@dataclass(frozen=True)
+class KeySnapshot:
+    """A key store's content for a backup: wrapped data keys (learner id, wrapped key, created
+    at) and tombstones (learner id, erased at); never a master key."""
+
+    store_id: str
+    master_key_id: str
+    keys: list[tuple[str, bytes, datetime]]
+    tombstones: list[tuple[str, datetime]]
+
+
+def _info(connection: Connection, name: str) -> str | None:
+    value: str | None = connection.execute(
+        select(key_store_info.c.value).where(key_store_info.c.name == name)
+    ).scalar_one_or_none()
+    return value
+
+
+def _record_info(connection: Connection, name: str, value: str) -> str:
+    """Record `value` under `name` unless another process recorded one first; the one kept."""
+    try:
+        with connection.begin_nested():
+            connection.execute(insert(key_store_info).values(name=name, value=value))
+        return value
+    except IntegrityError:  # pragma: no cover - another process recorded it first
+        recorded = _info(connection, name)
+        assert recorded is not None
+        return recorded
 
 
 def _erased_at(connection: Connection, learner_id: str) -> datetime | None:
