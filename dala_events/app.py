@@ -27,7 +27,14 @@ from typing import Any
 from sqlalchemy import Engine
 
 from dala_events import audit, persistence_manager
-from dala_events.backup import BackupResult, backup_log, restore_log
+from dala_events.backup import (
+    BackupContents,
+    BackupResult,
+    KeyStoreName,
+    backup_log,
+    inspect_backup,
+    restore_log,
+)
 from dala_events.demo import DemoResult, run_demo
 from dala_events.disclosures import Disclosure, list_disclosures, record_disclosure
 from dala_events.erasure import Erasure, erase_learner
@@ -35,11 +42,12 @@ from dala_events.generate_interface import generate_interface
 from dala_events.hlp_module import LearnerProfile
 from dala_events.integrity import Checkpoint, VerifyReport, load_checkpoint, verify_log, write_checkpoint
 from dala_events.key_audit import check_keys
+from dala_events.key_backup import KeyBackupResult, backup_keys, read_key_backup, restore_keys
 from dala_events.schema import migrate
 from dala_events.settings import Settings
 from dala_events.store import RecordedEvent, SqlEventStore
-from dala_events.store.keys import LogCipher, MasterKey
-from dala_events.wiring import Mode, Storage
+from dala_events.store.keys import KeyStoreError, KeyStoreMissing, LogCipher, MasterKey, MasterKeyError
+from dala_events.wiring import Mode, Storage, key_store_exists
 from dala_events.xapi import check_homepage, export_learner_xapi
 from projections.dtos import FullLearnerProfileData
 from projections.rebuild import Progress, RebuildResult, rebuild
@@ -182,13 +190,65 @@ class Dala:
         return report
 
     def backup(self, destination: str | Path) -> BackupResult:
-        """A consistent, portable backup of the log (see `backup.backup_log`)."""
-        return backup_log(self.engine, destination)
+        """A consistent, portable backup of the log and the disclosure record, naming the key
+        store its encrypted events need (see `backup.backup_log`); back the key store up too
+        (`backup_keys`)."""
+        key_store = self.storage.key_store
+        name = KeyStoreName(self.storage.key_store_location(), key_store.store_id, key_store.master_key.key_id)
+        return backup_log(self.engine, destination, key_store=name)
 
     def restore(self, source: str | Path) -> BackupResult:
-        """Restore a backup into this (empty) database's log (see `backup.restore_log`); the
-        read models are not rebuilt here: call `rebuild`."""
+        """Restore a backup into this (empty) database (see `backup.restore_log`), after checking
+        the whole file and that the configured key store holds a usable key for every learner
+        whose events it holds encrypted: otherwise KeyStoreError lists them and nothing is
+        written. The read models are not rebuilt here: call `rebuild`."""
+        contents = inspect_backup(source)
+        self._check_keys_for(contents)
         return restore_log(self.engine, source, log_key=self.storage.log_key, cipher=self.storage.open_cipher)
+
+    def _check_keys_for(self, contents: BackupContents) -> None:
+        needed = contents.encrypted_learners - contents.erased_learners
+        if not needed:
+            return
+        made_with = (
+            "" if contents.key_store is None else f"; it was made with key store {contents.key_store.describe()}"
+        )
+        try:
+            url = self.storage.key_store_url
+            if url is not None and not key_store_exists(url):
+                raise KeyStoreMissing(
+                    f"the key store {self.storage.key_store_location()} is missing, and the backup holds encrypted "
+                    f"events of {_learners(needed)}: restore the key store first (`dala keys restore FILE`)"
+                )
+            key_store = self.storage.key_store
+            snapshot = key_store.snapshot()
+        except KeyStoreError as error:
+            raise type(error)(f"{error}{made_with}; nothing was restored") from error
+        usable = {name for name, _ in snapshot.tombstones}
+        for name, wrapped, _created in snapshot.keys:
+            try:
+                key_store.master_key.unwrap(name, wrapped)
+                usable.add(name)
+            except MasterKeyError:
+                pass
+        lacking = needed - usable
+        if lacking:
+            raise KeyStoreError(
+                f"the key store {self.storage.key_store_location()} has no usable data key for {_learners(lacking)} "
+                f"of the backup{made_with}; restore that key store (`dala keys restore FILE`) first; "
+                "nothing was restored"
+            )
+
+    def backup_keys(self, destination: str | Path) -> KeyBackupResult:
+        """A consistent copy of the key store's wrapped data keys and tombstones, never the
+        master key (see `key_backup`)."""
+        return backup_keys(self.storage.key_store, destination, location=self.storage.key_store_location())
+
+    def restore_keys(self, source: str | Path) -> KeyBackupResult:
+        """Restore a key backup into the configured key store (created if missing; merged where no
+        learner conflicts), the file checked whole first (see `key_backup`)."""
+        read_key_backup(source)  # a damaged or altered file is refused before a key store is made
+        return restore_keys(self.storage.key_store_to_restore_into(), source)
 
     def rebuild(self, projections: Sequence[str] | None = None, *, progress: Progress | None = None) -> RebuildResult:
         """Rebuild read models from the log and swap them in (see `projections.rebuild`)."""
@@ -220,3 +280,8 @@ class Dala:
 
     def __repr__(self) -> str:
         return f"<Dala {self.storage!r}>"
+
+
+def _learners(names: set[str]) -> str:
+    shown = ", ".join(repr(name) for name in sorted(names)[:20]) + (", ..." if len(names) > 20 else "")
+    return f"{len(names)} learner{'' if len(names) == 1 else 's'} ({shown})"

@@ -1,59 +1,80 @@
 """Backups of the event log that restore anywhere: SQLite to PostgreSQL and back.
 
-A backup is one portable text file (JSON Lines):
+A backup is one portable text file (JSON Lines, written as `checksummed` files are):
 
-    {"format": "dala-events-backup", "format_version": 1, "created_at": ..., "log_schema": "0002",
-     "source": "sqlite", "columns": ["position", "event_id", ...]}      the header
+    {"format": "dala-events-backup", "format_version": 2, "created_at": ..., "log_schema": "0006",
+     "source": "sqlite", "columns": ["position", "event_id", ...],
+     "key_store": {"location": ..., "id": ..., "master_key_id": ...}}    the header
     [1, "0192...", "ann", 1, "LearnerProfileCreated", 1, "2026-...Z", "2026-...Z", "{}", "{...}"]
     ...                                                                  one row per event
-    {"end": true, "events": 26, "sha256": "..."}                          the trailer
+    {"table": "disclosure_log", "columns": ["id", "learner_id", ...]}    the disclosures
+    [1, "ann", "2026-...Z", "page", "teacher:42", null, "..."]
+    ...
+    {"end": true, "events": 26, "disclosures": 3, "sha256": "..."}      the trailer
 
 Every row holds the stored columns exactly as the database holds them (payload and metadata as
-their stored text, times as RFC 3339 UTC), in log order. The trailer's `sha256` is the hash of
-every byte before it, so a truncated or altered file is refused before anything is committed.
+their stored text, times as RFC 3339 UTC), in log order. The backup carries every table that is
+not rebuilt from the log: the event log and the record of disclosures. It names the key store
+whose data keys decrypt it (its id and its master key's id, never a key): the key store is
+backed up apart (`key_backup`), and a restore checks it holds every key first. The trailer's
+`sha256` is the hash of every byte before it, so a truncated or altered file is refused before
+anything is committed. Files of format 1 (the event log only) still restore.
 
 `backup_log` reads the log in one read transaction (a snapshot: writers keep writing and the
 backup is still consistent) and writes the file beside its destination, renaming it into place
-at the end. `restore_log` streams a file into an empty database inside one transaction: the
-log's schema is brought to the backup's revision, the rows are inserted, the schema is migrated
-to this code's head, and only then is anything committed; then the read models are rebuilt
-from the restored log. An interrupted restore leaves the database without a single event.
+at the end. `inspect_backup` reads a file through once, checking it whole, and says what it
+holds (learners whose events are encrypted, erased learners, the key store named). `restore_log`
+streams a file into an empty database inside one transaction: the log's schema is brought to the
+backup's revision, the rows are inserted, the schema is migrated to this code's head, and only
+then is anything committed; then the read models are rebuilt from the restored log. An
+interrupted restore leaves the database without a single event.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, inspect, select, text
+from sqlalchemy import Connection, Engine, Table, func, insert, inspect, select, text
 
+from dala_events.checksummed import BackupError, ChecksummedWriter, read_lines, text_time
 from dala_events.dialects import read_transaction, write_transaction
-from dala_events.errors import DalaError, RefusedToDestroy
+from dala_events.disclosures import disclosure_log
+from dala_events.errors import RefusedToDestroy
 from dala_events.events import utc_now
 from dala_events.schema import LOG_SCHEMA_HEAD, CipherChoice, clear_old_row_versions, log_schema_revision, migrate_in
 from dala_events.store import LogKey, event_log
+from dala_events.store.contract import ERASED_EVENT_TYPE
+from dala_events.store.keys import ENCRYPTED_PREFIX
 from dala_events.store.sql import check_log_key
 
 FORMAT = "dala-events-backup"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 BATCH_SIZE = 5_000
-_TIME_COLUMNS = frozenset({"occurred_at", "recorded_at"})
+_TIME_COLUMNS = frozenset({"occurred_at", "recorded_at", "disclosed_at"})
+_CARRIED = {"disclosure_log": disclosure_log}
+"""The tables besides the log that no rebuild can make again, carried by every backup."""
 
 _log = logging.getLogger("dala_events.backup")
 
 
-class BackupError(DalaError):
-    """A backup file that cannot be restored (truncated, altered, of another format or version);
-    nothing was written."""
+@dataclass(frozen=True)
+class KeyStoreName:
+    """Which key store a backup's encrypted events need: where it was, its id and the id of the
+    master key wrapping its keys (never a key)."""
+
+    location: str
+    id: str
+    master_key_id: str
+
+    def describe(self) -> str:
+        return f"{self.location} (id {self.id}, master key {self.master_key_id})"
 
 
 @dataclass(frozen=True)
@@ -64,101 +85,189 @@ class BackupResult:
     events: int
     log_schema: str
     sha256: str
+    disclosures: int = 0
+    key_store: KeyStoreName | None = None
 
 
-def backup_log(engine: Engine, destination: str | Path) -> BackupResult:
-    """Write a consistent backup of the whole event log to `destination` (see the module docstring)."""
-    target = Path(destination)
-    if target.is_dir():
-        raise BackupError(f"{target} is a directory; give a file name")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256()
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-    try:
-        with os.fdopen(handle, "wb") as file, _snapshot(engine) as connection:
-            # A log older than the migrations is revision 0001's table (see database_setup).
-            revision = log_schema_revision(connection) or "0001"
-            columns = [column.name for column in event_log.columns if column.name in _stored_columns(connection)]
-            header = {
-                "format": FORMAT,
-                "format_version": FORMAT_VERSION,
-                "created_at": _text_time(utc_now()),
-                "log_schema": revision,
-                "source": connection.dialect.name,
-                "columns": columns,
-            }
-            _write_line(file, digest, header)
-            events = 0
-            for rows in _batches(connection, columns):
-                for row in rows:
-                    _write_line(file, digest, [_text_time(v) if isinstance(v, datetime) else v for v in row])
-                events += len(rows)
-            checksum = digest.hexdigest()
-            file.write(_encode({"end": True, "events": events, "sha256": checksum}))
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    _log.info("backed up %d events to %s", events, target)
-    return BackupResult(target, events, revision, checksum)
+@dataclass
+class BackupContents:
+    """What a backup file holds, read through once and checked whole (`inspect_backup`)."""
+
+    path: Path
+    format_version: int
+    log_schema: str
+    events: int = 0
+    disclosures: int = 0
+    encrypted_learners: set[str] = field(default_factory=set)
+    erased_learners: set[str] = field(default_factory=set)
+    key_store: KeyStoreName | None = None
+
+
+def backup_log(engine: Engine, destination: str | Path, *, key_store: KeyStoreName | None = None) -> BackupResult:
+    """Write a consistent backup of the event log and the disclosure record to `destination`,
+    naming `key_store` (see the module docstring)."""
+    with ChecksummedWriter(destination) as writer, _snapshot(engine) as connection:
+        # A log older than the migrations is revision 0001's table.
+        revision = log_schema_revision(connection) or "0001"
+        present = _stored_columns(connection, "event_log")
+        columns = [column.name for column in event_log.columns if column.name in present]
+        header: dict[str, Any] = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "created_at": text_time(utc_now()),
+            "log_schema": revision,
+            "source": connection.dialect.name,
+            "columns": columns,
+            "key_store": None if key_store is None else vars(key_store),
+        }
+        writer.write(header)
+        events = _write_table(writer, connection, event_log, columns, "position")
+        counts: dict[str, int] = {}
+        for name, table in _CARRIED.items():
+            if not inspect(connection).has_table(name):
+                continue
+            carried = [column.name for column in table.columns if column.name in _stored_columns(connection, name)]
+            writer.write({"table": name, "columns": carried})
+            counts[name] = _write_table(writer, connection, table, carried, "id")
+        checksum = writer.finish(events=events, disclosures=counts.get("disclosure_log", 0))
+    _log.info("backed up %d events to %s", events, writer.target)
+    return BackupResult(writer.target, events, str(revision), checksum, counts.get("disclosure_log", 0), key_store)
+
+
+def _write_table(writer: ChecksummedWriter, connection: Connection, table: Table, columns: list[str], key: str) -> int:
+    written = 0
+    for rows in _batches(connection, table, columns, key):
+        for row in rows:
+            writer.write([text_time(v) if isinstance(v, datetime) else v for v in row])
+        written += len(rows)
+    return written
+
+
+def inspect_backup(source: str | Path) -> BackupContents:
+    """Read a backup file through once, checking it whole (BackupError otherwise), and say what
+    it holds: what a restore checks against the key store before it writes anything."""
+    path = Path(source)
+    with path.open("rb") as file:
+        lines = read_lines(file, path)
+        header = _header(next(lines, None), path)
+        contents = BackupContents(path, header["format_version"], header["log_schema"])
+        named = header.get("key_store")
+        if isinstance(named, dict):
+            contents.key_store = KeyStoreName(str(named["location"]), str(named["id"]), str(named["master_key_id"]))
+        columns: list[str] = header["columns"]
+        learner, kind, payload = (
+            columns.index(name) if name in columns else None for name in ("learner_id", "event_type", "payload")
+        )
+        table = "event_log"
+        for value in lines:
+            if isinstance(value, dict):
+                if value.get("end") is True:
+                    _check_counts(value, contents, path)
+                    return contents
+                table = _section(value, path)
+                continue
+            if table != "event_log":
+                contents.disclosures += 1
+                continue
+            contents.events += 1
+            if (
+                learner is None
+                or kind is None
+                or payload is None
+                or not isinstance(value, list)
+                or len(value) != len(columns)
+            ):
+                continue
+            if value[kind] == ERASED_EVENT_TYPE:
+                contents.erased_learners.add(value[learner])
+            elif isinstance(value[payload], str) and value[payload].startswith(ENCRYPTED_PREFIX):
+                contents.encrypted_learners.add(value[learner])
+    raise BackupError(f"{path} is truncated: it ends before its trailer; nothing was restored")  # pragma: no cover
 
 
 def restore_log(
     engine: Engine, source: str | Path, *, log_key: LogKey | None = None, cipher: CipherChoice = None
 ) -> BackupResult:
-    """Restore the event log of a backup file into the empty database of `engine`.
+    """Restore the event log and the disclosure record of a backup file into the empty database
+    of `engine`.
 
     Refuses (RefusedToDestroy) a database whose log holds events, and (BackupError) a file that
     is not a whole, unaltered backup; in either case nothing is written. Read models are not
-    rebuilt here: see `dala restore`, or call `projections.rebuild.rebuild(engine)`. A backup
-    older than the hash chain is chained with `log_key` as the migration brings it to this
-    code's schema; the restored log is then recorded as chained with `log_key`. A backup older
-    than encryption at rest is encrypted on the way in with `cipher` (migration 0005).
+    rebuilt here: see `dala restore`, or `app.Dala.restore`, which also checks the key store
+    holds every learner's key before calling this. A backup older than the hash chain is chained
+    with `log_key` as the migration brings it to this code's schema; the restored log is then
+    recorded as chained with `log_key`. A backup older than encryption at rest is encrypted on
+    the way in with `cipher` (migration 0005).
     """
     path = Path(source)
     with path.open("rb") as file, write_transaction(engine) as connection:
-        lines = _lines(file, path)
+        lines = read_lines(file, path)
         header = _header(next(lines, None), path)
         existing = set(inspect(connection).get_table_names())
-        if "event_log" in existing:
-            held = connection.execute(select(func.count()).select_from(event_log)).scalar_one()
+        for table in (event_log, *_CARRIED.values()):
+            held = table.name in existing and connection.execute(select(func.count()).select_from(table)).scalar_one()
             if held:
+                unit = "events" if table is event_log else "records"
                 raise RefusedToDestroy(
-                    f"refusing to restore into a database whose event log holds {held} events; "
+                    f"refusing to restore into a database whose {table.name} holds {held} {unit}; "
                     "restore into a new, empty database"
                 )
         revision = header["log_schema"]
         migrate_in(connection, revision, log_key=log_key, cipher=cipher)
-        columns: list[str] = header["columns"]
-        events, trailer = _insert_rows(connection, insert(event_log), columns, lines, path)
+        events, carried, trailer = _insert_rows(connection, header["columns"], lines, path)
         migrate_in(connection, "head", log_key=log_key, cipher=cipher)
+        for name, (columns, rows) in carried.items():
+            table = _CARRIED[name]
+            for start in range(0, len(rows), BATCH_SIZE):
+                connection.execute(
+                    insert(table),
+                    [
+                        {c: _from_text(c, v) for c, v in zip(columns, row, strict=True)}
+                        for row in rows[start : start + BATCH_SIZE]
+                    ],
+                )
         check_log_key(connection, log_key)
-        _advance_position_sequence(connection)
+        _advance_sequences(connection)
     if revision != LOG_SCHEMA_HEAD:
         clear_old_row_versions(engine)  # an older backup's events were encrypted on the way in
     _log.info("restored %d events from %s", events, path)
-    return BackupResult(path, events, str(revision), trailer)
+    disclosures = len(carried.get("disclosure_log", ([], []))[1])
+    return BackupResult(path, events, str(revision), trailer, disclosures)
 
 
 def _insert_rows(
-    connection: Connection, statement: Any, columns: list[str], lines: Iterator[tuple[bytes, Any]], path: Path
-) -> tuple[int, str]:
+    connection: Connection, columns: list[str], lines: Iterator[Any], path: Path
+) -> tuple[int, dict[str, tuple[list[str], list[list[Any]]]], str]:
+    """Insert the event rows as they are read; keep the carried tables' rows (a few: one per
+    disclosure) for after the schema reached head. Returns the events, the carried rows by
+    table, and the checksum."""
+    statement = insert(event_log)
     batch: list[dict[str, Any]] = []
     events = 0
-    for raw, value in lines:
+    carried: dict[str, tuple[list[str], list[list[Any]]]] = {}
+    section: list[list[Any]] | None = None
+    section_columns = columns
+    for value in lines:
+        if isinstance(value, dict) and value.get("end") is True:
+            events += _flush(connection, statement, batch)
+            _check_counts(value, _Counted(events, sum(len(rows) for _, rows in carried.values())), path)
+            return events, carried, str(value["sha256"])
         if isinstance(value, dict):
-            return events + _flush(connection, statement, batch), _trailer(value, raw, events + len(batch), path)
-        if not isinstance(value, list) or len(value) != len(columns):
-            raise BackupError(
-                f"{path}: row {events + len(batch) + 1} does not have the header's {len(columns)} columns"
-            )
+            name = _section(value, path)
+            section_columns = value["columns"]
+            section = []
+            carried[name] = (section_columns, section)
+            continue
+        if not isinstance(value, list) or len(value) != len(section_columns):
+            raise BackupError(f"{path}: a row does not have its header's {len(section_columns)} columns")
+        if section is not None:
+            section.append(value)
+            continue
         batch.append({name: _from_text(name, item) for name, item in zip(columns, value, strict=True)})
         if len(batch) >= BATCH_SIZE:
             events += _flush(connection, statement, batch)
             batch = []
-    raise BackupError(f"{path} is truncated: it ends before its trailer; nothing was restored")
+    raise BackupError(f"{path} is truncated: it ends before its trailer; nothing was restored")  # pragma: no cover
 
 
 def _flush(connection: Connection, statement: Any, batch: list[dict[str, Any]]) -> int:
@@ -172,32 +281,16 @@ def _flush(connection: Connection, statement: Any, batch: list[dict[str, Any]]) 
 # ---------------------------------------------------------------------------------------------
 
 
-def _lines(file: IO[bytes], path: Path) -> Iterator[tuple[bytes, Any]]:
-    """Each line and its JSON value; for the trailer, the hash of every line before it instead
-    of the line itself (what the trailer's checksum must equal)."""
-    digest = hashlib.sha256()
-    for number, raw in enumerate(file, start=1):
-        if not raw.endswith(b"\n"):
-            raise BackupError(f"{path} is truncated in line {number}; nothing was restored")
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            raise BackupError(f"{path}: line {number} is not JSON; the file is damaged; nothing was restored") from None
-        if isinstance(value, dict) and value.get("end") is True:
-            yield digest.hexdigest().encode(), value
-            return
-        digest.update(raw)
-        yield raw, value
-
-
-def _header(first: tuple[bytes, Any] | None, path: Path) -> dict[str, Any]:
+def _header(first: Any, path: Path) -> dict[str, Any]:
     if first is None:
         raise BackupError(f"{path} is empty")
-    header = first[1]
+    header = first
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise BackupError(f"{path} is not a DALA events backup")
-    if header.get("format_version") != FORMAT_VERSION:
-        raise BackupError(f"{path} is backup format {header.get('format_version')}; this code reads {FORMAT_VERSION}")
+    if header.get("format_version") not in READABLE_VERSIONS:
+        raise BackupError(
+            f"{path} is backup format {header.get('format_version')}; this code reads {READABLE_VERSIONS}"
+        )
     columns = header.get("columns")
     known = {column.name for column in event_log.columns}
     if not isinstance(columns, list) or not columns or not set(columns) <= known or "position" not in columns:
@@ -207,13 +300,32 @@ def _header(first: tuple[bytes, Any] | None, path: Path) -> dict[str, Any]:
     return header
 
 
-def _trailer(trailer: dict[str, Any], computed: bytes, events: int, path: Path) -> str:
-    checksum = computed.decode()
-    if trailer.get("sha256") != checksum:
-        raise BackupError(f"{path} was altered: its checksum does not match its contents; nothing was restored")
-    if trailer.get("events") != events:
-        raise BackupError(f"{path} holds {events} events but says {trailer.get('events')}; nothing was restored")
-    return checksum
+def _section(value: dict[str, Any], path: Path) -> str:
+    """The name of the carried table a section line starts, checked."""
+    name = value.get("table")
+    table = _CARRIED.get(name) if isinstance(name, str) else None
+    columns = value.get("columns")
+    if table is None or not isinstance(columns, list) or not set(columns) <= {c.name for c in table.columns}:
+        raise BackupError(f"{path}: a section of unknown table {name!r} or columns {columns!r}")
+    return str(name)
+
+
+@dataclass
+class _Counted:
+    events: int
+    disclosures: int
+
+
+def _check_counts(trailer: dict[str, Any], counted: BackupContents | _Counted, path: Path) -> None:
+    if trailer.get("events") != counted.events:
+        raise BackupError(
+            f"{path} holds {counted.events} events but says {trailer.get('events')}; nothing was restored"
+        )
+    if trailer.get("disclosures", 0) != counted.disclosures:
+        raise BackupError(
+            f"{path} holds {counted.disclosures} disclosures but says {trailer.get('disclosures')}; "
+            "nothing was restored"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -234,35 +346,34 @@ def _snapshot(engine: Engine) -> Iterator[Connection]:
         yield connection
 
 
-def _stored_columns(connection: Connection) -> set[str]:
-    return {column["name"] for column in inspect(connection).get_columns("event_log")}
+def _stored_columns(connection: Connection, table: str) -> set[str]:
+    return {column["name"] for column in inspect(connection).get_columns(table)}
 
 
-def _batches(connection: Connection, columns: list[str]) -> Iterator[list[tuple[Any, ...]]]:
-    selected = [event_log.c[name] for name in columns]
+def _batches(connection: Connection, table: Table, columns: list[str], key: str) -> Iterator[list[tuple[Any, ...]]]:
+    """The table's rows as `columns`, in keyset batches by its integer key `key`."""
+    selected = [table.c[name] for name in columns]
     after = 0
     while True:
-        query = select(*selected).where(event_log.c.position > after).order_by(event_log.c.position).limit(BATCH_SIZE)
+        query = select(*selected).where(table.c[key] > after).order_by(table.c[key]).limit(BATCH_SIZE)
         rows = [tuple(row) for row in connection.execute(query)]
         if not rows:
             return
         yield rows
-        after = rows[-1][columns.index("position")]
+        after = rows[-1][columns.index(key)]
 
 
-def _advance_position_sequence(connection: Connection) -> None:
-    if connection.dialect.name == "postgresql":
+def _advance_sequences(connection: Connection) -> None:
+    """PostgreSQL: the serial sequences of the restored tables continue after the restored rows."""
+    if connection.dialect.name != "postgresql":
+        return
+    for table, key in (("event_log", "position"), ("disclosure_log", "id")):
         connection.execute(
             text(
-                "SELECT setval(pg_get_serial_sequence('event_log', 'position'), "
-                "COALESCE((SELECT MAX(position) FROM event_log), 1), "
-                "(SELECT COUNT(*) > 0 FROM event_log))"
+                f"SELECT setval(pg_get_serial_sequence('{table}', '{key}'), "
+                f"COALESCE((SELECT MAX({key}) FROM {table}), 1), (SELECT COUNT(*) > 0 FROM {table}))"
             )
         )
-
-
-def _text_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _from_text(column: str, value: Any) -> Any:
@@ -271,14 +382,12 @@ def _from_text(column: str, value: Any) -> Any:
     return value
 
 
-def _encode(value: Any) -> bytes:
-    return (json.dumps(value, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
-
-
-def _write_line(file: IO[bytes], digest: Any, value: Any) -> None:
-    line = _encode(value)
-    digest.update(line)
-    file.write(line)
-
-
-__all__ = ["BackupError", "BackupResult", "backup_log", "restore_log"]
+__all__ = [
+    "BackupContents",
+    "BackupError",
+    "BackupResult",
+    "KeyStoreName",
+    "backup_log",
+    "inspect_backup",
+    "restore_log",
+]

@@ -323,6 +323,43 @@ def keys_rotate(options: Options, new_master_key_file: Path | None) -> None:
     options.say(f"re-wrapped {_count(count, 'data key')} under master key {new_key_id}")
 
 
+@keys.command("backup")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@_database_url_option
+@click.pass_obj
+@_reports_errors
+def keys_backup(options: Options, file: Path) -> None:
+    """Write a consistent copy of the key store to FILE (safe while writers write).
+
+    Wrapped data keys and erasures' tombstones only, never the master key; a checksum of the
+    whole file. Keep it apart from the log's backups, and no longer than erasures allow.
+    """
+    result = _dala(options, "raw").backup_keys(file)
+    options.say(
+        f"backed up {_count(result.keys, 'data key')} and {_count(result.tombstones, 'erasure')} of key store "
+        f"{result.store_id} (master key {result.master_key_id}) to {result.path}"
+    )
+
+
+@keys.command("restore")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_database_url_option
+@click.pass_obj
+@_reports_errors
+def keys_restore(options: Options, file: Path) -> None:
+    """Restore a key backup FILE into the configured key store (created if missing).
+
+    The configured master key must be the one the backup's keys are wrapped with. Keys of
+    learners the key store already holds are merged when they are the same; a conflict
+    refuses the whole file, writing nothing.
+    """
+    result = _dala(options, "raw-create").restore_keys(file)
+    options.say(
+        f"restored {_count(result.keys, 'data key')} and {_count(result.tombstones, 'erasure')} "
+        f"from {result.path} (key store {result.store_id}, master key {result.master_key_id})"
+    )
+
+
 @main.command()
 @click.argument("learner")
 @click.option("--as-of", "as_of", default=None, help="Show it as recorded at this time (ISO 8601; naive = UTC).")
@@ -820,7 +857,15 @@ def backup(options: Options, file: Path) -> None:
     puts it into an empty SQLite or PostgreSQL database.
     """
     result = _dala(options, "raw").backup(file)
-    options.say(f"backed up {_count(result.events, 'event')} to {result.path} (sha256 {result.sha256[:16]}…)")
+    disclosures = f" and {_count(result.disclosures, 'disclosure')}" if result.disclosures else ""
+    options.say(
+        f"backed up {_count(result.events, 'event')}{disclosures} to {result.path} (sha256 {result.sha256[:16]}…)"
+    )
+    if result.key_store is not None:
+        options.say(
+            f"its encrypted events need key store {result.key_store.describe()}: back the key store up "
+            "as well (`dala keys backup FILE`), and keep the master key apart from both"
+        )
 
 
 @main.command()

@@ -289,6 +289,21 @@ class Storage:
             return NoKeyStore(location)
         return open_key_store(url, master_key_of(self.settings, default_master, create=True))
 
+    def key_store_to_restore_into(self) -> SqlKeyStore:
+        """The key store, opened or created to restore a key backup into, whatever the log holds
+        (the one way a key store is made beside encrypted events). The master key must be the
+        one the backup's keys are wrapped with, so it is never generated here: a missing master
+        key file is MasterKeyError naming it."""
+        with self._lock:
+            if isinstance(self._key_store, SqlKeyStore):
+                return self._key_store
+            url, default_master = key_store_location(self.settings, self.engine)
+            if url is None:
+                raise KeyStoreError("an in-memory database keeps its keys in memory: there is nothing to restore into")
+            key_store = open_key_store(url, master_key_of(self.settings, default_master))
+            self._key_store = key_store
+            return key_store
+
     def encrypted_learners(self, *, limit: int | None = None) -> list[str]:
         """Learners with at least one encrypted event in the log (at most `limit` of them)."""
         with read_transaction(self.engine) as connection:

@@ -279,8 +279,8 @@ def test_backup_reads_a_snapshot(sqlite_source: SqlEventStore, tmp_path: Path, m
     original = backup_module._batches
     written = threading.Event()
 
-    def batches_then_write(connection: Any, columns: list[str]) -> Iterator[list[tuple[Any, ...]]]:
-        for rows in original(connection, columns):
+    def batches_then_write(connection: Any, *table_columns_key: Any) -> Iterator[list[tuple[Any, ...]]]:
+        for rows in original(connection, *table_columns_key):
             if not written.is_set():
                 LearnerProfile("late", store=sqlite_source).add_interest("Art")
                 written.set()

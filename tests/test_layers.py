@@ -51,6 +51,8 @@ LAYERS: dict[str, int] = {
     "dala_events.demo": 5,
     "dala_events.app": 5,
     "dala_events.backup": 4,
+    "dala_events.checksummed": 4,
+    "dala_events.key_backup": 4,
     "dala_events.cli": 6,
 }
 
