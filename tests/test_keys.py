@@ -139,9 +139,8 @@ def test_a_damaged_key_store_is_the_packages_error_naming_it(school: Settings, d
     else:
         path.unlink()
         path.mkdir()
-    with pytest.raises(KeyStoreError) as raised:
-        with Dala.open(school) as dala:
-            dala.history("ann")
+    with pytest.raises(KeyStoreError) as raised, Dala.open(school) as dala:
+        dala.history("ann")
     assert str(path) in str(raised.value)
     code, output = _cli(school, "history", "ann")
     assert code == 1 and str(path) in output and "Traceback" not in output
@@ -257,5 +256,6 @@ def test_a_key_backup_taken_while_two_processes_create_learners_holds_every_ackn
         stop.set()
         for writer in writers:
             writer.join(timeout=120)
-    backed_up = {line["key"] for line in map(json.loads, (tmp_path / "keys.backup").read_text().splitlines()) if "key" in line}
+    lines = [json.loads(line) for line in (tmp_path / "keys.backup").read_text().splitlines()]
+    backed_up = {line["key"] for line in lines if "key" in line}
     assert set(before) <= backed_up and backup.keys == len(backed_up)
