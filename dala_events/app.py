@@ -38,6 +38,7 @@ from dala_events.backup import (
 from dala_events.demo import DemoResult, run_demo
 from dala_events.disclosures import Disclosure, list_disclosures, record_disclosure
 from dala_events.erasure import Erasure, erase_learner
+from dala_events.errors import LearnerNotFound
 from dala_events.generate_interface import generate_interface
 from dala_events.hlp_module import LearnerProfile
 from dala_events.integrity import Checkpoint, VerifyReport, load_checkpoint, verify_log, write_checkpoint
@@ -182,6 +183,13 @@ class Dala:
         """Check the log's chains (all, or those of `learner_ids`), against the checkpoint file
         `against` if given, and every learner's data key against the log (`key_audit`); write a
         new checkpoint to `checkpoint_out` when intact."""
+        if learner_ids is not None:
+            unknown = sorted(name for name in set(learner_ids) if self.store.stream_version(name) == 0)
+            if unknown:
+                names = ", ".join(repr(name) for name in unknown)
+                raise LearnerNotFound(
+                    unknown[0], f"no recorded changes of {names}: nothing to verify (see `dala learners`)"
+                )
         checkpoint: Checkpoint | None = None if against is None else load_checkpoint(against, self.storage.log_key)
         report = verify_log(self.engine, self.storage.log_key, learner_ids=learner_ids, checkpoint=checkpoint)
         report.keys = check_keys(self.storage, None if learner_ids is None else list(learner_ids))

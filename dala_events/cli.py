@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import wraps
@@ -36,8 +37,12 @@ LIBRARY_LOGGER = "dala_events"
 def _console(*, stderr: bool = False) -> Any:
     from rich.console import Console
 
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:  # rich's documented hook (its default exits with 1)
+            _quiet_closed_pipe()
+
     # markup off: learner-supplied text must print as it is, never as rich markup.
-    return Console(stderr=stderr, soft_wrap=False, markup=False, highlight=False, emoji=False)
+    return _Console(stderr=stderr, soft_wrap=False, markup=False, highlight=False, emoji=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -46,17 +51,35 @@ def _console(*, stderr: bool = False) -> Any:
 
 
 class Options:
-    """What the group's options decided, handed to every command."""
+    """What the options every command shares decided (before or after the command name)."""
 
     def __init__(self) -> None:
         self.database_url: str | None = None
         self.url_from_environment = False
         self.quiet = False
+        self.verbose = 0
+        self.actor: str | None = None
+        self.reason: str | None = None
+        self.started = False
 
     def say(self, message: str) -> None:
         """A status line (not data): left out with --quiet."""
         if not self.quiet:
             click.echo(message)
+
+    def start(self, context: click.Context) -> None:
+        """Once the command's own options are read: logging, and the attribution of what it records."""
+        if self.started:
+            return
+        self.started = True
+        _setup_logging(self.verbose, self.quiet)
+        if self.actor is not None or self.reason is not None:
+            from dala_events.attribution import recorded_as
+
+            try:
+                context.with_resource(recorded_as(self.actor, reason=self.reason))
+            except InvalidInput as error:
+                raise BadValue(f"--{error.field}: {error.problem}") from None
 
 
 def _remember_database_url(context: click.Context, _parameter: click.Parameter, value: str | None) -> str | None:
@@ -68,33 +91,123 @@ def _remember_database_url(context: click.Context, _parameter: click.Parameter, 
     return value
 
 
+def _remember(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A callback keeping an option's value in `Options` when it was given (a later one wins)."""
+
+    def keep(context: click.Context, _parameter: click.Parameter, value: Any) -> Any:
+        if value not in (None, 0, False):
+            setattr(context.ensure_object(Options), name, value)
+        return value
+
+    return keep
+
+
 _DATABASE_URL_HELP = "SQLAlchemy URL of the database (default: sqlite:///database/edpsych_connect_dala.db)."
+_VERBOSE_HELP = "Show what the library does (-v: steps, -vv: every append)."
+_QUIET_HELP = "Print only data and errors."
+_ACTOR_HELP = "Who is acting (e.g. teacher:42), recorded with every change and disclosure. Also DALA_ACTOR."
+_REASON_HELP = "Why, recorded with every change and disclosure."
 
 
-def _database_url_option(command: F) -> F:
-    """`--database-url` after the command name too (`dala profile ann --database-url ...`)."""
-    return click.option(
-        "--database-url",
-        default=None,
-        expose_value=False,
-        callback=_remember_database_url,
-        help=_DATABASE_URL_HELP,
-    )(command)
+def _shared_options(*, reason: bool = True) -> Callable[[F], F]:
+    """The options every command takes, after the command name too (`dala profile ann -q`)."""
+
+    def decorate(command: F) -> F:
+        shared = [
+            click.option(
+                "--database-url",
+                default=None,
+                expose_value=False,
+                callback=_remember_database_url,
+                help=_DATABASE_URL_HELP,
+            ),
+            click.option(
+                "-v", "--verbose", count=True, expose_value=False, callback=_remember("verbose"), help=_VERBOSE_HELP
+            ),
+            click.option(
+                "-q", "--quiet", is_flag=True, expose_value=False, callback=_remember("quiet"), help=_QUIET_HELP
+            ),
+            click.option(
+                "--actor",
+                default=None,
+                metavar="KIND:ID",
+                expose_value=False,
+                callback=_remember("actor"),
+                help=_ACTOR_HELP,
+            ),
+        ]
+        if reason:
+            shared.append(
+                click.option(
+                    "--reason", default=None, expose_value=False, callback=_remember("reason"), help=_REASON_HELP
+                )
+            )
+        for option in shared:
+            command = option(command)
+        return command
+
+    return decorate
+
+
+_database_url_option = _shared_options()
 
 
 def _reports_errors(command: F) -> F:
     @wraps(command)
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
-            return command(*args, **kwargs)
-        except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
-            raise  # click prints usage errors (status 2) and exits quietly on a closed pipe
+            context = click.get_current_context()
+            context.ensure_object(Options).start(context)
+            result = command(*args, **kwargs)
+            sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
+            return result
+        except BrokenPipeError:
+            _quiet_closed_pipe()
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
         except DalaError as error:
             _fail(_with_setting_name(error))
         except Exception as error:  # a database or OS failure: say what, not where
             _fail(_one_line(error))
 
     return run  # type: ignore[return-value]
+
+
+def _quiet_closed_pipe() -> None:
+    """The reader of our output went away (`dala history x | head -1`): it had what it wanted.
+    Nothing more is written (stdout now goes nowhere) and the status is 0."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(0)
+
+
+class _DalaGroup(click.Group):
+    """The `dala` group: every usage error is one line on stderr with status 2 (as the README
+    promises), not click's block of usage text."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as error:
+            hint = f" (see `{error.ctx.command_path} --help`)" if error.ctx is not None else ""
+            click.echo(f"error: {error.format_message()}{hint}", err=True)
+            sys.exit(2)
+        except click.ClickException as error:
+            error.show()
+            sys.exit(error.exit_code)
+        except click.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
 
 
 def _fail(message: str) -> None:
@@ -136,7 +249,7 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     logger.setLevel(level)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_DalaGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--database-url",
     envvar="DALA_DATABASE_URL",
@@ -145,33 +258,27 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     expose_value=False,
     help=_DATABASE_URL_HELP + " Also DALA_DATABASE_URL.",
 )
-@click.option("-v", "--verbose", count=True, help="Show what the library does (-v: steps, -vv: every append).")
-@click.option("-q", "--quiet", is_flag=True, help="Print only data and errors.")
+@click.option("-v", "--verbose", count=True, expose_value=False, callback=_remember("verbose"), help=_VERBOSE_HELP)
+@click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=_remember("quiet"), help=_QUIET_HELP)
 @click.option(
     "--actor",
     envvar="DALA_ACTOR",
     default=None,
     metavar="KIND:ID",
-    help="Who is acting (e.g. teacher:42), recorded with every change and disclosure. Also DALA_ACTOR.",
+    expose_value=False,
+    callback=_remember("actor"),
+    help=_ACTOR_HELP,
 )
-@click.option("--reason", default=None, help="Why, recorded with every change and disclosure.")
+@click.option("--reason", default=None, expose_value=False, callback=_remember("reason"), help=_REASON_HELP)
 @click.version_option(package_name="dala-events")
 @click.pass_context
-def main(context: click.Context, verbose: int, quiet: bool, actor: str | None, reason: str | None) -> None:
+def main(context: click.Context) -> None:
     """DALA events: the event-sourced learner-profile store.
 
+    Every command also takes --database-url, -v, -q, --actor and --reason after its name.
     Shell completion: eval "$(_DALA_COMPLETE=bash_source dala)" (zsh_source, fish_source).
     """
-    options = context.ensure_object(Options)
-    options.quiet = quiet
-    _setup_logging(verbose, quiet)
-    if actor is not None or reason is not None:
-        from dala_events.attribution import recorded_as
-
-        try:
-            context.with_resource(recorded_as(actor, reason=reason))
-        except InvalidInput as error:
-            raise BadValue(f"--{error.field}: {error.problem}") from None
+    context.ensure_object(Options)
 
 
 def _dala(options: Options, mode_name: str = "read") -> Any:
@@ -464,8 +571,8 @@ def history(
             notes.append(f"happened {_minute(event.occurred_at)}")
         if event.metadata.get("reason"):
             notes.append(f"why: {event.metadata['reason']}")
-        what = "\n  ".join([describe_change(event.event, titles), *notes])
-        table.add_row(str(event.version), _minute(event.recorded_at), actor, what)
+        what = "\n  ".join([_safe(describe_change(event.event, titles)), *map(_safe, notes)])
+        table.add_row(str(event.version), _minute(event.recorded_at), _safe(actor), what)
     _console().print(table)
     if not events:
         options.say("no change matches (the learner has changes outside the filters)")
@@ -505,18 +612,26 @@ def diff(options: Options, learner: str, start: str, end: str, as_json: bool) ->
     )
     if result.existed_before != result.exists_after:
         out.print("profile " + ("created" if result.exists_after else "deleted") + " in between")
-    table = Table(show_edge=False, pad_edge=False)
-    table.add_column("change", no_wrap=True)
-    table.add_column("section", no_wrap=True)
-    table.add_column("row", no_wrap=True, overflow="ellipsis", ratio=1)
-    table.add_column("before", no_wrap=True, overflow="ellipsis", ratio=1)
-    table.add_column("after", no_wrap=True, overflow="ellipsis", ratio=1)
+    lines = []
     for row in result.rows:
         before, after = row.before, row.after
         if row.change == "changed" and before is not None and after is not None:
             before = {name: before[name] for name in row.fields}
             after = {name: after[name] for name in row.fields}
-        table.add_row(row.change, row.section, row.key, _cell(before), _cell(after))
+        lines.append((row.change, row.section, _safe(row.key), _cell(before) or "-", _cell(after) or "-"))
+    table = Table(show_edge=False, pad_edge=False)
+    # What changed, where and which row are never cut (a long row key folds onto more lines);
+    # before and after share what is left, each cut with an ellipsis.
+    widths = [
+        min(max([len(h), *(len(line[i]) for line in lines)]), 40) for i, h in enumerate(("change", "section", "row"))
+    ]
+    rest = max(12, out.width - sum(widths) - 3 * 4)
+    for heading, width in zip(("change", "section", "row"), widths, strict=True):
+        table.add_column(heading, overflow="fold", width=width)
+    table.add_column("before", no_wrap=True, overflow="ellipsis", width=rest // 2)
+    table.add_column("after", no_wrap=True, overflow="ellipsis", width=rest - rest // 2)
+    for line in lines:
+        table.add_row(*line)
     out.print(table)
 
 
@@ -553,22 +668,45 @@ def export(options: Options, learner: str, export_format: str, out: Path | None)
     array of xAPI statements. Either way the export is recorded as a disclosure.
     """
     dala = _dala(options)
-    document = dala.export_xapi(learner) if export_format == "xapi" else dala.export(learner).model_dump(mode="json")
-    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
-    if out is None:
-        click.echo(text, nl=False)
-        return
-    _write_private(out, text)
+    file = None if out is None else _opened_private(out)  # a destination that cannot take it is refused first
+    try:
+        document = (
+            dala.export_xapi(learner) if export_format == "xapi" else dala.export(learner).model_dump(mode="json")
+        )
+        text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+        if file is None:
+            click.echo(text, nl=False)
+            return
+        file.write(text.encode())
+        file.flush()
+        os.fsync(file.fileno())
+    finally:
+        if file is not None:
+            file.close()
     options.say(f"{export_format} export of {learner} written: {out}")
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write `text` to `path`, a new file getting permissions 0600: it holds a child's data."""
-    import os
+_PROBE_BYTES = 64 * 1024
 
+
+def _opened_private(path: Path) -> Any:
+    """`path` opened to write (a new file gets permissions 0600: it will hold a child's data),
+    after checking it takes bytes: a destination that cannot (a full disk, /dev/full) fails
+    here, before the export records a disclosure of data that would never be written."""
+    if path.exists() and not path.is_file():
+        raise DalaError(f"--out {path}: not a file; to send the export elsewhere, use standard output")
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-        file.write(text)
+    file = os.fdopen(descriptor, "wb")
+    try:
+        file.write(b"\0" * _PROBE_BYTES)
+        file.flush()
+        os.fsync(file.fileno())
+        file.seek(0)
+        file.truncate()
+    except OSError as error:
+        file.close()
+        raise DalaError(f"--out {path}: cannot write there ({error.strerror or error}); nothing was exported") from None
+    return file
 
 
 @main.command()
@@ -600,7 +738,9 @@ def disclosures(options: Options, learner: str, as_json: bool) -> None:
     table.add_column("why", no_wrap=True, overflow="ellipsis", ratio=1)
     for disclosure in found:
         when = _minute(disclosure.disclosed_at)
-        table.add_row(str(disclosure.id), when, disclosure.what, disclosure.actor, disclosure.reason or "")
+        table.add_row(
+            str(disclosure.id), when, disclosure.what, _safe(disclosure.actor), _safe(disclosure.reason or "")
+        )
     _console().print(table)
     if not found:
         options.say(f"no disclosure of {learner}'s data is recorded")
@@ -625,7 +765,7 @@ def disclosures(options: Options, learner: str, as_json: bool) -> None:
     is_flag=True,
     help="PostgreSQL: rewrite the read-model tables' files (VACUUM FULL; locks them while it runs).",
 )
-@_database_url_option
+@_shared_options(reason=False)
 @click.pass_obj
 @_reports_errors
 def erase(options: Options, learner: str, erase_reason: str | None, yes: bool, vacuum_full: bool) -> None:
@@ -789,7 +929,7 @@ def rebuild(options: Options, projections: tuple[str, ...]) -> None:
     Safe while the application writes; an interrupted rebuild leaves the live tables as they
     were and can simply be run again.
     """
-    dala = _dala(options, "migrate")
+    dala = _dala(options, "upgrade")
     with _progress_bar("rebuilding") as progress:
         result = dala.rebuild(projections or None, progress=progress)
     rate = result.events / result.seconds if result.seconds else 0.0
@@ -1060,14 +1200,31 @@ def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, dict):
-        return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+        return _safe(json.dumps(value, ensure_ascii=False, separators=(", ", ": ")))
     if isinstance(value, datetime):
         return _minute(value)
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:g}"
-    return str(value)
+    return _safe(str(value))
+
+
+def _safe(text: str) -> str:
+    """`text` with every control or format character (an escape sequence in a learner's string,
+    say) shown as its code, `\\x1b`, so that nothing stored can drive the reader's terminal."""
+    if text.isprintable():
+        return text
+    import unicodedata
+
+    return "".join(
+        c
+        if c in "\n" or unicodedata.category(c)[0] != "C"
+        else f"\\x{ord(c):02x}"
+        if ord(c) < 256
+        else f"\\u{ord(c):04x}"
+        for c in text
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

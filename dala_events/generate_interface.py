@@ -16,6 +16,7 @@ was recorded where that differs (a record entered later, a simulation).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -92,7 +93,9 @@ def generate_interface(
         raise InvalidInput("output_path", f"{path} is a directory; give a file name")
     record_disclosure(learner_id, "page", store=store)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(html, encoding="utf-8")
+    # The page holds a child's data in the clear: readable by its owner only.
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as page:
+        page.write(html)
     return path
 
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import os
 import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, inspect, make_url, select
+from sqlalchemy import Engine, create_engine, event, inspect, make_url, select
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
@@ -65,7 +66,10 @@ class Mode(enum.Enum):
     """Set it up: create the file and folder, migrate, create missing tables, rebuild stale
     read models when allowed (`dala init`, `demo`, the process default)."""
     MIGRATE = "migrate"
-    """Like CREATE, but leave stale read models as they are (what a rebuild opens with)."""
+    """Like CREATE, but leave stale read models as they are."""
+    UPGRADE = "upgrade"
+    """Like MIGRATE, for an existing database only (what a rebuild opens with): a missing
+    SQLite file is DatabaseNotFound, never created."""
     READ = "read"
     """Open an existing, current database; create, migrate and rebuild nothing."""
     RAW = "raw"
@@ -99,13 +103,25 @@ def create_dala_engine(database_url: str | URL, *, create: bool = True) -> Engin
         engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False}, **_JSON_COLUMNS)
     else:
         path = Path(url.database).expanduser()
+        new = create and not path.exists()
         if create:
             path.parent.mkdir(parents=True, exist_ok=True)
         elif not path.is_file():
             raise DatabaseNotFound(str(path))
         engine = create_engine(url, connect_args={"timeout": 30}, **_JSON_COLUMNS)
+        if new:
+            event.listen(engine, "connect", functools.partial(_private_when_new, path), once=True)
     configure_sqlite(engine)
     return engine
+
+
+def _private_when_new(path: Path, *_connection: Any) -> None:
+    """A database file SQLite has just created holds children's data: readable by its owner
+    only (0600; its WAL and shared-memory files take the same). An existing file keeps the
+    permissions its operator gave it."""
+    with contextlib.suppress(OSError):
+        if path.stat().st_size == 0:
+            os.chmod(path, 0o600)
 
 
 def _sqlite_file(engine: Engine) -> Path | None:
@@ -371,13 +387,15 @@ class Storage:
         """
         settings = Settings.from_env() if settings is None else settings
         engine = create_dala_engine(settings.database_url, create=mode in (Mode.CREATE, Mode.MIGRATE, Mode.RAW_CREATE))
-        storage = cls(settings, engine, may_create_keys=mode in (Mode.CREATE, Mode.MIGRATE, Mode.RAW_CREATE))
+        storage = cls(
+            settings, engine, may_create_keys=mode in (Mode.CREATE, Mode.MIGRATE, Mode.UPGRADE, Mode.RAW_CREATE)
+        )
         try:
-            if mode in (Mode.CREATE, Mode.MIGRATE):
+            if mode in (Mode.CREATE, Mode.MIGRATE, Mode.UPGRADE):
                 storage._set_up(rebuild_stale=mode is Mode.CREATE)
             elif mode is Mode.READ:
                 storage._check_current()
-            if mode in (Mode.CREATE, Mode.MIGRATE, Mode.READ):
+            if mode in (Mode.CREATE, Mode.MIGRATE, Mode.UPGRADE, Mode.READ):
                 storage.key_store  # noqa: B018 - a wrong master key is refused at start, not at the first read
         except BaseException:
             storage.close()
