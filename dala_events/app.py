@@ -116,9 +116,20 @@ class Dala:
         since: datetime | None = None,
         until: datetime | None = None,
         event_types: Collection[str] | None = None,
+        happened_since: datetime | None = None,
+        happened_until: datetime | None = None,
     ) -> list[RecordedEvent]:
-        """The learner's changes: who changed what, when and why (see `audit.history`)."""
-        return audit.history(learner_id, since=since, until=until, event_types=event_types, store=self.store)
+        """The learner's changes: who changed what, when and why, bounded by when they were
+        recorded (`since`, `until`) or when they happened (see `audit.history`)."""
+        return audit.history(
+            learner_id,
+            since=since,
+            until=until,
+            event_types=event_types,
+            happened_since=happened_since,
+            happened_until=happened_until,
+            store=self.store,
+        )
 
     def history_point(
         self, learner_id: str, *, at: datetime | None = None, version: int | None = None
@@ -127,10 +138,16 @@ class Dala:
         return audit.history_point(learner_id, at=at, version=version, store=self.store)
 
     def as_of(
-        self, learner_id: str, *, at: datetime | None = None, version: int | None = None
+        self,
+        learner_id: str,
+        *,
+        at: datetime | None = None,
+        version: int | None = None,
+        happened_by: datetime | None = None,
     ) -> FullLearnerProfileData | None:
-        """The learner's profile as it stood at `at` or `version` (see `audit.profile_as_of`)."""
-        return audit.profile_as_of(learner_id, at=at, version=version, store=self.store)
+        """The learner's profile as it was recorded at `at`, after `version`, or as the changes
+        that had happened by `happened_by` make it (see `audit.profile_as_of`)."""
+        return audit.profile_as_of(learner_id, at=at, version=version, happened_by=happened_by, store=self.store)
 
     def diff(self, learner_id: str, start: audit.Point, end: audit.Point) -> audit.ProfileDiff:
         """What changed in the learner's profile between two points (see `audit.diff`)."""

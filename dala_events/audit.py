@@ -44,15 +44,28 @@ def history(
     since: datetime | None = None,
     until: datetime | None = None,
     event_types: Collection[str] | None = None,
+    happened_since: datetime | None = None,
+    happened_until: datetime | None = None,
     store: EventStore | None = None,
 ) -> list[RecordedEvent]:
     """The learner's events in order, each with position, version, type, the (upcast) event,
     occurred_at, recorded_at and metadata (actor, reason, correlation_id).
 
-    `since`/`until` bound recorded_at (inclusive); `event_types` keeps only those types.
-    An unknown learner has an empty history.
+    Two clocks, each bounded inclusively: `since`/`until` bound when the store recorded a change
+    (`recorded_at`), `happened_since`/`happened_until` when it happened (`occurred_at`: earlier
+    for a backdated import). `event_types` keeps only those types. An unknown learner has an
+    empty history.
     """
-    return _store(store).read_stream(learner_id, since=since, until=until, event_types=event_types)
+    check_aware("happened_since", happened_since)
+    check_aware("happened_until", happened_until)
+    events = _store(store).read_stream(learner_id, since=since, until=until, event_types=event_types)
+    if happened_since is None and happened_until is None:
+        return events
+    return [event for event in events if _happened_within(event.occurred_at, happened_since, happened_until)]
+
+
+def _happened_within(moment: datetime, since: datetime | None, until: datetime | None) -> bool:
+    return (since is None or moment >= since) and (until is None or moment <= until)
 
 
 def profile_as_of(
@@ -60,24 +73,30 @@ def profile_as_of(
     *,
     at: datetime | None = None,
     version: int | None = None,
+    happened_by: datetime | None = None,
     store: EventStore | None = None,
 ) -> FullLearnerProfileData | None:
-    """The learner's full profile as the read models showed it at `at` or at stream `version`.
+    """The learner's full profile as it stood at a point of one of two clocks.
 
-    Exactly one of `at` and `version` must be given. None when the learner had no profile
-    then (not yet created, or deleted). LearnerErasedError once the learner was erased, for
-    any point: the content is gone.
+    `at`: as the read models showed it then (the changes recorded by then); `version`: after
+    that change; `happened_by`: built from every change that had happened by then, as the log
+    knows now (`occurred_at`: a backdated import counts from when it happened). Exactly one
+    must be given. None when the learner had no profile then (not yet created, or deleted).
+    LearnerErasedError once the learner was erased, for any point: the content is gone.
     """
     chosen = _store(store)
-    if (at is None) == (version is None):
-        raise InvalidInput("at", "give exactly one of `at` and `version`", learner_id=learner_id)
+    if sum(point is not None for point in (at, version, happened_by)) != 1:
+        raise InvalidInput("at", "give exactly one of `at`, `version` and `happened_by`", learner_id=learner_id)
     if version is not None:
         check_count("version", version, learner_id=learner_id)
     check_aware("at", at)
+    check_aware("happened_by", happened_by)
     read_models = MemoryReadModels()
     for batch in chosen.read_stream_for_projection(learner_id, up_to_version=version, until=at):
         if any(type(logged.event) in _ERASED for logged in batch):
             raise missing_profile_error(learner_id, store=chosen)
+        if happened_by is not None:
+            batch = [logged for logged in batch if logged.occurred_at <= happened_by]
         read_models.project(batch)
     profile = read_models.profile(learner_id)
     if profile is None and (record := erasure_record(learner_id, store=chosen)) is not None:

@@ -381,8 +381,8 @@ def learners(options: Options, limit: int, after: str | None, as_json: bool) -> 
 
     table = Table(title=f"{_count(len(found), 'learner')}", title_justify="left", show_edge=False)
     table.add_column("learner", overflow="ellipsis", no_wrap=True, max_width=40)
-    table.add_column("created (UTC)", no_wrap=True)
-    table.add_column("last change (UTC)", no_wrap=True)
+    table.add_column("first recorded (UTC)", no_wrap=True)
+    table.add_column("last recorded (UTC)", no_wrap=True)
     table.add_column("changes", justify="right", no_wrap=True)
     table.add_column("profile", no_wrap=True)
     for summary in found:
@@ -469,27 +469,49 @@ def keys_restore(options: Options, file: Path) -> None:
 
 @main.command()
 @click.argument("learner")
-@click.option("--as-of", "as_of", default=None, help="Show it as recorded at this time (ISO 8601; naive = UTC).")
+@click.option(
+    "--as-of",
+    "as_of",
+    default=None,
+    help="Show it as it was recorded by this time (ISO 8601; naive = UTC): what the store showed then.",
+)
+@click.option(
+    "--happened-by",
+    "happened_by",
+    default=None,
+    help="Show it built from every change that had happened by this time (ISO 8601), backdated ones included.",
+)
 @click.option("--version", "version", default=None, type=int, help="Show it after this change (a stream version).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @_database_url_option
 @click.pass_obj
 @_reports_errors
-def profile(options: Options, learner: str, as_of: str | None, version: int | None, as_json: bool) -> None:
-    """Show a learner's profile as the read models hold it, or as they held it then."""
+def profile(
+    options: Options, learner: str, as_of: str | None, happened_by: str | None, version: int | None, as_json: bool
+) -> None:
+    """Show a learner's profile as the read models hold it, or as it stood at a point.
+
+    Two clocks: --as-of is when changes were recorded, --happened-by when they happened.
+    """
+    from dala_events.audit import missing_profile_error
     from dala_events.errors import LearnerNotFound
 
-    if as_of is not None and version is not None:
-        raise click.UsageError("give --as-of or --version, not both")
+    if sum(point is not None for point in (as_of, happened_by, version)) > 1:
+        raise click.UsageError("give one of --as-of, --happened-by and --version")
     at = None if as_of is None else _parse_time(as_of, "--as-of")
+    by = None if happened_by is None else _parse_time(happened_by, "--happened-by")
     dala = _dala(options)
     point = None
-    from dala_events.audit import missing_profile_error
-
-    if at is None and version is None:
+    if at is None and version is None and by is None:
         data = dala.full_profile(learner)
         if data is None:
             raise missing_profile_error(learner, store=dala.store)
+    elif by is not None:
+        dala.history_point(learner, version=0)  # an unknown learner is an error, as for the others
+        data = dala.as_of(learner, happened_by=by)
+        if data is None:
+            had_none = f"learner {learner!r} had no profile by {happened_by} (by when the changes happened)"
+            raise missing_profile_error(learner, store=dala.store, not_found=LearnerNotFound(learner, had_none))
     else:
         point = dala.history_point(learner, at=at, version=version)
         data = dala.as_of(learner, version=point.version) if point.version else None
@@ -502,15 +524,19 @@ def profile(options: Options, learner: str, as_of: str | None, version: int | No
         document = _json_ready(data.model_dump())
         if point is not None:
             document = {"as_of": {"version": point.version, "recorded_at": _json_time(point.recorded_at)}, **document}
+        elif by is not None:
+            document = {"happened_by": _json_time(by), **document}
         _print_json(document)
     else:
-        _print_profile(data, point)
+        _print_profile(data, point, by)
 
 
 @main.command()
 @click.argument("learner")
 @click.option("--since", default=None, help="Only events recorded at or after this time (ISO 8601; naive = UTC).")
 @click.option("--until", default=None, help="Only events recorded at or before this time (ISO 8601; naive = UTC).")
+@click.option("--happened-since", default=None, help="Only changes that happened at or after this time (ISO 8601).")
+@click.option("--happened-until", default=None, help="Only changes that happened at or before this time (ISO 8601).")
 @click.option("--type", "event_types", multiple=True, metavar="EVENT", help="Only events of this type (repeatable).")
 @click.option(
     "--limit", "-n", default=None, type=click.IntRange(1), help="Show only the last N (the first N with --reverse)."
@@ -525,21 +551,42 @@ def history(
     learner: str,
     since: str | None,
     until: str | None,
+    happened_since: str | None,
+    happened_until: str | None,
     event_types: tuple[str, ...],
     limit: int | None,
     reverse: bool,
     as_json: bool,
 ) -> None:
-    """List a learner's changes: who changed what, when, and why."""
+    """List a learner's changes: who changed what, when, and why.
+
+    Two clocks: --since/--until bound when a change was recorded, --happened-since and
+    --happened-until when it happened (earlier, for a backdated import).
+    """
     from dala_events.errors import LearnerNotFound
     from dala_events.summaries import curriculum_titles, describe_change
 
-    start = None if since is None else _parse_time(since, "--since")
-    end = None if until is None else _parse_time(until, "--until")
-    if start is not None and end is not None and start > end:
-        raise InvalidInput("--since", f"{since} is later than --until {until}; nothing can lie between them")
+    bounds = {}
+    for name, value in (
+        ("--since", since),
+        ("--until", until),
+        ("--happened-since", happened_since),
+        ("--happened-until", happened_until),
+    ):
+        bounds[name] = None if value is None else _parse_time(value, name)
+    for first, second in (("--since", "--until"), ("--happened-since", "--happened-until")):
+        low, high = bounds[first], bounds[second]
+        if low is not None and high is not None and low > high:
+            raise InvalidInput(first, f"it is later than {second}; nothing can lie between them")
     dala = _dala(options)
-    events = dala.history(learner, since=start, until=end, event_types=event_types or None)
+    events = dala.history(
+        learner,
+        since=bounds["--since"],
+        until=bounds["--until"],
+        happened_since=bounds["--happened-since"],
+        happened_until=bounds["--happened-until"],
+        event_types=event_types or None,
+    )
     if not events and dala.store.stream_version(learner) == 0:
         raise LearnerNotFound(learner, f"learner {learner!r} has no recorded changes (see `dala learners`)")
     dala.record_disclosure(learner, "cli_history")
@@ -1052,14 +1099,16 @@ _HEADINGS = {"attempt_timestamp": "when", "activity_type": "type", "struggle_des
 RECENT_ATTEMPTS = 10
 
 
-def _print_profile(data: Any, point: Any) -> None:
+def _print_profile(data: Any, point: Any, happened_by: datetime | None = None) -> None:
     from rich.table import Table
 
     out = _console()
-    if point is None:
+    if happened_by is not None:
+        click.echo(f"Learner {data.learner_id} as the changes that had happened by {_minute(happened_by)} UTC make it")
+    elif point is None:
         click.echo(
             f"Learner {data.learner_id}: created {_minute(data.created_at)}, "
-            f"updated {_minute(data.last_updated_at)} UTC"
+            f"updated {_minute(data.last_updated_at)} UTC (when the changes happened)"
         )
     else:
         click.echo(
