@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import functools
+import logging
 import os
 import threading
 from datetime import datetime
@@ -55,6 +56,8 @@ from dala_events.store.keys import (
 )
 from projections.projectors import project_events
 from projections.rebuild import rebuild, stale_error, stale_projections
+
+_log = logging.getLogger("dala_events.wiring")
 
 _JSON_COLUMNS: dict[str, Any] = {"json_serializer": dump_checked_json, "json_deserializer": decode_json}
 
@@ -223,6 +226,16 @@ def open_key_store(url: str, master_key: MasterKey) -> SqlKeyStore:
         raise
 
 
+def _replace_durably(source: Path, target: Path) -> None:
+    """Rename `source` over `target` and make the rename itself durable (the folder synced)."""
+    source.replace(target)
+    folder = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
 class NoKeyStore(KeyStore):
     """Where there is no key store and none may be made (a database opened to read whose log
     holds nothing encrypted): no learner has a key, and making one is refused."""
@@ -292,7 +305,11 @@ class Storage:
             return MemoryKeyStore()
         location = self.key_store_location()
         if key_store_exists(url):
-            return open_key_store(url, master_key_of(self.settings, default_master))
+            master_key = master_key_of(self.settings, default_master)
+            try:
+                return open_key_store(url, master_key)
+            except MasterKeyError as refused:
+                return self._finish_rotation(url, default_master, refused)
         encrypted = self.encrypted_learners(limit=10)
         if encrypted:
             shown = ", ".join(repr(name) for name in encrypted) + (", ..." if len(encrypted) == 10 else "")
@@ -456,7 +473,12 @@ class Storage:
         """Re-wrap every data key under `new_master_key` (default: `settings.new_master_key`)
         without touching the event log; returns how many. The configured master key must open
         the key store first. Where the master key lives in the embedded default file, the file
-        then holds the new key; elsewhere, configure the new key where the old one was."""
+        then holds the new key; elsewhere, configure the new key where the old one was.
+
+        With the default file the two steps are made recoverable: the new key is first written,
+        durably, to `<master>.new`; then the key store is re-wrapped (one transaction); then the
+        file is renamed over the old one. A rotation stopped between the last two is finished by
+        the next open (`_finish_rotation`), so nobody is locked out."""
         new_key = new_master_key if new_master_key is not None else self.settings.new_master_key
         if new_key is None:
             raise MasterKeyError("give the new master key (--new-master-key-file or DALA_NEW_MASTER_KEY)")
@@ -464,14 +486,33 @@ class Storage:
         if url is None:
             raise MasterKeyError("an in-memory database keeps its keys in memory: there is nothing to rotate")
         key_store = self.key_store
+        pending = self._pending_master_file(default_master)
+        if pending is not None:
+            pending.unlink(missing_ok=True)
+            write_secret_file(str(pending), new_key.hex() + "\n", durable=True)
         count = key_store.rotate(new_key)
-        if default_master is not None and self.settings.master_key is None and self.settings.master_key_file is None:
-            # The embedded default keeps the master key in its file: it must now hold the new one.
-            replacement = default_master.with_name(default_master.name + ".new")
-            replacement.unlink(missing_ok=True)
-            write_secret_file(str(replacement), new_key.hex() + "\n")
-            replacement.replace(default_master)
+        if pending is not None and default_master is not None:
+            _replace_durably(pending, default_master)
         return count
+
+    def _pending_master_file(self, default_master: Path | None) -> Path | None:
+        """Where a rotation keeps the new master key until the key store holds it: beside the
+        embedded default's file (None when the master key is configured elsewhere)."""
+        if default_master is None or self.settings.master_key is not None or self.settings.master_key_file is not None:
+            return None
+        return default_master.with_name(default_master.name + ".new")
+
+    def _finish_rotation(self, url: str, default_master: Path | None, refused: MasterKeyError) -> SqlKeyStore:
+        """The key store, when the master key file refused by it belongs to a rotation stopped
+        after the key store took the new key: the pending new key opens it, and it replaces the
+        old file. Otherwise `refused` is raised."""
+        pending = self._pending_master_file(default_master)
+        if pending is None or default_master is None or not pending.is_file():
+            raise refused
+        key_store = open_key_store(url, master_key_from_file(pending, source=str(pending)))
+        _replace_durably(pending, default_master)
+        _log.warning("finished a master key rotation that stopped before %s was replaced", default_master)
+        return key_store
 
     def close(self) -> None:
         """Close every connection of the database and of the key store. Idempotent."""

@@ -259,3 +259,54 @@ def test_a_key_backup_taken_while_two_processes_create_learners_holds_every_ackn
     lines = [json.loads(line) for line in (tmp_path / "keys.backup").read_text().splitlines()]
     backed_up = {line["key"] for line in lines if "key" in line}
     assert set(before) <= backed_up and backup.keys == len(backed_up)
+
+
+_ROTATE_AND_DIE = """
+import os, sys
+from dala_events.app import Dala
+from dala_events.settings import Settings
+from dala_events.store.keys import MasterKey, SqlKeyStore
+
+rotate = SqlKeyStore.rotate
+def rotate_then_die(self, new_master_key):
+    count = rotate(self, new_master_key)  # the key store has committed the new wrapping
+    os._exit(9)                           # killed before the master key file is replaced
+SqlKeyStore.rotate = rotate_then_die
+with Dala.open(Settings(database_url=sys.argv[1])) as dala:
+    dala.rotate_master_key(MasterKey.from_hex(sys.argv[2]))
+"""
+
+
+def test_a_rotation_killed_before_the_master_key_file_is_replaced_locks_nobody_out(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/school.db")
+    with Dala.open(settings) as dala:
+        dala.profile("ann").add_interest("Chess")
+        before = [event.event for event in dala.history("ann")]
+    new_key = "c3" * 32
+    killed = subprocess.run(
+        [sys.executable, "-c", _ROTATE_AND_DIE, settings.database_url, new_key], capture_output=True, timeout=120
+    )
+    assert killed.returncode == 9, killed.stderr
+    master = _master(settings)
+    assert master.read_text().strip() != new_key and Path(f"{master}.new").exists()
+    with Dala.open(settings) as dala:  # the next open finishes the rotation
+        assert [event.event for event in dala.history("ann")] == before
+        dala.profile("bea").add_interest("Art")
+    assert master.read_text().strip() == new_key and not Path(f"{master}.new").exists()
+    code, output = _cli(settings, "verify")
+    assert code == 0, output
+
+
+def test_a_rotation_stopped_before_the_key_store_changed_keeps_the_old_key(tmp_path: Path) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/school.db")
+    with Dala.open(settings) as dala:
+        dala.profile("ann").add_interest("Chess")
+    master = _master(settings)
+    old = master.read_text()
+    Path(f"{master}.new").write_text("c3" * 32 + "\n")  # written, then stopped before the key store
+    with Dala.open(settings) as dala:
+        assert dala.history("ann")[-1].event_type == "InterestAdded"
+    assert master.read_text() == old

@@ -141,12 +141,15 @@ class MasterKey:
         return f"MasterKey(key_id={self.key_id!r})"
 
 
-def write_secret_file(path: str, text: str) -> None:
+def write_secret_file(path: str, text: str, *, durable: bool = False) -> None:
     """Create `path` holding `text`, readable and writable by its owner only (0600); never
-    overwrites an existing file."""
+    overwrites an existing file. `durable`: on disk before this returns (fsync)."""
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w") as file:
         file.write(text)
+        if durable:
+            file.flush()
+            os.fsync(file.fileno())
 
 
 class KeyStore(ABC):
