@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from dala_events import audit, persistence_manager
+from dala_events.attribution import recorded_as
 from dala_events.backup import (
     BackupContents,
     BackupResult,
@@ -222,14 +223,31 @@ class Dala:
         name = KeyStoreName(self.storage.key_store_location(), key_store.store_id, key_store.master_key.key_id)
         return backup_log(self.engine, destination, key_store=name)
 
-    def restore(self, source: str | Path) -> BackupResult:
-        """Restore a backup into this (empty) database (see `backup.restore_log`), after checking
-        the whole file and that the configured key store holds a usable key for every learner
-        whose events it holds encrypted: otherwise KeyStoreError lists them and nothing is
-        written. The read models are not rebuilt here: call `rebuild`."""
+    def restore(self, source: str | Path, *, progress: Progress | None = None) -> tuple[BackupResult, RebuildResult]:
+        """Restore a backup into this (empty) database (see `backup.restore_log`) and rebuild the
+        read models from it, after checking the whole file and that the configured key store
+        holds a usable key for every learner whose events it holds encrypted: otherwise
+        KeyStoreError lists them and nothing is written.
+
+        A learner the key store says was erased after the backup was made (a tombstone, and no
+        `LearnerErased` in the backup) is erased again in the restored log, so that the log says
+        what the keys say: their content stays unreadable and `verify` finds nothing amiss."""
         contents = inspect_backup(source)
         self._check_keys_for(contents)
-        return restore_log(self.engine, source, log_key=self.storage.log_key, cipher=self.storage.open_cipher)
+        restored = restore_log(self.engine, source, log_key=self.storage.log_key, cipher=self.storage.open_cipher)
+        rebuilt = self.rebuild(progress=progress)
+        self._record_later_erasures(contents)
+        return restored, rebuilt
+
+    def _record_later_erasures(self, contents: BackupContents) -> None:
+        learners = contents.encrypted_learners - contents.erased_learners
+        if not learners:
+            return
+        for learner_id, erased_at in self.storage.key_store.snapshot().tombstones:
+            if learner_id in learners:
+                reason = f"erased at {erased_at:%Y-%m-%d %H:%M} UTC, after the restored backup was made"
+                with recorded_as("system:restore", reason=reason):
+                    erase_learner(learner_id, store=self.store, page=self.page_path(learner_id))
 
     def _check_keys_for(self, contents: BackupContents) -> None:
         needed = contents.encrypted_learners - contents.erased_learners

@@ -1067,10 +1067,10 @@ def restore(options: Options, file: Path) -> None:
     nothing; an interrupted restore leaves no event behind.
     """
     dala = _dala(options, "raw-create")
-    result = dala.restore(file)
-    options.say(f"restored {_count(result.events, 'event')} from {file}")
     with _progress_bar("rebuilding") as progress:
-        rebuilt = dala.rebuild(progress=progress)
+        result, rebuilt = dala.restore(file, progress=progress)
+    disclosures = f" and {_count(result.disclosures, 'disclosure')}" if result.disclosures else ""
+    options.say(f"restored {_count(result.events, 'event')}{disclosures} from {file}")
     options.say(f"rebuilt {', '.join(rebuilt.projections)} from {_count(rebuilt.events, 'event')}")
     report = dala.verify()
     if not report.intact:

@@ -37,6 +37,7 @@ from dala_events.integrity import verify_log
 from dala_events.repository import LearnerRepository
 from dala_events.store import SqlEventStore, event_log
 from dala_events.store.keys import LogCipher, SqlKeyStore
+from dala_events.wiring import Mode
 from projections.database_models import READ_MODELS
 from projections.memory import MemoryReadModels
 from projections.projectors import project_events
@@ -502,3 +503,29 @@ def test_dala_erase_exits_1_when_old_pages_remain(tmp_path: Path, monkeypatch: p
     code, output = _cli(tmp_path, "--actor", "dpo:jane", "erase", "bea", "--reason", "request", "--yes")
     assert code == 1 and "bea erased at" in output
     assert "recorded and their key destroyed, but old pages remain: run it again" in output
+
+
+def test_restoring_a_backup_older_than_an_erasure_records_the_erasure_again(tmp_path: Path) -> None:
+    from dala_events.app import Dala
+    from dala_events.settings import Settings
+
+    school = Settings(database_url=f"sqlite:///{tmp_path}/school.db")
+    with Dala.open(school) as dala:
+        _fill(dala.store)
+        dala.backup(tmp_path / "before-erasure.backup")
+        with recorded_as("dpo:jane"):
+            dala.erase("bea", reason="request 114")
+    moved = Settings(
+        database_url=f"sqlite:///{tmp_path}/moved.db",
+        key_store=f"{tmp_path}/school.db.keys",
+        master_key_file=tmp_path / "school.db.keys.master",
+    )
+    with Dala.open(moved, mode=Mode.RAW_CREATE) as dala:
+        dala.restore(tmp_path / "before-erasure.backup")
+        history = dala.history("bea")
+        assert history[-1].event_type == "LearnerErased" and history[-1].metadata["actor"] == "system:restore"
+        assert "after the restored backup was made" in history[-1].metadata["reason"]
+        assert all(isinstance(event.event, ErasedContent) for event in history[:-1])
+        report = dala.verify()
+        assert report.intact and report.keys is not None and report.keys.ok, report.keys
+        assert [event.event_type for event in dala.history("ann")][-1] == "InterestAdded"
