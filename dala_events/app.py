@@ -52,7 +52,7 @@ from dala_events.store.keys import KeyStoreError, KeyStoreMissing, LogCipher, Ma
 from dala_events.wiring import Mode, Storage, key_store_exists
 from dala_events.xapi import check_homepage, export_learner_xapi
 from projections.dtos import FullLearnerProfileData
-from projections.rebuild import Progress, RebuildResult, rebuild
+from projections.rebuild import Progress, RebuildError, RebuildResult, rebuild
 
 __all__ = ["Dala", "Mode", "Settings"]
 
@@ -293,10 +293,41 @@ class Dala:
         read_key_backup(source)  # a damaged or altered file is refused before a key store is made
         return restore_keys(self.storage.key_store_to_restore_into(), source)
 
-    def rebuild(self, projections: Sequence[str] | None = None, *, progress: Progress | None = None) -> RebuildResult:
-        """Rebuild read models from the log and swap them in (see `projections.rebuild`)."""
+    def rebuild(
+        self,
+        projections: Sequence[str] | None = None,
+        *,
+        progress: Progress | None = None,
+        skip: Collection[str] = (),
+    ) -> RebuildResult:
+        """Rebuild read models from the log and swap them in (see `projections.rebuild`).
+
+        First every learner's data key is checked (`key_audit`): when any learner's events
+        cannot be read (a missing or damaged key), RebuildError names every one of them, before
+        anything is changed; the operator decides. Rebuilding the others is an explicit choice:
+        `skip` those learners (recorded, and shown by `verify`, until a rebuild skips nobody)."""
+        keys = check_keys(self.storage)
+        if keys.failure is not None:
+            raise RebuildError(f"the data keys cannot be read: {keys.failure}; nothing was changed")
+        unreadable = {p.learner_id: p.kind for p in keys.problems if p.kind in ("missing", "damaged")}
+        blocked = {name: kind for name, kind in unreadable.items() if name not in skip}
+        if blocked:
+            names = sorted(blocked)
+            listed = ", ".join(f"{name!r} ({blocked[name]} key)" for name in names[:50])
+            more = f" and {len(names) - 50} more" if len(names) > 50 else ""
+            skips = " ".join(f"--skip {name}" for name in names[:5])
+            raise RebuildError(
+                f"the events of {len(names)} learner{'' if len(names) == 1 else 's'} cannot be read: {listed}{more}; "
+                f"nothing was changed. Restore their keys (`dala keys restore FILE`), or rebuild without them: "
+                f"dala rebuild {skips}{' ...' if len(names) > 5 else ''}"
+            )
         return rebuild(
-            self.engine, projections=projections, progress=progress, log_key=self.storage.log_key, cipher=self.cipher
+            self.engine,
+            projections=projections,
+            progress=progress,
+            log_key=self.storage.log_key,
+            cipher=self.cipher,
+            skip=skip,
         )
 
     def migrate(self, revision: str = "head", *, downgrade: bool = False) -> str | None:

@@ -923,6 +923,11 @@ def verify(
         click.echo(f"note: {report.hint}")
     if report.keys is not None:
         _print_key_report(report.keys)
+    for learner_id, skipped_at in report.skipped:
+        click.echo(
+            f"note: the read models lack learner {learner_id}: left out by `dala rebuild --skip` at "
+            f"{_minute(skipped_at)} UTC"
+        )
     if report.intact:
         click.echo("intact")
         if written is not None:
@@ -967,18 +972,26 @@ def _print_key_report(keys: Any) -> None:
     multiple=True,
     help="Rebuild only this read-model table (repeatable; learner_profiles brings all). Default: all.",
 )
+@click.option(
+    "--skip",
+    "skip",
+    multiple=True,
+    metavar="LEARNER",
+    help="Leave out this learner, whose events cannot be read (repeatable); recorded, shown by verify.",
+)
 @_database_url_option
 @click.pass_obj
 @_reports_errors
-def rebuild(options: Options, projections: tuple[str, ...]) -> None:
+def rebuild(options: Options, projections: tuple[str, ...], skip: tuple[str, ...]) -> None:
     """Rebuild read models from the event log into shadow tables and swap them in.
 
     Safe while the application writes; an interrupted rebuild leaves the live tables as they
-    were and can simply be run again.
+    were and can simply be run again. Refuses, naming every one, while any learner's events
+    cannot be read; --skip leaves them out on purpose.
     """
     dala = _dala(options, "upgrade")
     with _progress_bar("rebuilding") as progress:
-        result = dala.rebuild(projections or None, progress=progress)
+        result = dala.rebuild(projections or None, progress=progress, skip=skip)
     rate = result.events / result.seconds if result.seconds else 0.0
     options.say(
         f"rebuilt {', '.join(result.projections)} from {_count(result.events, 'event')} "
@@ -1108,8 +1121,9 @@ def _print_profile(data: Any, point: Any, happened_by: datetime | None = None) -
     elif point is None:
         click.echo(
             f"Learner {data.learner_id}: created {_minute(data.created_at)}, "
-            f"updated {_minute(data.last_updated_at)} UTC (when the changes happened)"
+            f"updated {_minute(data.last_updated_at)} UTC"
         )
+        click.echo("(times are when changes happened; `dala history` shows when recorded)")
     else:
         click.echo(
             f"Learner {data.learner_id} as of change {point.version} of {point.last_version} "

@@ -42,7 +42,7 @@ disclosure_log = Table(
     Column("what", String(40), nullable=False),
     Column("actor", String(200), nullable=False),
     Column("reason", Text, nullable=True),
-    Column("correlation_id", String(100), nullable=False),
+    Column("correlation_id", String(200), nullable=False),
     Index("ix_disclosure_log_learner_id", "learner_id", "id"),
 )
 """One row per disclosure; created by the log's migration 0004, never updated or deleted."""

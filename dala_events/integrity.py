@@ -48,64 +48,19 @@ from dala_events.errors import DalaError
 from dala_events.events import utc_now
 from dala_events.key_audit import KeyReport
 from dala_events.store import SqlEventStore, log_chain
-from dala_events.store.codec import LogKey, chain_mode, hasher, link_of
-from dala_events.store.contract import Row, valid_learner_id
-from dala_events.store.sql import log_encryption
+from dala_events.store.chain import KINDS, ChainWalker, Problem, Stream
+from dala_events.store.codec import ChainRow, LogKey, chain_mode
+from dala_events.store.contract import valid_learner_id
+from dala_events.store.sql import log_encryption, rebuild_skips
 
 VERIFY_BATCH_SIZE = 5_000
-MAX_LISTED_PROBLEMS = 1_000
-"""Problems reported one by one; beyond these only their number by kind is kept."""
-MAX_MOVE_TRIES = 1_000_000
-"""Hashes tried at most when looking for where changed events came from."""
 
 CHECKPOINT_FORMAT = "dala-events checkpoint/1"
 _SIGNED_PREFIX = b"dala-events checkpoint signature\n"
-KINDS = ("changed", "inserted", "deleted", "reordered", "moved")
 
 
 class IntegrityError(DalaError):
     """The log cannot be checked (no hash chain yet), or a checkpoint cannot be used."""
-
-
-@dataclass
-class Problem:
-    """One event (or run of missing versions) that does not fit its stream's chain."""
-
-    kind: str
-    learner_id: str
-    version: int
-    position: int | None
-    detail: str
-    last_version: int | None = None
-    """For deleted: the last missing version (`version` is the first)."""
-    now_learner_id: str | None = None
-    """For moved: the learner whose stream the event is stored in now."""
-    row: Row | None = field(default=None, repr=False, compare=False)
-    previous: str = field(default="", repr=False, compare=False)
-    renumbered: bool = field(default=False, repr=False, compare=False)
-    dropped: bool = field(default=False, repr=False, compare=False)
-
-    @property
-    def versions(self) -> str:
-        """"3", or "3-5" for a run."""
-        if self.last_version is None or self.last_version == self.version:
-            return str(self.version)
-        return f"{self.version}-{self.last_version}"
-
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready record."""
-        found: dict[str, Any] = {
-            "kind": self.kind,
-            "learner_id": self.learner_id,
-            "version": self.version,
-            "position": self.position,
-            "detail": self.detail,
-        }
-        if self.last_version is not None:
-            found["last_version"] = self.last_version
-        if self.now_learner_id is not None:
-            found["now_learner_id"] = self.now_learner_id
-        return found
 
 
 @dataclass(frozen=True)
@@ -197,6 +152,8 @@ class VerifyReport:
     encryption: EncryptionRecord | None = None
     keys: KeyReport | None = None
     """The check of the data keys beside the log (`key_audit.check_keys`), when it ran."""
+    skipped: list[tuple[str, datetime]] = field(default_factory=list)
+    """The learners the last rebuild left out on the operator's word (`rebuild --skip`), and when."""
 
     @property
     def intact(self) -> bool:
@@ -234,6 +191,7 @@ class VerifyReport:
             "checkpoint": None if self.checkpoint is None else self.checkpoint.summary(),
             "log_encryption": None if self.encryption is None else self.encryption.as_dict(),
             "keys": None if self.keys is None else self.keys.as_dict(),
+            "skipped_by_rebuild": [{"learner_id": name, "skipped_at": at} for name, at in self.skipped],
         }
 
 
@@ -242,272 +200,37 @@ class VerifyReport:
 # ---------------------------------------------------------------------------------------------
 
 
-class _Stream:
-    """What the walk keeps of one stream: its chain's tip and what is still undecided."""
-
-    __slots__ = ("events", "last_problem", "learner_id", "max_version", "pending", "prev", "stored_version", "version")
-
-    def __init__(self, learner_id: str) -> None:
-        self.learner_id = learner_id
-        self.prev = ""  # the stored hash the next event must link to
-        self.version = 0  # the version the chain is at (the last accepted event's)
-        self.stored_version = 0  # the version column of the last row seen
-        self.max_version = 0
-        self.events = 0
-        self.pending: Row | None = None  # a row that does not link, until the next row tells why
-        self.last_problem: Problem | None = None
-
-
-def _version(row: Row) -> int:
-    """The row's version; -1 (never valid) for anything but a whole number a hand stored there."""
-    version = row[6]
-    return version if type(version) is int else -1
-
-
-class ChainWalk:
-    """Checks chain rows fed in position order (see `SqlEventStore.stored_rows`); `finish()`
-    resolves what is still open and returns the report."""
+class ChainWalk(ChainWalker):
+    """The chain walk (`store.chain.ChainWalker`, the one rebuilds use too) with what only a
+    verification adds: the comparison with a checkpoint, and the report."""
 
     def __init__(self, log_key: LogKey | None, *, checkpoint: Checkpoint | None = None) -> None:
-        self.digest = hasher(log_key)
+        super().__init__(log_key)
         self.report = VerifyReport(chain_mode(log_key), None if log_key is None else log_key.key_id)
         self.report.checkpoint = checkpoint
         self.checkpoint = checkpoint
-        self.streams: dict[str, _Stream] = {}
 
-    def feed(self, rows: Iterable[Row]) -> None:
-        """Check the next rows of the log (position order)."""
-        streams = self.streams
-        for row in rows:
-            stream = streams.get(row[5])
-            if stream is None:
-                stream = streams[row[5]] = _Stream(row[5])
-            self.report.events += 1
-            if stream.pending is not None:
-                self._decide_pending(stream, row)
-            self._check(stream, row)
-            if self.checkpoint is not None:
-                self._against_checkpoint(row)
+    def seen(self, stream: Stream, row: ChainRow) -> None:
+        if self.checkpoint is None:
+            return
+        head = self.checkpoint.heads.get(row.learner_id)
+        if head is not None and row.version == head.last_version and row.hash != head.last_hash:
+            self.add(stream, "changed", row, _REWRITTEN)
 
-    def finish(self) -> VerifyReport:
-        """Decide what the walk left open, look for moved events, compare with the checkpoint."""
-        for stream in self.streams.values():
-            if stream.pending is not None:
-                self._settle(stream, stream.pending, chained=False)
-        self._find_moves()
+    def finish_report(self) -> VerifyReport:
+        """Finish the walk, compare with the checkpoint, and give the report."""
+        self.finish()
         if self.checkpoint is not None:
             self._missing_since_checkpoint()
         report = self.report
-        report.problems = sorted(
-            (p for p in report.problems if not p.dropped),
-            key=lambda p: (p.position is None, p.position or 0, p.learner_id, p.version),
-        )
-        report.streams = len(self.streams)
+        report.problems = self.problems
+        report.unlisted = self.unlisted
+        report.events, report.verified, report.streams = self.events, self.verified, len(self.streams)
         report.heads = [
             StreamHead(s.learner_id, s.version, s.prev, s.events)
             for s in sorted(self.streams.values(), key=lambda s: s.learner_id)
         ]
         return report
-
-    # -- one row ---------------------------------------------------------------------------
-
-    def _check(self, stream: _Stream, row: Row) -> None:
-        version, stored_hash = _version(row), row[10]
-        expected = stream.version + 1
-        renumbered_down = 0 < version < stream.stored_version
-        stream.stored_version = version
-        stream.max_version = max(stream.max_version, version)
-        stream.events += 1
-        if link_of(row, stream.prev, self.digest) == stored_hash:
-            self.report.verified += 1
-            if version > expected:
-                self._add(
-                    stream,
-                    "deleted",
-                    row,
-                    f"missing before position {row[0]}; the chain was re-hashed over the gap",
-                    version=expected,
-                    last_version=version - 1,
-                )
-            elif version < expected:
-                self._add(stream, "reordered", row, f"version {version} comes after version {stream.version}")
-            self._accept(stream, row, max(version, stream.version))
-            return
-        if version != expected and link_of(row, stream.prev, self.digest, version=expected) == stored_hash:
-            # Intact but for its version column: renumbered.
-            earlier = stream.last_problem
-            problem = self._add(
-                stream,
-                "reordered" if renumbered_down else "changed",
-                row,
-                f"written as version {expected}, stored as version {row[6]!r}",
-                version=expected,
-            )
-            if problem is not None:
-                problem.renumbered = True
-            if renumbered_down and earlier is not None and earlier.renumbered and earlier.kind == "changed":
-                earlier.kind = "reordered"  # the renumbered event before this one was the other half of a swap
-            self._accept(stream, row, expected)
-            return
-        stream.pending = row
-
-    def _decide_pending(self, stream: _Stream, row: Row) -> None:
-        pending = stream.pending
-        assert pending is not None
-        stream.pending = None
-        if link_of(row, pending[10], self.digest) == row[10]:
-            self._settle(stream, pending, chained=True)  # the next event links to it: it is in the chain
-        elif link_of(row, stream.prev, self.digest) == row[10]:
-            self._add(stream, "inserted", pending, "the chain runs past it: the next event links to the one before")
-        else:
-            self._settle(stream, pending, chained=False)
-
-    def _settle(self, stream: _Stream, row: Row, *, chained: bool) -> None:
-        """A row that does not link to its predecessor, with what came after it known."""
-        stream.pending = None
-        version, expected = _version(row), stream.version + 1
-        if version == expected:
-            self._add(stream, "changed", row, "its stored values do not match its hash")
-        elif version > expected:
-            self._add(
-                stream, "deleted", row, f"missing before position {row[0]}", version=expected, last_version=version - 1
-            )
-        elif chained:
-            self._add(
-                stream,
-                "changed",
-                row,
-                f"its stored values do not match its hash (version {version} where {expected} was due)",
-            )
-            self._accept(stream, row, expected)
-            return
-        else:
-            self._add(stream, "inserted", row, f"version {version} again, after version {stream.version}")
-            return
-        self._accept(stream, row, max(version, stream.version))
-
-    def _accept(self, stream: _Stream, row: Row, version: int) -> None:
-        stream.prev = row[10]
-        stream.version = version
-
-    def _add(
-        self,
-        stream: _Stream,
-        kind: str,
-        row: Row,
-        detail: str,
-        *,
-        version: int | None = None,
-        last_version: int | None = None,
-    ) -> Problem | None:
-        report = self.report
-        if len(report.problems) >= MAX_LISTED_PROBLEMS:
-            report.unlisted[kind] = report.unlisted.get(kind, 0) + 1
-            stream.last_problem = None
-            return None
-        problem = Problem(
-            kind,
-            stream.learner_id,
-            (_version(row) if _version(row) > 0 else stream.version + 1) if version is None else version,
-            row[0],
-            detail,
-            last_version=last_version,
-            row=row,
-            previous=stream.prev,
-        )
-        report.problems.append(problem)
-        stream.last_problem = problem
-        return problem
-
-    # -- after the walk --------------------------------------------------------------------
-
-    def _find_moves(self) -> None:
-        """Explain holes in one stream by events stored under another learner that verify, with
-        that stream's id, exactly where the hole is; and events at another stream's end."""
-        problems = [p for p in self.report.problems if not p.dropped]
-        suspects: dict[int, list[Problem]] = {}
-        for problem in problems:
-            if problem.row is not None and problem.kind != "moved":
-                suspects.setdefault(_version(problem.row), []).append(problem)
-        if not suspects:
-            return
-        tries = 0
-        for gap in [p for p in problems if p.kind == "deleted" and p.row is not None]:
-            if gap.dropped:
-                continue
-            assert gap.row is not None
-            previous, version, last = gap.previous, gap.version, gap.last_version or gap.version
-            while version <= last:
-                found = None
-                for suspect in suspects.get(version, ()):
-                    row = suspect.row
-                    assert row is not None
-                    if suspect.dropped or row[5] == gap.learner_id or suspect is gap:
-                        continue
-                    tries += 1
-                    if link_of(row, previous, self.digest, learner_id=gap.learner_id) == row[10]:
-                        found = suspect
-                        break
-                if found is None or tries > MAX_MOVE_TRIES:
-                    break
-                self._moved(found, gap.learner_id)
-                assert found.row is not None
-                previous, version = found.row[10], version + 1
-            if version > last:
-                gap.dropped = True
-                after = gap.row
-                # The event after the hole, unchecked until now: it must link to the last moved one.
-                if link_of(after, previous, self.digest) != after[10]:
-                    problem = Problem("changed", gap.learner_id, after[6], after[0], "its stored values do not match")
-                    self.report.problems.append(problem)
-            elif version > gap.version:
-                gap.version = version
-        # Events taken from the end of a stream: no hole shows there.
-        wanted = {v - 1 for v, candidates in suspects.items() if any(not s.dropped for s in candidates)}
-        ends: dict[int, list[_Stream]] = {}
-        for stream in self.streams.values():
-            if stream.version in wanted:
-                ends.setdefault(stream.version, []).append(stream)
-        for version, candidates in sorted(suspects.items()):
-            for suspect in candidates:
-                row = suspect.row
-                if suspect.dropped or row is None:
-                    continue
-                for stream in ends.get(version - 1, ()):
-                    if stream.learner_id == row[5] or tries > MAX_MOVE_TRIES:
-                        continue
-                    tries += 1
-                    if link_of(row, stream.prev, self.digest, learner_id=stream.learner_id) == row[10]:
-                        self._moved(suspect, stream.learner_id)
-                        break
-
-    def _moved(self, suspect: Problem, from_learner: str) -> None:
-        row = suspect.row
-        assert row is not None
-        suspect.dropped = True
-        for other in self.report.problems:
-            # A hole the moved event made in the stream it landed in is no hole.
-            if other.row is row and other is not suspect:
-                other.dropped = True
-        self.report.problems.append(
-            Problem(
-                "moved",
-                from_learner,
-                row[6],
-                row[0],
-                f"stored under learner {row[5]!r}; it verifies only as learner {from_learner!r}'s",
-                now_learner_id=row[5],
-                row=row,
-            )
-        )
-
-    # -- the checkpoint --------------------------------------------------------------------
-
-    def _against_checkpoint(self, row: Row) -> None:
-        assert self.checkpoint is not None
-        head = self.checkpoint.heads.get(row[5])
-        if head is not None and row[6] == head.last_version and row[10] != head.last_hash:
-            self._add(self.streams[row[5]], "changed", row, _REWRITTEN)
 
     def _missing_since_checkpoint(self) -> None:
         assert self.checkpoint is not None
@@ -521,19 +244,17 @@ class ChainWalk:
                 first = stream.max_version + 1
             else:
                 continue
-            self.report.problems.append(
-                Problem("deleted", learner_id, first, None, detail, last_version=head.last_version)
-            )
+            self.problems.append(Problem("deleted", learner_id, first, None, detail, last_version=head.last_version))
 
 
 def check_chains(
-    batches: Iterable[Sequence[Row]], log_key: LogKey | None, *, checkpoint: Checkpoint | None = None
+    batches: Iterable[Sequence[ChainRow]], log_key: LogKey | None, *, checkpoint: Checkpoint | None = None
 ) -> VerifyReport:
-    """Check chain rows (in position order, in batches) of any store: see `ChainWalk`."""
+    """Check chain rows (in position order, in batches) of any store: see `store.chain`."""
     walk = ChainWalk(log_key, checkpoint=checkpoint)
     for rows in batches:
         walk.feed(rows)
-    return walk.finish()
+    return walk.finish_report()
 
 
 def verify_log(
@@ -565,6 +286,8 @@ def verify_log(
             report = check_chains(rows, log_key, checkpoint=checkpoint)
             report.engine_check = engine_check(connection)
             report.encryption = _encryption_record(connection)
+            if inspect(connection).has_table("rebuild_skips"):
+                report.skipped = [(row.learner_id, row.skipped_at) for row in connection.execute(select(rebuild_skips))]
     if record is not None:
         report.log_mode, report.log_key_id = record.mode, record.key_id
     report.hint = _hint(report, log_key)
@@ -710,8 +433,10 @@ def load_checkpoint(path: Path, log_key: LogKey | None) -> Checkpoint:
     if body.get("key_mode") != mode:
         if body.get("key_mode") == "hmac-sha256":
             raise IntegrityError("the checkpoint is signed with a log key: set DALA_LOG_KEY or DALA_LOG_KEY_FILE")
-        raise IntegrityError("the checkpoint was written without a key (a checksum, not a signature); "
-                             "it cannot be trusted where a log key is set")
+        raise IntegrityError(
+            "the checkpoint was written without a key (a checksum, not a signature); "
+            "it cannot be trusted where a log key is set"
+        )
     signature = document.get("signature")
     if not isinstance(signature, str) or not hmac.compare_digest(signature, _signature(body, log_key)):
         if log_key is not None and body.get("key_id") != log_key.key_id:

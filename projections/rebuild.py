@@ -8,9 +8,10 @@ How a rebuild runs, and why it is safe while the application keeps writing:
 2. The log is streamed in batches by position through the same projectors the inline
    projection uses, written into the shadows in short transactions: memory stays bounded and
    writers keep appending (their inline projection goes to the live tables as usual). Each
-   event's hash is checked against its stream's chain before it is projected (`_Chain`): an
-   event that does not verify stops the rebuild with RebuildError naming it, so a forged
-   value never reaches a read model.
+   event's hash is checked against its stream's chain before it is projected, by the same walk
+   `dala verify` makes (`store.chain`): an event that does not verify is never projected, and
+   the rebuild ends with RebuildError saying what verify says, so a forged value never
+   reaches a read model.
 3. Catch-up and swap, in one short transaction that holds off writers (SQLite's write lock;
    PostgreSQL's EXCLUSIVE lock on event_log, which readers do not need): the events appended
    since step 2 are projected into the shadows, the live tables are dropped, the shadows
@@ -31,7 +32,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,10 +60,10 @@ from dala_events.dialects import upsert
 from dala_events.errors import DalaError, RefusedToDestroy, SchemaMismatchError
 from dala_events.events import utc_now
 from dala_events.store import LogKey, SqlEventStore, event_log, projection_state
-from dala_events.store.codec import decode_chain_row_as_logged, hasher, link_of
-from dala_events.store.contract import Row
+from dala_events.store.chain import ChainWalker
+from dala_events.store.codec import ChainRow, SealedStreams, decode_chain_row_as_logged
 from dala_events.store.keys import LogCipher
-from dala_events.store.sql import check_log_key
+from dala_events.store.sql import check_log_key, rebuild_skips
 from projections.catalog import PARENT, fingerprint, projection_names, read_model_tables, with_dependents
 from projections.projectors import RowChanges, SqlRowWriter, TableSet, apply_events
 
@@ -72,8 +73,6 @@ SHADOW_SUFFIX = "__rebuild"
 SHADOW_SCHEMA = "dala_rebuild"
 REBUILD_BATCH_SIZE = 10_000
 """Events per batch of a rebuild: each batch is one read, one flush and (SQLite) one commit."""
-MAX_WAITING = 100_000
-"""Events held back at most while their stream's previous version may still commit (see `_Chain`)."""
 
 _PG_REBUILD_LOCK = 4242002
 
@@ -123,10 +122,14 @@ def rebuild(
     progress: Progress | None = None,
     log_key: LogKey | None = None,
     cipher: LogCipher | None = None,
+    skip: Collection[str] = (),
 ) -> RebuildResult:
     """Rebuild read models live-safely (see the module's docstring) and report what was done.
 
-    `cipher` decrypts payloads stored encrypted (see `dala_events.store.keys`).
+    `cipher` decrypts payloads stored encrypted (see `dala_events.store.keys`). `skip` names
+    learners left out of the read models (their events are still checked against the chain):
+    the operator's choice when their keys cannot be read; the learners are recorded in
+    `rebuild_skips` (emptied by a rebuild that skips nobody) for `dala verify` to show.
 
     Every event's hash is checked with `log_key` (None: plain SHA-256) before it is projected;
     RebuildError names the first that does not verify, and nothing is swapped in.
@@ -147,8 +150,7 @@ def rebuild(
                     shadow.create(connection)
                 expected = store.last_position()
                 reached = _Reached()
-                chain = _Chain(log_key)
-                chain.cipher = cipher
+                chain = _Chain(log_key, cipher, skip)
                 changes = RowChanges(SqlRowWriter(connection, shadow.targets))
                 for batch in store.stored_rows(batch_size=batch_size):
                     with connection.begin():
@@ -162,6 +164,7 @@ def rebuild(
                         _refuse_to_empty(connection, names)
                     shadow.swap_in(connection)
                     record_projections(connection, names, reached.position)
+                    _record_skips(connection, chain.skip)
                 if progress is not None:
                     progress(reached.events, max(expected, reached.events))
             except BaseException:
@@ -185,6 +188,17 @@ def rebuild(
 # ---------------------------------------------------------------------------------------------
 # Bookkeeping: fingerprints and positions
 # ---------------------------------------------------------------------------------------------
+
+
+def _record_skips(connection: Connection, skip: Collection[str]) -> None:
+    """Remember which learners this rebuild left out (none: forget the last rebuild's)."""
+    connection.execute(rebuild_skips.delete())
+    if skip:
+        at = utc_now()
+        why = "left out of the read models by `dala rebuild --skip`: their events could not be read"
+        connection.execute(
+            rebuild_skips.insert(), [{"learner_id": name, "skipped_at": at, "why": why} for name in sorted(skip)]
+        )
 
 
 def record_projections(connection: Connection, names: Sequence[str], position: int) -> None:
@@ -265,112 +279,61 @@ class _Reached:
 
 
 class _Chain:
-    """Checks each event's hash against its stream's chain before it may be projected.
+    """The chain walk of `store.chain` (the one `dala verify` uses) in front of the projectors.
 
-    Rows come in position order, which within a stream is version order, with one exception
-    on PostgreSQL: an append that committed late, behind newer positions, is read only at the
-    catch-up. A row whose previous version has not been seen therefore waits (it and the rest
-    of its stream) while a position gap below it may still fill, and is checked and projected
-    once its predecessor is; what still waits at the end is missing, and refused.
-    """
+    Only rows whose link verified are projected. Rows come in position order, which within a
+    stream is version order, with one exception on PostgreSQL: an append that committed late,
+    behind newer positions, is read only at the catch-up; a row whose predecessor has not been
+    seen therefore waits while a position gap below it may still fill. Once any problem is
+    found nothing more is projected, but the walk goes on to the end, so that the refusal
+    (before anything is swapped in) says what `dala verify` says."""
 
-    def __init__(self, log_key: LogKey | None) -> None:
-        self.digest = hasher(log_key)
-        self.heads: dict[str, tuple[int, str]] = {}
-        self.waiting: dict[str, dict[int, Row]] = {}
-        self.waiting_count = 0
-        self.cipher: LogCipher | None = None
+    def __init__(self, log_key: LogKey | None, cipher: LogCipher | None, skip: Collection[str] = ()) -> None:
+        self.walker = ChainWalker(log_key)
+        self.cipher = cipher
+        self.sealed = SealedStreams()
+        self.skip = frozenset(skip)
 
-    def admit(self, rows: list[Row], earliest_gap: int | None) -> list[Row]:
-        """The rows that verify, in an order to project them; the rest wait or are refused.
+    def admit(self, rows: list[ChainRow], earliest_gap: int | None) -> list[ChainRow]:
+        """The rows that verify, in an order to project them (none once a problem was found).
 
         `earliest_gap` is the lowest position that may still commit late (None: none may).
         """
-        ready: list[Row] = []
-        for row in rows:
-            learner_id, version = row[5], row[6]
-            if type(version) is not int:
-                raise _refused(row, "has a version that is not a whole number")
-            head_version, head_hash = self.heads.get(learner_id, (0, ""))
-            if version == head_version + 1:
-                self._check(row, head_hash)
-                ready.append(row)
-                self.heads[learner_id] = (version, row[10])
-                if self.waiting:
-                    self._release(learner_id, ready)
-            elif version <= head_version:
-                raise _refused(row, f"comes after version {head_version} of its stream (reordered or duplicated)")
-            elif earliest_gap is not None and earliest_gap < row[0] and self.waiting_count < MAX_WAITING:
-                self.waiting.setdefault(learner_id, {})[version] = row
-                self.waiting_count += 1
-            else:
-                self._refuse_gap(row, head_version, head_hash)
-        return ready
-
-    def _release(self, learner_id: str, ready: list[Row]) -> None:
-        waiting = self.waiting.get(learner_id)
-        if not waiting:
-            return
-        head_version, head_hash = self.heads.get(learner_id, (0, ""))
-        while (row := waiting.pop(head_version + 1, None)) is not None:
-            self.waiting_count -= 1
-            self._check(row, head_hash)
-            ready.append(row)
-            head_version, head_hash = row[6], row[10]
-            self.heads[learner_id] = (head_version, head_hash)
-        if not waiting:
-            del self.waiting[learner_id]
-
-    def _check(self, row: Row, previous: str) -> None:
-        if link_of(row, previous, self.digest) != row[10]:
-            version = self.heads.get(row[5], (0, ""))[0] + 1
-            if row[6] != version and link_of(row, previous, self.digest, version=version) == row[10]:
-                raise _refused(row, f"was written as version {version}: its version was changed")
-            raise _refused(
-                row,
-                "does not verify: its hash does not match its stored values and the chain before it "
-                "(changed, moved or forged, or the log key is not the one the log was written with)",
-            )
-
-    def _refuse_gap(self, row: Row, head_version: int, head_hash: str) -> None:
-        if link_of(row, head_hash, self.digest, version=head_version + 1) == row[10]:
-            raise _refused(row, f"was written as version {head_version + 1}: its version was changed")
-        raise _missing(row, head_version)
+        accepted = self.walker.feed(rows, hold_after=earliest_gap)
+        if self.walker.problems:
+            return []
+        for row in accepted:
+            self.sealed.check(row)
+        return [row for row in accepted if row.learner_id not in self.skip] if self.skip else accepted
 
     def finish(self) -> None:
-        """RebuildError for the first event still waiting: its previous version is missing."""
-        if self.waiting:
-            row = min((row for rows in self.waiting.values() for row in rows.values()), key=lambda r: r[0])
-            self._refuse_gap(row, *self.heads.get(row[5], (0, "")))
+        """RebuildError naming what does not verify, if anything does not."""
+        problems = self.walker.finish()
+        if problems:
+            shown = "; ".join(problem.describe() for problem in problems[:5])
+            more = len(problems) - 5 + sum(self.walker.unlisted.values())
+            raise RebuildError(
+                f"event log does not verify: {shown}{f'; and {more} more' if more > 0 else ''}; "
+                "nothing was swapped in (run `dala verify` for the full report)"
+            )
 
 
-def _refused(row: Row, problem: str) -> RebuildError:
-    return RebuildError(
-        f"event log: learner {row[5]!r} version {row[6]} (log position {row[0]}) {problem}; "
-        "nothing was swapped in (run `dala verify` for the full report)"
-    )
-
-
-def _missing(row: Row, head_version: int) -> RebuildError:
-    first, last = head_version + 1, row[6] - 1
-    missing = f"version {first}" if first == last else f"versions {first}-{last}"
-    return _refused(row, f"follows version {head_version}: {missing} of the stream missing (deleted or moved)")
-
-
-def _project(changes: RowChanges, rows: list[Row], reached: _Reached, chain: _Chain, *, late_possible: bool) -> None:
+def _project(
+    changes: RowChanges, rows: list[ChainRow], reached: _Reached, chain: _Chain, *, late_possible: bool
+) -> None:
     # Positions come from a sequence: one that is missing below the highest seen belongs to a
     # transaction that rolled back, or (PostgreSQL) one that has not committed yet.
     position = reached.position
     for row in rows:
-        if row[0] != position + 1:
-            reached.gaps.append((position + 1, row[0] - 1))
-        position = row[0]
+        if row.position != position + 1:
+            reached.gaps.append((position + 1, row.position - 1))
+        position = row.position
     reached.position = position
     earliest_gap = reached.gaps[0][0] if late_possible and reached.gaps else None
     _apply(changes, chain.admit(rows, earliest_gap), reached, chain.cipher)
 
 
-def _apply(changes: RowChanges, rows: list[Row], reached: _Reached, cipher: LogCipher | None) -> None:
+def _apply(changes: RowChanges, rows: list[ChainRow], reached: _Reached, cipher: LogCipher | None) -> None:
     apply_events(changes, [decode_chain_row_as_logged(row, cipher) for row in rows])
     changes.flush()
     reached.events += len(rows)

@@ -20,7 +20,7 @@ from dala_events.errors import CorruptEventError, InvalidInput
 from dala_events.events import PreferenceSet, new_event_id
 from dala_events.hlp_module import LearnerProfile, LearnerState
 from dala_events.store import SqlEventStore, event_log
-from dala_events.store.codec import chain_rows
+from dala_events.store.codec import chain_rows, sealed
 from projections.rebuild import rebuild_projections
 from tests.helpers import aggregate_snapshot, profile_snapshot, read_model_rows
 
@@ -176,8 +176,12 @@ def _insert_raw(
     version: int,
     event_type: str,
     schema_version: int,
-    payload: dict[str, object],
+    payload: dict[str, object] | str,
+    *,
+    metadata: str | None = None,
 ) -> None:
+    """A row as an older version of the code wrote it, chained (migration 0003) and, when its
+    payload is given as data, encrypted (migration 0005); text is stored as it is."""
     at = T0 + timedelta(minutes=version)
     event_id = new_event_id()
     row = {
@@ -188,9 +192,11 @@ def _insert_raw(
         "schema_version": schema_version,
         "occurred_at": at,
         "recorded_at": at,
-        "payload": json.dumps(payload),
-        "metadata": json.dumps({"actor": "teacher:7", "reason": None, "correlation_id": event_id}),
+        "payload": payload if isinstance(payload, str) else json.dumps(payload),
+        "metadata": metadata or json.dumps({"actor": "teacher:7", "reason": None, "correlation_id": event_id}),
     }
+    if store.cipher is not None and not isinstance(payload, str):
+        row["payload"], _ = sealed(store.cipher, learner_id, version, event_type, schema_version, row["payload"], {})
     with store.engine.begin() as connection:
         previous = connection.execute(
             select(event_log.c.hash).where(event_log.c.learner_id == learner_id, event_log.c.version == version - 1)
@@ -265,9 +271,10 @@ def test_text_that_is_not_json_names_its_log_position(
     store: SqlEventStore, column: str, text: str, schema_version: int, problem: str
 ) -> None:
     event_type = "PreferenceSet" if "category" in text else "InterestAdded"
-    _insert_raw(store, "bad", 1, event_type, schema_version, {"interest_name": "Music"})
-    with store.engine.begin() as connection:
-        connection.execute(event_log.update().values({column: text}))
+    if column == "payload":
+        _insert_raw(store, "bad", 1, event_type, schema_version, text)
+    else:
+        _insert_raw(store, "bad", 1, event_type, schema_version, '{"interest_name": "Music"}', metadata=text)
     position = store.last_position()
     with pytest.raises(CorruptEventError, match=f"position {position} .*{problem}"):
         audit.history("bad", store=store)

@@ -16,6 +16,7 @@ from dala_events.database_setup import close_db, create_dala_engine, init_db, st
 from dala_events.errors import CorruptEventError
 from dala_events.hlp_module import LearnerProfile
 from dala_events.store import SqlEventStore, event_log
+from dala_events.store.codec import hasher, link_of
 from dala_events.store.keys import ENCRYPTED_PREFIX, MasterKey, MasterKeyError, MemoryKeyStore
 from tests.conftest import TEST_MASTER_KEY
 
@@ -64,6 +65,14 @@ def test_ciphertext_moved_to_another_event_does_not_decrypt(sqlite_store: SqlEve
     with sqlite_store.engine.begin() as connection:
         added = connection.execute(select(event_log.c.payload).where(event_log.c.version == 2)).scalar_one()
         connection.execute(update(event_log).where(event_log.c.version == 3).values(payload=added))
+    with pytest.raises(CorruptEventError, match="does not verify against its stream's chain"):
+        audit.history("ann", store=sqlite_store)
+    # Without a log key whoever can write can re-chain the stream: the cipher still refuses.
+    previous = ""
+    with sqlite_store.engine.begin() as connection:
+        for row in [row for batch in sqlite_store.stored_rows() for row in batch if row.learner_id == "ann"]:
+            previous = link_of(row, previous, hasher(None))
+            connection.execute(update(event_log).where(event_log.c.position == row.position).values(hash=previous))
     with pytest.raises(CorruptEventError, match="does not authenticate"):
         audit.history("ann", store=sqlite_store)
 

@@ -44,7 +44,16 @@ from dala_events.integrity import (
     write_checkpoint,
 )
 from dala_events.store import InMemoryEventStore, LogKey, LogKeyError, SqlEventStore, event_log, log_chain
-from dala_events.store.codec import CHAIN_FORMAT, chain_rows, hasher, link_of, parse_time_text, time_text
+from dala_events.store.codec import (
+    CHAIN_FORMAT,
+    ChainRow,
+    chain_rows,
+    encode_row,
+    hasher,
+    link_of,
+    parse_time_text,
+    time_text,
+)
 from projections.projectors import project_events
 from projections.rebuild import RebuildError, rebuild
 from tests.conftest import POSTGRES_URL, require_postgres, reset_postgres
@@ -166,37 +175,37 @@ TAMPERING = {
     "payload": (
         "UPDATE event_log SET payload = '{\"interest_name\":\"hacked\"}' WHERE learner_id = 'ann' AND version = 3",
         ("changed", "ann", 3),
-        "learner 'ann' version 3 (log position 3) does not verify",
+        "learner 'ann' version 3 (log position 3): changed: its stored values do not match its hash",
     ),
     "metadata": (
         "UPDATE event_log SET metadata = '{\"actor\":\"someone else\"}' WHERE learner_id = 'ann' AND version = 2",
         ("changed", "ann", 2),
-        "learner 'ann' version 2 (log position 2) does not verify",
+        "learner 'ann' version 2 (log position 2): changed: its stored values do not match its hash",
     ),
     "version": (
         "UPDATE event_log SET version = 100 WHERE learner_id = 'ann' AND version = 2",
         ("changed", "ann", 2),
-        "learner 'ann' version 100 (log position 2) was written as version 2",
+        "learner 'ann' version 2 (log position 2): changed: written as version 2, stored as version 100",
     ),
     "occurred_at": (
         "UPDATE event_log SET occurred_at = :t WHERE learner_id = 'ann' AND version = 4",
         ("changed", "ann", 4),
-        "learner 'ann' version 4 (log position 4) does not verify",
+        "learner 'ann' version 4 (log position 4): changed: its stored values do not match its hash",
     ),
     "recorded_at": (
         "UPDATE event_log SET recorded_at = :t WHERE learner_id = 'ann' AND version = 6",
         ("changed", "ann", 6),
-        "learner 'ann' version 6 (log position 6) does not verify",
+        "learner 'ann' version 6 (log position 6): changed: its stored values do not match its hash",
     ),
     "moved": (
         "UPDATE event_log SET learner_id = 'bob' WHERE learner_id = 'ann' AND version = 4",
         ("moved", "ann", 4),
-        "learner 'bob' version 4 (log position 4) follows version 0",
+        "learner 'ann' version 4 (log position 4): moved: stored under learner 'bob'",
     ),
     "deleted": (
         "DELETE FROM event_log WHERE learner_id = 'ann' AND version = 3",
         ("deleted", "ann", 3),
-        "learner 'ann' version 4 (log position 4) follows version 2: version 3 of the stream missing",
+        "learner 'ann' version 3 (log position 4): deleted: missing before position 4",
     ),
 }
 
@@ -215,8 +224,9 @@ def test_each_kind_of_tampering_is_reported_by_verify_and_refused_by_rebuild(fil
     if kind == "version":
         assert "stored as version 100" in report.problems[0].detail
 
-    with pytest.raises(RebuildError, match=re.escape(refusal)):
+    with pytest.raises(RebuildError, match=re.escape(refusal)) as refused_by_rebuild:
         rebuild(filled.engine, cipher=filled.cipher)
+    assert report.problems[0].describe() in str(refused_by_rebuild.value)  # the same verdict as verify's
     assert read_model_rows(filled.engine) == live  # nothing swapped in
 
     result = CliRunner().invoke(main, ["--database-url", _url(filled), "verify", "--json"])
@@ -248,11 +258,11 @@ def test_swapped_versions_are_reordered_and_a_row_the_chain_runs_past_is_inserte
     _fill(memory)
     memory.append("ann", [_new(InterestAdded(interest_name="seventh"), 9)], 6)
     rows = [row for batch in memory.stored_rows() for row in batch]
-    placed = [(row[0], row[5], row[6]) for row in rows][5:]
+    placed = [(row.position, row.learner_id, row.version) for row in rows][5:]
     assert placed == [(6, "ann", 6), (7, "bob", 1), (8, "bob", 2), (9, "ann", 7)]
 
-    def with_version(row: tuple[Any, ...], version: int) -> tuple[Any, ...]:
-        return (*row[:6], version, *row[7:])
+    def with_version(row: ChainRow, version: int) -> ChainRow:
+        return row._replace(version=version)
 
     swapped = list(rows)
     swapped[2], swapped[3] = with_version(rows[2], 4), with_version(rows[3], 3)
@@ -261,7 +271,9 @@ def test_swapped_versions_are_reordered_and_a_row_the_chain_runs_past_is_inserte
     assert "stored as version 4" in report.problems[0].detail
 
     # A row slipped in (at a free position, with a version the stream had) that nothing links to.
-    extra = (8.5, *rows[3][1:4], "0190a1b2-c3d4-7e5f-8a6b-0000000000aa", "ann", 2, *rows[3][7:10], "f" * 64)
+    extra = rows[3]._replace(
+        position=8.5, event_id="0190a1b2-c3d4-7e5f-8a6b-0000000000aa", learner_id="ann", version=2, hash="f" * 64
+    )
     assert _kinds(check_chains([[*rows[:8], extra, rows[8]]], None)) == [("inserted", "ann", 2)]
 
 
@@ -270,12 +282,12 @@ def test_the_tail_of_a_stream_moved_to_another_is_named_moved() -> None:
     _fill(memory)
     rows = [row for batch in memory.stored_rows() for row in batch]
     # ann's version 6 now stored as bob's (bob has versions 1-2, so 6 is free there).
-    tampered = [(*row[:5], "bob", *row[6:]) if (row[5], row[6]) == ("ann", 6) else row for row in rows]
+    tampered = [row._replace(learner_id="bob") if (row.learner_id, row.version) == ("ann", 6) else row for row in rows]
     report = check_chains([tampered], None)
     assert _kinds(report) == [("moved", "ann", 6)] and report.problems[0].now_learner_id == "bob"
 
 
-def _interleaved_log(key: LogKey | None) -> list[tuple[Any, ...]]:
+def _interleaved_log(key: LogKey | None) -> list[ChainRow]:
     memory = InMemoryEventStore(log_key=key)
     for n, learner in enumerate("abcde"):
         memory.append(learner, [_new(LearnerProfileCreated(), n)], 0)
@@ -293,24 +305,24 @@ _KEYED_LOG = _interleaved_log(LogKey.from_hex(KEY_HEX))
 def test_any_one_tampering_is_found_and_named(kind: str, at: int) -> None:
     rows = list(_KEYED_LOG)
     row = rows[at]
-    stream = [i for i, other in enumerate(rows) if other[5] == row[5]]
+    stream = [i for i, other in enumerate(rows) if other.learner_id == row.learner_id]
     if kind == "payload":
-        rows[at] = (*row[:3], row[3][:-1] + ' }', *row[4:])
+        rows[at] = row._replace(payload=row.payload[:-1] + " }")
     elif kind == "metadata":
-        rows[at] = (*row[:9], row[9].replace("teacher", "admin"), row[10])
+        rows[at] = row._replace(metadata=row.metadata.replace("teacher", "admin"))
     elif kind == "time":
-        rows[at] = (*row[:7], "2020-01-01 00:00:00.000000", *row[8:])
+        rows[at] = row._replace(occurred_at="2020-01-01 00:00:00.000000")
     elif kind == "move":
-        rows[at] = (*row[:5], "abcde"[("abcde".index(row[5]) + 1) % 5], *row[6:])
+        rows[at] = row._replace(learner_id="abcde"[("abcde".index(row.learner_id) + 1) % 5])
     elif kind == "delete":
         assume(at != stream[-1])  # the end of a stream needs a checkpoint
         del rows[at]
     elif kind == "swap":
         assume(at != stream[-1])
         other = stream[stream.index(at) + 1]
-        rows[at], rows[other] = (*row[:6], rows[other][6], *row[7:]), (*rows[other][:6], row[6], *rows[other][7:])
+        rows[at], rows[other] = row._replace(version=rows[other].version), rows[other]._replace(version=row.version)
     else:
-        rows.insert(at, (*row[:4], "0190a1b2-c3d4-7e5f-8a6b-0000000000aa", row[5], 0, *row[7:10], "0" * 64))
+        rows.insert(at, row._replace(event_id="0190a1b2-c3d4-7e5f-8a6b-0000000000aa", version=0, hash="0" * 64))
     report = check_chains([rows[:10], rows[10:]], LogKey.from_hex(KEY_HEX))
     named = {"payload": "changed", "metadata": "changed", "time": "changed", "move": "moved",
              "delete": "deleted", "swap": "reordered", "insert": "inserted"}  # fmt: skip
@@ -449,7 +461,7 @@ def test_without_the_key_write_access_cannot_forge_a_link(keyed: SqlEventStore) 
         _rechain(keyed, "ann", 3, '{"interest_name":"forged"}', forging_key)
         report = verify_log(keyed.engine, key)
         assert _kinds(report)[0] == ("changed", "ann", 3)
-        with pytest.raises(RebuildError, match=r"learner 'ann' version 3 \(log position 3\) does not verify"):
+        with pytest.raises(RebuildError, match=r"learner 'ann' version 3 \(log position 3\): changed"):
             rebuild(keyed.engine, cipher=keyed.cipher, log_key=key)
 
 
@@ -588,13 +600,13 @@ def test_values_no_store_writes_are_reported_not_crashed_on(sqlite_store: SqlEve
     report = verify_log(sqlite_store.engine, None)
     assert _kinds(report) == [("changed", "ann", 3), ("changed", "ann", 5), ("changed", "bob", 2)]
     assert "stored as version 'three'" in report.problems[0].detail
-    with pytest.raises(RebuildError, match=r"version three \(log position 3\) has a version that is not a whole"):
+    with pytest.raises(RebuildError, match=r"version 3 \(log position 3\): changed: .* stored as version 'three'"):
         rebuild(sqlite_store.engine, cipher=sqlite_store.cipher)
 
 
 def test_a_deleted_event_behind_a_hole_in_the_positions_is_still_refused(filled: SqlEventStore) -> None:
     _tamper(filled, "DELETE FROM event_log WHERE learner_id = 'ann' AND version = 2")
-    with pytest.raises(RebuildError, match=r"version 3 .* follows version 1: version 2 of the stream missing"):
+    with pytest.raises(RebuildError, match=r"learner 'ann' version 2 \(log position 3\): deleted"):
         rebuild(filled.engine, cipher=filled.cipher, batch_size=3)
 
 
@@ -610,17 +622,7 @@ def test_an_append_that_commits_late_is_checked_and_projected_in_version_order(
     try:
         store = store_for(engine)
         store.append("ann", [_new(LearnerProfileCreated(), 1), _new(InterestAdded(interest_name="a"), 2)], 0)
-        late_row = {
-            "event_id": "0190a1b2-c3d4-7e5f-8a6b-000000000042",
-            "learner_id": "late",
-            "version": 1,
-            "event_type": "LearnerProfileCreated",
-            "schema_version": 1,
-            "occurred_at": T0,
-            "recorded_at": T0,
-            "payload": "{}",
-            "metadata": "{}",
-        }
+        late_row = encode_row("late", 1, _new(LearnerProfileCreated(), 42), T0, store.cipher)  # as an append does
         chain_rows([late_row], "", None)
         holder = engine.connect()
         transaction = holder.begin()

@@ -310,3 +310,29 @@ def test_a_rotation_stopped_before_the_key_store_changed_keeps_the_old_key(tmp_p
     with Dala.open(settings) as dala:
         assert dala.history("ann")[-1].event_type == "InterestAdded"
     assert master.read_text() == old
+
+
+def test_a_rebuild_names_every_unreadable_learner_first_and_skips_only_on_request(school: Settings) -> None:
+    from projections.rebuild import RebuildError
+    from tests.helpers import read_model_rows
+
+    with Dala.open(school, mode=Mode.RAW) as dala:
+        live = read_model_rows(dala.engine)
+    _damage_key(school, "bea")
+    _damage_key(school, "dan", delete=True)
+    with Dala.open(school, mode=Mode.RAW) as dala:
+        with pytest.raises(RebuildError) as refused:
+            dala.rebuild()
+        assert "'bea' (damaged key)" in str(refused.value) and "'dan' (missing key)" in str(refused.value)
+        assert "nothing was changed" in str(refused.value) and "--skip bea --skip dan" in str(refused.value)
+        assert read_model_rows(dala.engine) == live
+    code, output = _cli(school, "rebuild")
+    assert code == 1 and "bea" in output and "dan" in output
+    code, output = _cli(school, "rebuild", "--skip", "bea", "--skip", "dan")
+    assert code == 0, output
+    with Dala.open(school, mode=Mode.RAW) as dala:
+        assert dala.full_profile("bea") is None and dala.full_profile("ann") is not None
+        report = dala.verify()
+        assert [name for name, _ in report.skipped] == ["bea", "dan"]
+    code, output = _cli(school, "verify")
+    assert "left out by `dala rebuild --skip`" in output and "learner bea" in output

@@ -14,10 +14,10 @@ from sqlalchemy import event, inspect, select, text
 
 from dala_events import persistence_manager as pm
 from dala_events.dialects import write_transaction
-from dala_events.errors import ConcurrencyError, InvalidInput
+from dala_events.errors import ConcurrencyError, CorruptEventError, InvalidInput
 from dala_events.events import InterestAdded, LearnerProfileCreated, new_event_id
 from dala_events.hlp_module import LearnerProfile
-from dala_events.store import NewEvent, ProjectableEvent, SqlEventStore
+from dala_events.store import NewEvent, ProjectableEvent, SqlEventStore, event_log
 from projections.database_models import READ_MODEL_METADATA
 from projections.projectors import project_events
 from projections.rebuild import rebuild_projections
@@ -344,9 +344,13 @@ def test_sqlite_timestamps_with_a_zone_of_their_own_are_still_read(sqlite_store:
     LearnerProfile("ann", store=sqlite_store)
     with sqlite_store.engine.begin() as connection:
         connection.execute(text("UPDATE event_log SET occurred_at = '2026-03-03 10:00:00.000000+01:00'"))
-    (recorded,) = sqlite_store.read_stream("ann")
-    assert recorded.occurred_at == datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
-    assert recorded.occurred_at.tzinfo is UTC
+    with sqlite_store.engine.connect() as connection:
+        occurred_at = connection.execute(select(event_log.c.occurred_at)).scalar_one()
+    assert occurred_at == datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
+    assert occurred_at.tzinfo is UTC
+    # A hand's edit is not what was written: an audit read refuses it, as verify reports it.
+    with pytest.raises(CorruptEventError, match="does not verify"):
+        sqlite_store.read_stream("ann")
 
 
 def test_statements_of_an_append_are_logged_when_sqlalchemy_logs_sql(

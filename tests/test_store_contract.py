@@ -6,6 +6,7 @@ switch that makes it fail, so atomicity is checked the same way everywhere.
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -18,9 +19,18 @@ from freezegun import freeze_time
 
 from dala_events.database_setup import create_dala_engine, create_tables
 from dala_events.envelopes import NewEvent, ProjectableEvent
-from dala_events.errors import ConcurrencyError, InvalidInput
-from dala_events.events import InterestAdded, LearnerProfileCreated, PreferenceSet, StruggleAreaAdded
+from dala_events.errors import ConcurrencyError, InvalidInput, LearnerErasedError
+from dala_events.events import (
+    ErasedContent,
+    InterestAdded,
+    LearnerErased,
+    LearnerProfileCreated,
+    PreferenceSet,
+    StruggleAreaAdded,
+)
 from dala_events.store import MAX_VERSION, EventStore, InMemoryEventStore, SqlEventStore
+from dala_events.store.keys import ENCRYPTED_PREFIX, KeyStore, LogCipher, MasterKey, MemoryKeyStore
+from dala_events.wiring import open_key_store
 from tests.conftest import POSTGRES_URL, require_postgres, reset_postgres
 
 T0 = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
@@ -43,13 +53,24 @@ class Projection:
 class Backend:
     store: EventStore
     projection: Projection
+    key_store: KeyStore
+
+    def twin(self) -> EventStore:
+        """Another instance of the store on the same log and key store, with its own cipher
+        (its own cache of data keys): what another process would hold."""
+        other = copy.copy(self.store)
+        other.cipher = LogCipher(self.key_store)
+        return other
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgresql"])
 def backend(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> Iterator[Backend]:
+    """Every backend with encryption on (a data key per learner) and the erasure rules."""
     projection = Projection()
     if request.param == "memory":
-        yield Backend(InMemoryEventStore(inline_projectors=[projection]), projection)
+        key_store: KeyStore = MemoryKeyStore()
+        store = InMemoryEventStore(inline_projectors=[projection], cipher=LogCipher(key_store))
+        yield Backend(store, projection, key_store)
         return
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path}/contract.db"
@@ -59,12 +80,17 @@ def backend(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> Itera
         url = POSTGRES_URL
     engine = create_dala_engine(url)
     create_tables(engine)
+    key_store = open_key_store(f"sqlite:///{tmp_path}/contract.keys", MasterKey.generate())
     try:
-        yield Backend(
-            SqlEventStore(engine, inline_projectors=[lambda _connection, events: projection(events)]), projection
+        store = SqlEventStore(
+            engine,
+            inline_projectors=[lambda _connection, events: projection(events)],
+            cipher=LogCipher(key_store),
         )
+        yield Backend(store, projection, key_store)
     finally:
         engine.dispose()
+        key_store.engine.dispose()
 
 
 def new(event: Any, *, at: datetime | None = None) -> NewEvent:
@@ -264,3 +290,65 @@ def test_bad_input_is_refused_naming_the_field_and_nothing_is_written(
 def test_an_unknown_type_names_the_known_ones(backend: Backend) -> None:
     with pytest.raises(InvalidInput, match="InterestAdded"):
         backend.store.read_stream("ann", event_types=["NoSuchEvent"])
+
+
+# -- encryption and erasure, on every backend -------------------------------------------------
+
+
+def _stored(store: EventStore) -> list[Any]:
+    """The rows as the backend stores them (chain rows: payload and metadata as stored)."""
+    assert isinstance(store, InMemoryEventStore | SqlEventStore)
+    return [row for batch in store.stored_rows() for row in batch]
+
+
+def test_payloads_and_reasons_are_stored_encrypted_and_read_back_equal(backend: Backend) -> None:
+    from dala_events.attribution import recorded_as
+
+    with recorded_as("teacher:1", reason="parent meeting notes"):
+        events = [new(LearnerProfileCreated()), *interests("Robotics")]
+    backend.store.append("ann", events, 0)
+    stored = _stored(backend.store)
+    assert all(row.payload.startswith(ENCRYPTED_PREFIX) for row in stored)
+    assert not any("Robotics" in row.payload or "parent meeting" in row.metadata for row in stored)
+    read = backend.store.read_stream("ann")
+    assert [event.event for event in read] == [new_event.event for new_event in events]
+    assert read[-1].metadata["reason"] == "parent meeting notes"
+
+
+def _erase(store: EventStore, learner_id: str) -> None:
+    version = store.stream_version(learner_id)
+    store.append(learner_id, [new(LearnerErased(erased_up_to_version=version))], version)
+    assert store.cipher is not None
+    store.cipher.destroy(learner_id)
+
+
+def test_an_erased_stream_takes_no_more_events_on_every_backend(backend: Backend) -> None:
+    backend.store.append("ann", [new(LearnerProfileCreated()), *interests("Chess")], 0)
+    _erase(backend.store, "ann")
+    with pytest.raises(LearnerErasedError):
+        backend.store.append("ann", interests("Art"), 3)
+    with pytest.raises(LearnerErasedError):  # another instance, which never read the stream
+        backend.twin().append("ann", interests("Art"), 3)
+    assert backend.store.stream_version("ann") == 3
+
+
+def test_erased_content_reads_as_erased_and_the_envelope_stays(backend: Backend) -> None:
+    backend.store.append("ann", [new(LearnerProfileCreated()), *interests("Chess")], 0)
+    backend.store.append("bob", interests("Art"), 0)
+    _erase(backend.store, "ann")
+    read = backend.store.read_stream("ann")
+    assert [type(event.event) for event in read] == [ErasedContent, ErasedContent, LearnerErased]
+    assert [event.event.erased_event_type for event in read[:2]] == ["LearnerProfileCreated", "InterestAdded"]
+    assert [event.event for event in backend.store.read_stream("bob")] == [InterestAdded(interest_name="Art")]
+    assert backend.store.erasures() == {"ann": read[-1].recorded_at}
+
+
+def test_a_cut_read_with_a_cached_key_sees_an_erasure_made_elsewhere(backend: Backend) -> None:
+    backend.store.append("ann", [new(LearnerProfileCreated()), *interests("Chess")], 0)
+    other = backend.twin()
+    assert other.read_stream("ann", up_to_version=2)[-1].event == InterestAdded(interest_name="Chess")  # key cached
+    _erase(backend.store, "ann")
+    cut = other.read_stream("ann", up_to_version=2)
+    assert [type(event.event) for event in cut] == [ErasedContent, ErasedContent]
+    batches = list(other.read_stream_for_projection("ann", up_to_version=1))
+    assert type(batches[0][0].event) is ErasedContent

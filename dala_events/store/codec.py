@@ -3,9 +3,9 @@
 A stored row is plain data (ids, numbers, times, JSON text). Every store implementation
 writes rows made by `encode_row` and chained by `chain_rows`, and reads them back through
 `decode_recorded` / `decode_logged`, so what one backend accepts, every backend reads back
-the same way. Rows come back as tuples in one of two shapes, `RECORDED_FIELDS` (everything,
-the hash included) or `PROJECTABLE_FIELDS` (what a projector needs); a chain row is a
-recorded row with its two times as the text the chain hashes (`time_text`).
+the same way. Rows come back as named tuples of three shapes, read by name, never by index:
+`StoredRow` (everything, the hash included), `ProjectableRow` (what a projector needs) and
+`ChainRow`, a stored row with its two times as the text the chain hashes (`time_text`).
 
 The hash chain (below) is computed here too, once for every store: each row's `hash` covers
 its stored columns and the previous row's hash in its learner's stream.
@@ -17,7 +17,7 @@ import hashlib
 import hmac
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
 import pydantic
@@ -36,23 +36,75 @@ from dala_events.events import (
 )
 from dala_events.store.keys import ENCRYPTED_PREFIX, DataKeyErased, DataKeyMissing, LogCipher
 
-RECORDED_FIELDS = (
-    "position",
-    "event_type",
-    "schema_version",
-    "payload",
-    "event_id",
-    "learner_id",
-    "version",
-    "occurred_at",
-    "recorded_at",
-    "metadata",
-    "hash",
-)
-"""The columns of a recorded row, in the order stores return them: everything stored but the
-hash first, then the hash (see `link_of`)."""
 
-PROJECTABLE_FIELDS = ("position", "event_type", "schema_version", "payload", "learner_id", "version", "occurred_at")
+class StoredRow(NamedTuple):
+    """One event as every store keeps it and reads it back: the stored columns, the hash last
+    (see `link_of`), both times as aware UTC datetimes."""
+
+    position: int
+    event_type: str
+    schema_version: int
+    payload: str
+    event_id: str
+    learner_id: str
+    version: int
+    occurred_at: datetime
+    recorded_at: datetime
+    metadata: str
+    hash: str
+
+
+class ChainRow(NamedTuple):
+    """A stored event as a chain check reads it: the fields of `StoredRow`, the event id in
+    canonical form and both times as the text the chain hashes (`time_text`), printed by the
+    database, so a check hashes exactly what is stored."""
+
+    position: int
+    event_type: str
+    schema_version: int
+    payload: str
+    event_id: str
+    learner_id: str
+    version: int
+    occurred_at: str
+    recorded_at: str
+    metadata: str
+    hash: str
+
+
+class ProjectableRow(NamedTuple):
+    """What a projector needs of a stored event: the shape a rebuild and an as-of view read."""
+
+    position: int
+    event_type: str
+    schema_version: int
+    payload: str
+    learner_id: str
+    version: int
+    occurred_at: datetime
+
+
+class EventRow(Protocol):
+    """What decoding an event needs of any row shape."""
+
+    @property
+    def position(self) -> int: ...
+    @property
+    def event_type(self) -> str: ...
+    @property
+    def schema_version(self) -> int: ...
+    @property
+    def payload(self) -> str: ...
+    @property
+    def learner_id(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+
+
+RECORDED_FIELDS = StoredRow._fields
+"""The columns of a stored row, in the order stores return them."""
+
+PROJECTABLE_FIELDS = ProjectableRow._fields
 """The columns of a projectable row, in the order stores return them."""
 
 
@@ -83,6 +135,33 @@ def encode_row(
         "payload": payload,
         "metadata": encode_json(metadata),
     }
+
+
+class SealedStreams:
+    """Refuses personal text in the clear after a stream's content was seen encrypted: a line
+    written around the store (without a log key, whoever can write can chain one). Rows are
+    fed in each stream's version order; the events written before encryption at rest (and
+    encrypted by migration 0005 since) come before any encrypted one."""
+
+    def __init__(self) -> None:
+        self.sealed: set[str] = set()
+
+    def check(self, row: EventRow) -> None:
+        """CorruptEventError when `row` holds personal text in the clear after sealed ones."""
+        if row.payload.startswith(ENCRYPTED_PREFIX):
+            self.sealed.add(row.learner_id)
+        elif row.learner_id in self.sealed and _holds_personal_data(row.event_type):
+            raise CorruptEventError(
+                row.position,
+                row.event_type,
+                f"learner {row.learner_id!r} version {row.version}: the payload is stored in the clear after "
+                "encrypted ones: it was written around the store (run `dala verify`)",
+            )
+
+
+def _holds_personal_data(event_type: str) -> bool:
+    kind = EVENT_TYPES.get(event_type)
+    return kind is None or kind.holds_personal_data
 
 
 def in_the_clear(event_type: str, payload: str, metadata: Mapping[str, Any]) -> bool:
@@ -122,68 +201,80 @@ def sealed(
     return payload, metadata
 
 
-def _plain(row: tuple[Any, ...], text: str, learner_id: str, version: int, field: str, cipher: LogCipher | None) -> str:
-    """`text` of a row (a payload or a reason) decrypted, when it is encrypted."""
+def _plain(row: EventRow, text: str, field: str, cipher: LogCipher | None) -> str:
+    """`text` of a row (its payload or reason) decrypted, when it is encrypted."""
     if cipher is None:
         if text.startswith(ENCRYPTED_PREFIX):
-            raise CorruptEventError(row[0], row[1], f"{field} is encrypted and no key store is configured")
+            raise CorruptEventError(
+                row.position, row.event_type, f"{field} is encrypted and no key store is configured"
+            )
         return text
     try:
-        return cipher.decrypt(text, learner_id, version, row[1], row[2], field)
+        return cipher.decrypt(text, row.learner_id, row.version, row.event_type, row.schema_version, field)
     except DataKeyMissing as error:
-        raise CorruptEventError(row[0], row[1], str(error)) from error
+        raise CorruptEventError(row.position, row.event_type, str(error)) from error
     except InvalidInput as error:
-        raise CorruptEventError(row[0], row[1], str(error)) from error
+        raise CorruptEventError(row.position, row.event_type, str(error)) from error
 
 
-def decode_event_of(
-    row: tuple[Any, ...], cipher: LogCipher | None = None, learner_id: str = "", version: int = 0
-) -> DomainEvent:
-    """The event of a row that starts (position, event_type, schema_version, payload), its
-    payload decrypted with `cipher` (keyed by the row's `learner_id` and `version`).
+def decode_event_of(row: EventRow, cipher: LogCipher | None = None) -> DomainEvent:
+    """The event of a row, its payload decrypted with `cipher` (keyed by the row's learner and
+    version).
 
     An `ErasedContent` standing in for the event when its learner's data key was destroyed by
     their erasure: the envelope is still in the log, the content is gone for good."""
     try:
-        payload = row[3]
-        if payload.startswith(ENCRYPTED_PREFIX) or cipher is not None:
+        payload = row.payload
+        if payload.startswith(ENCRYPTED_PREFIX):
             try:
-                payload = _plain(row, payload, learner_id, version, "payload", cipher)
+                payload = _plain(row, payload, "payload", cipher)
             except DataKeyErased:
-                return ErasedContent(erased_event_type=row[1])
-        return decode_event(row[1], row[2], payload)
+                return ErasedContent(erased_event_type=row.event_type)
+        return decode_event(row.event_type, row.schema_version, payload)
     except pydantic.ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'payload'}: {e['msg']}" for e in error.errors())
-        raise CorruptEventError(row[0], row[1], f"payload does not fit the event: {problems}") from error
+        raise CorruptEventError(row.position, row.event_type, f"payload does not fit the event: {problems}") from error
     except (UnknownEventError, ValueError) as error:
-        raise CorruptEventError(row[0], row[1], str(error)) from error
+        raise CorruptEventError(row.position, row.event_type, str(error)) from error
 
 
-def decode_logged(row: tuple[Any, ...], cipher: LogCipher | None = None) -> LoggedEvent:
-    """A projectable row (`PROJECTABLE_FIELDS`) as a LoggedEvent."""
-    return LoggedEvent(row[0], row[4], row[5], row[6], decode_event_of(row, cipher, row[4], row[5]))
+def decode_logged(row: ProjectableRow, cipher: LogCipher | None = None) -> LoggedEvent:
+    """A projectable row as a LoggedEvent."""
+    return LoggedEvent(row.position, row.learner_id, row.version, row.occurred_at, decode_event_of(row, cipher))
 
 
-def decode_recorded(row: tuple[Any, ...], cipher: LogCipher | None = None) -> RecordedEvent:
-    """A recorded row (`RECORDED_FIELDS`) as a RecordedEvent."""
-    event = decode_event_of(row, cipher, row[5], row[6])
+def decode_recorded(row: StoredRow, cipher: LogCipher | None = None) -> RecordedEvent:
+    """A stored row as a RecordedEvent."""
+    event = decode_event_of(row, cipher)
     try:
-        metadata = decode_json(row[9])
+        metadata = decode_json(row.metadata)
     except ValueError as error:
-        raise CorruptEventError(row[0], row[1], f"metadata is not JSON: {error}") from error
+        raise CorruptEventError(row.position, row.event_type, f"metadata is not JSON: {error}") from error
     reason = metadata.get("reason") if isinstance(metadata, dict) else None
     if isinstance(reason, str) and (cipher is not None or reason.startswith(ENCRYPTED_PREFIX)):
         if type(event) is ErasedContent and reason.startswith(ENCRYPTED_PREFIX):
             metadata["reason"] = None  # erased with the content it explained
         else:
-            metadata["reason"] = _plain(row, reason, row[5], row[6], "reason", cipher)
-    # position, event_id, learner_id, version, event_type, schema_version, occurred_at, recorded_at
-    return RecordedEvent(row[0], row[4], row[5], row[6], row[1], row[2], row[7], row[8], event, metadata)
+            metadata["reason"] = _plain(row, reason, "reason", cipher)
+    return RecordedEvent(
+        row.position,
+        row.event_id,
+        row.learner_id,
+        row.version,
+        row.event_type,
+        row.schema_version,
+        row.occurred_at,
+        row.recorded_at,
+        event,
+        metadata,
+    )
 
 
-def projectable(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    """The projectable shape of a recorded row."""
-    return (row[0], row[1], row[2], row[3], row[5], row[6], row[7])
+def projectable(row: StoredRow) -> ProjectableRow:
+    """The projectable shape of a stored row."""
+    return ProjectableRow(
+        row.position, row.event_type, row.schema_version, row.payload, row.learner_id, row.version, row.occurred_at
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -350,14 +441,14 @@ def chain_rows(rows: Sequence[dict[str, Any]], previous: str, key: LogKey | None
 
 
 def link_of(
-    row: tuple[Any, ...],
+    row: ChainRow,
     previous: str,
     digest: Callable[[bytes], str],
     *,
     learner_id: str | None = None,
     version: int | None = None,
 ) -> str:
-    """The hash a chain row (see `as_chain_row`) should carry if it follows `previous`.
+    """The hash a chain row should carry if it follows `previous`.
 
     `learner_id` / `version` put other values in their place: what the row would hash to had
     it been written to another stream or as another version (how a check tells a moved or
@@ -366,24 +457,35 @@ def link_of(
     return digest(
         chain_message(
             previous,
-            row[4],
-            row[5] if learner_id is None else learner_id,
-            row[6] if version is None else version,
-            row[1],
-            row[2],
-            row[7],
-            row[8],
-            row[3],
-            row[9],
+            row.event_id,
+            row.learner_id if learner_id is None else learner_id,
+            row.version if version is None else version,
+            row.event_type,
+            row.schema_version,
+            row.occurred_at,
+            row.recorded_at,
+            row.payload,
+            row.metadata,
         )
     )
 
 
-def as_chain_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    """A recorded row (`RECORDED_FIELDS`, times as datetimes) as a chain row: the same fields,
-    the event id in canonical form and the two times as `time_text`, as the SQL store reads
-    them for checking (`SqlEventStore.stored_rows`)."""
-    return (*row[:4], event_id_text(row[4]), row[5], row[6], time_text(row[7]), time_text(row[8]), *row[9:])
+def as_chain_row(row: StoredRow) -> ChainRow:
+    """A stored row as a chain row: the event id in canonical form and the two times as
+    `time_text`, as the SQL store reads them for checking (`SqlEventStore.stored_rows`)."""
+    return ChainRow(
+        position=row.position,
+        event_type=row.event_type,
+        schema_version=row.schema_version,
+        payload=row.payload,
+        event_id=event_id_text(row.event_id),
+        learner_id=row.learner_id,
+        version=row.version,
+        occurred_at=time_text(row.occurred_at),
+        recorded_at=time_text(row.recorded_at),
+        metadata=row.metadata,
+        hash=row.hash,
+    )
 
 
 def parse_time_text(text: str) -> datetime:
@@ -395,10 +497,10 @@ def parse_time_text(text: str) -> datetime:
         return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def decode_chain_row_as_logged(row: tuple[Any, ...], cipher: LogCipher | None = None) -> LoggedEvent:
+def decode_chain_row_as_logged(row: ChainRow, cipher: LogCipher | None = None) -> LoggedEvent:
     """A chain row as a LoggedEvent: what is projected once the row's hash is checked."""
     try:
-        occurred_at = parse_time_text(row[7])
+        occurred_at = parse_time_text(row.occurred_at)
     except (TypeError, ValueError) as error:
-        raise CorruptEventError(row[0], row[1], f"occurred_at is not a time: {error}") from error
-    return LoggedEvent(row[0], row[5], row[6], occurred_at, decode_event_of(row, cipher, row[5], row[6]))
+        raise CorruptEventError(row.position, row.event_type, f"occurred_at is not a time: {error}") from error
+    return LoggedEvent(row.position, row.learner_id, row.version, occurred_at, decode_event_of(row, cipher))

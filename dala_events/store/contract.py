@@ -19,10 +19,10 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from dala_events.envelopes import AppendedEvent, LoggedEvent, NewEvent, RecordedEvent, StreamSummary
-from dala_events.errors import InvalidInput, LearnerErasedError
+from dala_events.errors import ConcurrencyError, CorruptEventError, InvalidInput, LearnerErasedError
 from dala_events.events import (
     EARLIEST_TIME,
     EVENT_TYPES,
@@ -34,7 +34,20 @@ from dala_events.events import (
     decode_json,
     utc_now,
 )
-from dala_events.store.codec import decode_logged, decode_recorded, encode_row, in_the_clear
+from dala_events.store.codec import (
+    LogKey,
+    SealedStreams,
+    StoredRow,
+    as_chain_row,
+    chain_rows,
+    decode_logged,
+    decode_recorded,
+    encode_row,
+    hasher,
+    in_the_clear,
+    link_of,
+)
+from dala_events.store.codec import projectable as to_projectable
 from dala_events.store.keys import DataKeyErased, LogCipher
 
 _log = logging.getLogger("dala_events.store")
@@ -52,10 +65,23 @@ LATEST = LATEST_TIME
 """Time bounds outside these are clamped: every backend stores the years 1 to 9999."""
 _EVENT_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
-Row = tuple[Any, ...]
-
 ERASED_EVENT_TYPE = "LearnerErased"
 """The event that ends an erased learner's stream: nothing is appended after it."""
+
+
+class StreamTip(NamedTuple):
+    """A stream's last event as an append reads it inside its transaction: what decides
+    whether the append may go on and what it chains from."""
+
+    version: int
+    """0 for a stream with no events."""
+    hash: str
+    """"" for a stream with no events."""
+    event_type: str | None
+    """None for a stream with no events."""
+
+
+EMPTY_STREAM = StreamTip(0, "", None)
 
 
 def check_aware(field_name: str, value: datetime | None) -> datetime | None:
@@ -134,6 +160,8 @@ class EventStore(ABC):
 
     cipher: LogCipher | None = None
     """Encrypts each learner's payloads and reasons at rest (`store.keys`); None: plain text."""
+    log_key: LogKey | None = None
+    """Keys the hash chain of what is appended (None: plain SHA-256, see `codec`)."""
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -215,7 +243,7 @@ class EventStore(ABC):
                 )
             wanted = frozenset(names)
         rows = self._checked_stream_rows(learner_id, up_to_version, since, until, projectable=False)
-        return [decode_recorded(row, self.cipher) for row in rows if wanted is None or row[1] in wanted]
+        return [decode_recorded(row, self.cipher) for row in rows if wanted is None or row.event_type in wanted]
 
     def read_stream_for_projection(
         self,
@@ -238,7 +266,7 @@ class EventStore(ABC):
                 yield [decode_logged(row, self.cipher) for row in rows]
             if len(rows) < batch_size:
                 return
-            after = rows[-1][5]
+            after = rows[-1].version
 
     def read_all(
         self, after_position: int = 0, limit: int | None = None, *, batch_size: int = DEFAULT_BATCH_SIZE
@@ -289,7 +317,10 @@ class EventStore(ABC):
         projectable: bool,
         after_version: int = 0,
         limit: int = MAX_VERSION,
-    ) -> list[Row]:
+    ) -> list[Any]:
+        """The learner's rows in the window (`StoredRow`s, or `ProjectableRow`s when
+        `projectable`), each checked against its stream's chain first (`_check_links`), after
+        the checks every backend shares."""
         learner_id = valid_learner_id(learner_id)
         if up_to_version is not None:
             check_count("up_to_version", up_to_version, learner_id=learner_id)
@@ -306,12 +337,39 @@ class EventStore(ABC):
             _clamped("since", since, EARLIEST),
             _clamped("until", until, LATEST),
             limit,
-            projectable=projectable,
         )
-        if cipher is not None and rows and rows[-1][1] == ERASED_EVENT_TYPE:
-            # Erased (an erasure is a stream's last event), maybe by another process: drop a cached key.
-            cipher.forget(learner_id, erased_at=rows[-1][6 if projectable else 7])
-        return rows
+        self._check_links(learner_id, rows)
+        if cipher is not None and rows and rows[-1].event_type == ERASED_EVENT_TYPE:
+            # Erased (an erasure is a stream's last event), maybe by another process: drop a
+            # cached key. Erased at: when the erasure was recorded, as `erasures` says.
+            cipher.forget(learner_id, erased_at=rows[-1].recorded_at)
+        return [to_projectable(row) for row in rows] if projectable else rows
+
+    def _check_links(self, learner_id: str, rows: list[StoredRow]) -> None:
+        """CorruptEventError for the first row that does not verify against its stream's chain:
+        what an audit reads (history, as-of views, diffs, exports) is what was written, or
+        refused, never a forged line shown as genuine. A row whose predecessor was not read
+        (a cut read) is checked against that predecessor's stored hash."""
+        digest = hasher(self.log_key)
+        sealed = SealedStreams()
+        previous_version, previous = 0, ""
+        for row in rows:
+            sealed.check(row)
+            if row.version != previous_version + 1:
+                stored = "" if row.version == 1 else self._hash_of(learner_id, row.version - 1)
+                if stored is None:
+                    raise CorruptEventError(
+                        row.position, row.event_type, f"learner {learner_id!r} version {row.version - 1} is missing"
+                    )
+                previous = stored
+            if link_of(as_chain_row(row), previous, digest) != row.hash:
+                raise CorruptEventError(
+                    row.position,
+                    row.event_type,
+                    f"learner {learner_id!r} version {row.version} does not verify against its stream's chain "
+                    "(changed, moved or forged): run `dala verify`",
+                )
+            previous_version, previous = row.version, row.hash
 
     def _forget_erased(self, cipher: LogCipher, learner_ids: Collection[str] | None) -> None:
         for learner_id, erased_at in self._erasures(learner_ids).items():
@@ -322,8 +380,8 @@ class EventStore(ABC):
         (written by a store without a cipher, after migration 0005 encrypted the older ones):
         what destroying their data key would not make unreadable."""
         learner_id = valid_learner_id(learner_id)
-        rows = self._stream_rows(learner_id, 0, MAX_VERSION, EARLIEST, LATEST, MAX_VERSION, projectable=False)
-        return [row[6] for row in rows if in_the_clear(row[1], row[3], decode_json(row[9]))]
+        rows = self._stream_rows(learner_id, 0, MAX_VERSION, EARLIEST, LATEST, MAX_VERSION)
+        return [row.version for row in rows if in_the_clear(row.event_type, row.payload, decode_json(row.metadata))]
 
     def erasures(self, learner_ids: Collection[str] | None = None) -> dict[str, datetime]:
         """When each erased learner among `learner_ids` (all learners when None) was erased:
@@ -341,7 +399,7 @@ class EventStore(ABC):
 
     def _batches(
         self, after_position: int, limit: int | None, batch_size: int, *, projectable: bool
-    ) -> Iterator[list[Row]]:
+    ) -> Iterator[list[Any]]:
         check_count("after_position", after_position)
         batch_size = min(check_count("batch_size", batch_size, minimum=1), MAX_VERSION)
         if limit is not None:
@@ -358,7 +416,7 @@ class EventStore(ABC):
             if not rows:
                 return
             yield rows
-            position = rows[-1][0]
+            position = rows[-1].position
             if remaining is not None:
                 remaining -= len(rows)
             if len(rows) < size:
@@ -366,14 +424,25 @@ class EventStore(ABC):
 
     # -- what a backend implements ---------------------------------------------------------
 
+    def _chained(self, learner_id: str, expected_version: int, rows: list[dict[str, Any]], tip: StreamTip) -> None:
+        """The rule every backend applies to an append, inside its transaction, given its
+        stream's `tip` as read there: the stream must be at `expected_version`
+        (ConcurrencyError), and an erased learner's stream takes no more events
+        (LearnerErasedError: an erasure is a stream's last event); then the rows are chained
+        from the tip's hash (`codec.chain_rows`). Backends only read the tip and store."""
+        if tip.version != expected_version:
+            raise ConcurrencyError(learner_id, expected_version, tip.version)
+        if tip.event_type == ERASED_EVENT_TYPE:
+            raise LearnerErasedError(learner_id)
+        chain_rows(rows, tip.hash, self.log_key)
+
     @abstractmethod
     def _append_rows(
         self, learner_id: str, expected_version: int, rows: list[dict[str, Any]], appended: list[AppendedEvent]
     ) -> None:
-        """Store `rows` (from `codec.encode_row`) and run the inline projections on `appended`
-        (the same events), atomically;
-        ConcurrencyError if the stream is not at `expected_version`, InvalidInput for an event
-        id already in the log."""
+        """In one transaction: read the stream's tip, hand it to `_chained` (which checks and
+        chains the rows), store `rows` (from `codec.encode_row`) and run the inline projections
+        on `appended` (the same events); InvalidInput for an event id already in the log."""
 
     @abstractmethod
     def _stream_version(self, learner_id: str) -> int:
@@ -388,12 +457,13 @@ class EventStore(ABC):
         since: datetime,
         until: datetime,
         limit: int,
-        *,
-        projectable: bool,
-    ) -> list[Row]:
+    ) -> list[StoredRow]:
         """The first `limit` of the learner's rows with after_version < version <= up_to_version
-        and since <= recorded_at <= until,
-        in version order, in the recorded or projectable shape (see `codec`)."""
+        and since <= recorded_at <= until, in version order."""
+
+    @abstractmethod
+    def _hash_of(self, learner_id: str, version: int) -> str | None:
+        """The stored hash of the learner's event at `version` (None: there is none)."""
 
     @abstractmethod
     def _erasures(self, learner_ids: Collection[str] | None) -> dict[str, datetime]:
@@ -404,5 +474,6 @@ class EventStore(ABC):
         """At most `limit` stream summaries with learner ids after `after`, in id order."""
 
     @abstractmethod
-    def _log_fetcher(self, *, projectable: bool) -> Callable[[int, int], list[Row]]:
-        """A function giving at most `size` rows after a position, in position order."""
+    def _log_fetcher(self, *, projectable: bool) -> Callable[[int, int], list[Any]]:
+        """A function giving at most `size` rows after a position, in position order, as
+        `StoredRow`s (`ProjectableRow`s when `projectable`)."""

@@ -15,9 +15,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dala_events.envelopes import AppendedEvent, ProjectableEvent, StreamSummary
-from dala_events.errors import ConcurrencyError, InvalidInput, LearnerErasedError
-from dala_events.store.codec import RECORDED_FIELDS, LogKey, as_chain_row, chain_rows, projectable
-from dala_events.store.contract import DEFAULT_BATCH_SIZE, ERASED_EVENT_TYPE, EventStore, Row, check_count
+from dala_events.errors import InvalidInput
+from dala_events.store.codec import ChainRow, LogKey, ProjectableRow, StoredRow, as_chain_row, projectable
+from dala_events.store.contract import (
+    DEFAULT_BATCH_SIZE,
+    EMPTY_STREAM,
+    ERASED_EVENT_TYPE,
+    EventStore,
+    StreamTip,
+    check_count,
+)
 from dala_events.store.keys import LogCipher
 
 MemoryProjector = Callable[[Sequence[ProjectableEvent]], None]
@@ -39,8 +46,8 @@ class InMemoryEventStore(EventStore):
         self.log_key = log_key
         self.cipher = cipher
         self._lock = threading.RLock()
-        self._rows: list[Row] = []
-        self._streams: dict[str, list[Row]] = {}
+        self._rows: list[StoredRow] = []
+        self._streams: dict[str, list[StoredRow]] = {}
         self._event_ids: set[str] = set()
 
     def last_position(self) -> int:
@@ -53,15 +60,11 @@ class InMemoryEventStore(EventStore):
     ) -> None:
         with self._lock:
             stream = self._streams.get(learner_id, [])
-            actual = len(stream)
-            if actual != expected_version:
-                raise ConcurrencyError(learner_id, expected_version, actual)
+            tip = StreamTip(len(stream), stream[-1].hash, stream[-1].event_type) if stream else EMPTY_STREAM
+            self._chained(learner_id, expected_version, rows, tip)
             ids = [row["event_id"] for row in rows]
             if len(set(ids)) != len(ids) or not self._event_ids.isdisjoint(ids):
                 raise InvalidInput("event_id", "an event with this id is already in the log", learner_id=learner_id)
-            if stream and stream[-1][1] == ERASED_EVENT_TYPE:  # an erasure is the stream's last word
-                raise LearnerErasedError(learner_id)
-            chain_rows(rows, stream[-1][10] if stream else "", self.log_key)
             stored = [self._stored(len(self._rows) + offset, row) for offset, row in enumerate(rows, start=1)]
             self._rows.extend(stored)
             self._streams.setdefault(learner_id, []).extend(stored)
@@ -78,13 +81,13 @@ class InMemoryEventStore(EventStore):
                 raise
 
     @staticmethod
-    def _stored(position: int, row: dict[str, Any]) -> Row:
+    def _stored(position: int, row: dict[str, Any]) -> StoredRow:
         # Times come back in UTC, as the SQL store returns them.
         values = {**row, "position": position}
         for name in ("occurred_at", "recorded_at"):
             moment: datetime = values[name]
             values[name] = moment.astimezone(UTC)
-        return tuple(values[name] for name in RECORDED_FIELDS)
+        return StoredRow(**{name: values[name] for name in StoredRow._fields})
 
     def stored_rows(
         self,
@@ -92,14 +95,16 @@ class InMemoryEventStore(EventStore):
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
         learner_ids: Collection[str] | None = None,
-    ) -> Iterator[list[Row]]:
+    ) -> Iterator[list[ChainRow]]:
         """The chain rows after `after_position` in log order, in batches, optionally of the
         given learners only (as `SqlEventStore.stored_rows`)."""
         check_count("after_position", after_position)
         check_count("batch_size", batch_size, minimum=1)
         wanted = None if learner_ids is None else frozenset(learner_ids)
         with self._lock:
-            rows = [as_chain_row(row) for row in self._rows[after_position:] if wanted is None or row[5] in wanted]
+            rows = [
+                as_chain_row(row) for row in self._rows[after_position:] if wanted is None or row.learner_id in wanted
+            ]
         for start in range(0, len(rows), batch_size):
             yield rows[start : start + batch_size]
 
@@ -115,38 +120,40 @@ class InMemoryEventStore(EventStore):
         since: datetime,
         until: datetime,
         limit: int,
-        *,
-        projectable: bool,
-    ) -> list[Row]:
+    ) -> list[StoredRow]:
         with self._lock:
             stream = self._streams.get(learner_id, ())[after_version:up_to_version]
-            rows = [row for row in stream if since <= row[8] <= until][:limit]
-        return [_shape(row, projectable) for row in rows]
+            return [row for row in stream if since <= row.recorded_at <= until][:limit]
+
+    def _hash_of(self, learner_id: str, version: int) -> str | None:
+        with self._lock:
+            stream = self._streams.get(learner_id, ())
+            return stream[version - 1].hash if 0 < version <= len(stream) else None
 
     def _erasures(self, learner_ids: Collection[str] | None) -> dict[str, datetime]:
         with self._lock:
             streams = self._streams if learner_ids is None else {n: self._streams.get(n, []) for n in learner_ids}
             # An erasure is a stream's last event.
             last = {name: stream[-1] for name, stream in streams.items() if stream}
-            return {name: row[8] for name, row in last.items() if row[1] == ERASED_EVENT_TYPE}
+            return {name: row.recorded_at for name, row in last.items() if row.event_type == ERASED_EVENT_TYPE}
 
     def _stream_summaries(self, after: str | None, limit: int) -> list[StreamSummary]:
         with self._lock:
             names = sorted(name for name in self._streams if after is None or name > after)[:limit]
             return [
-                StreamSummary(name, len(stream), stream[0][8], stream[-1][8])
+                StreamSummary(name, len(stream), stream[0].recorded_at, stream[-1].recorded_at)
                 for name in names
                 if (stream := self._streams[name])
             ]
 
-    def _log_fetcher(self, *, projectable: bool) -> Callable[[int, int], list[Row]]:
-        def fetch(after: int, size: int) -> list[Row]:
+    def _log_fetcher(self, *, projectable: bool) -> Callable[[int, int], list[StoredRow] | list[ProjectableRow]]:
+        def fetch(after: int, size: int) -> list[StoredRow] | list[ProjectableRow]:
             with self._lock:
                 rows = self._rows[after : after + size]
-            return [_shape(row, projectable) for row in rows]
+            return _shaped(rows, projectable)
 
         return fetch
 
 
-def _shape(row: Row, as_projectable: bool) -> Row:
-    return projectable(row) if as_projectable else row
+def _shaped(rows: list[StoredRow], as_projectable: bool) -> list[StoredRow] | list[ProjectableRow]:
+    return [projectable(row) for row in rows] if as_projectable else rows

@@ -56,18 +56,27 @@ from dala_events.dialects import (
     written_columns,
 )
 from dala_events.envelopes import AppendedEvent, LoggedEvent, ProjectableEvent, StreamSummary
-from dala_events.errors import ConcurrencyError, InvalidInput, LearnerErasedError
+from dala_events.errors import ConcurrencyError, InvalidInput
 from dala_events.store.codec import (
     HASH_LENGTH,
     PROJECTABLE_FIELDS,
     RECORDED_FIELDS,
+    ChainRow,
     LogKey,
     LogKeyError,
+    ProjectableRow,
+    StoredRow,
     chain_mode,
-    chain_rows,
     decode_chain_row_as_logged,
 )
-from dala_events.store.contract import DEFAULT_BATCH_SIZE, ERASED_EVENT_TYPE, EventStore, Row, check_count
+from dala_events.store.contract import (
+    DEFAULT_BATCH_SIZE,
+    EMPTY_STREAM,
+    ERASED_EVENT_TYPE,
+    EventStore,
+    StreamTip,
+    check_count,
+)
 from dala_events.store.keys import LogCipher
 
 LOG_METADATA = MetaData()
@@ -137,6 +146,18 @@ encryption at rest, how many, and how many streams it re-chained (0 and 0 when t
 none). A checkpoint older than `encrypted_at` names the re-chained streams' old heads."""
 
 
+rebuild_skips = Table(
+    "rebuild_skips",
+    LOG_METADATA,
+    Column("learner_id", String(128), primary_key=True),
+    Column("skipped_at", UTCDateTime(), nullable=False),
+    Column("why", String(200), nullable=False),
+)
+"""The learners the last rebuild left out of the read models on the operator's word (`dala
+rebuild --skip`: their events could not be read), with when and why; emptied by a rebuild
+without `--skip` (migration 0008)."""
+
+
 InlineProjector = Callable[[Connection, Sequence[ProjectableEvent]], None]
 """Runs inside an append's transaction and brings read models up to date with the events."""
 
@@ -179,15 +200,15 @@ class SqlEventStore(EventStore):
         catch-up of events that committed late, behind newer positions."""
         return [decode_chain_row_as_logged(row, self.cipher) for row in self.stored_rows_in_ranges(ranges)]
 
-    def stored_rows_in_ranges(self, ranges: Sequence[tuple[int, int]]) -> list[Row]:
+    def stored_rows_in_ranges(self, ranges: Sequence[tuple[int, int]]) -> list[ChainRow]:
         """Like `read_position_ranges`, the chain rows (see `stored_rows`)."""
-        found: list[Row] = []
+        found: list[ChainRow] = []
         with self._reading() as connection:
             columns = chain_columns(connection.dialect)
             for start in range(0, len(ranges), 200):
                 chunk = ranges[start : start + 200]
                 query = select(*columns).where(or_(*(event_log.c.position.between(low, high) for low, high in chunk)))
-                found.extend(tuple(row) for row in connection.execute(query.order_by(event_log.c.position)))
+                found.extend(map(ChainRow._make, connection.execute(query.order_by(event_log.c.position))))
         return found
 
     def stored_rows(
@@ -196,13 +217,12 @@ class SqlEventStore(EventStore):
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
         learner_ids: Collection[str] | None = None,
-    ) -> Iterator[list[Row]]:
-        """The chain rows after `after_position` in log order, in batches of at most
-        `batch_size`, optionally of the given learners only: the rows as stored, for checking
-        their chain. A chain row is a recorded row
-        (`codec.RECORDED_FIELDS`, hash included) with its times as the text the chain hashes
-        (`codec.time_text`), formatted by the database. Each batch is read in its own
-        transaction unless the store is `bound_to` one."""
+    ) -> Iterator[list[ChainRow]]:
+        """The chain rows (`codec.ChainRow`) after `after_position` in log order, in batches of
+        at most `batch_size`, optionally of the given learners only: the rows as stored, with
+        their times as the text the chain hashes (`codec.time_text`), formatted by the database,
+        for checking their chain. Each batch is read in its own transaction unless the store is
+        `bound_to` one."""
         check_count("after_position", after_position)
         check_count("batch_size", batch_size, minimum=1)
         parameters: dict[str, Any] = {"size": batch_size}
@@ -214,12 +234,12 @@ class SqlEventStore(EventStore):
                 query = _statements_for(connection.dialect).read_chain
                 if learner_ids is not None:
                     query = query.where(event_log.c.learner_id.in_(bindparam("learner_ids", expanding=True)))
-                rows = [tuple(row) for row in connection.execute(query, {**parameters, "after": position})]
+                rows = list(map(ChainRow._make, connection.execute(query, {**parameters, "after": position})))
             if rows:
                 yield rows
             if len(rows) < batch_size:
                 return
-            position = rows[-1][0]
+            position = rows[-1].position
 
     # -- the backend's part of the contract ------------------------------------------------
 
@@ -229,16 +249,12 @@ class SqlEventStore(EventStore):
         try:
             with write_transaction(self.engine) as connection:
                 statements = _statements_for(connection.dialect)
-                # The stream's last version and hash, in one read inside the transaction.
+                # The stream's tip (last version, hash and type), in one read inside the transaction.
                 head = run_on_driver(
                     connection, statements.head.sql, statements.head.parameters({"learner_id": learner_id})
                 )
-                actual, previous = (int(head[0][0]), str(head[0][1])) if head else (0, "")
-                if actual != expected_version:
-                    raise ConcurrencyError(learner_id, expected_version, actual)
-                if head and head[0][2] == ERASED_EVENT_TYPE:  # an erasure is the stream's last word
-                    raise LearnerErasedError(learner_id)
-                chain_rows(rows, previous, self.log_key)
+                tip = StreamTip(*head[0]) if head else EMPTY_STREAM
+                self._chained(learner_id, expected_version, rows, tip)
                 statements.insert.execute(connection, rows)
                 for project in self.inline_projectors:
                     project(connection, appended)
@@ -262,9 +278,7 @@ class SqlEventStore(EventStore):
         since: datetime,
         until: datetime,
         limit: int,
-        *,
-        projectable: bool,
-    ) -> list[Row]:
+    ) -> list[StoredRow]:
         parameters = {
             "size": limit,
             "learner_id": learner_id,
@@ -274,8 +288,15 @@ class SqlEventStore(EventStore):
             "until": until,
         }
         with self._reading() as connection:
-            query = _READ_STREAM_PROJECTABLE if projectable else _READ_STREAM
-            return [tuple(row) for row in connection.execute(query, parameters)]
+            return list(map(StoredRow._make, connection.execute(_READ_STREAM, parameters)))
+
+    def _hash_of(self, learner_id: str, version: int) -> str | None:
+        c = event_log.c
+        with self._reading() as connection:
+            found = connection.execute(
+                select(c.hash).where(c.learner_id == learner_id, c.version == version)
+            ).scalar_one_or_none()
+        return None if found is None else str(found)
 
     def _erasures(self, learner_ids: Collection[str] | None) -> dict[str, datetime]:
         c = event_log.c
@@ -298,11 +319,17 @@ class SqlEventStore(EventStore):
         with self._reading() as connection:
             return [StreamSummary(*row) for row in connection.execute(query)]
 
-    def _log_fetcher(self, *, projectable: bool) -> Callable[[int, int], list[Row]]:
-        def fetch(after: int, size: int) -> list[Row]:
+    def _log_fetcher(self, *, projectable: bool) -> Callable[[int, int], list[StoredRow] | list[ProjectableRow]]:
+        def fetch(after: int, size: int) -> list[StoredRow] | list[ProjectableRow]:
             with self._reading() as connection:
-                query = _READ_LOG_PROJECTABLE if projectable else _READ_LOG
-                return [tuple(row) for row in connection.execute(query, {"after": after, "size": size})]
+                if projectable:
+                    return list(
+                        map(
+                            ProjectableRow._make,
+                            connection.execute(_READ_LOG_PROJECTABLE, {"after": after, "size": size}),
+                        )
+                    )
+                return list(map(StoredRow._make, connection.execute(_READ_LOG, {"after": after, "size": size})))
 
         return fetch
 
@@ -315,49 +342,53 @@ class SqlEventStore(EventStore):
             yield connection
 
 
-def chain_columns(dialect: Dialect) -> list[ColumnElement[Any]]:
-    """The columns of a chain row (`codec.RECORDED_FIELDS` with both times as `codec.time_text`)
-    for `dialect`, printed by the database: on SQLite the stored text (as text whatever a hand
+def chain_columns(dialect: Dialect, *, with_hash: bool = True) -> list[ColumnElement[Any]]:
+    """The columns of a chain row (`codec.ChainRow`: both times as `codec.time_text`) for
+    `dialect`, printed by the database: on SQLite the stored text (as text whatever a hand
     stored there, and the event id's 32 digits in the 8-4-4-4-12 form), on PostgreSQL the
     timestamp in UTC and the uuid as text. Nothing is parsed in Python, and nothing a hand
-    stored can make the check fail other than by not verifying."""
-    columns: list[ColumnElement[Any]] = list(_RECORDED_COLUMNS)
-    for index, name in ((7, "occurred_at"), (8, "recorded_at")):
-        column = event_log.c[name]
+    stored can make the check fail other than by not verifying. Without `with_hash`, all but the
+    hash (what migration 0003 reads to compute it)."""
+    columns: dict[str, ColumnElement[Any]] = {name: event_log.c[name] for name in ChainRow._fields}
+    for name in ("occurred_at", "recorded_at"):
         text_form: ColumnElement[Any]
         if dialect.name == "postgresql":
-            text_form = func.to_char(func.timezone("UTC", column), "YYYY-MM-DD HH24:MI:SS.US")
+            text_form = func.to_char(func.timezone("UTC", event_log.c[name]), "YYYY-MM-DD HH24:MI:SS.US")
         else:
-            text_form = cast(column, String())
-        columns[index] = text_form.label(name)
+            text_form = cast(event_log.c[name], String())
+        columns[name] = text_form.label(name)
+    digits = cast(event_log.c.event_id, String())
     if dialect.name == "postgresql":
-        columns[4] = cast(event_log.c.event_id, String()).label("event_id")
+        columns["event_id"] = digits.label("event_id")
     else:
-        digits = cast(event_log.c.event_id, String())
         parts = [func.substr(digits, start, length) for start, length in ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12))]
         dashed = func.lower(parts[0] + "-" + parts[1] + "-" + parts[2] + "-" + parts[3] + "-" + parts[4])
-        columns[4] = case((func.length(digits) == 32, dashed), else_=digits).label("event_id")
-    return columns
+        columns["event_id"] = case((func.length(digits) == 32, dashed), else_=digits).label("event_id")
+    if not with_hash:
+        del columns["hash"]
+    return list(columns.values())
 
 
 def rows_by_stream(
-    connection: Connection, columns: Sequence[ColumnElement[Any]], batch_size: int = DEFAULT_BATCH_SIZE
-) -> Iterator[list[Row]]:
-    """The log's rows as `columns` (the first seven of a chain row at least: learner id and
-    version at 5 and 6), by learner then version, in keyset batches: how a migration walks
-    every stream from its first event with bounded memory."""
+    connection: Connection, batch_size: int = DEFAULT_BATCH_SIZE, *, with_hash: bool = True
+) -> Iterator[list[ChainRow]]:
+    """The log's chain rows by learner then version, in keyset batches: how a migration walks
+    every stream from its first event with bounded memory. Without `with_hash` (a log not yet
+    chained) each row's hash is read as ""."""
     order = (event_log.c.learner_id, event_log.c.version)
+    columns = chain_columns(connection.dialect, with_hash=with_hash)
     after: tuple[str, int] | None = None
     while True:
         query = select(*columns).order_by(*order).limit(batch_size)
         if after is not None:
             query = query.where(tuple_(*order) > tuple_(literal(after[0]), literal(after[1])))
-        rows = [tuple(row) for row in connection.execute(query)]
+        result = connection.execute(query)
+        rows = [ChainRow._make(row if with_hash else (*row, "")) for row in result]
         if rows:
             yield rows
         if len(rows) < batch_size:
             return
-        after = (rows[-1][5], rows[-1][6])
+        after = (rows[-1].learner_id, rows[-1].version)
 
 
 def check_log_key(connection: Connection, log_key: LogKey | None) -> None:
@@ -439,7 +470,6 @@ _IN_STREAM = (
 )
 _SIZE = bindparam("size", type_=Integer())
 _READ_STREAM = select(*_RECORDED_COLUMNS).where(*_IN_STREAM).order_by(event_log.c.version).limit(_SIZE)
-_READ_STREAM_PROJECTABLE = select(*_PROJECTABLE_COLUMNS).where(*_IN_STREAM).order_by(event_log.c.version).limit(_SIZE)
 _AFTER = event_log.c.position > bindparam("after")
 _READ_LOG = select(*_RECORDED_COLUMNS).where(_AFTER).order_by(event_log.c.position).limit(_SIZE)
 _READ_LOG_PROJECTABLE = select(*_PROJECTABLE_COLUMNS).where(_AFTER).order_by(event_log.c.position).limit(_SIZE)

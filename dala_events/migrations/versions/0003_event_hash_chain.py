@@ -18,7 +18,7 @@ from alembic import context, op
 from dala_events.dialects import UTCDateTime
 from dala_events.events import utc_now
 from dala_events.store.codec import LogKey, chain_mode, hasher, link_of
-from dala_events.store.sql import chain_columns, rows_by_stream
+from dala_events.store.sql import rows_by_stream
 
 revision = "0003"
 down_revision = "0002"
@@ -74,13 +74,13 @@ def _chain_existing_rows(connection: sa.Connection, key: LogKey | None) -> None:
     update = _rows.update().where(_rows.c.position == sa.bindparam("at")).values(hash=sa.bindparam("new_hash"))
     learner, previous = None, ""
     # every row as the store reads it for checking, but the hash, which is not there yet
-    for rows in rows_by_stream(connection, chain_columns(connection.dialect)[:-1], FILL_BATCH):
+    for rows in rows_by_stream(connection, FILL_BATCH, with_hash=False):
         hashes = []
         for row in rows:
-            if row[5] != learner:
-                learner, previous = row[5], ""
+            if row.learner_id != learner:
+                learner, previous = row.learner_id, ""
             previous = link_of(row, previous, digest)
-            hashes.append({"at": row[0], "new_hash": previous})
+            hashes.append({"at": row.position, "new_hash": previous})
         connection.execute(update, hashes)
 
 

@@ -27,17 +27,15 @@ Create Date: 2026-11-28
 
 from __future__ import annotations
 
-from typing import Any
-
 import sqlalchemy as sa
 from alembic import context, op
 
 from dala_events.dialects import UTCDateTime
 from dala_events.errors import CorruptEventError
 from dala_events.events import decode_json, encode_json, utc_now
-from dala_events.store.codec import LogKey, hasher, in_the_clear, link_of, sealed
+from dala_events.store.codec import ChainRow, LogKey, hasher, in_the_clear, link_of, sealed
 from dala_events.store.keys import LogCipher, MasterKeyError
-from dala_events.store.sql import chain_columns, check_log_key, rows_by_stream
+from dala_events.store.sql import check_log_key, rows_by_stream
 
 revision = "0005"
 down_revision = "0004"
@@ -88,20 +86,18 @@ class _Encrypter:
                 raise MasterKeyError("events stored in the clear need encrypting, and no key store was handed in")
         return self._cipher
 
-    def encrypted(self, row: tuple[Any, ...]) -> tuple[str, str] | None:
+    def encrypted(self, row: ChainRow) -> tuple[str, str] | None:
         """The row's (payload, metadata) with its clear texts encrypted; None when nothing is."""
-        position, event_type, schema_version, payload = row[0], row[1], row[2], row[3]
-        learner_id, version, metadata = row[5], row[6], row[9]
         try:
-            values = decode_json(metadata) if '"reason"' in metadata else {}
+            values = decode_json(row.metadata) if '"reason"' in row.metadata else {}
         except ValueError as error:
-            raise CorruptEventError(position, event_type, f"metadata is not JSON: {error}") from error
-        if not isinstance(values, dict) or not in_the_clear(event_type, payload, values):
+            raise CorruptEventError(row.position, row.event_type, f"metadata is not JSON: {error}") from error
+        if not isinstance(values, dict) or not in_the_clear(row.event_type, row.payload, values):
             return _UNCHANGED
         new_payload, new_values = sealed(
-            self.cipher(), learner_id, version, event_type, schema_version, payload, values
+            self.cipher(), row.learner_id, row.version, row.event_type, row.schema_version, row.payload, values
         )
-        return new_payload, metadata if new_values is values else encode_json(new_values)
+        return new_payload, row.metadata if new_values is values else encode_json(new_values)
 
 
 def _encrypt_and_rechain(connection: sa.Connection, key: LogKey | None) -> tuple[int, int]:
@@ -120,15 +116,15 @@ def _encrypt_and_rechain(connection: sa.Connection, key: LogKey | None) -> tuple
     learner: str | None = None
     stored_previous = new_previous = ""
     dirty = False
-    unverified: tuple[Any, ...] | None = None  # the first row of the stream whose stored link fails
-    for rows in rows_by_stream(connection, chain_columns(connection.dialect), BATCH):
+    unverified: ChainRow | None = None  # the first row of the stream whose stored link fails
+    for rows in rows_by_stream(connection, BATCH):
         changes = []
         for row in rows:
-            if row[5] != learner:
-                learner, stored_previous, new_previous, dirty, unverified = row[5], "", "", False, None
-            if unverified is None and link_of(row, stored_previous, digest) != row[10]:
+            if row.learner_id != learner:
+                learner, stored_previous, new_previous, dirty, unverified = row.learner_id, "", "", False, None
+            if unverified is None and link_of(row, stored_previous, digest) != row.hash:
                 unverified = row
-            stored_previous = row[10]
+            stored_previous = row.hash
             texts = encrypter.encrypted(row)
             if texts is not None:
                 encrypted += 1
@@ -137,19 +133,20 @@ def _encrypt_and_rechain(connection: sa.Connection, key: LogKey | None) -> tuple
                     rechained += 1
             if dirty and unverified is not None:
                 raise CorruptEventError(
-                    unverified[0],
-                    unverified[1],
-                    f"learner {unverified[5]!r} version {unverified[6]}: its stored hash does not verify with the "
-                    "log key, so its stream is not re-chained (that would hide the change); run `dala verify`",
+                    unverified.position,
+                    unverified.event_type,
+                    f"learner {unverified.learner_id!r} version {unverified.version}: its stored hash does not "
+                    "verify with the log key, so its stream is not re-chained (that would hide the change); "
+                    "run `dala verify`",
                 )
             if not dirty:
-                new_previous = row[10]
+                new_previous = row.hash
                 continue
-            payload, metadata = (row[3], row[9]) if texts is None else texts
-            new_previous = link_of((*row[:3], payload, *row[4:9], metadata, row[10]), new_previous, digest)
-            if texts is not None or new_previous != row[10]:
+            payload, metadata = (row.payload, row.metadata) if texts is None else texts
+            new_previous = link_of(row._replace(payload=payload, metadata=metadata), new_previous, digest)
+            if texts is not None or new_previous != row.hash:
                 changes.append(
-                    {"at": row[0], "new_payload": payload, "new_metadata": metadata, "new_hash": new_previous}
+                    {"at": row.position, "new_payload": payload, "new_metadata": metadata, "new_hash": new_previous}
                 )
         if changes:
             connection.execute(update, changes)
