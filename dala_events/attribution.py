@@ -73,8 +73,12 @@ def current_attribution() -> Attribution:
 
 
 def _shown(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    """`value` in a message: a str's repr cut to 60 characters; anything else by its type only
+    (the repr of hostile input, a 100,000-deep dict say, may itself fail or be huge)."""
+    if not isinstance(value, str):
+        return f"a {type(value).__name__}"
+    text = repr(value[:60])
+    return text if len(value) <= 57 else repr(value[:57])[:-1] + "...'"
 
 
 def check_actor(actor: object) -> str:

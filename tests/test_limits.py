@@ -775,3 +775,16 @@ def test_postgresql_text_never_meets_a_nul(store: SqlEventStore) -> None:
             call()
     with store.engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM event_log")).scalar_one() == 1
+
+
+@pytest.mark.parametrize("field", ["actor", "reason", "correlation_id"])
+def test_hostile_depth_given_to_recorded_as_is_the_packages_error(field: str) -> None:
+    from dala_events.attribution import recorded_as
+
+    deep: dict[str, Any] = {}
+    inner = deep
+    for _ in range(100_000):
+        inner["a"] = {}
+        inner = inner["a"]
+    with pytest.raises(InvalidInput, match=field), recorded_as(**{field: deep}):
+        pass
