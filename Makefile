@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean wheel-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,16 @@ test: $(VENV)/.installed-test
 # BENCH_ARGS: options of `python -m benchmarks`, e.g. BENCH_ARGS="--learners 50 --only writes".
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+# The package as a user installs it: a wheel (not an editable install) in a new virtual
+# environment, its dependencies from PyPI, and the main job run from an empty folder.
+wheel-check: | $(BIN)/python
+	rm -rf build/wheel-check && mkdir -p build/wheel-check/run
+	$(BIN)/python -m pip wheel --quiet --no-deps . -w build/wheel-check
+	$(PYTHON) -m venv build/wheel-check/venv
+	build/wheel-check/venv/bin/python -m pip install --quiet build/wheel-check/*.whl
+	cd build/wheel-check/run && ../venv/bin/dala demo && ../venv/bin/dala verify
+	rm -rf build/wheel-check
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
