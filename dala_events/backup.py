@@ -33,6 +33,7 @@ interrupted restore leaves the database without a single event.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -49,7 +50,7 @@ from dala_events.errors import RefusedToDestroy
 from dala_events.events import utc_now
 from dala_events.schema import LOG_SCHEMA_HEAD, CipherChoice, clear_old_row_versions, log_schema_revision, migrate_in
 from dala_events.store import LogKey, event_log
-from dala_events.store.contract import ERASED_EVENT_TYPE
+from dala_events.store.contract import ERASED_EVENT_TYPE, check_kind
 from dala_events.store.keys import ENCRYPTED_PREFIX
 from dala_events.store.sql import check_log_key
 
@@ -106,6 +107,8 @@ class BackupContents:
 def backup_log(engine: Engine, destination: str | Path, *, key_store: KeyStoreName | None = None) -> BackupResult:
     """Write a consistent backup of the event log and the disclosure record to `destination`,
     naming `key_store` (see the module docstring)."""
+    check_kind("engine", engine, Engine, "a SQLAlchemy Engine")
+    check_kind("destination", destination, (str, os.PathLike), "a file path")
     with ChecksummedWriter(destination) as writer, _snapshot(engine) as connection:
         # A log older than the migrations is revision 0001's table.
         revision = log_schema_revision(connection) or "0001"
@@ -146,6 +149,7 @@ def _write_table(writer: ChecksummedWriter, connection: Connection, table: Table
 def inspect_backup(source: str | Path) -> BackupContents:
     """Read a backup file through once, checking it whole (BackupError otherwise), and say what
     it holds: what a restore checks against the key store before it writes anything."""
+    check_kind("source", source, (str, os.PathLike), "a file path")
     path = Path(source)
     with path.open("rb") as file:
         lines = read_lines(file, path)
@@ -199,6 +203,9 @@ def restore_log(
     recorded as chained with `log_key`. A backup older than encryption at rest is encrypted on
     the way in with `cipher` (migration 0005).
     """
+    check_kind("engine", engine, Engine, "a SQLAlchemy Engine")
+    check_kind("source", source, (str, os.PathLike), "a file path")
+    check_kind("log_key", log_key, (LogKey, type(None)), "a LogKey or None")
     path = Path(source)
     with path.open("rb") as file, write_transaction(engine) as connection:
         lines = read_lines(file, path)

@@ -30,6 +30,8 @@ from dala_events.dialects import UTCDateTime, read_transaction, write_transactio
 from dala_events.errors import InvalidInput
 from dala_events.events import LearnerId, UtcDateTime, utc_now
 from dala_events.store import SqlEventStore
+from dala_events.store.contract import valid_learner_id
+from dala_events.store.keys import ENCRYPTED_PREFIX, DataKeyErased, DataKeyMissing, KeyStoreMissing, LogCipher
 
 DISCLOSURE_METADATA = MetaData()
 
@@ -97,26 +99,55 @@ def record_disclosure(learner_id: str, what: str, *, store: SqlEventStore | None
     if not isinstance(what, str) or not _WHAT.match(what):
         raise InvalidInput("what", f"must be a short code of a-z, 0-9 and _ (e.g. 'export_json'), got {what!r}")
     attribution = require_explicit_actor("disclosure")
+    chosen = sql_store_or_default(store)
     row = {
         "learner_id": learner,
         "disclosed_at": utc_now(),
         "what": what,
         "actor": attribution.actor,
-        "reason": attribution.reason,
+        "reason": _sealed_reason(chosen.cipher, learner, what, attribution.reason),
         "correlation_id": attribution.correlation_id or str(uuid.uuid4()),
     }
-    with write_transaction(sql_store_or_default(store).engine) as connection:
+    with write_transaction(chosen.engine) as connection:
         inserted = connection.execute(insert(disclosure_log), row).inserted_primary_key
     assert inserted is not None, "an INSERT of one row has its primary key"
     new_id = inserted[0]
-    return Disclosure(id=new_id, **row)
+    return Disclosure(id=new_id, **{**row, "reason": attribution.reason})
+
+
+def _sealed_reason(cipher: LogCipher | None, learner_id: str, what: str, reason: str | None) -> str | None:
+    """The free-text reason of a disclosure as stored: encrypted under the learner's data key
+    (as the reasons of their changes are), so that it goes with their erasure; a learner
+    without a key yet has it stored as it is."""
+    if reason is None or cipher is None:
+        return reason
+    try:
+        return cipher.encrypt(reason, learner_id, 0, "disclosure", 1, what, create=False)
+    except (DataKeyMissing, KeyStoreMissing):
+        return reason
+
+
+def _open_reason(cipher: LogCipher | None, learner_id: str, what: str, reason: str | None) -> str | None:
+    """A stored disclosure reason as text (None once the learner's key was destroyed)."""
+    if reason is None or cipher is None or not reason.startswith(ENCRYPTED_PREFIX):
+        return reason
+    try:
+        return cipher.decrypt(reason, learner_id, 0, "disclosure", 1, what)
+    except DataKeyErased:
+        return None
 
 
 def list_disclosures(learner_id: str, *, store: SqlEventStore | None = None) -> list[Disclosure]:
     """Every disclosure of `learner_id`'s data, oldest first (none for an unknown learner)."""
+    learner_id = valid_learner_id(learner_id)
     query = select(disclosure_log).where(disclosure_log.c.learner_id == learner_id).order_by(disclosure_log.c.id)
-    with read_transaction(sql_store_or_default(store).engine) as connection:
-        return [Disclosure(**row) for row in connection.execute(query).mappings()]
+    chosen = sql_store_or_default(store)
+    with read_transaction(chosen.engine) as connection:
+        rows = list(connection.execute(query).mappings())
+    return [
+        Disclosure(**{**row, "reason": _open_reason(chosen.cipher, learner_id, row["what"], row["reason"])})
+        for row in rows
+    ]
 
 
 __all__ = [

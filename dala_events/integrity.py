@@ -50,10 +50,12 @@ from dala_events.key_audit import KeyReport
 from dala_events.store import SqlEventStore, log_chain
 from dala_events.store.chain import KINDS, ChainWalker, Problem, Stream
 from dala_events.store.codec import ChainRow, LogKey, chain_mode
-from dala_events.store.contract import valid_learner_id
+from dala_events.store.contract import check_kind, valid_learner_id
 from dala_events.store.sql import log_encryption, rebuild_skips
 
 VERIFY_BATCH_SIZE = 5_000
+MAX_CHECKPOINT_BYTES = 512 * 1024 * 1024
+"""The largest checkpoint read: about three million streams' heads."""
 
 CHECKPOINT_FORMAT = "dala-events checkpoint/1"
 _SIGNED_PREFIX = b"dala-events checkpoint signature\n"
@@ -271,6 +273,8 @@ def verify_log(
     Reads one consistent snapshot (PostgreSQL: REPEATABLE READ), so appends running meanwhile
     are either wholly seen or not at all. Writes nothing.
     """
+    check_kind("engine", engine, Engine, "a SQLAlchemy Engine")
+    check_kind("log_key", log_key, (LogKey, type(None)), "a LogKey or None")
     wanted = None if learner_ids is None else sorted({valid_learner_id(learner) for learner in learner_ids})
     if checkpoint is not None and wanted is not None:
         heads = {learner: head for learner, head in checkpoint.heads.items() if learner in wanted}
@@ -421,9 +425,17 @@ def write_checkpoint(path: Path, heads: Sequence[StreamHead], log_key: LogKey | 
 
 
 def load_checkpoint(path: Path, log_key: LogKey | None) -> Checkpoint:
-    """A checkpoint file whose signature verifies with `log_key`, else IntegrityError saying why."""
+    """A checkpoint file whose signature verifies with `log_key`, else IntegrityError saying why.
+    Only a regular file of at most MAX_CHECKPOINT_BYTES is read (`/dev/zero` is refused, not
+    read without end)."""
     try:
-        document = json.loads(Path(path).read_text(encoding="utf-8"))
+        if not Path(path).is_file():
+            raise IntegrityError(f"cannot read the checkpoint {str(path)!r}: not a file")
+        with Path(path).open("rb") as file:
+            data = file.read(MAX_CHECKPOINT_BYTES + 1)
+        if len(data) > MAX_CHECKPOINT_BYTES:
+            raise IntegrityError(f"{str(path)!r} is larger than a checkpoint can be ({MAX_CHECKPOINT_BYTES:,} bytes)")
+        document = json.loads(data.decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise IntegrityError(f"cannot read the checkpoint {str(path)!r}: {error}") from None
     if not isinstance(document, dict) or document.get("format") != CHECKPOINT_FORMAT:

@@ -53,6 +53,7 @@ from dala_events.events import (
 )
 from dala_events.settings import Settings
 from dala_events.store import SqlEventStore
+from dala_events.store.contract import check_kind
 from dala_events.summaries import curriculum_titles
 
 XAPI_HOMEPAGE_ENV = "DALA_XAPI_HOMEPAGE"
@@ -106,6 +107,7 @@ def configured_homepage() -> str:
 def check_homepage(value: str, field: str = "homepage") -> str:
     """`value` if it is an absolute http(s) URL without query or fragment, else InvalidInput."""
     example = "e.g. https://learning.example.org"
+    check_kind(field, value, str, "a URL (str)")
     if not value:
         raise InvalidInput(
             field,

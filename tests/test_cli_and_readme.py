@@ -98,6 +98,9 @@ def test_readme_python_examples_run_as_written(tmp_path: Path, monkeypatch: pyte
     monkeypatch.delenv("DALA_DATABASE_URL", raising=False)
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
     assert len(blocks) >= 6
+    for block in blocks:  # a block copied alone must run: what it uses of the package it imports
+        if "recorded_as(" in block:
+            assert "import recorded_as" in block, block
     namespace: dict[str, object] = {}
     try:
         for block in blocks:

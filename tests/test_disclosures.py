@@ -159,3 +159,23 @@ def test_with_require_actor_an_unnamed_disclosure_is_refused_and_nothing_is_show
     with recorded_as("teacher:42"):
         generate_interface("ann", tmp_path / "ann.html", store=store)
     assert [(d.what, d.actor) for d in list_disclosures("ann", store=store)] == [("page", "teacher:42")]
+
+
+def test_a_disclosures_reason_is_stored_encrypted_and_goes_with_an_erasure(tmp_path: Path) -> None:
+    from sqlalchemy import select as select_rows
+
+    from dala_events.app import Dala
+    from dala_events.disclosures import disclosure_log
+    from dala_events.settings import Settings
+
+    with Dala.open(Settings(database_url=f"sqlite:///{tmp_path}/dala.db")) as dala:
+        dala.profile("ann").add_interest("Chess")
+        with recorded_as("teacher:7", reason="meeting with ann's mother about her reading"):
+            dala.record_disclosure("ann", "page")
+        with dala.engine.connect() as connection:
+            stored = connection.execute(select_rows(disclosure_log.c.reason)).scalar_one()
+        assert "mother" not in stored and stored.startswith("dala-aes256gcm/1:")
+        assert dala.disclosures("ann")[0].reason == "meeting with ann's mother about her reading"
+        dala.erase("ann", reason="request 12")
+        kept = dala.disclosures("ann")
+        assert [(d.what, d.actor, d.reason) for d in kept][:1] == [("page", "teacher:7", None)]

@@ -8,6 +8,7 @@ import math
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pydantic
@@ -788,3 +789,31 @@ def test_hostile_depth_given_to_recorded_as_is_the_packages_error(field: str) ->
         inner = inner["a"]
     with pytest.raises(InvalidInput, match=field), recorded_as(**{field: deep}):
         pass
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda engine: __import__("dala_events.disclosures").disclosures.list_disclosures(42), "learner_id"),
+        (lambda engine: __import__("dala_events.backup").backup.backup_log(engine, 42), "destination"),
+        (lambda engine: __import__("dala_events.backup").backup.backup_log(None, "x"), "engine"),
+        (lambda engine: __import__("dala_events.integrity").integrity.verify_log(None, None), "engine"),
+        (lambda engine: __import__("dala_events.integrity").integrity.verify_log(engine, "key"), "log_key"),
+        (lambda engine: __import__("dala_events.xapi").xapi.export_learner_xapi("ann", homepage=42), "homepage"),
+    ],
+)
+def test_bad_arguments_to_the_maintenance_api_are_the_packages_error(
+    sqlite_store: SqlEventStore, call: Callable[[Engine], object], field: str
+) -> None:
+    with pytest.raises(InvalidInput, match=field):
+        call(sqlite_store.engine)
+
+
+def test_a_master_key_that_is_not_text_and_a_checkpoint_that_is_not_a_file_are_refused(tmp_path: Path) -> None:
+    from dala_events.integrity import IntegrityError, load_checkpoint
+    from dala_events.store.keys import MasterKey, MasterKeyError
+
+    with pytest.raises(MasterKeyError, match="str"):
+        MasterKey.from_hex(42)  # type: ignore[arg-type]
+    with pytest.raises(IntegrityError, match="not a file"):
+        load_checkpoint(Path("/dev/zero"), None)

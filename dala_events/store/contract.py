@@ -108,6 +108,13 @@ def check_count(field_name: str, value: object, *, minimum: int = 0, learner_id:
     return value
 
 
+def check_kind(field_name: str, value: object, kinds: type | tuple[type, ...], what: str) -> None:
+    """InvalidInput naming the field unless `value` is one of `kinds` (`what` says which, for
+    people): a wrong argument is the package's error, never an AttributeError from deep inside."""
+    if not isinstance(value, kinds):
+        raise InvalidInput(field_name, f"must be {what}, not {type(value).__name__}")
+
+
 def valid_learner_id(learner_id: object) -> str:
     """`learner_id` if it is a valid stream name, else InvalidInput naming `learner_id`."""
     try:

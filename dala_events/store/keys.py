@@ -111,6 +111,8 @@ class MasterKey:
     @classmethod
     def from_hex(cls, text: str, *, source: str = "master key") -> MasterKey:
         """The key written as 64 hex digits (`openssl rand -hex 32` makes one)."""
+        if not isinstance(text, str):
+            raise MasterKeyError(f"{source}: must be hex digits (str), not {type(text).__name__}")
         try:
             secret = bytes.fromhex("".join(text.split()))
         except ValueError:
@@ -551,10 +553,20 @@ class LogCipher:
         ).encode()
 
     def encrypt(
-        self, text: str, learner_id: str, version: int, event_type: str, schema_version: int, field: str
+        self,
+        text: str,
+        learner_id: str,
+        version: int,
+        event_type: str,
+        schema_version: int,
+        field: str,
+        *,
+        create: bool = True,
     ) -> str:
+        """`text` encrypted under the learner's data key (made first when missing and `create`;
+        else DataKeyMissing), with the envelope as associated data."""
         nonce = secrets.token_bytes(NONCE_BYTES)
-        sealed = self._aead(learner_id, create=True).encrypt(
+        sealed = self._aead(learner_id, create=create).encrypt(
             nonce, text.encode(), self._aad(learner_id, version, event_type, schema_version, field)
         )
         return ENCRYPTED_PREFIX + base64.b64encode(nonce + sealed).decode("ascii")
