@@ -50,9 +50,11 @@ from dala_events.errors import RefusedToDestroy
 from dala_events.events import utc_now
 from dala_events.schema import LOG_SCHEMA_HEAD, CipherChoice, clear_old_row_versions, log_schema_revision, migrate_in
 from dala_events.store import LogKey, event_log
+from dala_events.store.chain import ChainWalker
+from dala_events.store.codec import LogKeyError, chain_mode
 from dala_events.store.contract import ERASED_EVENT_TYPE, check_kind
 from dala_events.store.keys import ENCRYPTED_PREFIX
-from dala_events.store.sql import check_log_key
+from dala_events.store.sql import check_log_key, log_chain, rechain_log, rows_by_stream
 
 FORMAT = "dala-events-backup"
 FORMAT_VERSION = 2
@@ -122,6 +124,7 @@ def backup_log(engine: Engine, destination: str | Path, *, key_store: KeyStoreNa
             "source": connection.dialect.name,
             "columns": columns,
             "key_store": None if key_store is None else vars(key_store),
+            "log_chain": _chain_record(connection),
         }
         writer.write(header)
         events = _write_table(writer, connection, event_log, columns, "position")
@@ -201,7 +204,9 @@ def restore_log(
     holds every learner's key before calling this. A backup older than the hash chain is chained
     with `log_key` as the migration brings it to this code's schema; the restored log is then
     recorded as chained with `log_key`. A backup older than encryption at rest is encrypted on
-    the way in with `cipher` (migration 0005).
+    the way in with `cipher` (migration 0005). A backup of a log chained with plain SHA-256,
+    restored with a log key configured, has its chains checked and then re-chained under the key
+    (how a log is put under a key); one chained with another key is refused.
     """
     check_kind("engine", engine, Engine, "a SQLAlchemy Engine")
     check_kind("source", source, (str, os.PathLike), "a file path")
@@ -233,6 +238,7 @@ def restore_log(
                         for row in rows[start : start + BATCH_SIZE]
                     ],
                 )
+        _rechain_if_asked(connection, header.get("log_chain"), log_key, path)
         check_log_key(connection, log_key)
         _advance_sequences(connection)
     if revision != LOG_SCHEMA_HEAD:
@@ -305,6 +311,40 @@ def _header(first: Any, path: Path) -> dict[str, Any]:
     if not isinstance(header.get("log_schema"), str):
         raise BackupError(f"{path}: the header names no log schema revision")
     return header
+
+
+def _chain_record(connection: Connection) -> dict[str, Any] | None:
+    """How the backed-up log is chained (`log_chain`'s record), or None before the chain."""
+    if not inspect(connection).has_table("log_chain"):
+        return None
+    found = connection.execute(select(log_chain.c.mode, log_chain.c.key_id).where(log_chain.c.id == 1)).first()
+    return None if found is None else {"mode": found.mode, "key_id": found.key_id}
+
+
+def _rechain_if_asked(connection: Connection, recorded: Any, log_key: LogKey | None, path: Path) -> None:
+    """Re-chain the restored rows under `log_key` when the backup's log was chained otherwise:
+    from plain SHA-256 only, after checking every chain as it was (so that re-chaining hides no
+    change); from another key, LogKeyError: that key is needed to check it."""
+    if not isinstance(recorded, dict) or (recorded.get("mode"), recorded.get("key_id")) == (
+        chain_mode(log_key),
+        None if log_key is None else log_key.key_id,
+    ):
+        return
+    if recorded.get("mode") != "sha256":
+        raise LogKeyError(
+            f"{path} holds a log chained with the log key of id {recorded.get('key_id')}: restore it with that "
+            "key configured; nothing was restored"
+        )
+    walker = ChainWalker(None)
+    for rows in rows_by_stream(connection):
+        walker.feed(rows)
+    problems = walker.finish()
+    if problems:
+        raise BackupError(
+            f"{path}: its chain does not verify ({problems[0].describe()}), so it is not re-chained under the "
+            "log key; nothing was restored"
+        )
+    rechain_log(connection, log_key)
 
 
 def _section(value: dict[str, Any], path: Path) -> str:

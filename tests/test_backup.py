@@ -16,12 +16,14 @@ import pytest
 from sqlalchemy import Engine, func, inspect, select
 
 from dala_events import audit
+from dala_events.attribution import recorded_as
 from dala_events.backup import BackupError, backup_log, restore_log
 from dala_events.database_setup import close_db, configured_cipher, create_dala_engine, init_db, store_for
 from dala_events.errors import RefusedToDestroy
 from dala_events.hlp_module import LearnerProfile
 from dala_events.integrity import verify_log
-from dala_events.store import SqlEventStore, event_log
+from dala_events.store import LogKeyError, SqlEventStore, event_log
+from dala_events.wiring import Mode
 from projections.rebuild import rebuild
 from tests.conftest import POSTGRES_URL, TEST_MASTER_KEY, require_postgres, reset_postgres
 from tests.helpers import read_model_rows
@@ -289,3 +291,43 @@ def test_backup_reads_a_snapshot(sqlite_source: SqlEventStore, tmp_path: Path, m
     monkeypatch.setattr(backup_module, "_batches", batches_then_write)
     result = backup_log(sqlite_source.engine, tmp_path / "snap.backup")
     assert written.is_set() and result.events == 15
+
+
+def test_a_restore_puts_a_plain_log_under_a_log_key_and_keeps_the_disclosures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dala_events.app import Dala
+    from dala_events.settings import Settings
+    from dala_events.store import LogKey
+
+    plain = Settings(database_url=f"sqlite:///{tmp_path}/plain.db")
+    with Dala.open(plain) as dala:
+        with recorded_as("teacher:1", reason="report"):
+            dala.profile("ann").add_interest("Chess")
+            dala.record_disclosure("ann", "page")
+        dala.backup(tmp_path / "plain.backup")
+        before = [(e.event_id, e.event) for e in dala.history("ann")]
+    key = LogKey.from_hex("ab" * 32)
+    keyed = Settings(
+        database_url=f"sqlite:///{tmp_path}/keyed.db",
+        log_key=key,
+        key_store=f"{tmp_path}/plain.db.keys",
+        master_key_file=tmp_path / "plain.db.keys.master",
+    )
+    with Dala.open(keyed, mode=Mode.RAW_CREATE) as dala:
+        dala.restore(tmp_path / "plain.backup")
+        report = dala.verify()
+        assert report.intact and report.mode == "hmac-sha256" and report.log_mode == "hmac-sha256"
+        assert [(e.event_id, e.event) for e in dala.history("ann")] == before
+        assert [(d.what, d.actor, d.reason) for d in dala.disclosures("ann")] == [("page", "teacher:1", "report")]
+    # A backup chained with one key is not re-chained under another.
+    with Dala.open(keyed, mode=Mode.RAW) as dala:
+        dala.backup(tmp_path / "keyed.backup")
+    other = Settings(
+        database_url=f"sqlite:///{tmp_path}/other.db",
+        log_key=LogKey.from_hex("cd" * 32),
+        key_store=f"{tmp_path}/plain.db.keys",
+        master_key_file=tmp_path / "plain.db.keys.master",
+    )
+    with Dala.open(other, mode=Mode.RAW_CREATE) as dala, pytest.raises(LogKeyError, match="that key configured"):
+        dala.restore(tmp_path / "keyed.backup")

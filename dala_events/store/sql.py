@@ -68,6 +68,8 @@ from dala_events.store.codec import (
     StoredRow,
     chain_mode,
     decode_chain_row_as_logged,
+    hasher,
+    link_of,
 )
 from dala_events.store.contract import (
     DEFAULT_BATCH_SIZE,
@@ -389,6 +391,32 @@ def rows_by_stream(
         if len(rows) < batch_size:
             return
         after = (rows[-1].learner_id, rows[-1].version)
+
+
+def rechain_log(
+    connection: Connection, key: LogKey | None, *, with_hash: bool = True, batch_size: int = DEFAULT_BATCH_SIZE
+) -> int:
+    """Recompute every stored hash under `key`, stream by stream in version order, from what is
+    stored; returns the rows whose hash changed. What migration 0003 does to a log before the
+    chain, and a restore that puts a plain SHA-256 log under a log key (after checking it).
+    `with_hash=False`: the hash column is not filled yet."""
+    digest = hasher(key)
+    update = event_log.update().where(event_log.c.position == bindparam("at")).values(hash=bindparam("new_hash"))
+    learner: str | None = None
+    previous = ""
+    changed = 0
+    for rows in rows_by_stream(connection, batch_size, with_hash=with_hash):
+        hashes = []
+        for row in rows:
+            if row.learner_id != learner:
+                learner, previous = row.learner_id, ""
+            previous = link_of(row, previous, digest)
+            if previous != row.hash:
+                hashes.append({"at": row.position, "new_hash": previous})
+        if hashes:
+            connection.execute(update, hashes)
+            changed += len(hashes)
+    return changed
 
 
 def check_log_key(connection: Connection, log_key: LogKey | None) -> None:

@@ -17,8 +17,8 @@ from alembic import context, op
 
 from dala_events.dialects import UTCDateTime
 from dala_events.events import utc_now
-from dala_events.store.codec import LogKey, chain_mode, hasher, link_of
-from dala_events.store.sql import rows_by_stream
+from dala_events.store.codec import LogKey, chain_mode
+from dala_events.store.sql import rechain_log
 
 revision = "0003"
 down_revision = "0002"
@@ -69,21 +69,6 @@ _log_chain = sa.table(
 
 
 
-def _chain_existing_rows(connection: sa.Connection, key: LogKey | None) -> None:
-    digest = hasher(key)
-    update = _rows.update().where(_rows.c.position == sa.bindparam("at")).values(hash=sa.bindparam("new_hash"))
-    learner, previous = None, ""
-    # every row as the store reads it for checking, but the hash, which is not there yet
-    for rows in rows_by_stream(connection, FILL_BATCH, with_hash=False):
-        hashes = []
-        for row in rows:
-            if row.learner_id != learner:
-                learner, previous = row.learner_id, ""
-            previous = link_of(row, previous, digest)
-            hashes.append({"at": row.position, "new_hash": previous})
-        connection.execute(update, hashes)
-
-
 def upgrade() -> None:
     if context.is_offline_mode():
         raise RuntimeError("revision 0003 computes each event's hash from its stored row: run it online")
@@ -92,7 +77,7 @@ def upgrade() -> None:
     existing = {column["name"] for column in sa.inspect(connection).get_columns("event_log")}
     if "hash" not in existing:
         op.add_column("event_log", sa.Column("hash", sa.String(64), nullable=True))
-    _chain_existing_rows(connection, key)
+    rechain_log(connection, key, with_hash=False, batch_size=FILL_BATCH)
     with op.batch_alter_table("event_log", copy_from=_event_log(hash_nullable=True)) as batch:
         batch.alter_column("hash", existing_type=sa.String(64), nullable=False)
     op.create_table(
