@@ -3,15 +3,9 @@
 Each row of the log carries a hash over its stored values and the previous row's hash in its
 learner's stream (`store.codec`), keyed with the log key when there is one. `verify_log`
 walks the whole log in position order, in batches inside one read snapshot (memory bounded
-by the number of streams, not events), and reports every event that does not fit:
-
-- **changed**: its stored values no longer match its hash (the chain goes on from its stored
-  hash, so one changed event is one problem); a renumbered version is a change too;
-- **inserted**: a row that the chain runs past (the next event links to the one before it);
-- **deleted**: versions missing from a stream (the next event's link cannot be checked);
-- **reordered**: versions out of order by position (versions swapped between events);
-- **moved**: an event that verifies only under another learner id, where that learner's
-  stream has a hole.
+by the number of streams, not events), with the one chain walk rebuilds use too
+(`store.chain.ChainWalker`, whose docstring says how changed, inserted, deleted, reordered
+and moved events are told apart), and reports every event that does not fit.
 
 With `--against` a checkpoint (`write_checkpoint`: every stream's last version, last hash
 and event count, signed with the log key) also shows events cut from the end of a stream
