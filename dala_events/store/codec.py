@@ -470,6 +470,25 @@ def link_of(
     )
 
 
+def stored_link(row: StoredRow, previous: str, digest: Callable[[bytes], str]) -> str:
+    """`link_of` for a stored row (times as datetimes), without building its chain row: what
+    every audit read computes per event, so it is kept to the hashed message itself."""
+    return digest(
+        chain_message(
+            previous,
+            event_id_text(row.event_id),
+            row.learner_id,
+            row.version,
+            row.event_type,
+            row.schema_version,
+            time_text(row.occurred_at),
+            time_text(row.recorded_at),
+            row.payload,
+            row.metadata,
+        )
+    )
+
+
 def as_chain_row(row: StoredRow) -> ChainRow:
     """A stored row as a chain row: the event id in canonical form and the two times as
     `time_text`, as the SQL store reads them for checking (`SqlEventStore.stored_rows`)."""

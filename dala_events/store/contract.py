@@ -38,14 +38,13 @@ from dala_events.store.codec import (
     LogKey,
     SealedStreams,
     StoredRow,
-    as_chain_row,
     chain_rows,
     decode_logged,
     decode_recorded,
     encode_row,
     hasher,
     in_the_clear,
-    link_of,
+    stored_link,
 )
 from dala_events.store.codec import projectable as to_projectable
 from dala_events.store.keys import DataKeyErased, LogCipher
@@ -369,7 +368,7 @@ class EventStore(ABC):
                         row.position, row.event_type, f"learner {learner_id!r} version {row.version - 1} is missing"
                     )
                 previous = stored
-            if link_of(as_chain_row(row), previous, digest) != row.hash:
+            if stored_link(row, previous, digest) != row.hash:
                 raise CorruptEventError(
                     row.position,
                     row.event_type,
