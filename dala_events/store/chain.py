@@ -129,16 +129,18 @@ class ChainWalker:
         self.verified = 0
         self._held = 0
         self._accepted: list[ChainRow] = []
+        self._watched = type(self).seen is not ChainWalker.seen  # a subclass looks at every row
 
     def feed(self, rows: Iterable[ChainRow], *, hold_after: int | None = None) -> list[ChainRow]:
         """Check the next rows of the log (position order); returns those whose link verified,
         in an order to project them. A row above `hold_after` whose predecessor is missing waits."""
         accepted = self._accepted = []
-        streams = self.streams
+        streams, digest, watched = self.streams, self.digest, self._watched
         for row in rows:
             stream = streams.get(row.learner_id)
             if stream is None:
                 stream = streams[row.learner_id] = Stream(row.learner_id)
+            version = row.version
             if (
                 hold_after is not None
                 and row.position > hold_after
@@ -147,6 +149,24 @@ class ChainWalker:
             ):
                 stream.held[_version(row)] = row
                 self._held += 1
+                continue
+            if (
+                version == stream.version + 1
+                and stream.pending is None
+                and not stream.held
+                and not watched
+                and type(version) is int
+                and link_of(row, stream.prev, digest) == row.hash
+            ):
+                # The walk of almost every row (rebuilds walk them all): the next version of its
+                # stream, linking to the one before. What `_walk` and `_check` would do, inline.
+                self.events += 1
+                self.verified += 1
+                stream.events += 1
+                stream.stored_version = stream.version = version
+                stream.max_version = max(stream.max_version, version)
+                stream.prev = row.hash
+                accepted.append(row)
                 continue
             self._walk(stream, row)
         return accepted
