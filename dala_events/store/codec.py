@@ -470,9 +470,13 @@ def link_of(
     )
 
 
-def stored_link(row: StoredRow, previous: str, digest: Callable[[bytes], str]) -> str:
+def stored_link(
+    row: StoredRow, previous: str, digest: Callable[[bytes], str], recorded_text: str | None = None
+) -> str:
     """`link_of` for a stored row (times as datetimes), without building its chain row: what
-    every audit read computes per event, so it is kept to the hashed message itself."""
+    every audit read computes per event, so it is kept to the hashed message itself.
+    `recorded_text`: `time_text(row.recorded_at)` when the caller has it (one append's events
+    share their recorded time)."""
     return digest(
         chain_message(
             previous,
@@ -482,7 +486,7 @@ def stored_link(row: StoredRow, previous: str, digest: Callable[[bytes], str]) -
             row.event_type,
             row.schema_version,
             time_text(row.occurred_at),
-            time_text(row.recorded_at),
+            time_text(row.recorded_at) if recorded_text is None else recorded_text,
             row.payload,
             row.metadata,
         )

@@ -45,6 +45,7 @@ from dala_events.store.codec import (
     hasher,
     in_the_clear,
     stored_link,
+    time_text,
 )
 from dala_events.store.codec import projectable as to_projectable
 from dala_events.store.keys import DataKeyErased, LogCipher
@@ -359,8 +360,11 @@ class EventStore(ABC):
         digest = hasher(self.log_key)
         sealed = SealedStreams()
         previous_version, previous = 0, ""
+        recorded_at, recorded_text = None, ""
         for row in rows:
             sealed.check(row)
+            if row.recorded_at != recorded_at:  # one append's events share their recorded time
+                recorded_at, recorded_text = row.recorded_at, time_text(row.recorded_at)
             if row.version != previous_version + 1:
                 stored = "" if row.version == 1 else self._hash_of(learner_id, row.version - 1)
                 if stored is None:
@@ -368,7 +372,7 @@ class EventStore(ABC):
                         row.position, row.event_type, f"learner {learner_id!r} version {row.version - 1} is missing"
                     )
                 previous = stored
-            if stored_link(row, previous, digest) != row.hash:
+            if stored_link(row, previous, digest, recorded_text) != row.hash:
                 raise CorruptEventError(
                     row.position,
                     row.event_type,
