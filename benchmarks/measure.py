@@ -111,11 +111,7 @@ def _writes_ours(path: Path, workloads: Workloads, *, per_mutation: bool, rebuil
         seconds, events = _timed(lambda: run_ours(engine, workloads, per_mutation=per_mutation))
         result: dict[str, Any] = {"seconds": seconds, "events": events}
         if rebuild:
-            from dala_events.database_setup import configured_cipher
-            from projections.rebuild import rebuild_projections
-
-            cipher = configured_cipher(engine)
-            rebuild_seconds, replayed = _timed(lambda: rebuild_projections(engine, cipher=cipher))
+            rebuild_seconds, replayed = _timed(_rebuild_of(engine))
             result |= {"rebuild_seconds": rebuild_seconds, "rebuild_events": replayed}
         return result
     finally:
@@ -198,15 +194,26 @@ def task_write_log(path: str, events: int) -> dict[str, Any]:
     return {"seconds": seconds, "events": written}
 
 
+def _rebuild_of(engine: Engine) -> Callable[[], int]:
+    """`rebuild_projections` of `engine`'s log, with the store's cipher in a tree that has one
+    (a tree from before encryption, e.g. the --compare checkout, rebuilds without)."""
+    from projections.rebuild import rebuild_projections
+
+    try:
+        from dala_events.database_setup import configured_cipher
+    except ImportError:
+        return lambda: rebuild_projections(engine)
+    cipher = configured_cipher(engine)
+    return lambda: rebuild_projections(engine, cipher=cipher)
+
+
 def task_rebuild(path: str) -> dict[str, Any]:
     """See the module docstring."""
-    from dala_events.database_setup import configured_cipher, create_dala_engine
-    from projections.rebuild import rebuild_projections
+    from dala_events.database_setup import create_dala_engine
 
     engine = create_dala_engine(f"sqlite:///{path}")
     try:
-        cipher = configured_cipher(engine)
-        seconds, replayed = _timed(lambda: rebuild_projections(engine, cipher=cipher))
+        seconds, replayed = _timed(_rebuild_of(engine))
     finally:
         engine.dispose()
     return {"seconds": seconds, "events": replayed}

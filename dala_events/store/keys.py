@@ -47,6 +47,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
+from dala_events.dialects import write_transaction
 from dala_events.errors import DalaError, InvalidInput
 
 MASTER_KEY_BYTES = 32
@@ -169,14 +170,17 @@ class KeyStore(ABC):
         """The learner's data key; a new one when they have none and `create`, else DataKeyMissing.
         DataKeyErased once their key was destroyed, `create` or not."""
         wrapped = self._load(learner_id)
-        if wrapped is None:
+        if wrapped is not None:
+            return self.master_key.unwrap(learner_id, wrapped)
+        if not create:
             erased_at = self.erased_at(learner_id)
             if erased_at is not None:
                 raise DataKeyErased(learner_id, erased_at)
-            if not create:
-                raise DataKeyMissing(learner_id)
-            wrapped = self._store_new(learner_id, self.master_key.wrap(learner_id, secrets.token_bytes(DATA_KEY_BYTES)))
-        return self.master_key.unwrap(learner_id, wrapped)
+            raise DataKeyMissing(learner_id)
+        data_key = secrets.token_bytes(DATA_KEY_BYTES)
+        wrapped = self.master_key.wrap(learner_id, data_key)
+        stored = self._store_new(learner_id, wrapped)  # checks the erasures in its transaction
+        return data_key if stored is wrapped else self.master_key.unwrap(learner_id, stored)
 
     def destroy(self, learner_id: str, at: datetime | None = None) -> bool:
         """Crypto-shred the learner: delete their data key and record when (`at`, by default
@@ -205,7 +209,9 @@ class KeyStore(ABC):
 
     @abstractmethod
     def _store_new(self, learner_id: str, wrapped: bytes) -> bytes:
-        """Store `wrapped` unless the learner has a key already; the stored one either way."""
+        """Store `wrapped` unless the learner has a key already; the stored one either way (the
+        very object `wrapped` when it was stored). DataKeyErased, storing nothing, when the
+        learner's key was destroyed: checked in the same step as the insert."""
 
     @abstractmethod
     def _rewrap(self, rewrap: object, new_key_id: str) -> int: ...
@@ -298,7 +304,7 @@ class SqlKeyStore(KeyStore):
         self.location = location or engine.url.render_as_string(hide_password=True)
         with self._named():
             _metadata.create_all(engine)
-            with engine.begin() as connection:
+            with write_transaction(engine) as connection:
                 recorded = _info(connection, "master_key_id")
                 if recorded is None:
                     _record_info(connection, "master_key_id", master_key.key_id)
@@ -334,7 +340,7 @@ class SqlKeyStore(KeyStore):
     def _store_new(self, learner_id: str, wrapped: bytes) -> bytes:
         with self._named():
             try:
-                with self.engine.begin() as connection:
+                with write_transaction(self.engine) as connection:
                     erased_at = _erased_at(connection, learner_id)
                     if erased_at is not None:
                         raise DataKeyErased(learner_id, erased_at)
@@ -349,7 +355,7 @@ class SqlKeyStore(KeyStore):
                 return found
 
     def _rewrap(self, rewrap: object, new_key_id: str) -> int:
-        with self._named(), self.engine.begin() as connection:
+        with self._named(), write_transaction(self.engine) as connection:
             rows = connection.execute(select(data_keys.c.learner_id, data_keys.c.wrapped)).all()
             for learner_id, wrapped in rows:
                 connection.execute(
@@ -370,7 +376,7 @@ class SqlKeyStore(KeyStore):
         # One transaction: the key is never gone without the record saying why. On SQLite the
         # store deletes securely (freed bytes overwritten) with a rollback journal, so no copy
         # of the wrapped key survives the commit in the store's files.
-        with self._named(), self.engine.begin() as connection:
+        with self._named(), write_transaction(self.engine) as connection:
             deleted = connection.execute(data_keys.delete().where(data_keys.c.learner_id == learner_id)).rowcount
             if _erased_at(connection, learner_id) is None:
                 connection.execute(insert(erased_keys).values(learner_id=learner_id, erased_at=at))
@@ -408,7 +414,7 @@ class SqlKeyStore(KeyStore):
             )
         for learner_id, wrapped, _created in snapshot.keys:
             self.master_key.unwrap(learner_id, wrapped)  # a damaged backup is refused before writing
-        with self._named(), self.engine.begin() as connection:
+        with self._named(), write_transaction(self.engine) as connection:
             held = {
                 name: bytes(wrapped)
                 for name, wrapped in connection.execute(select(data_keys.c.learner_id, data_keys.c.wrapped))
