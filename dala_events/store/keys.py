@@ -36,18 +36,20 @@ from sqlalchemy import (
     Column,
     Connection,
     DateTime,
+    Dialect,
     Engine,
     LargeBinary,
     MetaData,
     String,
     Table,
+    bindparam,
     insert,
     select,
     update,
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
-from dala_events.dialects import write_transaction
+from dala_events.dialects import DriverStatement, once_per_dialect, read_transaction, write_transaction
 from dala_events.errors import DalaError, InvalidInput
 
 MASTER_KEY_BYTES = 32
@@ -169,17 +171,18 @@ class KeyStore(ABC):
     def data_key(self, learner_id: str, *, create: bool = False) -> bytes:
         """The learner's data key; a new one when they have none and `create`, else DataKeyMissing.
         DataKeyErased once their key was destroyed, `create` or not."""
-        wrapped = self._load(learner_id)
-        if wrapped is not None:
-            return self.master_key.unwrap(learner_id, wrapped)
         if not create:
+            wrapped = self._load(learner_id)
+            if wrapped is not None:
+                return self.master_key.unwrap(learner_id, wrapped)
             erased_at = self.erased_at(learner_id)
             if erased_at is not None:
                 raise DataKeyErased(learner_id, erased_at)
             raise DataKeyMissing(learner_id)
+        # One step: the key already stored, or this new one (the erasures checked there).
         data_key = secrets.token_bytes(DATA_KEY_BYTES)
         wrapped = self.master_key.wrap(learner_id, data_key)
-        stored = self._store_new(learner_id, wrapped)  # checks the erasures in its transaction
+        stored = self._store_new(learner_id, wrapped)
         return data_key if stored is wrapped else self.master_key.unwrap(learner_id, stored)
 
     def destroy(self, learner_id: str, at: datetime | None = None) -> bool:
@@ -236,6 +239,8 @@ class MemoryKeyStore(KeyStore):
 
     def _store_new(self, learner_id: str, wrapped: bytes) -> bytes:
         with self._lock:
+            if learner_id in self._keys:
+                return self._keys[learner_id]
             if learner_id in self._erased:
                 raise DataKeyErased(learner_id, self._erased[learner_id])
             return self._keys.setdefault(learner_id, wrapped)
@@ -331,22 +336,21 @@ class SqlKeyStore(KeyStore):
             ) from error
 
     def _load(self, learner_id: str) -> bytes | None:
-        with self._named(), self.engine.connect() as connection:
-            found = connection.execute(
-                select(data_keys.c.wrapped).where(data_keys.c.learner_id == learner_id)
-            ).scalar_one_or_none()
-        return None if found is None else bytes(found)
+        with self._named(), read_transaction(self.engine) as connection:
+            return _wrapped_key(connection, learner_id)
 
     def _store_new(self, learner_id: str, wrapped: bytes) -> bytes:
         with self._named():
             try:
                 with write_transaction(self.engine) as connection:
+                    found = _wrapped_key(connection, learner_id)
+                    if found is not None:
+                        return found
                     erased_at = _erased_at(connection, learner_id)
                     if erased_at is not None:
                         raise DataKeyErased(learner_id, erased_at)
-                    connection.execute(
-                        insert(data_keys).values(learner_id=learner_id, wrapped=wrapped, created_at=datetime.now(UTC))
-                    )
+                    row = {"learner_id": learner_id, "wrapped": wrapped, "created_at": datetime.now(UTC)}
+                    _statements_for(connection.dialect).insert.execute(connection, [row])
                 return wrapped
             except IntegrityError:  # another writer made the learner's key first: use theirs
                 found = self._load(learner_id)
@@ -487,11 +491,36 @@ def _record_info(connection: Connection, name: str, value: str) -> str:
         return recorded
 
 
+class _Statements:
+    """The statements of a data key's first use (a learner's first write in a process: its
+    key read, or made), compiled once per dialect and run on the driver
+    (`dialects.DriverStatement`): SQLAlchemy's per-execution work cost more than SQLite's."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        learner = bindparam("learner_id")
+        self.wrapped = DriverStatement(select(data_keys.c.wrapped).where(data_keys.c.learner_id == learner), dialect)
+        self.erased_at = DriverStatement(
+            select(erased_keys.c.erased_at).where(erased_keys.c.learner_id == learner), dialect
+        )
+        self.insert = DriverStatement(insert(data_keys), dialect, columns=["learner_id", "wrapped", "created_at"])
+        # The driver returns a time as stored (SQLite: text); the column type reads it back.
+        self.read_time = erased_keys.c.erased_at.type.dialect_impl(dialect).result_processor(dialect, None)
+
+
+_statements_for = once_per_dialect(_Statements)
+
+
+def _wrapped_key(connection: Connection, learner_id: str) -> bytes | None:
+    found = _statements_for(connection.dialect).wrapped.scalar(connection, {"learner_id": learner_id})
+    return None if found is None else bytes(found)
+
+
 def _erased_at(connection: Connection, learner_id: str) -> datetime | None:
     """When the learner's data key was destroyed, as the key store recorded it (aware UTC)."""
-    found = connection.execute(
-        select(erased_keys.c.erased_at).where(erased_keys.c.learner_id == learner_id)
-    ).scalar_one_or_none()
+    statements = _statements_for(connection.dialect)
+    found = statements.erased_at.scalar(connection, {"learner_id": learner_id})
+    if found is not None and statements.read_time is not None:
+        found = statements.read_time(found)
     return None if found is None else _utc(found)
 
 
