@@ -48,6 +48,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.sql.elements import BindParameter
 
 from dala_events.dialects import DriverStatement, once_per_dialect, read_transaction, write_transaction
 from dala_events.errors import DalaError, InvalidInput
@@ -497,7 +498,7 @@ class _Statements:
     (`dialects.DriverStatement`): SQLAlchemy's per-execution work cost more than SQLite's."""
 
     def __init__(self, dialect: Dialect) -> None:
-        learner = bindparam("learner_id")
+        learner: BindParameter[str] = bindparam("learner_id")
         self.wrapped = DriverStatement(select(data_keys.c.wrapped).where(data_keys.c.learner_id == learner), dialect)
         self.erased_at = DriverStatement(
             select(erased_keys.c.erased_at).where(erased_keys.c.learner_id == learner), dialect
