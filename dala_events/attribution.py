@@ -201,12 +201,19 @@ def actor_required() -> bool:
 
     Any other value is InvalidInput naming the variable: a typo must not turn the check off.
     """
-    value = os.environ.get(REQUIRE_ACTOR_ENV, "").strip().lower()
+    raw = os.environ.get(REQUIRE_ACTOR_ENV, "")
+    known = _REQUIRE_ACTOR_VALUES.get(raw)
+    if known is not None:  # every event outside a `recorded_as` block asks: the common answer first
+        return known
+    value = raw.strip().lower()
     if value in ("", "0", "false", "no", "off"):
         return False
     if value in ("1", "true", "yes", "on"):
         return True
     raise InvalidInput(REQUIRE_ACTOR_ENV, f"must be 1 or 0, not {value!r}")
+
+
+_REQUIRE_ACTOR_VALUES = {"": False, "0": False, "1": True}
 
 
 def require_explicit_actor(action: str) -> Attribution:

@@ -31,7 +31,7 @@ from dala_events.events import (
     UnknownEventError,
     decode_event,
     decode_json,
-    encode_json,
+    dump_checked_json,
     encode_payload,
 )
 from dala_events.store.keys import ENCRYPTED_PREFIX, DataKeyErased, DataKeyMissing, LogCipher
@@ -133,7 +133,8 @@ def encode_row(
         "occurred_at": new.occurred_at,
         "recorded_at": recorded_at,
         "payload": payload,
-        "metadata": encode_json(metadata),
+        # Checked as JSON the log carries (`check_json_object`) before it got here.
+        "metadata": dump_checked_json(metadata),
     }
 
 
