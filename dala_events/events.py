@@ -248,10 +248,15 @@ def _json_bound(value: object, depth: int) -> int:
                 bound += 6 * len(key) + 4
             else:
                 bound += _checked_json_text(key) + 2
-            if type(item) is str and item.isascii() and "\x00" not in item:
+            kind = type(item)
+            if kind is str and item.isascii() and "\x00" not in item:
                 bound += 6 * len(item) + 2
-            elif item is None or type(item) is bool:
+            elif item is None or kind is bool:
                 bound += 5
+            elif kind is int and MIN_JSON_INT <= item <= MAX_JSON_INT:
+                bound += 20
+            elif kind is float and math.isfinite(item):
+                bound += 24
             else:
                 bound += _json_bound(item, depth + 1)
         except _Refused as refused:
