@@ -17,7 +17,6 @@ apart from the event database, and the cipher the codec encrypts payloads and re
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import hmac
@@ -601,11 +600,10 @@ class LogCipher:
     ) -> str:
         """`text` encrypted under the learner's data key (made first when missing and `create`;
         else DataKeyMissing), with the envelope as associated data."""
-        nonce = secrets.token_bytes(NONCE_BYTES)
-        sealed = self._aead(learner_id, create=create).encrypt(
-            nonce, text.encode(), self._aad(learner_id, version, event_type, schema_version, field)
-        )
-        return ENCRYPTED_PREFIX + base64.b64encode(nonce + sealed).decode("ascii")
+        nonce = os.urandom(NONCE_BYTES)  # what secrets.token_bytes reads, one call fewer per event
+        aead = self._aeads.get(learner_id) or self._aead(learner_id, create=create)
+        sealed = aead.encrypt(nonce, text.encode(), self._aad(learner_id, version, event_type, schema_version, field))
+        return ENCRYPTED_PREFIX + binascii.b2a_base64(nonce + sealed, newline=False).decode("ascii")
 
     def decrypt(
         self, text: str, learner_id: str, version: int, event_type: str, schema_version: int, field: str
