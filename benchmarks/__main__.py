@@ -27,15 +27,25 @@ from rich.table import Table
 PACKAGE = Path(__file__).resolve().parent
 THIS_TREE = PACKAGE.parent
 GROUPS = ("writes", "rebuild", "audit", "backup")
-IMPLEMENTATIONS = {"ours": "ours", "crud": "CRUD layer", "peer": "eventsourcing"}
+IMPLEMENTATIONS = {
+    "ours": "ours",
+    "crud": "CRUD layer",
+    "peer": "eventsourcing",
+    "peer_aes": "eventsourcing + AES",
+    "peer_aes_rm": "eventsourcing + AES + 8 tables",
+}
 AUDIT_REPEATS = 15
 ORDER = (
     "writes_a_ours",
     "writes_a_crud",
     "writes_a_peer",
+    "writes_a_peer_aes",
+    "writes_a_peer_aes_rm",
     "writes_b_ours",
     "writes_b_crud",
     "writes_b_peer",
+    "writes_b_peer_aes",
+    "writes_b_peer_aes_rm",
     "rebuild_a",
     "rebuild_scale",
     "audit_history",
@@ -154,7 +164,7 @@ def run(options: Options, progress: Console) -> dict[str, Any]:
         if importlib.util.find_spec("eventsourcing") is None:
             notes.append("eventsourcing skipped: install the bench extra (pip install -e '.[bench]')")
         else:
-            implementations.append("peer")
+            implementations += ["peer", "peer_aes", "peer_aes_rm"]
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dala-bench-") as folder:
         bench = _Run(options, trees, Path(folder), progress, notes)
@@ -313,7 +323,7 @@ def summary(results: Results, options: Options, mutations: int, notes: list[str]
         measurements[name] = entry
     ratios: dict[str, Any] = {}
     for mode in ("a", "b"):
-        for anchor in ("crud", "peer"):
+        for anchor in ("crud", "peer", "peer_aes", "peer_aes_rm"):
             ours_name, anchor_name = f"writes_{mode}_ours", f"writes_{mode}_{anchor}"
             if ours_name not in measurements or anchor_name not in measurements:
                 continue
@@ -336,7 +346,9 @@ def summary(results: Results, options: Options, mutations: int, notes: list[str]
             "audit_events": options.audit_events,
             "only": list(options.only),
             "implementations": [
-                name for name in IMPLEMENTATIONS if any(key.endswith(f"_{name}") for key in measurements)
+                name
+                for name in IMPLEMENTATIONS
+                if any(key.endswith(f"_{mode}_{name}") for key in measurements for mode in "ab")
             ],
             "seconds": round(seconds, 1),
         },

@@ -6,7 +6,8 @@ tree's; this module's code is always the harness's own. `main` prints one JSON o
 measured seconds and counts, the child's peak RSS and the folder `dala_events` came from.
 
 Tasks:
-  writes      {impl: ours|crud|peer, mode: a|b, learners, folder, rebuild}: the workload of
+  writes      {impl: ours|crud|peer|peer_aes|peer_aes_rm, mode: a|b, learners, folder, rebuild}:
+              the workload of
               `learners` learners, (a) batched or (b) one transaction per mutation, on a
               fresh SQLite file; with `rebuild` (ours, (a)) also `rebuild_projections` over it
   write_log   {path, events}: a log of at least `events` events, the workload saved once per
@@ -136,14 +137,22 @@ def _writes_crud(path: Path, workloads: Workloads, *, per_mutation: bool) -> dic
         engine.dispose()
 
 
-def _writes_peer(path: Path, workloads: Workloads, *, per_mutation: bool) -> dict[str, Any]:
+def _writes_peer(path: Path, workloads: Workloads, *, per_mutation: bool, variant: str) -> dict[str, Any]:
     from benchmarks.peer import run_peer
 
     warm_path = path.with_name(f"{path.stem}-warm.db")
-    run_peer(warm_path, workloads_for(WARM_UP_LEARNERS, "warm-up"), per_mutation=per_mutation)
+    run_peer(warm_path, workloads_for(WARM_UP_LEARNERS, "warm-up"), per_mutation=per_mutation, variant=variant)
     remove_database(warm_path)
-    seconds, _ = _timed(lambda: run_peer(path, workloads, per_mutation=per_mutation))
+    remove_database(warm_path.with_name(f"{warm_path.stem}-read-models.db"))
+    try:
+        seconds, _ = _timed(lambda: run_peer(path, workloads, per_mutation=per_mutation, variant=variant))
+    finally:
+        remove_database(path.with_name(f"{path.stem}-read-models.db"))
     return {"seconds": seconds}
+
+
+PEER_IMPLEMENTATIONS = {"peer": "plain", "peer_aes": "aes", "peer_aes_rm": "aes_read_models"}
+"""The bench's names of the `eventsourcing` variants (`benchmarks.peer.PEER_VARIANTS`)."""
 
 
 # -- tasks ----------------------------------------------------------------------------------------
@@ -159,8 +168,8 @@ def task_writes(impl: str, mode: str, learners: int, folder: str, rebuild: bool 
             result = _writes_ours(path, workloads, per_mutation=per_mutation, rebuild=rebuild)
         elif impl == "crud":
             result = _writes_crud(path, workloads, per_mutation=per_mutation)
-        elif impl == "peer":
-            result = _writes_peer(path, workloads, per_mutation=per_mutation)
+        elif impl in PEER_IMPLEMENTATIONS:
+            result = _writes_peer(path, workloads, per_mutation=per_mutation, variant=PEER_IMPLEMENTATIONS[impl])
         else:
             raise ValueError(f"unknown implementation {impl!r}")
     finally:
