@@ -127,7 +127,7 @@ class PeerReadModels:
         self.engine: Engine = crud_layer.create_crud_engine(f"sqlite:///{db_path}")
         crud_layer.Base.metadata.create_all(self.engine)
         t = crud_layer.Base.metadata.tables
-        learner = bindparam("learner")
+        learner: Any = bindparam("learner")
 
         def upsert(name: str, keys: Sequence[str], columns: Sequence[str]) -> Any:
             statement = sqlite_insert(t[name])

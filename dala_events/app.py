@@ -22,37 +22,30 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
 from dala_events import audit, persistence_manager
 from dala_events.attribution import recorded_as
-from dala_events.backup import (
-    BackupContents,
-    BackupResult,
-    KeyStoreName,
-    backup_log,
-    inspect_backup,
-    restore_log,
-)
-from dala_events.demo import DemoResult, run_demo
 from dala_events.disclosures import Disclosure, list_disclosures, record_disclosure
 from dala_events.erasure import Erasure, erase_learner
 from dala_events.errors import LearnerNotFound
-from dala_events.generate_interface import generate_interface
 from dala_events.hlp_module import LearnerProfile
-from dala_events.integrity import Checkpoint, VerifyReport, load_checkpoint, verify_log, write_checkpoint
-from dala_events.key_audit import check_keys
-from dala_events.key_backup import KeyBackupResult, backup_keys, read_key_backup, restore_keys
 from dala_events.schema import migrate
 from dala_events.settings import Settings
 from dala_events.store import RecordedEvent, SqlEventStore
 from dala_events.store.keys import KeyStoreError, KeyStoreMissing, LogCipher, MasterKey, MasterKeyError
 from dala_events.wiring import Mode, Storage, key_store_exists
-from dala_events.xapi import check_homepage, export_learner_xapi
 from projections.dtos import FullLearnerProfileData
 from projections.rebuild import Progress, RebuildError, RebuildResult, rebuild
+
+if TYPE_CHECKING:
+    # Imported where used (below): `dala profile` and the other reads start without them.
+    from dala_events.backup import BackupContents, BackupResult
+    from dala_events.demo import DemoResult
+    from dala_events.integrity import Checkpoint, VerifyReport
+    from dala_events.key_backup import KeyBackupResult
 
 __all__ = ["Dala", "Mode", "Settings"]
 
@@ -163,6 +156,8 @@ class Dala:
     def export_xapi(self, learner_id: str, *, homepage: str | None = None) -> list[dict[str, Any]]:
         """The learner's learning as xAPI statements, recorded as a disclosure first; `homepage`
         defaults to `settings.xapi_homepage` (InvalidInput naming DALA_XAPI_HOMEPAGE when unset)."""
+        from dala_events.xapi import check_homepage, export_learner_xapi
+
         if homepage is None:
             homepage = check_homepage(self.settings.xapi_homepage or "", "DALA_XAPI_HOMEPAGE")
         return export_learner_xapi(learner_id, homepage=homepage, store=self.store)
@@ -177,10 +172,14 @@ class Dala:
 
     def render_page(self, learner_id: str, out: str | Path | None = None) -> Path:
         """Write the learner's page to `out` (default: `page_path`) and return where."""
+        from dala_events.generate_interface import generate_interface
+
         return generate_interface(learner_id, out if out is not None else self.page_path(learner_id), store=self.store)
 
     def demo(self, learner_id: str, seed: int, out: str | Path | None = None) -> DemoResult:
         """The main job for one learner (see `demo.run_demo`), its page at `out` or `page_path`."""
+        from dala_events.demo import run_demo
+
         return run_demo(learner_id, seed, out if out is not None else self.page_path(learner_id), store=self.store)
 
     def erase(self, learner_id: str, *, reason: str | None = None, vacuum_full: bool = False) -> Erasure:
@@ -201,6 +200,9 @@ class Dala:
         """Check the log's chains (all, or those of `learner_ids`), against the checkpoint file
         `against` if given, and every learner's data key against the log (`key_audit`); write a
         new checkpoint to `checkpoint_out` when intact."""
+        from dala_events.integrity import load_checkpoint, verify_log, write_checkpoint
+        from dala_events.key_audit import check_keys
+
         if learner_ids is not None:
             unknown = sorted(name for name in set(learner_ids) if self.store.stream_version(name) == 0)
             if unknown:
@@ -219,6 +221,8 @@ class Dala:
         """A consistent, portable backup of the log and the disclosure record, naming the key
         store its encrypted events need (see `backup.backup_log`); back the key store up too
         (`backup_keys`)."""
+        from dala_events.backup import KeyStoreName, backup_log
+
         key_store = self.storage.key_store
         name = KeyStoreName(self.storage.key_store_location(), key_store.store_id, key_store.master_key.key_id)
         return backup_log(self.engine, destination, key_store=name)
@@ -232,6 +236,8 @@ class Dala:
         A learner the key store says was erased after the backup was made (a tombstone, and no
         `LearnerErased` in the backup) is erased again in the restored log, so that the log says
         what the keys say: their content stays unreadable and `verify` finds nothing amiss."""
+        from dala_events.backup import inspect_backup, restore_log
+
         contents = inspect_backup(source)
         self._check_keys_for(contents)
         restored = restore_log(self.engine, source, log_key=self.storage.log_key, cipher=self.storage.open_cipher)
@@ -285,11 +291,15 @@ class Dala:
     def backup_keys(self, destination: str | Path) -> KeyBackupResult:
         """A consistent copy of the key store's wrapped data keys and tombstones, never the
         master key (see `key_backup`)."""
+        from dala_events.key_backup import backup_keys
+
         return backup_keys(self.storage.key_store, destination, location=self.storage.key_store_location())
 
     def restore_keys(self, source: str | Path) -> KeyBackupResult:
         """Restore a key backup into the configured key store (created if missing; merged where no
         learner conflicts), the file checked whole first (see `key_backup`)."""
+        from dala_events.key_backup import read_key_backup, restore_keys
+
         read_key_backup(source)  # a damaged or altered file is refused before a key store is made
         return restore_keys(self.storage.key_store_to_restore_into(), source)
 
@@ -306,6 +316,8 @@ class Dala:
         cannot be read (a missing or damaged key), RebuildError names every one of them, before
         anything is changed; the operator decides. Rebuilding the others is an explicit choice:
         `skip` those learners (recorded, and shown by `verify`, until a rebuild skips nobody)."""
+        from dala_events.key_audit import check_keys
+
         keys = check_keys(self.storage)
         if keys.failure is not None:
             raise RebuildError(f"the data keys cannot be read: {keys.failure}; nothing was changed")
