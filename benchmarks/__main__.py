@@ -26,7 +26,8 @@ from rich.table import Table
 
 PACKAGE = Path(__file__).resolve().parent
 THIS_TREE = PACKAGE.parent
-GROUPS = ("writes", "rebuild", "audit", "backup")
+GROUPS = ("writes", "rebuild", "audit", "backup", "startup")
+STARTUP_REPEATS = 7
 IMPLEMENTATIONS = {
     "ours": "ours",
     "crud": "CRUD layer",
@@ -52,6 +53,9 @@ ORDER = (
     "audit_profile_as_of",
     "backup",
     "restore",
+    "startup_profile",
+    "startup_libraries",
+    "startup_ratio",
 )
 
 # Loads this checkout's `benchmarks` package by path, then runs one task. `-P` keeps the
@@ -179,6 +183,8 @@ def run(options: Options, progress: Console) -> dict[str, Any]:
                 bench.backup()
             if "audit" in options.only:
                 bench.audit()
+            if "startup" in options.only:
+                bench.startup()
     return summary(bench.results, options, bench.mutations, notes, time.perf_counter() - started)
 
 
@@ -279,6 +285,21 @@ class _Run:
             self.results.record("audit_history", history, tree, out["history_ms"], rss, events)
             as_of = Measurement("audit.profile_as_of(version=latest)", "ms")
             self.results.record("audit_profile_as_of", as_of, tree, out["profile_as_of_ms"], rss, events)
+
+    def startup(self) -> None:
+        """`dala profile` from a fresh process, against Python importing only its libraries."""
+        for tree in self.trees:
+            params = {"folder": str(self.work / tree.label), "repeats": STARTUP_REPEATS}
+            out = self.child(tree, "start-up", "startup", params)
+            rss = out["peak_rss_mb"]
+            profile = Measurement("start-up: dala profile", "ms")
+            self.results.record("startup_profile", profile, tree, out["profile_ms"], rss, STARTUP_REPEATS)
+            libraries = Measurement("start-up: Python importing its libraries only", "ms")
+            self.results.record("startup_libraries", libraries, tree, out["libraries_ms"], rss, STARTUP_REPEATS)
+            ratio = Measurement("start-up: dala profile / libraries only", "x")
+            self.results.record(
+                "startup_ratio", ratio, tree, out["profile_ms"] / out["libraries_ms"], rss, STARTUP_REPEATS
+            )
 
 
 def _write_measurement(mode: str, impl: str) -> Measurement:
@@ -449,7 +470,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, bool]:
         "--only",
         default=",".join(GROUPS),
         metavar="GROUPS",
-        help="comma-separated subset of writes,rebuild,audit,backup (default: all)",
+        help="comma-separated subset of writes,rebuild,audit,backup,startup (default: all)",
     )
     args = parser.parse_args(argv)
     only = tuple(group.strip() for group in args.only.split(",") if group.strip())

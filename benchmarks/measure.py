@@ -15,6 +15,8 @@ Tasks:
   rebuild     {path}: `rebuild_projections` of the log at `path`
   audit       {folder, events, repeats}: one learner with about `events` events; median
               times of `audit.history` and `audit.profile_as_of` at the latest version
+  startup     {folder, repeats}: median wall times of `dala profile` on the demo's database and
+              of a Python importing only the libraries it needs
 
 The only names used from the tree under test are those listed in `benchmarks/__init__.py`.
 """
@@ -289,12 +291,53 @@ def task_audit(folder: str, events: int, repeats: int) -> dict[str, Any]:
     }
 
 
+STARTUP_LEARNER = "student123"
+LIBRARIES_ONLY = "import sqlalchemy, sqlalchemy.orm, pydantic, click, cryptography.hazmat.primitives.ciphers.aead"
+"""What `dala profile` cannot start without: the floor its start-up is measured against."""
+
+
+def task_startup(folder: str, repeats: int) -> dict[str, Any]:
+    """The median wall time of `dala profile` (run as `python -m dala_events.cli`) on the demo's
+    database, and of a Python that only imports the libraries the command needs. Bytecode is
+    compiled first into a cache of the run's own (as an installed package has it), so neither
+    pays for compiling sources."""
+    import os
+    import subprocess
+
+    import dala_events
+
+    work = Path(folder) / "startup"
+    work.mkdir(exist_ok=True)
+    env = dict(os.environ, PYTHONPYCACHEPREFIX=str(Path(folder) / "pycache"))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    tree = Path(dala_events.__file__).resolve().parent.parent
+
+    def run(*args: str) -> None:
+        subprocess.run([sys.executable, *args], cwd=work, env=env, stdout=subprocess.DEVNULL, check=True)
+
+    run("-m", "compileall", "-q", str(tree / "dala_events"), str(tree / "projections"))
+    run("-m", "dala_events.cli", "demo")
+
+    def median_seconds(*args: str) -> float:
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            run(*args)
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    command = median_seconds("-m", "dala_events.cli", "profile", STARTUP_LEARNER)
+    libraries = median_seconds("-c", LIBRARIES_ONLY)
+    return {"profile_ms": command * 1000, "libraries_ms": libraries * 1000}
+
+
 TASKS: dict[str, Callable[..., dict[str, Any]]] = {
     "writes": task_writes,
     "write_log": task_write_log,
     "rebuild": task_rebuild,
     "audit": task_audit,
     "backup": task_backup,
+    "startup": task_startup,
 }
 
 
