@@ -15,7 +15,7 @@ dictionaries, for unit tests on the in-memory store.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -452,7 +452,7 @@ _REMOVING = frozenset({LearnerProfileDeleted, LearnerErased, ErasedContent})
 """Events after which the learner has no profile row to touch."""
 
 
-def apply_events(changes: RowChanges, events: Sequence[ProjectableEvent]) -> None:
+def apply_events(changes: RowChanges, events: Iterable[ProjectableEvent]) -> None:
     """Record the row changes of `events`, in order, into `changes` (without flushing).
 
     Every event but a deletion, an erasure or erased content also moves its learner's

@@ -334,7 +334,7 @@ def _project(
 
 
 def _apply(changes: RowChanges, rows: list[ChainRow], reached: _Reached, cipher: LogCipher | None) -> None:
-    apply_events(changes, [decode_chain_row_as_logged(row, cipher) for row in rows])
+    apply_events(changes, (decode_chain_row_as_logged(row, cipher) for row in rows))
     changes.flush()
     reached.events += len(rows)
 
