@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from types import MappingProxyType
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import pydantic
 
@@ -166,6 +166,24 @@ class LearnerState:
     badges: dict[str, Badge] = field(default_factory=dict)
     activity_attempts: list[ActivityAttempt] = field(default_factory=list)
 
+    def copy(self) -> LearnerState:
+        """A copy that later events applied to this state do not change (the records it holds
+        are immutable, so copying the containers is enough)."""
+        return LearnerState(
+            self.exists,
+            self.erased,
+            self.erased_at,
+            self.created_at,
+            self.last_updated_at,
+            dict(self.preferences),
+            dict(self.interests),
+            dict(self.struggles),
+            dict(self.cognitive_metrics),
+            dict(self.lo_progress),
+            dict(self.badges),
+            list(self.activity_attempts),
+        )
+
     def apply(self, event: DomainEvent, occurred_at: datetime) -> None:
         """Fold one event into the state: the only code that changes it, for replay and live alike."""
         _APPLIERS[type(event)](self, event, occurred_at)
@@ -294,6 +312,13 @@ def _apply_attempt(state: LearnerState, event: ActivityAttemptRecorded, at: date
 # ---------------------------------------------------------------------------------------------
 
 
+class SavedPoint(NamedTuple):
+    """A learner's state at a stored version, with nothing pending (`saved_point`)."""
+
+    state: LearnerState
+    version: int
+
+
 class HistoricEvent(Protocol):
     """What replay needs of a stored event: its version, the fact, and when it happened."""
 
@@ -367,6 +392,20 @@ class LearnerAggregate:
             self._state.apply(recorded.event, recorded.occurred_at)
             self._version = recorded.version
         self._saved_version = self._version
+
+    def saved_point(self) -> SavedPoint:
+        """What `back_to` returns to: this state and version, with nothing pending (taken
+        before a command makes its change)."""
+        if self._pending:
+            raise RuntimeError(f"learner {self.learner_id!r}: save or drop the pending events first")
+        return SavedPoint(self._state.copy(), self._version)
+
+    def back_to(self, point: SavedPoint) -> None:
+        """Drop what is pending and return to `point`: how a command whose save met another
+        writer's events starts again, before `replay` folds those events in."""
+        self._state = point.state.copy()
+        self._version = self._saved_version = point.version
+        self._pending = []
 
     def create(self) -> bool:
         """Record the profile's creation; no event if it exists already. An erased learner's id

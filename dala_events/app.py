@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from dala_events.demo import DemoResult
     from dala_events.integrity import Checkpoint, VerifyReport
     from dala_events.key_backup import KeyBackupResult
+    from dala_events.subscriptions import Subscription, SubscriptionStatus
 
 __all__ = ["Dala", "Mode", "Settings"]
 
@@ -341,6 +342,18 @@ class Dala:
             cipher=self.cipher,
             skip=skip,
         )
+
+    def subscription(self, name: str, *, event_types: Collection[str] | None = None) -> Subscription:
+        """The named subscription of another system following this log (see `subscriptions`)."""
+        from dala_events.subscriptions import Subscription
+
+        return Subscription(name, store=self.store, event_types=event_types)
+
+    def subscriptions(self) -> list[SubscriptionStatus]:
+        """Every subscription with its checkpoint and lag, by name."""
+        from dala_events.subscriptions import list_subscriptions
+
+        return list_subscriptions(self.engine)
 
     def migrate(self, revision: str = "head", *, downgrade: bool = False) -> str | None:
         """Bring the log's schema to `revision` (see `schema.migrate`)."""

@@ -54,7 +54,7 @@ from dala_events.store.chain import ChainWalker
 from dala_events.store.codec import LogKeyError, chain_mode
 from dala_events.store.contract import ERASED_EVENT_TYPE, check_kind
 from dala_events.store.keys import ENCRYPTED_PREFIX
-from dala_events.store.sql import check_log_key, log_chain, rechain_log, rows_by_stream
+from dala_events.store.sql import DATABASE_COLUMNS, check_log_key, log_chain, rechain_log, rows_by_stream
 
 FORMAT = "dala-events-backup"
 FORMAT_VERSION = 2
@@ -115,7 +115,7 @@ def backup_log(engine: Engine, destination: str | Path, *, key_store: KeyStoreNa
         # A log older than the migrations is revision 0001's table.
         revision = log_schema_revision(connection) or "0001"
         present = _stored_columns(connection, "event_log")
-        columns = [column.name for column in event_log.columns if column.name in present]
+        columns = [column.name for column in event_log.columns if column.name in present - set(DATABASE_COLUMNS)]
         header: dict[str, Any] = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,

@@ -14,6 +14,7 @@ load what only a write or a migration needs (start-up time is most of a read's t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -396,6 +397,30 @@ def learners(options: Options, limit: int, after: str | None, as_json: bool) -> 
     _console().print(table)
     if len(found) == limit:
         options.say(f"more: dala learners --after {found[-1].learner_id!s}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@_database_url_option
+@click.pass_obj
+@_reports_errors
+def subscriptions(options: Options, as_json: bool) -> None:
+    """List the subscriptions following the log: checkpoint and lag (events not yet acknowledged)."""
+    found = _dala(options).subscriptions()
+    if as_json:
+        _print_json([_json_ready(dataclasses.asdict(status)) for status in found])
+        return
+    from rich.table import Table
+
+    table = Table(title=_count(len(found), "subscription"), title_justify="left", show_edge=False)
+    table.add_column("subscription", overflow="ellipsis", no_wrap=True, max_width=40)
+    table.add_column("log position", justify="right", no_wrap=True)
+    table.add_column("lag (events)", justify="right", no_wrap=True)
+    table.add_column("last acknowledged (UTC)", no_wrap=True)
+    for status in found:
+        acknowledged = _minute(status.updated_at) if status.position else "never"
+        table.add_row(_safe(status.name), str(status.position), f"{status.lag:,}", acknowledged)
+    _console().print(table)
 
 
 @main.group()

@@ -96,6 +96,10 @@ class ConcurrencyError(DalaError):
             f"but it is at {actual}; reload the profile and retry"
         )
 
+    def __reduce__(self) -> tuple[type[ConcurrencyError], tuple[str, int, int | None]]:
+        # Pickled with its arguments: it crosses process boundaries (a worker pool's result).
+        return type(self), (self.learner_id, self.expected_version, self.actual_version)
+
 
 class CorruptEventError(DalaError):
     """A stored event could not be read back; names its log position and type."""

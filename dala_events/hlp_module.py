@@ -14,6 +14,9 @@ is given). What the facade adds is the document's persistence behaviour:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from dala_events.aggregate import (
     PREDEFINED_INTERESTS,
     PREDEFINED_STRUGGLE_AREAS,
@@ -29,8 +32,10 @@ from dala_events.audit import missing_profile_error
 from dala_events.database_setup import store_or_default
 from dala_events.envelopes import NewEvent
 from dala_events.errors import LearnerNotFound
-from dala_events.repository import LearnerRepository
+from dala_events.repository import COMMAND_ATTEMPTS, LearnerRepository
 from dala_events.store import EventStore
+
+T = TypeVar("T")
 
 __all__ = [
     "PREDEFINED_INTERESTS",
@@ -61,6 +66,9 @@ class LearnerProfile(LearnerAggregate):
     this object is stale: load the learner again and redo the change.
     """
 
+    _repository: LearnerRepository
+    _persistence_enabled: bool
+
     def __init__(
         self,
         learner_id: str,
@@ -86,6 +94,31 @@ class LearnerProfile(LearnerAggregate):
         if not profile.exists:
             raise LearnerNotFound(profile.learner_id)
         return profile
+
+    @classmethod
+    def open(
+        cls, learner_id: str, *, persistence_enabled: bool = True, store: EventStore | None = None
+    ) -> LearnerProfile:
+        """The learner as stored, whether or not a profile exists yet (see `exists`); nothing
+        is recorded. LearnerErasedError for an erased learner."""
+        profile = cls.__new__(cls)
+        profile._open(learner_id, persistence_enabled, store)
+        if profile.erased:
+            raise profile._erased_error()
+        return profile
+
+    def run_command(self, change: Callable[[LearnerProfile], T], *, attempts: int = COMMAND_ATTEMPTS) -> T:
+        """Make `change` to this profile and save it in one append; when another writer changed
+        the learner first, read only what they appended, then make the change again on that (at
+        most `attempts` tries, jittered pauses between them: see `LearnerRepository.run_command`).
+        The opt-in for a learner that several processes write at once; returns what `change`
+        returned. Needs nothing pending (save first)."""
+        enabled = self._persistence_enabled
+        self._persistence_enabled = False  # the command's changes are saved together, once
+        try:
+            return self._repository.run_command(self, change, attempts=attempts)
+        finally:
+            self._persistence_enabled = enabled
 
     def _erased_error(self) -> LearnerNotFound:
         return missing_profile_error(self.learner_id, store=self._repository.store)

@@ -19,6 +19,7 @@ document (the profile, the full history, the disclosure log); it records its own
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
 import pydantic
@@ -100,7 +101,9 @@ def create_learner_profile(learner_id: str, *, store: SqlEventStore | None = Non
     """Create the learner's profile (no event if it already exists) and return it."""
     valid_learner_id(learner_id)
     store = sql_store_or_default(store)  # it is read back from the read models: refuse others first
-    LearnerProfile(learner_id, store=store)
+    LearnerProfile.open(learner_id, persistence_enabled=False, store=store).run_command(
+        lambda profile: profile.create()
+    )
     profile = get_full_learner_profile_data(learner_id, store=store)
     assert profile is not None, "the profile was just created"
     return profile
@@ -110,40 +113,40 @@ def delete_learner_profile(learner_id: str, *, store: EventStore | None = None) 
     """Delete the learner's profile from every read model; its history stays in the log,
     readable to audits (`erase_learner` is what makes the history's content unreadable)."""
     require_explicit_actor("erasure")
-    _existing(learner_id, store).delete()
+    _command(learner_id, store, lambda profile: profile.delete())
 
 
 def add_or_update_preference(learner_id: str, data: PreferenceData, *, store: EventStore | None = None) -> bool:
     """Set a preference. Returns whether anything changed."""
     data = _checked_data(learner_id, data, PreferenceData)
-    return _existing(learner_id, store).update_preference(data.category, data.value)
+    return _command(learner_id, store, lambda profile: profile.update_preference(data.category, data.value))
 
 
 def remove_preference(learner_id: str, category: str, *, store: EventStore | None = None) -> bool:
     """Remove the preference of `category`. Returns whether there was one."""
-    return _existing(learner_id, store).remove_preference(category)
+    return _command(learner_id, store, lambda profile: profile.remove_preference(category))
 
 
 def add_interest(learner_id: str, data: InterestData, *, store: EventStore | None = None) -> bool:
     """Add an interest. Returns whether it was new."""
     data = _checked_data(learner_id, data, InterestData)
-    return _existing(learner_id, store).add_interest(data.interest_name)
+    return _command(learner_id, store, lambda profile: profile.add_interest(data.interest_name))
 
 
 def remove_interest(learner_id: str, interest_name: str, *, store: EventStore | None = None) -> bool:
     """Remove an interest. Returns whether it was there."""
-    return _existing(learner_id, store).remove_interest(interest_name)
+    return _command(learner_id, store, lambda profile: profile.remove_interest(interest_name))
 
 
 def add_struggle(learner_id: str, data: StruggleData, *, store: EventStore | None = None) -> bool:
     """Add a struggle area. Returns whether it was new."""
     data = _checked_data(learner_id, data, StruggleData)
-    return _existing(learner_id, store).add_struggle_area(data.struggle_description)
+    return _command(learner_id, store, lambda profile: profile.add_struggle_area(data.struggle_description))
 
 
 def remove_struggle(learner_id: str, struggle_description: str, *, store: EventStore | None = None) -> bool:
     """Remove a struggle area. Returns whether it was there."""
-    return _existing(learner_id, store).remove_struggle_area(struggle_description)
+    return _command(learner_id, store, lambda profile: profile.remove_struggle_area(struggle_description))
 
 
 def add_or_update_cognitive_metric(
@@ -151,35 +154,44 @@ def add_or_update_cognitive_metric(
 ) -> bool:
     """Record a diagnostic task's metrics. Returns whether they differ from the stored ones."""
     data = _checked_data(learner_id, data, CognitiveMetricData)
-    return _existing(learner_id, store).add_cognitive_metric(data.task_name, data.metric_details)
+    return _command(
+        learner_id, store, lambda profile: profile.add_cognitive_metric(data.task_name, data.metric_details)
+    )
 
 
 def add_or_update_lo_progress(learner_id: str, data: LOProgressData, *, store: EventStore | None = None) -> bool:
     """Set an LO's status, score and details (see `LearnerProfile.update_lo_progress`)."""
     data = _checked_data(learner_id, data, LOProgressData)
-    return _existing(learner_id, store).update_lo_progress(data.lo_id, data.status, data.score, data.details)
+    return _command(
+        learner_id, store, lambda profile: profile.update_lo_progress(data.lo_id, data.status, data.score, data.details)
+    )
 
 
 def add_badge_record(learner_id: str, data: BadgeData, *, store: EventStore | None = None) -> bool:
     """Award a badge. Returns whether the learner did not already hold it."""
     data = _checked_data(learner_id, data, BadgeData)
-    return _existing(learner_id, store).add_badge(data.badge_id, data.badge_name, data.details)
+    return _command(learner_id, store, lambda profile: profile.add_badge(data.badge_id, data.badge_name, data.details))
 
 
 def revoke_badge(learner_id: str, badge_id: str, *, store: EventStore | None = None) -> bool:
     """Take a badge back. Returns whether the learner held it."""
-    return _existing(learner_id, store).revoke_badge(badge_id)
+    return _command(learner_id, store, lambda profile: profile.revoke_badge(badge_id))
 
 
 def add_activity_attempt(learner_id: str, data: ActivityAttemptData, *, store: EventStore | None = None) -> bool:
     """Record an activity attempt (always recorded)."""
     data = _checked_data(learner_id, data, ActivityAttemptData)
-    return _existing(learner_id, store).record_activity_attempt(
-        data.lo_id, data.activity_id, data.activity_type, data.score, data.completed, data.attempt_details
+    return _command(
+        learner_id,
+        store,
+        lambda profile: profile.record_activity_attempt(
+            data.lo_id, data.activity_id, data.activity_type, data.score, data.completed, data.attempt_details
+        ),
     )
 
 
 D = TypeVar("D", bound=RowData)
+T = TypeVar("T")
 
 
 def _checked_data(learner_id: str, data: object, dto: type[D]) -> D:
@@ -191,10 +203,14 @@ def _checked_data(learner_id: str, data: object, dto: type[D]) -> D:
     return data
 
 
-def _existing(learner_id: str, store: EventStore | None) -> LearnerProfile:
+def _command(learner_id: str, store: EventStore | None, change: Callable[[LearnerProfile], T]) -> T:
+    """Make `change` to the learner's existing profile as a command: saved in one append, and
+    on ConcurrencyError made again on what the other writer appended (only that is read), with
+    bounded, jittered retries (`LearnerProfile.run_command`). A learner several processes write
+    at once (a class's shared record) gets every change, each once."""
     if store is not None and not isinstance(store, EventStore):
         raise InvalidInput("store", f"must be an EventStore or None, not {type(store).__name__}")
-    return LearnerProfile.load(learner_id, store=store)
+    return LearnerProfile.load(learner_id, persistence_enabled=False, store=store).run_command(change)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,12 +7,23 @@ that moved the stream meanwhile makes the save fail with ConcurrencyError, writi
 
 from __future__ import annotations
 
+import random
+import time
+from collections.abc import Callable
 from typing import TypeVar
 
 from dala_events.aggregate import LearnerAggregate
+from dala_events.errors import ConcurrencyError
 from dala_events.store import EventStore
 
 A = TypeVar("A", bound=LearnerAggregate)
+T = TypeVar("T")
+
+COMMAND_ATTEMPTS = 25
+"""How often a command is tried before its ConcurrencyError is raised (a learner written by
+that many others in a row is not a learner but a queue)."""
+RETRY_BASE_SECONDS = 0.005
+RETRY_MAX_SECONDS = 0.25
 
 
 class LearnerRepository:
@@ -29,6 +40,33 @@ class LearnerRepository:
         """Replay the stream of `aggregate`'s learner into it, and return it."""
         aggregate.replay(self.store.read_stream(aggregate.learner_id))
         return aggregate
+
+    def catch_up(self, aggregate: LearnerAggregate) -> None:
+        """Fold into `aggregate` (nothing pending) the events appended after its version: only
+        those, not the whole stream."""
+        aggregate.replay(self.store.read_stream(aggregate.learner_id, after_version=aggregate.saved_version))
+
+    def run_command(self, aggregate: A, change: Callable[[A], T], *, attempts: int = COMMAND_ATTEMPTS) -> T:
+        """Make `change` on `aggregate` (nothing pending, its changes not saved as they are
+        made) and save it; when another writer appended first (ConcurrencyError), go back to
+        the state before the change, read the events appended since, and decide again: at most
+        `attempts` times, with jittered, growing pauses between tries. Nothing is applied
+        twice: each try starts from what is stored. Returns what `change` returned on the try
+        that was saved; after the last try the ConcurrencyError is raised, nothing pending."""
+        for attempt in range(1, attempts + 1):
+            before = aggregate.saved_point()
+            result = change(aggregate)
+            try:
+                self.save(aggregate)
+                return result
+            except ConcurrencyError:
+                aggregate.back_to(before)  # the change is dropped, given up or not
+                if attempt == attempts:
+                    raise
+                self.catch_up(aggregate)
+                # Full jitter: writers that collided spread out instead of colliding again.
+                time.sleep(random.uniform(0, min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2**attempt)))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def save(self, aggregate: LearnerAggregate) -> int:
         """Append the aggregate's pending events in one transaction; returns the stream version.

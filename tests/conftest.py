@@ -62,7 +62,7 @@ def reset_postgres() -> None:
         with engine.begin() as connection:
             READ_MODEL_METADATA.drop_all(connection)
             LOG_METADATA.drop_all(connection)
-            for table in ("alembic_version", "projection_state", "disclosure_log"):
+            for table in ("alembic_version", "projection_state", "disclosure_log", "subscription_checkpoints"):
                 connection.execute(text(f"DROP TABLE IF EXISTS {table} CASCADE"))
             connection.execute(text("DROP SCHEMA IF EXISTS dala_rebuild CASCADE"))
     finally:

@@ -139,6 +139,36 @@ def hammer(database_url: str, worker: int, rounds: int) -> int:
         engine.dispose()
 
 
+def hot_writer(database_url: str, worker: int, rounds: int) -> int:
+    """Run in a child process: record `rounds` activity attempts of the shared learner "hot"
+    through the persistence manager's writers (commands that retry on conflicts); returns how
+    often a command had to catch up with another writer."""
+    from dala_events import persistence_manager as pm
+    from dala_events.database_setup import create_dala_engine, store_for
+    from dala_events.repository import LearnerRepository
+
+    caught_up = 0
+    catch_up = LearnerRepository.catch_up
+
+    def counted(self: LearnerRepository, aggregate: Any) -> None:
+        nonlocal caught_up
+        caught_up += 1
+        catch_up(self, aggregate)
+
+    LearnerRepository.catch_up = counted  # type: ignore[method-assign]
+    engine = create_dala_engine(database_url)
+    store = store_for(engine)
+    try:
+        for n in range(rounds):
+            attempt = pm.ActivityAttemptData(
+                lo_id="LO1", activity_id=f"w{worker}-{n}", activity_type="quiz", score=float(n), completed=True
+            )
+            assert pm.add_activity_attempt("hot", attempt, store=store)
+        return caught_up
+    finally:
+        engine.dispose()
+
+
 def rebuild_after_adding_a_badge_column(database_url: str) -> dict[str, Any]:
     """Run in a fresh process: the code's badges table gains `earned_at` (the full time, filled
     from each BadgeAwarded's occurred_at, which the log always had); start-up notices, a rebuild

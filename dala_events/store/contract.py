@@ -228,13 +228,16 @@ class EventStore(ABC):
         until: datetime | None = None,
         since: datetime | None = None,
         event_types: Collection[str] | None = None,
+        after_version: int = 0,
     ) -> list[RecordedEvent]:
         """The learner's events in version order.
 
-        Optionally only those up to a version, recorded within [since, until], of the given
-        types. Times are compared with `recorded_at`: when the store learned of the event.
+        Optionally only those after a version (what a writer that holds the stream up to it
+        has not seen), up to a version, recorded within [since, until], of the given types.
+        Times are compared with `recorded_at`: when the store learned of the event.
         """
         learner_id = valid_learner_id(learner_id)
+        check_count("after_version", after_version, learner_id=learner_id)
         wanted: frozenset[str] | None = None
         if event_types is not None:
             # listed once: a generator is read here, not used up by the check
@@ -249,7 +252,9 @@ class EventStore(ABC):
                     learner_id=learner_id,
                 )
             wanted = frozenset(names)
-        rows = self._checked_stream_rows(learner_id, up_to_version, since, until, projectable=False)
+        rows = self._checked_stream_rows(
+            learner_id, up_to_version, since, until, projectable=False, after_version=min(after_version, MAX_VERSION)
+        )
         return [decode_recorded(row, self.cipher) for row in rows if wanted is None or row.event_type in wanted]
 
     def read_stream_for_projection(

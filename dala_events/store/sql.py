@@ -25,6 +25,7 @@ from sqlalchemy import (
     Connection,
     Dialect,
     Engine,
+    FetchedValue,
     Index,
     Integer,
     MetaData,
@@ -98,8 +99,15 @@ event_log = Table(
     Column("metadata", Text, nullable=False),
     # Chains the row to the previous one of its stream: see `codec.chain_message`.
     Column("hash", String(HASH_LENGTH), nullable=False),
+    # The writing transaction (PostgreSQL: its xid8, set by the database; SQLite: 0), for
+    # readers that must never pass an event committed late (migration 0009, `subscriptions`).
+    # Where this database put the row, not part of the event: never written by the store,
+    # never carried by a backup.
+    Column("transaction_id", BigInteger, nullable=False, server_default=FetchedValue()),
     # The optimistic-concurrency guard: two writers cannot both write version n of a stream.
     UniqueConstraint("learner_id", "version", name="uq_event_log_learner_version"),
+    # Subscriptions read in (transaction_id, position) order.
+    Index("ix_event_log_transaction", "transaction_id", "position"),
     # The erasures, found without reading streams (a few rows: one per erased learner).
     Index(
         "ix_event_log_erasures",
@@ -109,6 +117,10 @@ event_log = Table(
     ),
 )
 """The one table of truth. Rows are only ever inserted."""
+
+DATABASE_COLUMNS = ("transaction_id",)
+"""Columns of event_log that the database fills for its own bookkeeping: not written by the
+store, not carried by backups (a restore's database fills them anew)."""
 
 projection_state = Table(
     "projection_state",
@@ -457,7 +469,7 @@ class _Statements:
 
     def __init__(self, dialect: Dialect) -> None:
         insert = event_log.insert()
-        columns = written_columns(event_log)
+        columns = [name for name in written_columns(event_log) if name not in DATABASE_COLUMNS]
         if dialect.name == "sqlite":
             insert = insert.values(
                 occurred_at=bindparam("occurred_text", type_=String()),

@@ -1,0 +1,291 @@
+"""Subscriptions: a named, durable position in the log for one consumer that must see every event.
+
+A learning record store, analytics or notices to parents follow the log through a
+`Subscription`: `fetch` gives the next events it has not acknowledged, in log order, decrypted
+and checked like every read (an erased learner's earlier events come as `ErasedContent`, and
+`LearnerErased` itself is delivered, so a consumer can forget too); `ack` moves its checkpoint,
+kept in the table `subscription_checkpoints`; `run` loops fetch, handle, acknowledge.
+
+**Never skips, never waits on a timer.** On PostgreSQL an event's position is taken when it is
+inserted, and its transaction may commit after others that took higher positions: a reader by
+position alone could pass it and never come back. Every event records its writing transaction
+(`transaction_id`, the xid8 of `pg_current_xact_id()`, migration 0009); a subscription reads
+only events whose transaction is older than every transaction still running
+(`pg_snapshot_xmin(pg_current_snapshot())`), in (transaction_id, position) order. Below that
+horizon no event can still appear, so the order it reads is final: an event committed late is
+read in its place once its transaction ends. No lock holds writers back, no gap is skipped after
+a delay; a transaction left open anywhere in the database holds every subscription at the
+horizon until it ends (`dala subscriptions` shows the lag). On SQLite a writer holds the write
+lock from its first statement to its commit, so positions commit in order and every committed
+event is readable at once. A learner's events are delivered in their version order on both.
+
+Delivery is at least once: an event handled but not acknowledged (the consumer crashed) comes
+again. `run(handler, in_transaction=True)` hands the handler the connection of a transaction
+that also moves the checkpoint: a handler writing into the same database gets each event
+exactly once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    String,
+    Table,
+    bindparam,
+    func,
+    literal,
+    literal_column,
+    select,
+    tuple_,
+)
+from sqlalchemy.exc import IntegrityError
+
+from dala_events.dialects import UTCDateTime, read_transaction, write_transaction
+from dala_events.envelopes import RecordedEvent
+from dala_events.errors import InvalidInput
+from dala_events.events import EVENT_TYPES, utc_now
+from dala_events.store.codec import RECORDED_FIELDS, StoredRow, decode_recorded
+from dala_events.store.contract import check_count
+from dala_events.store.sql import LOG_METADATA, SqlEventStore, event_log
+
+MAX_NAME_LENGTH = 100
+DEFAULT_BATCH = 100
+MAX_BATCH = 10_000
+
+subscription_checkpoints = Table(
+    "subscription_checkpoints",
+    LOG_METADATA,
+    Column("name", String(MAX_NAME_LENGTH), primary_key=True),
+    Column("transaction_id", BigInteger, nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+"""Each subscription's checkpoint: the (transaction_id, position) of the last event it
+acknowledged ((-1, 0): none yet). Created by migration 0009."""
+
+_START = (-1, 0)
+
+
+@dataclass(frozen=True)
+class SubscriptionStatus:
+    """What `dala subscriptions` shows of one subscription."""
+
+    name: str
+    transaction_id: int
+    position: int
+    """The log position of the last event acknowledged (0: none)."""
+    lag: int
+    """Events after the checkpoint, committed or not yet readable."""
+    updated_at: datetime
+
+
+def check_name(name: object) -> str:
+    """`name` if it is a subscription name (1 to 100 printable characters, no surrounding
+    spaces), else InvalidInput naming `name`."""
+    if not isinstance(name, str):
+        raise InvalidInput("name", f"must be a str, not {type(name).__name__}")
+    if not name or name != name.strip() or len(name) > MAX_NAME_LENGTH or not name.isprintable():
+        raise InvalidInput("name", f"must be 1 to {MAX_NAME_LENGTH} printable characters without surrounding spaces")
+    return name
+
+
+class Subscription:
+    """A named, durable position in the log for one consumer (see the module docstring).
+
+    `engine`: the database (None: the process default of `database_setup.init_db`), read with
+    its configured key store; `store`: a configured store to read with instead (the `Dala`
+    facade passes its own). `event_types`: only these types are delivered (the checkpoint still
+    moves past the others as later events are acknowledged).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        engine: Engine | None = None,
+        event_types: Collection[str] | None = None,
+        store: SqlEventStore | None = None,
+    ) -> None:
+        from dala_events.database_setup import get_store, store_for
+
+        self.name = check_name(name)
+        if store is not None and engine is not None:
+            raise InvalidInput("engine", "give an engine or a store, not both")
+        if engine is not None and not isinstance(engine, Engine):
+            raise InvalidInput("engine", f"must be a SQLAlchemy Engine or None, not {type(engine).__name__}")
+        if store is not None and not isinstance(store, SqlEventStore):
+            raise InvalidInput("store", f"must be a SqlEventStore or None, not {type(store).__name__}")
+        self.store: SqlEventStore = store or (store_for(engine) if engine is not None else get_store())
+        self.event_types = _checked_types(event_types)
+        self._transactions: dict[int, int] = {}  # position -> transaction id of what was fetched
+        with write_transaction(self.store.engine) as connection:
+            _register(connection, self.name)
+
+    @property
+    def engine(self) -> Engine:
+        return self.store.engine
+
+    def checkpoint(self) -> tuple[int, int]:
+        """The (transaction_id, position) of the last event acknowledged ((-1, 0): none)."""
+        with read_transaction(self.engine) as connection:
+            return _checkpoint(connection, self.name)
+
+    def fetch(self, limit: int = DEFAULT_BATCH) -> list[RecordedEvent]:
+        """The next events not yet acknowledged, at most `limit`, in log order (see the module
+        docstring), each checked against its stream's chain and decrypted."""
+        limit = min(check_count("limit", limit, minimum=1), MAX_BATCH)
+        self.store.forget_erased_keys()  # an erasure in another process drops a cached key here
+        with read_transaction(self.engine) as connection:
+            after = _checkpoint(connection, self.name)
+            found = connection.execute(_next_events(connection, after, self.event_types, limit)).all()
+        rows = [StoredRow._make(row[1:]) for row in found]
+        by_learner: dict[str, list[StoredRow]] = {}
+        for row in rows:
+            by_learner.setdefault(row.learner_id, []).append(row)
+        for learner_id, stream_rows in by_learner.items():
+            self.store._check_links(learner_id, stream_rows)
+        self._transactions = {row[1]: row[0] for row in found}
+        return [decode_recorded(row, self.store.cipher) for row in rows]
+
+    def ack(self, event: RecordedEvent, *, connection: Connection | None = None) -> None:
+        """Move the checkpoint to `event` (one `fetch` returned): it, and everything before it,
+        will not be delivered again. With `connection`, inside that connection's transaction."""
+        checkpoint = self._checkpoint_of(event)
+        if connection is not None:
+            _save(connection, self.name, checkpoint)
+            return
+        with write_transaction(self.engine) as own:
+            _save(own, self.name, checkpoint)
+
+    def run(
+        self,
+        handler: Callable[..., Any],
+        *,
+        stop_when_idle: bool = False,
+        poll_interval: float = 1.0,
+        batch_size: int = DEFAULT_BATCH,
+        in_transaction: bool = False,
+        stop: threading.Event | None = None,
+    ) -> int:
+        """Hand every new event to `handler`, then acknowledge it; returns how many were handled.
+
+        Polls every `poll_interval` seconds when nothing is new; returns when nothing is new and
+        `stop_when_idle`, or once `stop` is set. `in_transaction`: `handler(event, connection)`
+        runs inside the transaction that moves the checkpoint (exactly once for what it writes
+        with that connection); otherwise `handler(event)` and at-least-once delivery.
+        """
+        if poll_interval <= 0:
+            raise InvalidInput("poll_interval", f"must be > 0 seconds, got {poll_interval!r}")
+        stop = stop or threading.Event()
+        handled = 0
+        while not stop.is_set():
+            events = self.fetch(batch_size)
+            if not events:
+                if stop_when_idle:
+                    break
+                stop.wait(poll_interval)
+                continue
+            for event in events:
+                if in_transaction:
+                    with write_transaction(self.engine) as connection:
+                        handler(event, connection)
+                        self.ack(event, connection=connection)
+                else:
+                    handler(event)
+                    self.ack(event)
+                handled += 1
+                if stop.is_set():
+                    break
+        return handled
+
+    def _checkpoint_of(self, event: RecordedEvent) -> tuple[int, int]:
+        if not isinstance(event, RecordedEvent):
+            raise InvalidInput("event", f"must be a RecordedEvent, not {type(event).__name__}")
+        transaction_id = self._transactions.get(event.position)
+        if transaction_id is None:
+            raise InvalidInput("event", f"log position {event.position} was not delivered by the last fetch")
+        return transaction_id, event.position
+
+    def __repr__(self) -> str:
+        return f"Subscription({self.name!r})"
+
+
+def list_subscriptions(engine: Engine) -> list[SubscriptionStatus]:
+    """Every subscription of the database, with its checkpoint and lag, by name."""
+    c = event_log.c
+    with read_transaction(engine) as connection:
+        found = connection.execute(select(subscription_checkpoints).order_by(subscription_checkpoints.c.name)).all()
+        statuses = []
+        for name, transaction_id, position, updated_at in found:
+            after = tuple_(c.transaction_id, c.position) > tuple_(literal(transaction_id), literal(position))
+            lag = connection.execute(select(func.count()).select_from(event_log).where(after)).scalar_one()
+            statuses.append(SubscriptionStatus(name, transaction_id, position, int(lag), updated_at))
+    return statuses
+
+
+def _checked_types(event_types: Collection[str] | None) -> frozenset[str] | None:
+    if event_types is None:
+        return None
+    names = None if isinstance(event_types, str) else list(event_types)
+    if names is None or not all(isinstance(name, str) for name in names):
+        raise InvalidInput("event_types", "must be a collection of event type names")
+    unknown = sorted(set(names) - set(EVENT_TYPES))
+    if unknown:
+        raise InvalidInput("event_types", f"unknown event types {unknown}; known: {', '.join(EVENT_TYPES)}")
+    return frozenset(names)
+
+
+def _register(connection: Connection, name: str) -> None:
+    """Record the subscription at the start of the log, unless it is recorded already."""
+    table = subscription_checkpoints
+    if connection.execute(select(table.c.name).where(table.c.name == name)).first() is not None:
+        return
+    row = {"name": name, "transaction_id": _START[0], "position": _START[1], "updated_at": utc_now()}
+    try:
+        with connection.begin_nested():
+            connection.execute(table.insert(), row)
+    except IntegrityError:  # another process registered it first
+        pass
+
+
+def _checkpoint(connection: Connection, name: str) -> tuple[int, int]:
+    found = connection.execute(
+        select(subscription_checkpoints.c.transaction_id, subscription_checkpoints.c.position).where(
+            subscription_checkpoints.c.name == name
+        )
+    ).first()
+    return _START if found is None else (int(found[0]), int(found[1]))
+
+
+def _save(connection: Connection, name: str, checkpoint: tuple[int, int]) -> None:
+    """Record `checkpoint` unless the one recorded is already past it (an older ack)."""
+    table = subscription_checkpoints
+    current = tuple_(table.c.transaction_id, table.c.position)
+    connection.execute(
+        table.update()
+        .where(table.c.name == name, current < tuple_(literal(checkpoint[0]), literal(checkpoint[1])))
+        .values(transaction_id=checkpoint[0], position=checkpoint[1], updated_at=utc_now())
+    )
+
+
+def _next_events(connection: Connection, after: tuple[int, int], event_types: frozenset[str] | None, limit: int) -> Any:
+    c = event_log.c
+    query = select(c.transaction_id, *(c[name] for name in RECORDED_FIELDS)).where(
+        tuple_(c.transaction_id, c.position) > tuple_(literal(after[0]), literal(after[1]))
+    )
+    if connection.dialect.name == "postgresql":
+        # Only below the oldest transaction still running: nothing can appear there any more.
+        horizon: Any = literal_column("(pg_snapshot_xmin(pg_current_snapshot())::text)::bigint")
+        query = query.where(c.transaction_id < horizon)
+    if event_types is not None:
+        query = query.where(c.event_type.in_(bindparam("types", sorted(event_types), expanding=True)))
+    return query.order_by(c.transaction_id, c.position).limit(limit)

@@ -1,0 +1,193 @@
+"""Subscriptions: every event delivered, in order, never skipped, at least once (exactly once
+for a handler writing with the checkpoint's transaction), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, text
+
+from dala_events.attribution import recorded_as
+from dala_events.envelopes import ProjectableEvent, RecordedEvent
+from dala_events.errors import InvalidInput
+from dala_events.events import ErasedContent, LearnerErased
+from dala_events.hlp_module import LearnerProfile
+from dala_events.persistence_manager import erase_learner
+from dala_events.store import SqlEventStore
+from dala_events.subscriptions import Subscription, list_subscriptions
+from tests.conftest import POSTGRES_URL, require_postgres, reset_postgres
+
+
+def _write(store: SqlEventStore, learner: str, *interests: str) -> None:
+    profile = LearnerProfile(learner, store=store)
+    for interest in interests:
+        profile.add_interest(interest)
+
+
+def _seen(events: Sequence[RecordedEvent]) -> list[tuple[str, int, str]]:
+    return [(event.learner_id, event.version, event.event_type) for event in events]
+
+
+def test_events_come_in_log_order_and_an_ack_moves_the_checkpoint(store: SqlEventStore) -> None:
+    _write(store, "ann", "Robotics", "Chess")
+    _write(store, "bob", "Dinosaurs")
+    lrs = Subscription("lrs", store=store)
+    first = lrs.fetch(3)
+    assert _seen(first) == [
+        ("ann", 1, "LearnerProfileCreated"),
+        ("ann", 2, "InterestAdded"),
+        ("ann", 3, "InterestAdded"),
+    ]
+    assert first[1].event.interest_name == "Robotics"  # type: ignore[attr-defined]  # decrypted
+    assert _seen(lrs.fetch(10))[:3] == _seen(first)  # not acknowledged: delivered again
+    lrs.ack(first[-1])
+    assert _seen(lrs.fetch(10)) == [("bob", 1, "LearnerProfileCreated"), ("bob", 2, "InterestAdded")]
+    # A new instance (another process, a restart) goes on from the checkpoint.
+    again = Subscription("lrs", store=store)
+    assert [event.learner_id for event in again.fetch(10)] == ["bob", "bob"]
+    assert [status.name for status in list_subscriptions(store.engine)] == ["lrs"]
+    assert list_subscriptions(store.engine)[0].lag == 2
+
+
+def test_an_older_ack_never_moves_the_checkpoint_back(store: SqlEventStore) -> None:
+    _write(store, "ann", "Robotics", "Chess")
+    lrs = Subscription("lrs", store=store)
+    events = lrs.fetch(10)
+    lrs.ack(events[-1])
+    lrs.ack(events[0])
+    assert lrs.fetch(10) == []
+
+
+def test_an_ack_of_an_event_not_fetched_is_refused(store: SqlEventStore) -> None:
+    _write(store, "ann", "Robotics")
+    lrs = Subscription("lrs", store=store)
+    event = lrs.fetch(10)[0]
+    other = Subscription("other", store=store)
+    with pytest.raises(InvalidInput, match="not delivered by the last fetch"):
+        other.ack(event)
+    with pytest.raises(InvalidInput, match="name"):
+        Subscription(" padded ", store=store)
+
+
+def test_event_types_filter_what_is_delivered(store: SqlEventStore) -> None:
+    _write(store, "ann", "Robotics", "Chess")
+    interests = Subscription("interests", store=store, event_types=["InterestAdded"])
+    assert [event.event_type for event in interests.fetch(10)] == ["InterestAdded", "InterestAdded"]
+    with pytest.raises(InvalidInput, match="unknown event types"):
+        Subscription("typo", store=store, event_types=["InterestAddd"])
+
+
+def test_an_erased_learner_comes_as_erased_content_then_the_erasure(store: SqlEventStore) -> None:
+    _write(store, "ann", "Robotics")
+    lrs = Subscription("lrs", store=store)
+    lrs.fetch(10)  # the key is cached here: the erasure must still be seen
+    with recorded_as(actor="dpo:jane"):
+        erase_learner("ann", reason="parent's request", store=store)
+    events = lrs.fetch(10)
+    assert all(type(event.event) is ErasedContent for event in events[:-1])
+    assert type(events[-1].event) is LearnerErased and events[-1].metadata["actor"] == "dpo:jane"
+
+
+def test_run_delivers_each_event_once_to_a_handler_writing_with_the_checkpoint(store: SqlEventStore) -> None:
+    with store.engine.begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS seen"))
+        connection.execute(text("CREATE TABLE seen (position BIGINT)"))
+    _write(store, "ann", "Robotics", "Chess", "Dinosaurs")
+    failures = iter([False, False, True])
+
+    def handler(event: RecordedEvent, connection: Connection) -> None:
+        connection.execute(text("INSERT INTO seen VALUES (:p)"), {"p": event.position})
+        if next(failures, False):
+            raise RuntimeError("the consumer crashed mid-event")
+
+    lrs = Subscription("copy", store=store)
+    with pytest.raises(RuntimeError):
+        lrs.run(handler, stop_when_idle=True, in_transaction=True)
+    assert Subscription("copy", store=store).run(handler, stop_when_idle=True, in_transaction=True) == 2
+    with store.engine.connect() as connection:
+        seen = [row[0] for row in connection.execute(text("SELECT position FROM seen ORDER BY position"))]
+    assert seen == [1, 2, 3, 4]
+
+
+def test_run_returns_when_idle_and_polls_until_stopped(store: SqlEventStore) -> None:
+    _write(store, "ann", "Robotics")
+    handled: list[int] = []
+    stop = threading.Event()
+
+    def handler(event: RecordedEvent) -> None:
+        handled.append(event.position)
+        if len(handled) == 2:
+            stop.set()
+
+    assert Subscription("a", store=store).run(handler, stop=stop) == 2
+    with pytest.raises(InvalidInput, match="poll_interval"):
+        Subscription("b", store=store).run(handler, poll_interval=0)
+
+
+class _HeldAppend:
+    """An inline projector that holds the append of one learner inside its transaction (the
+    event inserted, not committed) until released."""
+
+    def __init__(self, learner: str) -> None:
+        self.learner = learner
+        self.inserted = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, connection: Connection, events: Sequence[ProjectableEvent]) -> None:
+        if any(event.learner_id == self.learner for event in events):
+            self.inserted.set()
+            assert self.release.wait(30), "the test never released the held append"
+
+
+def test_an_event_committed_after_higher_positions_is_delivered_in_its_place() -> None:
+    """PostgreSQL only: there a later position can commit first (SQLite writers hold the write
+    lock from their first statement to their commit)."""
+    from dala_events.database_setup import close_db, init_db, store_for
+
+    require_postgres()
+    reset_postgres()
+    engine = init_db(POSTGRES_URL)
+    try:
+        store = store_for(engine)
+        _write(store, "ann", "Robotics")
+        _write(store, "held")
+        held = _HeldAppend("held")
+        holding = SqlEventStore(engine, inline_projectors=(*store.inline_projectors, held), cipher=store.cipher)
+        writer = threading.Thread(target=_write, args=(holding, "held", "Chess"))
+        writer.start()
+        assert held.inserted.wait(30)
+        _write(store, "bob", "Dinosaurs")  # higher positions, committed first
+        lrs = Subscription("lrs", store=store)
+        before = lrs.fetch(100)
+        assert ("bob", 1, "LearnerProfileCreated") not in _seen(before)  # behind the open transaction
+        for event in before:
+            lrs.ack(event)
+        held.release.set()
+        writer.join(30)
+        after = lrs.fetch(100)
+        delivered = _seen(before) + _seen(after)
+        assert ("held", 2, "InterestAdded") in delivered and ("bob", 2, "InterestAdded") in delivered
+        assert len(delivered) == len(set(delivered)) == 6  # each exactly once
+        assert delivered.index(("held", 2, "InterestAdded")) < delivered.index(("bob", 1, "LearnerProfileCreated"))
+    finally:
+        close_db()
+
+
+def test_dala_subscriptions_lists_checkpoints_and_lag(store: SqlEventStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from dala_events.cli import main
+
+    _write(store, "ann", "Robotics")
+    lrs = Subscription("lrs", store=store)
+    lrs.ack(lrs.fetch(1)[0])
+    url = store.engine.url.render_as_string(hide_password=False)
+    result = CliRunner().invoke(main, ["subscriptions", "--json", "--database-url", url])
+    assert result.exit_code == 0, result.output
+    listed: list[dict[str, Any]] = json.loads(result.output)
+    assert [(row["name"], row["position"], row["lag"]) for row in listed] == [("lrs", 1, 1)]
