@@ -221,13 +221,12 @@ class Subscription:
 
 def list_subscriptions(engine: Engine) -> list[SubscriptionStatus]:
     """Every subscription of the database, with its checkpoint and lag, by name."""
-    c = event_log.c
     with read_transaction(engine) as connection:
         found = connection.execute(select(subscription_checkpoints).order_by(subscription_checkpoints.c.name)).all()
         statuses = []
         for name, transaction_id, position, updated_at in found:
-            after = tuple_(c.transaction_id, c.position) > tuple_(literal(transaction_id), literal(position))
-            lag = connection.execute(select(func.count()).select_from(event_log).where(after)).scalar_one()
+            later, _order = _after(connection, (transaction_id, position))
+            lag = connection.execute(select(func.count()).select_from(event_log).where(later)).scalar_one()
             statuses.append(SubscriptionStatus(name, transaction_id, position, int(lag), updated_at))
     return statuses
 
@@ -277,15 +276,27 @@ def _save(connection: Connection, name: str, checkpoint: tuple[int, int]) -> Non
     )
 
 
+def _after(connection: Connection, checkpoint: tuple[int, int]) -> Any:
+    """The events after `checkpoint`, and the order to read them in: (transaction_id, position)
+    on PostgreSQL; on SQLite, where transactions commit in position order (and every
+    transaction_id is 0), the position alone."""
+    c = event_log.c
+    if connection.dialect.name == "postgresql":
+        return tuple_(c.transaction_id, c.position) > tuple_(literal(checkpoint[0]), literal(checkpoint[1])), (
+            c.transaction_id,
+            c.position,
+        )
+    return c.position > checkpoint[1], (c.position,)
+
+
 def _next_events(connection: Connection, after: tuple[int, int], event_types: frozenset[str] | None, limit: int) -> Any:
     c = event_log.c
-    query = select(c.transaction_id, *(c[name] for name in RECORDED_FIELDS)).where(
-        tuple_(c.transaction_id, c.position) > tuple_(literal(after[0]), literal(after[1]))
-    )
+    later, order = _after(connection, after)
+    query = select(c.transaction_id, *(c[name] for name in RECORDED_FIELDS)).where(later)
     if connection.dialect.name == "postgresql":
         # Only below the oldest transaction still running: nothing can appear there any more.
         horizon: Any = literal_column("(pg_snapshot_xmin(pg_current_snapshot())::text)::bigint")
         query = query.where(c.transaction_id < horizon)
     if event_types is not None:
         query = query.where(c.event_type.in_(bindparam("types", sorted(event_types), expanding=True)))
-    return query.order_by(c.transaction_id, c.position).limit(limit)
+    return query.order_by(*order).limit(limit)

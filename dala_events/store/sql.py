@@ -99,15 +99,13 @@ event_log = Table(
     Column("metadata", Text, nullable=False),
     # Chains the row to the previous one of its stream: see `codec.chain_message`.
     Column("hash", String(HASH_LENGTH), nullable=False),
-    # The writing transaction (PostgreSQL: its xid8, set by the database; SQLite: 0), for
-    # readers that must never pass an event committed late (migration 0009, `subscriptions`).
-    # Where this database put the row, not part of the event: never written by the store,
-    # never carried by a backup.
+    # The writing transaction (PostgreSQL: its xid8, set by the database, and indexed with the
+    # position; SQLite: 0), for readers that must never pass an event committed late
+    # (migration 0009, `subscriptions`). Where this database put the row, not part of the
+    # event: never written by the store, never carried by a backup.
     Column("transaction_id", BigInteger, nullable=False, server_default=FetchedValue()),
     # The optimistic-concurrency guard: two writers cannot both write version n of a stream.
     UniqueConstraint("learner_id", "version", name="uq_event_log_learner_version"),
-    # Subscriptions read in (transaction_id, position) order.
-    Index("ix_event_log_transaction", "transaction_id", "position"),
     # The erasures, found without reading streams (a few rows: one per erased learner).
     Index(
         "ix_event_log_erasures",

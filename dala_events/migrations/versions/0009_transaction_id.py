@@ -35,12 +35,13 @@ def upgrade() -> None:
     columns = {column["name"] for column in sa.inspect(bind).get_columns("event_log")}
     if "transaction_id" not in columns:
         op.add_column("event_log", sa.Column("transaction_id", sa.BigInteger(), nullable=False, server_default="0"))
+    existing = {index["name"] for index in sa.inspect(bind).get_indexes("event_log")}
     if bind.dialect.name == "postgresql":
         # xid8 is a 64-bit counter that never wraps; as bigint it compares the same way.
         op.execute("ALTER TABLE event_log ALTER COLUMN transaction_id SET DEFAULT (pg_current_xact_id()::text)::bigint")
-    existing = {index["name"] for index in sa.inspect(bind).get_indexes("event_log")}
-    if "ix_event_log_transaction" not in existing:
-        op.create_index("ix_event_log_transaction", "event_log", ["transaction_id", "position"])
+        if "ix_event_log_transaction" not in existing:
+            # Subscriptions read in (transaction_id, position) order; SQLite's read by position.
+            op.create_index("ix_event_log_transaction", "event_log", ["transaction_id", "position"])
     if not sa.inspect(bind).has_table("subscription_checkpoints"):
         op.create_table(
             "subscription_checkpoints",
@@ -53,6 +54,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("subscription_checkpoints")
-    op.drop_index("ix_event_log_transaction", table_name="event_log")
+    if op.get_bind().dialect.name == "postgresql":
+        op.drop_index("ix_event_log_transaction", table_name="event_log")
     with op.batch_alter_table("event_log") as batch:
         batch.drop_column("transaction_id")
