@@ -34,12 +34,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
-    Column,
     Connection,
     Engine,
-    String,
-    Table,
     bindparam,
     func,
     literal,
@@ -49,28 +45,19 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from dala_events.dialects import UTCDateTime, read_transaction, write_transaction
+from dala_events.database_setup import get_store, store_for
+from dala_events.dialects import read_transaction, write_transaction
 from dala_events.envelopes import RecordedEvent
 from dala_events.errors import InvalidInput
 from dala_events.events import EVENT_TYPES, utc_now
 from dala_events.store.codec import RECORDED_FIELDS, StoredRow, decode_recorded
 from dala_events.store.contract import check_count
-from dala_events.store.sql import LOG_METADATA, SqlEventStore, event_log
+from dala_events.store.sql import SqlEventStore, event_log, subscription_checkpoints
 
 MAX_NAME_LENGTH = 100
+"""The longest subscription name (the column of `store.sql.subscription_checkpoints`)."""
 DEFAULT_BATCH = 100
 MAX_BATCH = 10_000
-
-subscription_checkpoints = Table(
-    "subscription_checkpoints",
-    LOG_METADATA,
-    Column("name", String(MAX_NAME_LENGTH), primary_key=True),
-    Column("transaction_id", BigInteger, nullable=False),
-    Column("position", BigInteger, nullable=False),
-    Column("updated_at", UTCDateTime(), nullable=False),
-)
-"""Each subscription's checkpoint: the (transaction_id, position) of the last event it
-acknowledged ((-1, 0): none yet). Created by migration 0009."""
 
 _START = (-1, 0)
 
@@ -115,8 +102,6 @@ class Subscription:
         event_types: Collection[str] | None = None,
         store: SqlEventStore | None = None,
     ) -> None:
-        from dala_events.database_setup import get_store, store_for
-
         self.name = check_name(name)
         if store is not None and engine is not None:
             raise InvalidInput("engine", "give an engine or a store, not both")

@@ -23,6 +23,7 @@ from dala_events.errors import RefusedToDestroy
 from dala_events.hlp_module import LearnerProfile
 from dala_events.integrity import verify_log
 from dala_events.store import LogKeyError, SqlEventStore, event_log
+from dala_events.store.sql import DATABASE_COLUMNS
 from dala_events.wiring import Mode
 from projections.rebuild import rebuild
 from tests.conftest import POSTGRES_URL, TEST_MASTER_KEY, require_postgres, reset_postgres
@@ -51,8 +52,10 @@ def _fill(store: SqlEventStore) -> None:
 
 
 def _log_rows(engine: Engine) -> list[tuple[Any, ...]]:
+    """The log's rows as events, without the columns each database fills for itself."""
+    columns = [column for column in event_log.columns if column.name not in DATABASE_COLUMNS]
     with engine.connect() as connection:
-        return [tuple(row) for row in connection.execute(select(event_log).order_by(event_log.c.position))]
+        return [tuple(row) for row in connection.execute(select(*columns).order_by(event_log.c.position))]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -135,7 +135,14 @@ def test_a_small_run_reports_every_measurement_as_json() -> None:
         "rebuild_a",
         "audit_history",
         "audit_profile_as_of",
+        "startup_profile",
+        "startup_libraries",
+        "startup_ratio",
     }
+    assert measurements["startup_ratio"]["this"]["median"] == pytest.approx(  # rounded to 4 places
+        measurements["startup_profile"]["this"]["median"] / measurements["startup_libraries"]["this"]["median"],
+        abs=1e-3,
+    )
     for entry in measurements.values():
         assert entry["this"]["median"] > 0 and entry["this"]["peak_rss_mb"] > 0 and len(entry["this"]["samples"]) == 1
     assert measurements["rebuild_a"]["this"]["count"] == 152

@@ -104,12 +104,16 @@ def test_run_delivers_each_event_once_to_a_handler_writing_with_the_checkpoint(s
             raise RuntimeError("the consumer crashed mid-event")
 
     lrs = Subscription("copy", store=store)
-    with pytest.raises(RuntimeError):
-        lrs.run(handler, stop_when_idle=True, in_transaction=True)
-    assert Subscription("copy", store=store).run(handler, stop_when_idle=True, in_transaction=True) == 2
-    with store.engine.connect() as connection:
-        seen = [row[0] for row in connection.execute(text("SELECT position FROM seen ORDER BY position"))]
-    assert seen == [1, 2, 3, 4]
+    try:
+        with pytest.raises(RuntimeError):
+            lrs.run(handler, stop_when_idle=True, in_transaction=True)
+        assert Subscription("copy", store=store).run(handler, stop_when_idle=True, in_transaction=True) == 2
+        with store.engine.connect() as connection:
+            seen = [row[0] for row in connection.execute(text("SELECT position FROM seen ORDER BY position"))]
+        assert seen == [1, 2, 3, 4]
+    finally:
+        with store.engine.begin() as connection:
+            connection.execute(text("DROP TABLE seen"))
 
 
 def test_run_returns_when_idle_and_polls_until_stopped(store: SqlEventStore) -> None:

@@ -170,6 +170,18 @@ rebuild --skip`: their events could not be read), with when and why; emptied by 
 without `--skip` (migration 0008)."""
 
 
+subscription_checkpoints = Table(
+    "subscription_checkpoints",
+    LOG_METADATA,
+    Column("name", String(100), primary_key=True),
+    Column("transaction_id", BigInteger, nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+"""Each subscription's checkpoint (`dala_events.subscriptions`): the (transaction_id, position)
+of the last event it acknowledged ((-1, 0): none yet). Created by migration 0009."""
+
+
 InlineProjector = Callable[[Connection, Sequence[ProjectableEvent]], None]
 """Runs inside an append's transaction and brings read models up to date with the events."""
 
