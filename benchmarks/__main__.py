@@ -26,7 +26,9 @@ from rich.table import Table
 
 PACKAGE = Path(__file__).resolve().parent
 THIS_TREE = PACKAGE.parent
-GROUPS = ("writes", "rebuild", "audit", "backup", "startup")
+GROUPS = ("writes", "rebuild", "audit", "backup", "startup", "postgres")
+PG_LEARNERS = 10
+PG_HOT_COMMANDS = 400
 STARTUP_REPEATS = 7
 IMPLEMENTATIONS = {
     "ours": "ours",
@@ -56,6 +58,19 @@ ORDER = (
     "startup_profile",
     "startup_libraries",
     "startup_ratio",
+    "pg_floor",
+    "pg_writers_1",
+    "pg_writers_2",
+    "pg_writers_4",
+    "pg_writers_8",
+    "pg_one_writer_to_floor",
+    "pg_four_to_one",
+    "pg_hot_1",
+    "pg_hot_8",
+    "pg_hot_8_to_1",
+    "pg_subscription_rate",
+    "pg_lag_median",
+    "pg_lag_max",
 )
 
 # Loads this checkout's `benchmarks` package by path, then runs one task. `-P` keeps the
@@ -185,6 +200,8 @@ def run(options: Options, progress: Console) -> dict[str, Any]:
                 bench.audit()
             if "startup" in options.only:
                 bench.startup()
+            if "postgres" in options.only:
+                bench.postgres()
     return summary(bench.results, options, bench.mutations, notes, time.perf_counter() - started)
 
 
@@ -300,6 +317,45 @@ class _Run:
             self.results.record(
                 "startup_ratio", ratio, tree, out["profile_ms"] / out["libraries_ms"], rss, STARTUP_REPEATS
             )
+
+    def postgres(self) -> None:
+        """The PostgreSQL group (`benchmarks.postgres`), or a note saying why it was skipped."""
+        for tree in self.trees:
+            params = {"learners": PG_LEARNERS, "hot_commands": PG_HOT_COMMANDS}
+            out = self.child(tree, "PostgreSQL writers and subscriptions", "postgres", params)
+            if "skipped" in out:
+                note = f"PostgreSQL group skipped ({tree.label} tree): {out['skipped']}"
+                if note not in self.notes:
+                    self.notes.append(note)
+                continue
+            rss = out["peak_rss_mb"]
+            rows = [
+                (
+                    "pg_floor",
+                    "PostgreSQL, per mutation: floor (psycopg, values precomputed)",
+                    "mutations/s",
+                    out["floor"],
+                ),
+                ("pg_writers_1", "PostgreSQL, per mutation: ours, 1 writer", "mutations/s", out["writers_1"]),
+                ("pg_writers_2", "PostgreSQL, per mutation: ours, 2 writers", "mutations/s", out["writers_2"]),
+                ("pg_writers_4", "PostgreSQL, per mutation: ours, 4 writers", "mutations/s", out["writers_4"]),
+                ("pg_writers_8", "PostgreSQL, per mutation: ours, 8 writers", "mutations/s", out["writers_8"]),
+                ("pg_one_writer_to_floor", "PostgreSQL: 1 writer / floor", "x", out["writers_1"] / out["floor"]),
+                ("pg_four_to_one", "PostgreSQL: 4 writers / 1 writer", "x", out["writers_4"] / out["writers_1"]),
+                ("pg_hot_1", "PostgreSQL, one learner: 1 writer (commands)", "mutations/s", out["hot_1"]),
+                ("pg_hot_8", "PostgreSQL, one learner: 8 writers (commands)", "mutations/s", out["hot_8"]),
+                ("pg_hot_8_to_1", "PostgreSQL, one learner: 8 writers / 1", "x", out["hot_8"] / out["hot_1"]),
+                (
+                    "pg_subscription_rate",
+                    "PostgreSQL: subscription, no-op handler",
+                    "events/s",
+                    out["subscription_rate"],
+                ),
+                ("pg_lag_median", "PostgreSQL: subscription lag under 4 writers, median", "events", out["lag_median"]),
+                ("pg_lag_max", "PostgreSQL: subscription lag under 4 writers, max", "events", out["lag_max"]),
+            ]
+            for name, label, unit, value in rows:
+                self.results.record(name, Measurement(label, unit), tree, value, rss, PG_LEARNERS)
 
 
 def _write_measurement(mode: str, impl: str) -> Measurement:
@@ -470,7 +526,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, bool]:
         "--only",
         default=",".join(GROUPS),
         metavar="GROUPS",
-        help="comma-separated subset of writes,rebuild,audit,backup,startup (default: all)",
+        help="comma-separated subset of writes,rebuild,audit,backup,startup,postgres (default: all)",
     )
     args = parser.parse_args(argv)
     only = tuple(group.strip() for group in args.only.split(",") if group.strip())

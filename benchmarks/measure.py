@@ -17,6 +17,7 @@ Tasks:
               times of `audit.history` and `audit.profile_as_of` at the latest version
   startup     {folder, repeats}: median wall times of `dala profile` on the demo's database and
               of a Python importing only the libraries it needs
+  postgres    {learners, hot_commands}: the PostgreSQL group (`benchmarks.postgres`)
 
 The only names used from the tree under test are those listed in `benchmarks/__init__.py`.
 """
@@ -331,6 +332,13 @@ def task_startup(folder: str, repeats: int) -> dict[str, Any]:
     return {"profile_ms": command * 1000, "libraries_ms": libraries * 1000}
 
 
+def task_postgres(learners: int, hot_commands: int) -> dict[str, Any]:
+    """See `benchmarks.postgres` (skipped, with the reason, without a server)."""
+    from benchmarks import postgres
+
+    return postgres.run(learners, hot_commands)
+
+
 TASKS: dict[str, Callable[..., dict[str, Any]]] = {
     "writes": task_writes,
     "write_log": task_write_log,
@@ -338,6 +346,7 @@ TASKS: dict[str, Callable[..., dict[str, Any]]] = {
     "audit": task_audit,
     "backup": task_backup,
     "startup": task_startup,
+    "postgres": task_postgres,
 }
 
 

@@ -445,10 +445,10 @@ class EventStore(ABC):
         (ConcurrencyError), and an erased learner's stream takes no more events
         (LearnerErasedError: an erasure is a stream's last event); then the rows are chained
         from the tip's hash (`codec.chain_rows`). Backends only read the tip and store."""
+        if tip.event_type == ERASED_EVENT_TYPE:  # first: a writer that held the stream before says why
+            raise LearnerErasedError(learner_id)
         if tip.version != expected_version:
             raise ConcurrencyError(learner_id, expected_version, tip.version)
-        if tip.event_type == ERASED_EVENT_TYPE:
-            raise LearnerErasedError(learner_id)
         chain_rows(rows, tip.hash, self.log_key)
 
     @abstractmethod

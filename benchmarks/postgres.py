@@ -1,0 +1,271 @@
+"""The PostgreSQL group of `make bench`: the store with many writer processes, against its floor.
+
+Runs in one child of the harness (task `postgres`), on databases it creates on the server of
+`DALA_BENCH_POSTGRES_URL` (default: the test server, 127.0.0.1:5432) and drops at the end: the
+log's, and a key store's of its own (one key store shared by every writer process, as a school
+group would run it). Skipped, with the reason, when no server answers.
+
+- **one writer vs its floor**: the workload, one transaction per mutation, through the store;
+  the floor is psycopg doing what each mutation must at least do, with every value computed
+  beforehand: insert the event row, write the read-model row, move `last_updated_at`, commit.
+- **K writers**: K = 1, 2, 4, 8 processes, each on learners of its own, started together;
+  mutations/s of all of them.
+- **hot learner**: 8 processes recording activity attempts of one learner through the
+  persistence manager (commands that retry on conflicts), against one process doing the same.
+- **subscription**: events/s a subscription delivers to a handler that does nothing, over the
+  whole log; and its lag (events appended but not yet delivered) while 4 writers write.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import statistics
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from benchmarks.workload import apply_workload, learner_workload
+
+DEFAULT_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+MASTER_KEY = "6b" * 32
+KS = (1, 2, 4, 8)
+HOT_WRITERS = 8
+SUBSCRIBER_WRITERS = 4
+
+
+def admin_url() -> str:
+    return os.environ.get("DALA_BENCH_POSTGRES_URL", DEFAULT_ADMIN_URL)
+
+
+def problem() -> str | None:
+    """Why the group cannot run here (no server, no driver), or None."""
+    try:
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(admin_url())
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        finally:
+            engine.dispose()
+    except Exception as error:  # any failure to connect is the reason to skip
+        return f"no PostgreSQL server answers at {admin_url()}: {str(error).splitlines()[0]}"
+    return None
+
+
+@contextmanager
+def _databases() -> Iterator[tuple[str, str]]:
+    """A log database and a key-store database of the bench's own, dropped afterwards."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    suffix = uuid.uuid4().hex[:8]
+    names = (f"dala_bench_{suffix}", f"dala_bench_keys_{suffix}")
+    admin = create_engine(admin_url(), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            for name in names:
+                connection.execute(text(f"CREATE DATABASE {name}"))
+        base = make_url(admin_url())
+        yield tuple(base.set(database=name).render_as_string(hide_password=False) for name in names)  # type: ignore[misc]
+    finally:
+        with admin.connect() as connection:
+            for name in names:
+                connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
+
+
+def _settings(log_url: str, keys_url: str) -> Any:
+    from dala_events.settings import Settings
+    from dala_events.store.keys import MasterKey
+
+    return Settings(database_url=log_url, key_store=keys_url, master_key=MasterKey.from_hex(MASTER_KEY))
+
+
+def _reset(log_url: str, keys_url: str) -> None:
+    """Empty both databases and create the log's tables (between measurements)."""
+    from sqlalchemy import create_engine, text
+
+    from dala_events.app import Dala
+
+    for url in (log_url, keys_url):
+        engine = create_engine(url)
+        with engine.begin() as connection:
+            connection.execute(text("DROP SCHEMA public CASCADE"))
+            connection.execute(text("CREATE SCHEMA public"))
+        engine.dispose()
+    Dala.open(_settings(log_url, keys_url)).close()
+
+
+# -- writers ----------------------------------------------------------------------------------
+
+
+def _write_learners(log_url: str, keys_url: str, prefix: str, learners: int, start: Any) -> int:
+    """In a writer process: the workload of `learners` learners, one transaction per mutation."""
+    from dala_events.app import Dala
+
+    plans = [learner_workload(seed) for seed in range(learners)]
+    with Dala.open(_settings(log_url, keys_url)) as dala:
+        dala.profile(f"{prefix}-warm-up").add_interest("Chess")
+        start.wait()
+        mutations = 0
+        for seed, plan in enumerate(plans):
+            profile = dala.profile(f"{prefix}-{seed:04d}")
+            mutations += apply_workload(profile, plan)
+    return mutations
+
+
+def _hot_writer(log_url: str, keys_url: str, worker: int, commands: int, start: Any) -> int:
+    from dala_events import persistence_manager as pm
+    from dala_events.app import Dala
+
+    with Dala.open(_settings(log_url, keys_url)) as dala:
+        pm.add_interest("hot", pm.InterestData(interest_name=f"warm {worker}"), store=dala.store)
+        start.wait()
+        for n in range(commands):
+            attempt = pm.ActivityAttemptData(lo_id="LO1", activity_id=f"w{worker}-{n}", activity_type="quiz")
+            pm.add_activity_attempt("hot", attempt, store=dala.store)
+    return commands
+
+
+def _run_together(target: Any, argument_sets: list[tuple[Any, ...]]) -> float:
+    """Start one process per argument set, release them together, return the seconds until
+    the last ends."""
+    context = multiprocessing.get_context("spawn")
+    start = context.Event()
+    with context.Pool(len(argument_sets)) as pool:
+        pending = [pool.apply_async(target, (*arguments, start)) for arguments in argument_sets]
+        time.sleep(0.5)  # let every process open its store before the start (not timed)
+        began = time.perf_counter()
+        start.set()
+        for result in pending:
+            result.get(timeout=1800)
+        return time.perf_counter() - began
+
+
+def _floor(log_url: str, keys_url: str, learners: int) -> tuple[int, float]:
+    """psycopg doing the least each mutation must: the event row, the read-model row,
+    last_updated_at, one transaction each; every value computed before the clock starts."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(log_url)
+    conninfo = f"host={url.host} port={url.port or 5432} user={url.username} dbname={url.database}"
+    payload = "dala-aes256gcm/1:" + "A" * 200
+    statements = []
+    for seed in range(learners):
+        learner = f"floor-{seed:04d}"
+        for version in range(1, len(learner_workload(seed)) + 2):
+            statements.append((learner, version, str(uuid.uuid4()), payload, "f" * 64))
+    with psycopg.connect(conninfo) as connection:
+        with connection.transaction():
+            for seed in range(learners):
+                connection.execute(
+                    "INSERT INTO learner_profiles (id, created_at, last_updated_at) VALUES (%s, now(), now())",
+                    (f"floor-{seed:04d}",),
+                )
+        began = time.perf_counter()
+        for learner, version, event_id, text, digest in statements:
+            with connection.transaction():
+                connection.execute(
+                    "INSERT INTO event_log (event_id, learner_id, version, event_type, schema_version, occurred_at,"
+                    " recorded_at, payload, metadata, hash) VALUES (%s, %s, %s, 'ActivityAttemptRecorded', 1, now(),"
+                    " now(), %s, '{}', %s)",
+                    (event_id, learner, version, text, digest),
+                )
+                connection.execute(
+                    "INSERT INTO activity_attempts (learner_id, lo_id, activity_id, activity_type, attempt_timestamp,"
+                    " score, completed, attempt_details) VALUES (%s, 'LO1', %s, 'quiz', now(), 50, true, NULL)",
+                    (learner, event_id),
+                )
+                connection.execute("UPDATE learner_profiles SET last_updated_at = now() WHERE id = %s", (learner,))
+        return len(statements), time.perf_counter() - began
+
+
+# -- subscriptions ------------------------------------------------------------------------------
+
+
+def _subscription_rate(log_url: str, keys_url: str) -> tuple[int, float]:
+    from dala_events.app import Dala
+
+    with Dala.open(_settings(log_url, keys_url)) as dala:
+        subscription = dala.subscription(f"noop-{uuid.uuid4().hex[:6]}")
+        began = time.perf_counter()
+        delivered = subscription.run(lambda _event: None, stop_when_idle=True, batch_size=1000)
+        return delivered, time.perf_counter() - began
+
+
+def _lag_under_load(log_url: str, keys_url: str, learners: int) -> list[int]:
+    """The lag (events in the log not yet delivered) a no-op subscription sees at each fetch
+    while SUBSCRIBER_WRITERS writers write."""
+    from sqlalchemy import func, select
+
+    from dala_events.app import Dala
+    from dala_events.store import event_log
+
+    lags: list[int] = []
+    with Dala.open(_settings(log_url, keys_url)) as dala:
+        subscription = dala.subscription("under-load")
+        done = threading.Event()
+
+        def follow() -> None:
+            delivered = 0
+            while True:
+                finished = done.is_set()
+                events = subscription.fetch(500)
+                for event in events:
+                    subscription.ack(event)
+                delivered += len(events)
+                with dala.engine.connect() as connection:
+                    total = connection.execute(select(func.count()).select_from(event_log)).scalar_one()
+                lags.append(max(0, total - delivered - _already))
+                if finished and not events:
+                    return
+
+        with dala.engine.connect() as connection:
+            _already = connection.execute(select(func.count()).select_from(event_log)).scalar_one()
+        follower = threading.Thread(target=follow)
+        follower.start()
+        arguments = [(log_url, keys_url, f"load{k}", learners) for k in range(SUBSCRIBER_WRITERS)]
+        _run_together(_write_learners, arguments)
+        done.set()
+        follower.join()
+    return lags
+
+
+# -- the task -----------------------------------------------------------------------------------
+
+
+def run(learners: int, hot_commands: int) -> dict[str, Any]:
+    """Every PostgreSQL measurement once; the harness repeats it per round."""
+    reason = problem()
+    if reason is not None:
+        return {"skipped": reason}
+    results: dict[str, Any] = {}
+    with _databases() as (log_url, keys_url):
+        _reset(log_url, keys_url)
+        mutations, seconds = _floor(log_url, keys_url, learners)
+        results["floor"] = mutations / seconds
+        for k in KS:
+            _reset(log_url, keys_url)
+            seconds = _run_together(_write_learners, [(log_url, keys_url, f"k{k}w{w}", learners) for w in range(k)])
+            mutations = k * sum(len(learner_workload(seed)) for seed in range(learners))
+            results[f"writers_{k}"] = mutations / seconds
+        results["subscription"] = _subscription_rate(log_url, keys_url)
+        delivered, seconds = results.pop("subscription")
+        results["subscription_rate"] = delivered / seconds
+        for writers in (1, HOT_WRITERS):
+            _reset(log_url, keys_url)
+            seconds = _run_together(
+                _hot_writer, [(log_url, keys_url, w, hot_commands // writers) for w in range(writers)]
+            )
+            results[f"hot_{writers}"] = (hot_commands // writers) * writers / seconds
+        _reset(log_url, keys_url)
+        lags = _lag_under_load(log_url, keys_url, max(1, learners // 2))
+        results["lag_median"] = statistics.median(lags) if lags else 0
+        results["lag_max"] = max(lags) if lags else 0
+    return results
