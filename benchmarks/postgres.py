@@ -132,12 +132,19 @@ def _hot_writer(log_url: str, keys_url: str, worker: int, commands: int, start: 
     return commands
 
 
+def _create_hot(log_url: str, keys_url: str) -> None:
+    from dala_events.app import Dala
+
+    with Dala.open(_settings(log_url, keys_url)) as dala:
+        dala.profile("hot")
+
+
 def _run_together(target: Any, argument_sets: list[tuple[Any, ...]]) -> float:
     """Start one process per argument set, release them together, return the seconds until
     the last ends."""
     context = multiprocessing.get_context("spawn")
-    start = context.Event()
-    with context.Pool(len(argument_sets)) as pool:
+    with context.Manager() as manager, context.Pool(len(argument_sets)) as pool:
+        start = manager.Event()  # a proxy: it can travel with the task
         pending = [pool.apply_async(target, (*arguments, start)) for arguments in argument_sets]
         time.sleep(0.5)  # let every process open its store before the start (not timed)
         began = time.perf_counter()
@@ -260,6 +267,7 @@ def run(learners: int, hot_commands: int) -> dict[str, Any]:
         results["subscription_rate"] = delivered / seconds
         for writers in (1, HOT_WRITERS):
             _reset(log_url, keys_url)
+            _create_hot(log_url, keys_url)
             seconds = _run_together(
                 _hot_writer, [(log_url, keys_url, w, hot_commands // writers) for w in range(writers)]
             )

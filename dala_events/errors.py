@@ -3,12 +3,31 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pydantic
 
 
 class DalaError(Exception):
-    """Base of every error this package raises on purpose."""
+    """Base of every error this package raises on purpose.
+
+    Each one pickles with the arguments it was made with, so it crosses a process boundary (a
+    worker pool's result) as itself, whatever its constructor takes."""
+
+    _made_with: tuple[tuple[Any, ...], dict[str, Any]]
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> DalaError:
+        error = super().__new__(cls, *args)
+        error._made_with = (args, kwargs)
+        return error
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        args, kwargs = self._made_with
+        return _remade, (type(self), args, kwargs)
+
+
+def _remade(cls: type[DalaError], args: tuple[Any, ...], kwargs: dict[str, Any]) -> DalaError:
+    return cls(*args, **kwargs)
 
 
 class InvalidInput(DalaError, ValueError):
@@ -95,10 +114,6 @@ class ConcurrencyError(DalaError):
             f"learner {learner_id!r}: expected stream version {expected_version}, "
             f"but it is at {actual}; reload the profile and retry"
         )
-
-    def __reduce__(self) -> tuple[type[ConcurrencyError], tuple[str, int, int | None]]:
-        # Pickled with its arguments: it crosses process boundaries (a worker pool's result).
-        return type(self), (self.learner_id, self.expected_version, self.actual_version)
 
 
 class CorruptEventError(DalaError):

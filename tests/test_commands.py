@@ -84,3 +84,20 @@ def test_a_learner_erased_meanwhile_stops_the_command(store: SqlEventStore, paus
         erase_learner("ann", reason="request", store=store)
     with pytest.raises(LearnerErasedError):
         mine.run_command(lambda profile: profile.add_interest("Chess"))
+
+
+def test_the_package_errors_cross_a_process_boundary_as_themselves() -> None:
+    """A worker pool hands a command's error back pickled: same type, fields and message."""
+    import pickle
+
+    from dala_events.errors import DalaError, InvalidInput, LearnerNotFound
+
+    made: list[DalaError] = [
+        ConcurrencyError("ann", 3, 5),
+        LearnerNotFound("ann"),
+        InvalidInput("score", "must be from 0 to 100", learner_id="ann"),
+        LearnerErasedError("ann"),
+    ]
+    for error in made:
+        again = pickle.loads(pickle.dumps(error))
+        assert type(again) is type(error) and str(again) == str(error) and vars(again) == vars(error)
