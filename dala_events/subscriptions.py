@@ -28,7 +28,7 @@ exactly once.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -179,18 +179,39 @@ class Subscription:
                     break
                 stop.wait(poll_interval)
                 continue
-            for event in events:
-                if in_transaction:
-                    with write_transaction(self.engine) as connection:
-                        handler(event, connection)
-                        self.ack(event, connection=connection)
-                else:
-                    handler(event)
-                    self.ack(event)
-                handled += 1
-                if stop.is_set():
-                    break
+            handled += self._handle(events, handler, in_transaction=in_transaction, stop=stop)
         return handled
+
+    def _handle(
+        self, events: list[RecordedEvent], handler: Callable[..., Any], *, in_transaction: bool, stop: threading.Event
+    ) -> int:
+        """Hand one fetched batch to `handler` and acknowledge it once, after the last event
+        handled (a crash in between delivers what was not acknowledged again: at least once).
+        `in_transaction`: the handler's writes and the checkpoint commit together, the whole
+        batch or nothing of it (exactly once for those writes)."""
+        if in_transaction:
+            with write_transaction(self.engine) as connection:
+                done = [event for event in self._each(events, stop) if handler(event, connection) or True]
+                if done:
+                    self.ack(done[-1], connection=connection)
+            return len(done)
+        last: RecordedEvent | None = None
+        handled = 0
+        try:
+            for event in self._each(events, stop):
+                handler(event)
+                last, handled = event, handled + 1
+        finally:
+            if last is not None:  # what was handled stays handled, even when the next one failed
+                self.ack(last)
+        return handled
+
+    @staticmethod
+    def _each(events: list[RecordedEvent], stop: threading.Event) -> Iterator[RecordedEvent]:
+        for event in events:
+            if stop.is_set():
+                return
+            yield event
 
     def _checkpoint_of(self, event: RecordedEvent) -> tuple[int, int]:
         if not isinstance(event, RecordedEvent):
@@ -250,15 +271,22 @@ def _checkpoint(connection: Connection, name: str) -> tuple[int, int]:
     return _START if found is None else (int(found[0]), int(found[1]))
 
 
+_TABLE = subscription_checkpoints
+_SAVE = (
+    _TABLE.update()
+    .where(
+        _TABLE.c.name == bindparam("the_name"),
+        tuple_(_TABLE.c.transaction_id, _TABLE.c.position)
+        < tuple_(bindparam("the_transaction"), bindparam("the_position")),
+    )
+    .values(transaction_id=bindparam("the_transaction"), position=bindparam("the_position"), updated_at=bindparam("at"))
+)
+
+
 def _save(connection: Connection, name: str, checkpoint: tuple[int, int]) -> None:
     """Record `checkpoint` unless the one recorded is already past it (an older ack)."""
-    table = subscription_checkpoints
-    current = tuple_(table.c.transaction_id, table.c.position)
-    connection.execute(
-        table.update()
-        .where(table.c.name == name, current < tuple_(literal(checkpoint[0]), literal(checkpoint[1])))
-        .values(transaction_id=checkpoint[0], position=checkpoint[1], updated_at=utc_now())
-    )
+    values = {"the_name": name, "the_transaction": checkpoint[0], "the_position": checkpoint[1], "at": utc_now()}
+    connection.execute(_SAVE, values)
 
 
 def _after(connection: Connection, checkpoint: tuple[int, int]) -> Any:

@@ -96,7 +96,7 @@ def test_run_delivers_each_event_once_to_a_handler_writing_with_the_checkpoint(s
         connection.execute(text("DROP TABLE IF EXISTS seen"))
         connection.execute(text("CREATE TABLE seen (position BIGINT)"))
     _write(store, "ann", "Robotics", "Chess", "Dinosaurs")
-    failures = iter([False, False, True])
+    failures = iter([False, False, True])  # the third event fails the first time only
 
     def handler(event: RecordedEvent, connection: Connection) -> None:
         connection.execute(text("INSERT INTO seen VALUES (:p)"), {"p": event.position})
@@ -107,7 +107,8 @@ def test_run_delivers_each_event_once_to_a_handler_writing_with_the_checkpoint(s
     try:
         with pytest.raises(RuntimeError):
             lrs.run(handler, stop_when_idle=True, in_transaction=True)
-        assert Subscription("copy", store=store).run(handler, stop_when_idle=True, in_transaction=True) == 2
+        # The failed batch committed nothing, its writes nor its checkpoint: all of it comes again.
+        assert Subscription("copy", store=store).run(handler, stop_when_idle=True, in_transaction=True) == 4
         with store.engine.connect() as connection:
             seen = [row[0] for row in connection.execute(text("SELECT position FROM seen ORDER BY position"))]
         assert seen == [1, 2, 3, 4]
@@ -195,3 +196,20 @@ def test_dala_subscriptions_lists_checkpoints_and_lag(store: SqlEventStore, monk
     assert result.exit_code == 0, result.output
     listed: list[dict[str, Any]] = json.loads(result.output)
     assert [(row["name"], row["position"], row["lag"]) for row in listed] == [("lrs", 1, 1)]
+
+
+def test_a_handler_that_fails_keeps_what_it_handled_before_acknowledged(store: SqlEventStore) -> None:
+    _write(store, "ann", "Robotics", "Chess", "Dinosaurs")
+    handled: list[int] = []
+
+    def handler(event: RecordedEvent) -> None:
+        if event.version == 3 and 3 not in handled and len(handled) == 2:
+            handled.append(0)  # fail once, at version 3
+            raise RuntimeError("down")
+        handled.append(event.version)
+
+    lrs = Subscription("lrs", store=store)
+    with pytest.raises(RuntimeError):
+        lrs.run(handler, stop_when_idle=True)
+    assert lrs.run(handler, stop_when_idle=True) == 2  # versions 3 and 4: 1 and 2 were acknowledged
+    assert [version for version in handled if version] == [1, 2, 3, 4]
