@@ -189,6 +189,27 @@ def run_on_driver(
         cursor.close()
 
 
+@contextmanager
+def pipelined(connection: Connection) -> Iterator[None]:
+    """Statements of the block sent without waiting for each one's answer, on PostgreSQL
+    (psycopg's pipeline mode: one round trip for the lot, where each took one): for the writes
+    of an append, whose answers nothing reads. Errors come out at the end of the block, as
+    SQLAlchemy's exceptions (IntegrityError, ...). Anywhere else, or when anyone watches the
+    connection's statements (see `run_on_driver`), the block runs as it is."""
+    if connection.dialect.name != "postgresql" or not connection.in_transaction() or _observed(connection):
+        yield
+        return
+    proxied = connection.connection
+    driver = proxied.driver_connection
+    try:
+        with driver.pipeline():  # type: ignore[union-attr]
+            yield
+    except connection.dialect.loaded_dbapi.Error as error:
+        raise DBAPIError.instance(
+            "(pipelined statements)", None, error, connection.dialect.loaded_dbapi.Error, dialect=connection.dialect
+        ) from error
+
+
 def _observed(connection: Connection) -> bool:
     """Whether anyone watches this connection's statements or errors: cursor or error
     listeners, or SQL logging (`echo=True`, or the `sqlalchemy.engine` logger at INFO)."""

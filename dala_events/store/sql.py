@@ -51,6 +51,7 @@ from dala_events.dialects import (
     EventIdText,
     UTCDateTime,
     once_per_dialect,
+    pipelined,
     read_transaction,
     run_on_driver,
     write_transaction,
@@ -279,9 +280,10 @@ class SqlEventStore(EventStore):
                 )
                 tip = StreamTip(*head[0]) if head else EMPTY_STREAM
                 self._chained(learner_id, expected_version, rows, tip)
-                statements.insert.execute(connection, rows)
-                for project in self.inline_projectors:
-                    project(connection, appended)
+                with pipelined(connection):  # PostgreSQL: the writes in one round trip
+                    statements.insert.execute(connection, rows)
+                    for project in self.inline_projectors:
+                        project(connection, appended)
         except IntegrityError as error:
             if "event_id" in str(error.orig):
                 raise InvalidInput(
