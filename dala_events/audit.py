@@ -17,14 +17,14 @@ learned of them (an event may have occurred a little earlier, in memory, before 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
 from dala_events.database_setup import store_or_default
-from dala_events.envelopes import ProjectableEvent, RecordedEvent
+from dala_events.envelopes import LoggedEvent, ProjectableEvent, RecordedEvent
 from dala_events.errors import InvalidInput, LearnerErasedError, LearnerNotFound
 from dala_events.events import ErasedContent, LearnerErased, UtcDateTime
 from dala_events.store import EventStore, check_aware
@@ -92,12 +92,15 @@ def profile_as_of(
     check_aware("at", at)
     check_aware("happened_by", happened_by)
     read_models = MemoryReadModels()
-    for batch in chosen.read_stream_for_projection(learner_id, up_to_version=version, until=at):
-        if any(type(logged.event) in _ERASED for logged in batch):
-            raise missing_profile_error(learner_id, store=chosen)
-        if happened_by is not None:
-            batch = [logged for logged in batch if logged.occurred_at <= happened_by]
-        read_models.project(batch)
+
+    def admitted(events: Iterator[LoggedEvent]) -> Iterator[LoggedEvent]:
+        for logged in events:
+            if type(logged.event) in _ERASED:  # the content is gone: no view of it, whatever was built
+                raise missing_profile_error(learner_id, store=chosen)
+            if happened_by is None or logged.occurred_at <= happened_by:
+                yield logged
+
+    read_models.project(admitted(chosen.events_for_projection(learner_id, up_to_version=version, until=at)))
     profile = read_models.profile(learner_id)
     if profile is None and (record := erasure_record(learner_id, store=chosen)) is not None:
         raise record.error()  # a point before the first change of an erased learner

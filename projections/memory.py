@@ -8,7 +8,7 @@ natural key. Unit tests of projectors and of the aggregate run on it without a d
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -29,7 +29,7 @@ class MemoryReadModels:
         self._tables: dict[str, dict[Any, Row]] = {name: {} for name in self._keys}
         self._ids = itertools.count(1)
 
-    def project(self, events: Sequence[ProjectableEvent]) -> None:
+    def project(self, events: Iterable[ProjectableEvent]) -> None:
         """Bring the read models up to date with `events` (the in-memory store's inline projector)."""
         changes = RowChanges(self)
         apply_events(changes, events)

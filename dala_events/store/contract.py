@@ -36,6 +36,7 @@ from dala_events.events import (
 )
 from dala_events.store.codec import (
     LogKey,
+    ProjectableRow,
     SealedStreams,
     StoredRow,
     chain_rows,
@@ -266,8 +267,32 @@ class EventStore(ABC):
         batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> Iterator[list[LoggedEvent]]:
         """Like `read_stream`, but only what a projector needs (no ids, no metadata), in
-        batches of at most `batch_size` events: what an as-of view runs through the
-        projectors, one batch at a time, so a long stream's events need not all be alive at once."""
+        batches of at most `batch_size` events, so a long stream's events need not all be
+        alive at once."""
+        for rows in self._projectable_rows(learner_id, up_to_version, until, batch_size):
+            yield [decode_logged(row, self.cipher) for row in rows]
+
+    def events_for_projection(
+        self,
+        learner_id: str,
+        *,
+        up_to_version: int | None = None,
+        until: datetime | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> Iterator[LoggedEvent]:
+        """Like `read_stream_for_projection`, one event at a time, each decoded only when it is
+        reached: what an as-of view runs through the projectors, so that no more than one
+        decoded event is alive at once (the garbage collector's walks over a batch of them cost
+        as-of views more than a third of their time). Rows are still read `batch_size` at a
+        time, each batch checked before its first event is given."""
+        cipher = self.cipher
+        for rows in self._projectable_rows(learner_id, up_to_version, until, batch_size):
+            for row in rows:
+                yield decode_logged(row, cipher)
+
+    def _projectable_rows(
+        self, learner_id: str, up_to_version: int | None, until: datetime | None, batch_size: int
+    ) -> Iterator[list[ProjectableRow]]:
         batch_size = min(check_count("batch_size", batch_size, minimum=1), MAX_VERSION)
         after = 0
         while True:
@@ -275,7 +300,7 @@ class EventStore(ABC):
                 learner_id, up_to_version, None, until, projectable=True, after_version=after, limit=batch_size
             )
             if rows:
-                yield [decode_logged(row, self.cipher) for row in rows]
+                yield rows
             if len(rows) < batch_size:
                 return
             after = rows[-1].version
