@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar, cast
 from uuid import UUID
@@ -199,15 +199,24 @@ def pipelined(connection: Connection) -> Iterator[None]:
     if connection.dialect.name != "postgresql" or not connection.in_transaction() or _observed(connection):
         yield
         return
-    proxied = connection.connection
-    driver = proxied.driver_connection
-    try:
-        with driver.pipeline():  # type: ignore[union-attr]
+    driver: Any = connection.connection.driver_connection
+    driver_error = connection.dialect.loaded_dbapi.Error
+    failed: Exception | None = None
+    with driver.pipeline() as pipeline:
+        try:
             yield
-    except connection.dialect.loaded_dbapi.Error as error:
+            pipeline.sync()  # the answers, errors included, here
+        except (driver_error, DBAPIError) as error:  # raised by the driver, or already converted
+            failed = error
+            # Out of the aborted state before the pipeline ends (else psycopg logs it as ignored).
+            with suppress(driver_error):
+                pipeline.sync()
+    if isinstance(failed, DBAPIError):
+        raise failed
+    if failed is not None:
         raise DBAPIError.instance(
-            "(pipelined statements)", None, error, connection.dialect.loaded_dbapi.Error, dialect=connection.dialect
-        ) from error
+            "(pipelined statements)", None, failed, driver_error, dialect=connection.dialect
+        ) from failed
 
 
 def _observed(connection: Connection) -> bool:

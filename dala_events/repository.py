@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import TypeVar
 
 from dala_events.aggregate import LearnerAggregate
@@ -22,6 +23,8 @@ T = TypeVar("T")
 COMMAND_ATTEMPTS = 25
 """How often a command is tried before its ConcurrencyError is raised (a learner written by
 that many others in a row is not a learner but a queue)."""
+ALONE_AFTER = 3
+"""Tries made alongside other writers before a command asks to write the learner alone."""
 RETRY_BASE_SECONDS = 0.005
 RETRY_MAX_SECONDS = 0.25
 
@@ -54,15 +57,22 @@ class LearnerRepository:
         twice: each try starts from what is stored. Returns what `change` returned on the try
         that was saved; after the last try the ConcurrencyError is raised, nothing pending."""
         for attempt in range(1, attempts + 1):
-            before = aggregate.saved_point()
-            result = change(aggregate)
-            try:
-                self.save(aggregate)
-                return result
-            except ConcurrencyError:
-                aggregate.back_to(before)  # the change is dropped, given up or not
-                if attempt == attempts:
-                    raise
+            # A command that keeps colliding takes its turn: it catches up and saves while
+            # other such commands wait (`writing_alone`), so it cannot starve.
+            alone = self.store.writing_alone(aggregate.learner_id) if attempt > ALONE_AFTER else nullcontext()
+            with alone:
+                if attempt > ALONE_AFTER:
+                    self.catch_up(aggregate)
+                before = aggregate.saved_point()
+                result = change(aggregate)
+                try:
+                    self.save(aggregate)
+                    return result
+                except ConcurrencyError:
+                    aggregate.back_to(before)  # the change is dropped, given up or not
+                    if attempt == attempts:
+                        raise
+            if attempt < ALONE_AFTER:
                 self.catch_up(aggregate)
                 # Full jitter: writers that collided spread out instead of colliding again.
                 time.sleep(random.uniform(0, min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2**attempt)))

@@ -60,7 +60,7 @@ def test_a_change_another_writer_already_made_is_not_made_twice(store: SqlEventS
     assert [e.event_type for e in store.read_stream("ann")] == ["LearnerProfileCreated", "InterestAdded"]
 
 
-def test_a_command_gives_up_after_its_attempts_with_growing_jittered_pauses(
+def test_a_command_gives_up_after_its_attempts_with_pauses_then_writing_alone(
     store: SqlEventStore, monkeypatch: pytest.MonkeyPatch, pauses: list[float]
 ) -> None:
     profile = LearnerProfile("ann", store=store)
@@ -69,9 +69,19 @@ def test_a_command_gives_up_after_its_attempts_with_growing_jittered_pauses(
         raise ConcurrencyError("ann", 1, 2)
 
     monkeypatch.setattr(store, "append", always_moved)
+    alone: list[str] = []
+    writing_alone = store.writing_alone
+
+    def counted(learner_id: str) -> Any:
+        alone.append(learner_id)
+        return writing_alone(learner_id)
+
+    monkeypatch.setattr(store, "writing_alone", counted)
     with pytest.raises(ConcurrencyError):
         profile.run_command(lambda p: p.add_interest("Robotics"), attempts=6)
-    assert len(pauses) == 5
+    # Pauses between the tries made alongside others; then each try writes alone.
+    assert len(pauses) == repository.ALONE_AFTER - 1
+    assert alone == ["ann"] * (6 - repository.ALONE_AFTER)
     for attempt, pause in enumerate(pauses, start=1):
         assert 0 <= pause <= min(repository.RETRY_MAX_SECONDS, repository.RETRY_BASE_SECONDS * 2**attempt)
     assert profile.pending == () and list(profile.state.interests) == []  # back where it was

@@ -18,6 +18,7 @@ import logging
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -429,6 +430,16 @@ class EventStore(ABC):
         if learner_ids is not None:
             learner_ids = [valid_learner_id(learner_id) for learner_id in learner_ids]
         return self._erasures(learner_ids)
+
+    @contextmanager
+    def writing_alone(self, learner_id: str) -> Iterator[None]:
+        """A block in which no other writer that also asks for it writes the learner: how a
+        command that keeps meeting other writers gets its turn (see
+        `LearnerRepository.run_command`). Writers that do not ask are not held off; the
+        append's version check still decides. Nothing to do where one process writes (memory);
+        the SQL store takes a lock on PostgreSQL."""
+        valid_learner_id(learner_id)
+        yield
 
     def forget_erased_keys(self) -> None:
         """Make the cipher drop every cached data key whose learner was erased (maybe by another

@@ -41,6 +41,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    text,
     tuple_,
 )
 from sqlalchemy.exc import IntegrityError
@@ -80,6 +81,7 @@ from dala_events.store.contract import (
     EventStore,
     StreamTip,
     check_count,
+    valid_learner_id,
 )
 from dala_events.store.keys import LogCipher
 
@@ -214,6 +216,25 @@ class SqlEventStore(EventStore):
         bound = copy.copy(self)
         bound._connection = connection
         return bound
+
+    @contextmanager
+    def writing_alone(self, learner_id: str) -> Iterator[None]:
+        """See `EventStore.writing_alone`: on PostgreSQL a session advisory lock on the learner,
+        held on a connection of its own for the block (other processes that ask wait for it);
+        on SQLite nothing more than its one writer at a time."""
+        learner_id = valid_learner_id(learner_id)
+        if self.engine.dialect.name != "postgresql":
+            yield
+            return
+        key = {"key": f"dala-writer:{learner_id}"}
+        with self.engine.connect() as holder:
+            holder.execute(text("SELECT pg_advisory_lock(hashtextextended(:key, 0))"), key)
+            holder.commit()
+            try:
+                yield
+            finally:
+                holder.execute(text("SELECT pg_advisory_unlock(hashtextextended(:key, 0))"), key)
+                holder.commit()
 
     def last_position(self) -> int:
         """The position of the newest event in the log (0 when empty)."""
