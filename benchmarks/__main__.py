@@ -461,7 +461,8 @@ def print_table(data: dict[str, Any], console: Console) -> None:
     workload = ""
     if config["mutations"]:
         workload = f"{config['learners']} learners x {config['mutations'] // config['learners']} mutations, "
-    table = Table(title=f"make bench: {workload}median of {config['rounds']} rounds (SQLite unless a row says PostgreSQL)")
+    where = "SQLite unless a row says PostgreSQL"
+    table = Table(title=f"make bench: {workload}median of {config['rounds']} rounds ({where})")
     names = {"this": "after", "compare": "before"} if compare else {"this": "median"}
     table.add_column("measurement", no_wrap=True)
     table.add_column("unit", no_wrap=True)
