@@ -18,6 +18,7 @@ import pytest
 from benchmarks import crud_layer
 from benchmarks.__main__ import parse_args
 from benchmarks.measure import fresh_engine, run_ours, workloads_for
+from tests.conftest import require_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = (
@@ -122,7 +123,17 @@ def run_bench(*args: str) -> dict[str, Any]:
 
 def test_a_small_run_reports_every_measurement_as_json() -> None:
     summary = run_bench(
-        "--learners", "2", "--rounds", "1", "--rebuild-events", "0", "--audit-events", "50", "--no-peer"
+        "--learners",
+        "2",
+        "--rounds",
+        "1",
+        "--rebuild-events",
+        "0",
+        "--audit-events",
+        "50",
+        "--no-peer",
+        "--only",
+        "writes,rebuild,audit,startup",
     )
     assert summary["config"]["mutations"] == 150 and summary["config"]["implementations"] == ["ours", "crud"]
     assert summary["trees"] == {"this": str(ROOT)}
@@ -189,3 +200,17 @@ def test_bad_options_are_refused(args: list[str], message: str, capsys: pytest.C
         parse_args(args)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_postgresql_group_reports_its_writers_and_subscriptions() -> None:
+    require_postgres()
+    summary = run_bench("--only", "postgres", "--rounds", "1")
+    measurements = summary["measurements"]
+    for name in ("pg_floor", "pg_writers_1", "pg_writers_4", "pg_hot_1", "pg_hot_8", "pg_subscription_rate"):
+        assert measurements[name]["this"]["median"] > 0, name
+    ratio = measurements["pg_one_writer_to_floor"]["this"]["median"]
+    expected = measurements["pg_writers_1"]["this"]["median"] / measurements["pg_floor"]["this"]["median"]
+    assert ratio == pytest.approx(expected, abs=1e-3)
+    assert measurements["pg_lag_max"]["this"]["median"] >= measurements["pg_lag_median"]["this"]["median"] >= 0
+    assert not [note for note in summary["notes"] if "PostgreSQL group skipped" in note]
