@@ -87,10 +87,7 @@ class LearnerProfile(LearnerAggregate):
     ) -> LearnerProfile:
         """The learner's existing profile; raises LearnerNotFound instead of creating one
         (LearnerErasedError, saying when and by whom, for an erased learner)."""
-        profile = cls.__new__(cls)
-        profile._open(learner_id, persistence_enabled, store)
-        if profile.erased:
-            raise profile._erased_error()
+        profile = cls.open(learner_id, persistence_enabled=persistence_enabled, store=store)
         if not profile.exists:
             raise LearnerNotFound(profile.learner_id)
         return profile

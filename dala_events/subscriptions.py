@@ -132,13 +132,13 @@ class Subscription:
         with read_transaction(self.engine) as connection:
             after = _checkpoint(connection, self.name)
             found = connection.execute(_next_events(connection, after, self.event_types, limit)).all()
-        rows = [StoredRow._make(row[1:]) for row in found]
+        rows = [StoredRow._make(row[: len(RECORDED_FIELDS)]) for row in found]
         by_learner: dict[str, list[StoredRow]] = {}
         for row in rows:
             by_learner.setdefault(row.learner_id, []).append(row)
         for learner_id, stream_rows in by_learner.items():
             self.store._check_links(learner_id, stream_rows)
-        self._transactions = {row[1]: row[0] for row in found}
+        self._transactions = {row.position: row.transaction_id for row in found}
         return [decode_recorded(row, self.store.cipher) for row in rows]
 
     def ack(self, event: RecordedEvent, *, connection: Connection | None = None) -> None:
@@ -305,7 +305,7 @@ def _after(connection: Connection, checkpoint: tuple[int, int]) -> Any:
 def _next_events(connection: Connection, after: tuple[int, int], event_types: frozenset[str] | None, limit: int) -> Any:
     c = event_log.c
     later, order = _after(connection, after)
-    query = select(c.transaction_id, *(c[name] for name in RECORDED_FIELDS)).where(later)
+    query = select(*(c[name] for name in RECORDED_FIELDS), c.transaction_id).where(later)
     if connection.dialect.name == "postgresql":
         # Only below the oldest transaction still running: nothing can appear there any more.
         horizon: Any = literal_column("(pg_snapshot_xmin(pg_current_snapshot())::text)::bigint")

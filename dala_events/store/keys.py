@@ -243,7 +243,8 @@ class MemoryKeyStore(KeyStore):
                 return self._keys[learner_id]
             if learner_id in self._erased:
                 raise DataKeyErased(learner_id, self._erased[learner_id])
-            return self._keys.setdefault(learner_id, wrapped)
+            self._keys[learner_id] = wrapped
+            return wrapped
 
     def _rewrap(self, rewrap: object, new_key_id: str) -> int:
         with self._lock:
@@ -378,8 +379,9 @@ class SqlKeyStore(KeyStore):
 
     def _destroy(self, learner_id: str, at: datetime) -> bool:
         # One transaction: the key is never gone without the record saying why. On SQLite the
-        # store deletes securely (freed bytes overwritten) with a rollback journal, so no copy
-        # of the wrapped key survives the commit in the store's files.
+        # store deletes securely (freed bytes overwritten); the erasure then checkpoints and
+        # truncates the WAL (`release_freed_space`), so no copy of the wrapped key survives in
+        # the store's files.
         with self._named(), write_transaction(self.engine) as connection:
             deleted = connection.execute(data_keys.delete().where(data_keys.c.learner_id == learner_id)).rowcount
             if _erased_at(connection, learner_id) is None:
