@@ -55,6 +55,11 @@ from dala_events.store.keys import DataKeyErased, LogCipher
 _log = logging.getLogger("dala_events.store")
 
 DEFAULT_BATCH_SIZE = 2_000
+"""Rows per read when walking the whole log (rebuilds, backups, `read_all`)."""
+STREAM_BATCH_SIZE = 250
+"""Rows per read of one learner's stream (history, as-of views, exports): each batch is read,
+checked and decoded in a few milliseconds, so an asyncio caller's loop is never held longer
+(`dala_events.aio`), while a 5,000-event history takes 20 reads."""
 MAX_PAGE = 10_000
 """The most stream summaries one `list_streams` call returns."""
 MAX_VERSION = 2**31 - 1
@@ -69,6 +74,16 @@ _EVENT_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F
 
 ERASED_EVENT_TYPE = "LearnerErased"
 """The event that ends an erased learner's stream: nothing is appended after it."""
+
+
+class _Link(NamedTuple):
+    """The last row checked of a stream (version, hash): what the next row must chain to."""
+
+    version: int
+    hash: str
+
+
+_NO_LINK = _Link(0, "")
 
 
 class StreamTip(NamedTuple):
@@ -254,10 +269,13 @@ class EventStore(ABC):
                     learner_id=learner_id,
                 )
             wanted = frozenset(names)
-        rows = self._checked_stream_rows(
-            learner_id, up_to_version, since, until, projectable=False, after_version=min(after_version, MAX_VERSION)
-        )
-        return [decode_recorded(row, self.cipher) for row in rows if wanted is None or row.event_type in wanted]
+        cipher = self.cipher
+        events: list[RecordedEvent] = []
+        for rows in self._checked_batches(
+            learner_id, up_to_version, since, until, STREAM_BATCH_SIZE, after_version=min(after_version, MAX_VERSION)
+        ):
+            events.extend(decode_recorded(row, cipher) for row in rows if wanted is None or row.event_type in wanted)
+        return events
 
     def read_stream_for_projection(
         self,
@@ -265,7 +283,7 @@ class EventStore(ABC):
         *,
         up_to_version: int | None = None,
         until: datetime | None = None,
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_size: int = STREAM_BATCH_SIZE,
     ) -> Iterator[list[LoggedEvent]]:
         """Like `read_stream`, but only what a projector needs (no ids, no metadata), in
         batches of at most `batch_size` events, so a long stream's events need not all be
@@ -279,7 +297,7 @@ class EventStore(ABC):
         *,
         up_to_version: int | None = None,
         until: datetime | None = None,
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_size: int = STREAM_BATCH_SIZE,
     ) -> Iterator[LoggedEvent]:
         """Like `read_stream_for_projection`, one event at a time, each decoded only when it is
         reached: what an as-of view runs through the projectors, so that no more than one
@@ -295,16 +313,8 @@ class EventStore(ABC):
         self, learner_id: str, up_to_version: int | None, until: datetime | None, batch_size: int
     ) -> Iterator[list[ProjectableRow]]:
         batch_size = min(check_count("batch_size", batch_size, minimum=1), MAX_VERSION)
-        after = 0
-        while True:
-            rows = self._checked_stream_rows(
-                learner_id, up_to_version, None, until, projectable=True, after_version=after, limit=batch_size
-            )
-            if rows:
-                yield rows
-            if len(rows) < batch_size:
-                return
-            after = rows[-1].version
+        for rows in self._checked_batches(learner_id, up_to_version, None, until, batch_size):
+            yield [to_projectable(row) for row in rows]
 
     def read_all(
         self, after_position: int = 0, limit: int | None = None, *, batch_size: int = DEFAULT_BATCH_SIZE
@@ -345,52 +355,57 @@ class EventStore(ABC):
 
     # -- the checks every backend shares ---------------------------------------------------
 
-    def _checked_stream_rows(
+    def _checked_batches(
         self,
         learner_id: str,
         up_to_version: int | None,
         since: datetime | None,
         until: datetime | None,
+        batch_size: int,
         *,
-        projectable: bool,
         after_version: int = 0,
-        limit: int = MAX_VERSION,
-    ) -> list[Any]:
-        """The learner's rows in the window (`StoredRow`s, or `ProjectableRow`s when
-        `projectable`), each checked against its stream's chain first (`_check_links`), after
-        the checks every backend shares."""
+    ) -> Iterator[list[StoredRow]]:
+        """The learner's rows in the window, `batch_size` at a time, each checked against its
+        stream's chain before its batch is given (`_check_links`, the link carried from one batch
+        to the next), after the checks every backend shares. Each batch is one read: between
+        them an asyncio caller's loop serves others (`dala_events.aio`), and no one read holds
+        a long stream's rows and their decoding at once."""
         learner_id = valid_learner_id(learner_id)
         if up_to_version is not None:
             check_count("up_to_version", up_to_version, learner_id=learner_id)
         cipher = self.cipher
-        bounded = up_to_version is not None or since is not None or until is not None
-        if cipher is not None and (bounded or after_version or limit < MAX_VERSION) and cipher.holds_key(learner_id):
-            # A key cached here may have been destroyed by another process's erasure since; a
-            # cut read may not reach the LearnerErased that says so: ask the log.
-            self._forget_erased(cipher, [learner_id])
-        rows = self._stream_rows(
-            learner_id,
-            after_version,
-            MAX_VERSION if up_to_version is None else min(up_to_version, MAX_VERSION),
-            _clamped("since", since, EARLIEST),
-            _clamped("until", until, LATEST),
-            limit,
-        )
-        self._check_links(learner_id, rows)
-        if cipher is not None and rows and rows[-1].event_type == ERASED_EVENT_TYPE:
-            # Erased (an erasure is a stream's last event), maybe by another process: drop a
-            # cached key. Erased at: when the erasure was recorded, as `erasures` says.
-            cipher.forget(learner_id, erased_at=rows[-1].recorded_at)
-        return [to_projectable(row) for row in rows] if projectable else rows
+        cut = up_to_version is not None or since is not None or until is not None or after_version > 0
+        up_to = MAX_VERSION if up_to_version is None else min(up_to_version, MAX_VERSION)
+        since, until = _clamped("since", since, EARLIEST), _clamped("until", until, LATEST)
+        link = _NO_LINK
+        after = after_version
+        while True:
+            rows = self._stream_rows(learner_id, after, up_to, since, until, batch_size)
+            first = link is _NO_LINK
+            if first and (cut or len(rows) == batch_size) and cipher is not None and cipher.holds_key(learner_id):
+                # A key cached here may have been destroyed by another process's erasure since; a
+                # cut read, or a first batch, may not reach the LearnerErased that says so: ask the log.
+                self._forget_erased(cipher, [learner_id])
+            link = self._check_links(learner_id, rows, link)
+            if cipher is not None and rows and rows[-1].event_type == ERASED_EVENT_TYPE:
+                # Erased (an erasure is a stream's last event), maybe by another process: drop a
+                # cached key. Erased at: when the erasure was recorded, as `erasures` says.
+                cipher.forget(learner_id, erased_at=rows[-1].recorded_at)
+            if rows:
+                yield rows
+            if len(rows) < batch_size:
+                return
+            after = rows[-1].version
 
-    def _check_links(self, learner_id: str, rows: list[StoredRow]) -> None:
+    def _check_links(self, learner_id: str, rows: list[StoredRow], link: _Link = _NO_LINK) -> _Link:
         """CorruptEventError for the first row that does not verify against its stream's chain:
         what an audit reads (history, as-of views, diffs, exports) is what was written, or
         refused, never a forged line shown as genuine. A row whose predecessor was not read
-        (a cut read) is checked against that predecessor's stored hash."""
+        (a cut read) is checked against that predecessor's stored hash. `link`: the last row
+        checked before these (a previous batch's); returns the last of these."""
         digest = hasher(self.log_key)
         sealed = SealedStreams()
-        previous_version, previous = 0, ""
+        previous_version, previous = link
         recorded_at, recorded_text = None, ""
         for row in rows:
             sealed.check(row)
@@ -411,6 +426,7 @@ class EventStore(ABC):
                     "(changed, moved or forged): run `dala verify`",
                 )
             previous_version, previous = row.version, row.hash
+        return _Link(previous_version, previous)
 
     def _forget_erased(self, cipher: LogCipher, learner_ids: Collection[str] | None) -> None:
         for learner_id, erased_at in self._erasures(learner_ids).items():
