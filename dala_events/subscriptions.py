@@ -38,8 +38,6 @@ from sqlalchemy import (
     Engine,
     bindparam,
     func,
-    literal,
-    literal_column,
     select,
     tuple_,
 )
@@ -52,14 +50,14 @@ from dala_events.errors import InvalidInput
 from dala_events.events import EVENT_TYPES, utc_now
 from dala_events.store.codec import RECORDED_FIELDS, StoredRow, decode_recorded
 from dala_events.store.contract import check_count
-from dala_events.store.sql import SqlEventStore, event_log, subscription_checkpoints
+from dala_events.store.sql import LOG_START, SqlEventStore, event_log, in_commit_order, subscription_checkpoints
 
 MAX_NAME_LENGTH = 100
 """The longest subscription name (the column of `store.sql.subscription_checkpoints`)."""
 DEFAULT_BATCH = 100
 MAX_BATCH = 10_000
 
-_START = (-1, 0)
+_START = LOG_START
 
 
 @dataclass(frozen=True)
@@ -231,8 +229,8 @@ def list_subscriptions(engine: Engine) -> list[SubscriptionStatus]:
         found = connection.execute(select(subscription_checkpoints).order_by(subscription_checkpoints.c.name)).all()
         statuses = []
         for name, transaction_id, position, updated_at in found:
-            later, _order = _after(connection, (transaction_id, position))
-            lag = connection.execute(select(func.count()).select_from(event_log).where(later)).scalar_one()
+            after = in_commit_order(connection.dialect, [event_log.c.position], (transaction_id, position), final=True)
+            lag = connection.execute(select(func.count()).select_from(after.subquery())).scalar_one()
             statuses.append(SubscriptionStatus(name, transaction_id, position, int(lag), updated_at))
     return statuses
 
@@ -289,27 +287,10 @@ def _save(connection: Connection, name: str, checkpoint: tuple[int, int]) -> Non
     connection.execute(_SAVE, values)
 
 
-def _after(connection: Connection, checkpoint: tuple[int, int]) -> Any:
-    """The events after `checkpoint`, and the order to read them in: (transaction_id, position)
-    on PostgreSQL; on SQLite, where transactions commit in position order (and every
-    transaction_id is 0), the position alone."""
-    c = event_log.c
-    if connection.dialect.name == "postgresql":
-        return tuple_(c.transaction_id, c.position) > tuple_(literal(checkpoint[0]), literal(checkpoint[1])), (
-            c.transaction_id,
-            c.position,
-        )
-    return c.position > checkpoint[1], (c.position,)
-
-
 def _next_events(connection: Connection, after: tuple[int, int], event_types: frozenset[str] | None, limit: int) -> Any:
     c = event_log.c
-    later, order = _after(connection, after)
-    query = select(*(c[name] for name in RECORDED_FIELDS), c.transaction_id).where(later)
-    if connection.dialect.name == "postgresql":
-        # Only below the oldest transaction still running: nothing can appear there any more.
-        horizon: Any = literal_column("(pg_snapshot_xmin(pg_current_snapshot())::text)::bigint")
-        query = query.where(c.transaction_id < horizon)
+    columns = [*(c[name] for name in RECORDED_FIELDS), c.transaction_id]
+    query = in_commit_order(connection.dialect, columns, after)
     if event_types is not None:
         query = query.where(c.event_type.in_(bindparam("types", sorted(event_types), expanding=True)))
-    return query.order_by(*order).limit(limit)
+    return query.limit(limit)

@@ -63,7 +63,7 @@ from dala_events.store import LogKey, SqlEventStore, event_log, projection_state
 from dala_events.store.chain import ChainWalker
 from dala_events.store.codec import ChainRow, SealedStreams, decode_chain_row_as_logged
 from dala_events.store.keys import LogCipher
-from dala_events.store.sql import check_log_key, rebuild_skips
+from dala_events.store.sql import LOG_START, check_log_key, rebuild_skips
 from projections.catalog import PARENT, fingerprint, projection_names, read_model_tables, with_dependents
 from projections.projectors import RowChanges, SqlRowWriter, TableSet, apply_events
 
@@ -152,9 +152,10 @@ def rebuild(
                 reached = _Reached()
                 chain = _Chain(log_key, cipher, skip)
                 changes = RowChanges(SqlRowWriter(connection, shadow.targets))
-                for batch in store.stored_rows(batch_size=batch_size):
+                for batch, point in store.stored_rows_in_commit_order(batch_size=batch_size):
                     with connection.begin():
-                        _project(changes, batch, reached, chain, late_possible=True)
+                        _project(changes, batch, reached, chain)
+                    reached.point = point
                     if progress is not None:
                         progress(reached.events, expected)
                 with connection.begin():
@@ -270,21 +271,20 @@ def stale_error(stale: Sequence[str]) -> SchemaMismatchError:
 
 
 class _Reached:
-    """How far the replay got: the highest position, positions skipped (maybe committed late)."""
+    """How far the replay got: its point in commit order, the highest position, the events."""
 
     def __init__(self) -> None:
+        self.point = LOG_START
         self.position = 0
         self.events = 0
-        self.gaps: list[tuple[int, int]] = []
 
 
 class _Chain:
     """The chain walk of `store.chain` (the one `dala verify` uses) in front of the projectors.
 
-    Only rows whose link verified are projected. Rows come in position order, which within a
-    stream is version order, with one exception on PostgreSQL: an append that committed late,
-    behind newer positions, is read only at the catch-up; a row whose predecessor has not been
-    seen therefore waits while a position gap below it may still fill. Once any problem is
+    Only rows whose link verified are projected. Rows come in commit order
+    (`store.sql.in_commit_order`, the subscriptions' rule), which within a stream is version
+    order, an append that committed late behind newer positions included. Once any problem is
     found nothing more is projected, but the walk goes on to the end, so that the refusal
     (before anything is swapped in) says what `dala verify` says."""
 
@@ -294,12 +294,9 @@ class _Chain:
         self.sealed = SealedStreams()
         self.skip = frozenset(skip)
 
-    def admit(self, rows: list[ChainRow], earliest_gap: int | None) -> list[ChainRow]:
-        """The rows that verify, in an order to project them (none once a problem was found).
-
-        `earliest_gap` is the lowest position that may still commit late (None: none may).
-        """
-        accepted = self.walker.feed(rows, hold_after=earliest_gap)
+    def admit(self, rows: list[ChainRow]) -> list[ChainRow]:
+        """The rows that verify, in their order (none once a problem was found)."""
+        accepted = self.walker.feed(rows)
         if self.walker.problems:
             return []
         for row in accepted:
@@ -318,19 +315,9 @@ class _Chain:
             )
 
 
-def _project(
-    changes: RowChanges, rows: list[ChainRow], reached: _Reached, chain: _Chain, *, late_possible: bool
-) -> None:
-    # Positions come from a sequence: one that is missing below the highest seen belongs to a
-    # transaction that rolled back, or (PostgreSQL) one that has not committed yet.
-    position = reached.position
-    for row in rows:
-        if row.position != position + 1:
-            reached.gaps.append((position + 1, row.position - 1))
-        position = row.position
-    reached.position = position
-    earliest_gap = reached.gaps[0][0] if late_possible and reached.gaps else None
-    _apply(changes, chain.admit(rows, earliest_gap), reached, chain.cipher)
+def _project(changes: RowChanges, rows: list[ChainRow], reached: _Reached, chain: _Chain) -> None:
+    reached.position = max(reached.position, max(row.position for row in rows))
+    _apply(changes, chain.admit(rows), reached, chain.cipher)
 
 
 def _apply(changes: RowChanges, rows: list[ChainRow], reached: _Reached, cipher: LogCipher | None) -> None:
@@ -342,15 +329,12 @@ def _apply(changes: RowChanges, rows: list[ChainRow], reached: _Reached, cipher:
 def _catch_up(
     store: SqlEventStore, connection: Connection, changes: RowChanges, reached: _Reached, chain: _Chain, batch_size: int
 ) -> None:
-    """Project what was appended during the replay, with writers held off; then nothing may
-    still be waiting for a late commit."""
-    store = store.bound_to(connection)
-    if reached.gaps:
-        late = store.stored_rows_in_ranges(reached.gaps)
-        if late:
-            _apply(changes, chain.admit(late, None), reached, chain.cipher)
-    for rows in store.stored_rows(reached.position, batch_size=batch_size):
-        _project(changes, rows, reached, chain, late_possible=False)
+    """Project what was appended during the replay, with writers held off: every append has
+    committed or rolled back, so what follows the replay's point is final (no horizon)."""
+    bound = store.bound_to(connection)
+    for rows, point in bound.stored_rows_in_commit_order(reached.point, batch_size=batch_size, final=True):
+        _project(changes, rows, reached, chain)
+        reached.point = point
     chain.finish()
 
 

@@ -198,9 +198,9 @@ def test_a_log_created_before_the_migrations_is_stamped_and_upgraded(database_ur
         engine.dispose()
 
 
-def test_positions_skipped_by_rolled_back_appends_are_looked_up_again(store: SqlEventStore) -> None:
+def test_positions_skipped_by_rolled_back_appends_leave_nothing_out(store: SqlEventStore) -> None:
     """A rolled-back append leaves a hole in the positions (PostgreSQL sequences do not reuse
-    values); the catch-up reads the hole's range again in case it was a late commit."""
+    values): the replay reads in commit order, so a hole is nothing to wait for."""
     _fill(store, learners=2)
     with store.engine.connect() as connection:
         transaction = connection.begin()
@@ -223,6 +223,55 @@ def test_positions_skipped_by_rolled_back_appends_are_looked_up_again(store: Sql
     inline = read_model_rows(store.engine)
     assert rebuild(store.engine, cipher=store.cipher, batch_size=4).events == log_row_count(store.engine)
     assert read_model_rows(store.engine) == inline
-    with store.engine.connect() as connection:
-        late = store.bound_to(connection).read_position_ranges([(1, 3), (5, 5)])
-    assert [event.position for event in late] == [1, 2, 3, 5]
+
+
+def test_an_append_committed_behind_higher_positions_is_replayed_in_its_place() -> None:
+    """PostgreSQL: an append holds its transaction open while another learner's events take and
+    commit higher positions; the rebuild replays in commit order (the subscriptions' rule), so
+    the late one is neither passed nor waited for by position, and its learner's rows are whole."""
+    import threading
+    from collections.abc import Sequence
+
+    from sqlalchemy import Connection
+
+    from dala_events.envelopes import ProjectableEvent
+    from tests.conftest import POSTGRES_URL, require_postgres, reset_postgres
+
+    require_postgres()
+    reset_postgres()
+    engine = init_db(POSTGRES_URL)
+    inserted, release = threading.Event(), threading.Event()
+
+    def hold(_connection: Connection, events: Sequence[ProjectableEvent]) -> None:
+        if any(event.learner_id == "held" for event in events):
+            inserted.set()
+            assert release.wait(30), "the test never released the held append"
+
+    try:
+        store = store_for(engine)
+        LearnerProfile("ann", store=store).add_interest("Robotics")
+        LearnerProfile("held", store=store)
+        holding = SqlEventStore(engine, inline_projectors=(*store.inline_projectors, hold), cipher=store.cipher)
+        profile = LearnerProfile("held", store=holding)
+        writer = threading.Thread(target=profile.add_interest, args=("Chess",))
+        writer.start()
+        assert inserted.wait(30)
+        LearnerProfile("bob", store=store).add_interest("Dinosaurs")  # higher positions, committed first
+        seen: list[int] = []
+
+        def progress(events: int, _expected: int) -> None:
+            seen.append(events)
+            release.set()  # the held append commits while the rebuild runs: late, behind bob's
+
+        result = rebuild(engine, cipher=store.cipher, batch_size=1, progress=progress)
+        writer.join(30)
+        assert result.events == log_row_count(engine) == 6
+        assert [row.interest_name for row in pm.get_interests("held", store=store)] == ["Chess"]
+        assert [row.interest_name for row in pm.get_interests("bob", store=store)] == ["Dinosaurs"]
+        inline_after = read_model_rows(engine)
+        rebuild(engine, cipher=store.cipher)
+        assert read_model_rows(engine) == inline_after
+        assert seen
+    finally:
+        release.set()
+        close_db()

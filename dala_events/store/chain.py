@@ -13,11 +13,9 @@ verifies:
 - **moved**: an event that verifies only under another learner id, where that learner's
   stream has a hole (decided at `finish`, when every stream has been seen).
 
-`feed` returns the rows whose link verified, in an order to project them: what a rebuild may
-project. A rebuild also names `hold_after`, the lowest log position that may still commit late
-(PostgreSQL: a transaction that took a position and commits after newer ones): a row whose
-predecessor has not been seen and that lies above it waits, and is checked when its
-predecessor arrives or, at `finish`, judged like any other.
+`feed` returns the rows whose link verified: what a rebuild may project. A rebuild feeds the
+log in commit order (`store.sql.in_commit_order`), so a row that committed late behind newer
+positions comes after its predecessor like any other.
 """
 
 from __future__ import annotations
@@ -32,8 +30,6 @@ MAX_LISTED_PROBLEMS = 1_000
 """Problems listed one by one; beyond these only their number by kind is kept."""
 MAX_MOVE_TRIES = 1_000_000
 """Hashes tried at most when looking for where changed events came from."""
-MAX_HELD = 100_000
-"""Rows held at most while a position gap below them may still fill; beyond, rows are judged."""
 KINDS = ("changed", "inserted", "deleted", "reordered", "moved")
 
 
@@ -57,7 +53,7 @@ class Problem:
 
     @property
     def versions(self) -> str:
-        """"3", or "3-5" for a run."""
+        """ "3", or "3-5" for a run."""
         if self.last_version is None or self.last_version == self.version:
             return str(self.version)
         return f"{self.version}-{self.last_version}"
@@ -89,7 +85,6 @@ class Stream:
 
     __slots__ = (
         "events",
-        "held",
         "last_problem",
         "learner_id",
         "max_version",
@@ -108,7 +103,6 @@ class Stream:
         self.events = 0
         self.pending: ChainRow | None = None  # a row that does not link, until the next row tells why
         self.last_problem: Problem | None = None
-        self.held: dict[int, ChainRow] = {}  # rows waiting for a predecessor that may commit late
 
 
 def _version(row: ChainRow) -> int:
@@ -127,13 +121,12 @@ class ChainWalker:
         self.unlisted: dict[str, int] = {}
         self.events = 0
         self.verified = 0
-        self._held = 0
         self._accepted: list[ChainRow] = []
         self._watched = type(self).seen is not ChainWalker.seen  # a subclass looks at every row
 
-    def feed(self, rows: Iterable[ChainRow], *, hold_after: int | None = None) -> list[ChainRow]:
-        """Check the next rows of the log (position order); returns those whose link verified,
-        in an order to project them. A row above `hold_after` whose predecessor is missing waits."""
+    def feed(self, rows: Iterable[ChainRow]) -> list[ChainRow]:
+        """Check the next rows of the log (position order, or commit order); returns those whose
+        link verified, in their order."""
         accepted = self._accepted = []
         streams, digest, watched = self.streams, self.digest, self._watched
         for row in rows:
@@ -142,18 +135,8 @@ class ChainWalker:
                 stream = streams[row.learner_id] = Stream(row.learner_id)
             version = row.version
             if (
-                hold_after is not None
-                and row.position > hold_after
-                and (stream.held or _version(row) > stream.version + 1)
-                and self._held < MAX_HELD
-            ):
-                stream.held[_version(row)] = row
-                self._held += 1
-                continue
-            if (
                 version == stream.version + 1
                 and stream.pending is None
-                and not stream.held
                 and not watched
                 and type(version) is int
                 and link_of(row, stream.prev, digest) == row.hash
@@ -175,9 +158,6 @@ class ChainWalker:
         """Judge what still waits, decide what the walk left open, look for moved events;
         returns the problems, in log order."""
         for stream in self.streams.values():
-            while stream.held:
-                self._walk(stream, stream.held.pop(min(stream.held)))
-        for stream in self.streams.values():
             if stream.pending is not None:
                 self._settle(stream, stream.pending, chained=False)
         self._find_moves()
@@ -195,9 +175,6 @@ class ChainWalker:
             self._decide_pending(stream, row)
         self._check(stream, row)
         self.seen(stream, row)
-        while stream.held and (released := stream.held.pop(stream.version + 1, None)) is not None:
-            self._held -= 1
-            self._walk(stream, released)
 
     def seen(self, stream: Stream, row: ChainRow) -> None:
         """Called for every row as it is walked (a checkpoint compares here)."""

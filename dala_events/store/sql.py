@@ -39,13 +39,12 @@ from sqlalchemy import (
     func,
     literal,
     literal_column,
-    or_,
     select,
     text,
     tuple_,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql import ColumnElement, Select
 
 from dala_events.dialects import (
     DriverStatement,
@@ -58,7 +57,7 @@ from dala_events.dialects import (
     write_transaction,
     written_columns,
 )
-from dala_events.envelopes import AppendedEvent, LoggedEvent, ProjectableEvent, StreamSummary
+from dala_events.envelopes import AppendedEvent, ProjectableEvent, StreamSummary
 from dala_events.errors import ConcurrencyError, InvalidInput
 from dala_events.store.codec import (
     HASH_LENGTH,
@@ -70,7 +69,6 @@ from dala_events.store.codec import (
     ProjectableRow,
     StoredRow,
     chain_mode,
-    decode_chain_row_as_logged,
     hasher,
     link_of,
 )
@@ -122,6 +120,10 @@ event_log = Table(
 DATABASE_COLUMNS = ("transaction_id",)
 """Columns of event_log that the database fills for its own bookkeeping: not written by the
 store, not carried by backups (a restore's database fills them anew)."""
+
+LOG_START = (-1, 0)
+"""The commit-order point before every event: (transaction_id, position)."""
+
 
 projection_state = Table(
     "projection_state",
@@ -241,21 +243,26 @@ class SqlEventStore(EventStore):
         with self._reading() as connection:
             return int(connection.execute(select(func.coalesce(func.max(event_log.c.position), 0))).scalar_one())
 
-    def read_position_ranges(self, ranges: Sequence[tuple[int, int]]) -> list[LoggedEvent]:
-        """The events whose positions fall in the inclusive `ranges`, in log order: a rebuild's
-        catch-up of events that committed late, behind newer positions."""
-        return [decode_chain_row_as_logged(row, self.cipher) for row in self.stored_rows_in_ranges(ranges)]
-
-    def stored_rows_in_ranges(self, ranges: Sequence[tuple[int, int]]) -> list[ChainRow]:
-        """Like `read_position_ranges`, the chain rows (see `stored_rows`)."""
-        found: list[ChainRow] = []
-        with self._reading() as connection:
-            columns = chain_columns(connection.dialect)
-            for start in range(0, len(ranges), 200):
-                chunk = ranges[start : start + 200]
-                query = select(*columns).where(or_(*(event_log.c.position.between(low, high) for low, high in chunk)))
-                found.extend(map(ChainRow._make, connection.execute(query.order_by(event_log.c.position))))
-        return found
+    def stored_rows_in_commit_order(
+        self, after: tuple[int, int] = LOG_START, *, batch_size: int = DEFAULT_BATCH_SIZE, final: bool = False
+    ) -> Iterator[tuple[list[ChainRow], tuple[int, int]]]:
+        """The chain rows (see `stored_rows`) after the point `after` in commit order
+        (`in_commit_order`), in batches of at most `batch_size`, each with the point it reached:
+        what a rebuild replays. `final`: every row is final (the caller holds writers off).
+        Each batch is read in its own transaction unless the store is `bound_to` one."""
+        check_count("batch_size", batch_size, minimum=1)
+        point = after
+        while True:
+            with self._reading() as connection:
+                columns = [*chain_columns(connection.dialect), event_log.c.transaction_id]
+                query = in_commit_order(connection.dialect, columns, point, final=final).limit(batch_size)
+                found = connection.execute(query).all()
+            rows = [ChainRow._make(row[:-1]) for row in found]
+            if rows:
+                point = (int(found[-1][-1]), rows[-1].position)
+                yield rows, point
+            if len(rows) < batch_size:
+                return
 
     def stored_rows(
         self,
@@ -414,6 +421,30 @@ def chain_columns(dialect: Dialect, *, with_hash: bool = True) -> list[ColumnEle
     if not with_hash:
         del columns["hash"]
     return list(columns.values())
+
+
+def in_commit_order(
+    dialect: Dialect, columns: Sequence[ColumnElement[Any]], after: tuple[int, int], *, final: bool = False
+) -> Select[Any]:
+    """The events after the point `after` (transaction_id, position), in the order their
+    transactions made them final: what a reader that must never pass an event reads.
+
+    On PostgreSQL a position is taken when a row is inserted, and its transaction may commit
+    after others that took higher positions. So the rows are read in (transaction_id, position)
+    order, and only those whose transaction is older than every transaction still running
+    (`pg_snapshot_xmin(pg_current_snapshot())`): below that horizon no row can still appear, so
+    what is read there is final. `final=True` drops the horizon, for a reader that holds off
+    every writer (a rebuild's catch-up under its lock). On SQLite a writer holds the write lock
+    from its first statement to its commit: positions commit in order, and the position alone is
+    the order. `subscriptions` and `projections.rebuild` read the log this way."""
+    c = event_log.c
+    if dialect.name != "postgresql":
+        return select(*columns).where(c.position > after[1]).order_by(c.position)
+    query = select(*columns).where(tuple_(c.transaction_id, c.position) > tuple_(literal(after[0]), literal(after[1])))
+    if not final:
+        horizon: Any = literal_column("(pg_snapshot_xmin(pg_current_snapshot())::text)::bigint")
+        query = query.where(c.transaction_id < horizon)
+    return query.order_by(c.transaction_id, c.position)
 
 
 def rows_by_stream(
