@@ -196,7 +196,12 @@ def pipelined(connection: Connection) -> Iterator[None]:
     of an append, whose answers nothing reads. Errors come out at the end of the block, as
     SQLAlchemy's exceptions (IntegrityError, ...). Anywhere else, or when anyone watches the
     connection's statements (see `run_on_driver`), the block runs as it is."""
-    if connection.dialect.name != "postgresql" or not connection.in_transaction() or _observed(connection):
+    if (
+        connection.dialect.name != "postgresql"
+        or connection.dialect.is_async  # psycopg's asyncio pipeline is awaited: `aio` pays the round trips
+        or not connection.in_transaction()
+        or _observed(connection)
+    ):
         yield
         return
     driver: Any = connection.connection.driver_connection

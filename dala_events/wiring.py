@@ -17,6 +17,7 @@ import functools
 import logging
 import os
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,9 @@ _log = logging.getLogger("dala_events.wiring")
 
 _JSON_COLUMNS: dict[str, Any] = {"json_serializer": dump_checked_json, "json_deserializer": decode_json}
 
+EngineFactory = Callable[..., Engine]
+"""Makes an engine from a URL and `create_engine`'s keyword arguments (as `create_engine` does)."""
+
 
 class Mode(enum.Enum):
     """How `Storage.open` treats the database."""
@@ -81,10 +85,14 @@ class Mode(enum.Enum):
     """Connect only, creating a SQLite file's folder (restore into a new database)."""
 
 
-def create_dala_engine(database_url: str | URL, *, create: bool = True) -> Engine:
+def create_dala_engine(
+    database_url: str | URL, *, create: bool = True, postgresql_engine: EngineFactory | None = None
+) -> Engine:
     """An engine for `database_url` set up the way the store needs it.
 
-    `postgresql://` URLs use the psycopg 3 driver that ships with the package; SQLite
+    `postgresql://` URLs use the psycopg 3 driver that ships with the package, through
+    `postgresql_engine` when given (`dala_events.aio` passes one that makes the synchronous face
+    of an `AsyncEngine` on psycopg's asyncio connection); SQLite
     connections get the pragmas of `configure_sqlite`. With `create` a SQLite file's folder is
     created if missing; without it a missing file is DatabaseNotFound and nothing is created,
     so a typo in a path never looks like a missing learner. JSON columns are written compact
@@ -98,7 +106,7 @@ def create_dala_engine(database_url: str | URL, *, create: bool = True) -> Engin
     if backend == "postgresql":
         if url.drivername == "postgresql":
             url = url.set(drivername="postgresql+psycopg")
-        return create_engine(url, pool_pre_ping=True, **_JSON_COLUMNS)
+        return (postgresql_engine or create_engine)(url, pool_pre_ping=True, **_JSON_COLUMNS)
     if backend != "sqlite":
         raise InvalidInput("database_url", f"only sqlite and postgresql are supported, not {backend!r}")
     if url.database in (None, "", ":memory:"):
@@ -184,19 +192,22 @@ def master_key_of(settings: Settings, default_file: Path | None, *, create: bool
     return master_key_from_file(path, source=MASTER_KEY_FILE_ENV)
 
 
-def _key_store_engine(url: str) -> tuple[Engine, Path | None]:
+def _key_store_engine(url: str, postgresql_engine: EngineFactory | None = None) -> tuple[Engine, Path | None]:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         engine = create_engine(parsed, connect_args={"timeout": 30})
         configure_key_store_sqlite(engine)
         return engine, Path(parsed.database).expanduser()
+    if postgresql_engine is not None and parsed.get_backend_name() == "postgresql":
+        return postgresql_engine(parsed, pool_pre_ping=True), None
     return create_engine(parsed, pool_pre_ping=True), None
 
 
-def key_store_exists(url: str) -> bool:
+def key_store_exists(url: str, *, postgresql_engine: EngineFactory | None = None) -> bool:
     """Whether a key store was ever created at `url`: a non-empty SQLite file, or a database
-    holding the key store's tables. KeyStoreError, naming it, when that cannot be told."""
-    engine, path = _key_store_engine(url)
+    holding the key store's tables. KeyStoreError, naming it, when that cannot be told.
+    `postgresql_engine`: as in `create_dala_engine`."""
+    engine, path = _key_store_engine(url, postgresql_engine)
     location = str(path) if path is not None else engine.url.render_as_string(hide_password=True)
     try:
         if path is not None:
@@ -209,10 +220,12 @@ def key_store_exists(url: str) -> bool:
         engine.dispose()
 
 
-def open_key_store(url: str, master_key: MasterKey) -> SqlKeyStore:
+def open_key_store(url: str, master_key: MasterKey, *, postgresql_engine: EngineFactory | None = None) -> SqlKeyStore:
     """The key store at `url` (created when missing: a SQLite file with 0600 permissions, which
-    deletes securely). Whether it may be created is the caller's decision (`Storage.key_store`)."""
-    engine, path = _key_store_engine(url)
+    deletes securely). Whether it may be created is the caller's decision (`Storage.key_store`).
+    `postgresql_engine`: as in `create_dala_engine`, for a PostgreSQL key store (a SQLite
+    file's few, short statements keep the standard driver)."""
+    engine, path = _key_store_engine(url, postgresql_engine)
     try:
         if path is not None:
             try:
@@ -273,9 +286,19 @@ class Storage:
     Build it with `Storage.open(settings, mode)`; `close()` frees everything it opened.
     """
 
-    def __init__(self, settings: Settings, engine: Engine, *, may_create_keys: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        *,
+        may_create_keys: bool = True,
+        postgresql_engine: EngineFactory | None = None,
+    ) -> None:
         self.settings = settings
         self.engine = engine
+        self.postgresql_engine = postgresql_engine
+        """How a PostgreSQL key store's engine is made (see `create_dala_engine`): None, the
+        standard one."""
         self.may_create_keys = may_create_keys
         """Whether a missing key store may be created (for a log holding nothing encrypted)."""
         self.log_key = settings.log_key
@@ -304,10 +327,10 @@ class Storage:
         if url is None:
             return MemoryKeyStore()
         location = self.key_store_location()
-        if key_store_exists(url):
+        if key_store_exists(url, postgresql_engine=self.postgresql_engine):
             master_key = master_key_of(self.settings, default_master)
             try:
-                return open_key_store(url, master_key)
+                return open_key_store(url, master_key, postgresql_engine=self.postgresql_engine)
             except MasterKeyError as refused:
                 return self._finish_rotation(url, default_master, refused)
         encrypted = self.encrypted_learners(limit=10)
@@ -320,7 +343,8 @@ class Storage:
             )
         if not self.may_create_keys:
             return NoKeyStore(location)
-        return open_key_store(url, master_key_of(self.settings, default_master, create=True))
+        master_key = master_key_of(self.settings, default_master, create=True)
+        return open_key_store(url, master_key, postgresql_engine=self.postgresql_engine)
 
     def key_store_to_restore_into(self) -> SqlKeyStore:
         """The key store, opened or created to restore a key backup into, whatever the log holds
@@ -333,7 +357,9 @@ class Storage:
             url, default_master = key_store_location(self.settings, self.engine)
             if url is None:
                 raise KeyStoreError("an in-memory database keeps its keys in memory: there is nothing to restore into")
-            key_store = open_key_store(url, master_key_of(self.settings, default_master))
+            key_store = open_key_store(
+                url, master_key_of(self.settings, default_master), postgresql_engine=self.postgresql_engine
+            )
             self._key_store = key_store
             return key_store
 
@@ -393,7 +419,13 @@ class Storage:
         return self.cipher
 
     @classmethod
-    def open(cls, settings: Settings | None = None, mode: Mode = Mode.CREATE) -> Storage:
+    def open(
+        cls,
+        settings: Settings | None = None,
+        mode: Mode = Mode.CREATE,
+        *,
+        postgresql_engine: EngineFactory | None = None,
+    ) -> Storage:
         """Connect to `settings.database_url` (default settings: `Settings.from_env()`) as `mode` says.
 
         CREATE migrates the log, creates missing tables and rebuilds stale read models when
@@ -401,11 +433,20 @@ class Storage:
         run `dala rebuild`; READ refuses a missing, unmigrated or stale database
         (DatabaseNotFound, SchemaMismatchError) and changes nothing; RAW only connects. A log
         key other than the one the log is chained with is LogKeyError (CREATE, READ).
+        `postgresql_engine` makes the engines of a PostgreSQL log and key store (see
+        `create_dala_engine`: how `dala_events.aio` puts them on psycopg's asyncio connections).
         """
         settings = Settings.from_env() if settings is None else settings
-        engine = create_dala_engine(settings.database_url, create=mode in (Mode.CREATE, Mode.MIGRATE, Mode.RAW_CREATE))
+        engine = create_dala_engine(
+            settings.database_url,
+            create=mode in (Mode.CREATE, Mode.MIGRATE, Mode.RAW_CREATE),
+            postgresql_engine=postgresql_engine,
+        )
         storage = cls(
-            settings, engine, may_create_keys=mode in (Mode.CREATE, Mode.MIGRATE, Mode.UPGRADE, Mode.RAW_CREATE)
+            settings,
+            engine,
+            may_create_keys=mode in (Mode.CREATE, Mode.MIGRATE, Mode.UPGRADE, Mode.RAW_CREATE),
+            postgresql_engine=postgresql_engine,
         )
         try:
             if mode in (Mode.CREATE, Mode.MIGRATE, Mode.UPGRADE):
@@ -509,7 +550,8 @@ class Storage:
         pending = self._pending_master_file(default_master)
         if pending is None or default_master is None or not pending.is_file():
             raise refused
-        key_store = open_key_store(url, master_key_from_file(pending, source=str(pending)))
+        master_key = master_key_from_file(pending, source=str(pending))
+        key_store = open_key_store(url, master_key, postgresql_engine=self.postgresql_engine)
         _replace_durably(pending, default_master)
         _log.warning("finished a master key rotation that stopped before %s was replaced", default_master)
         return key_store

@@ -51,6 +51,7 @@ LAYERS: dict[str, int] = {
     "dala_events.xapi": 5,
     "dala_events.demo": 5,
     "dala_events.app": 5,
+    "dala_events.aio": 6,
     "dala_events.backup": 4,
     "dala_events.checksummed": 4,
     "dala_events.key_backup": 4,

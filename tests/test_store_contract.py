@@ -6,17 +6,19 @@ switch that makes it fail, so atomicity is checked the same way everywhere.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from freezegun import freeze_time
 
+from dala_events import aio
 from dala_events.database_setup import create_dala_engine, create_tables
 from dala_events.envelopes import NewEvent, ProjectableEvent
 from dala_events.errors import ConcurrencyError, InvalidInput, LearnerErasedError
@@ -34,6 +36,7 @@ from dala_events.wiring import open_key_store
 from tests.conftest import POSTGRES_URL, require_postgres, reset_postgres
 
 T0 = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
+T = TypeVar("T")
 
 
 @dataclass
@@ -51,45 +54,139 @@ class Projection:
 
 @dataclass
 class Backend:
-    store: EventStore
+    store: Any  # an EventStore, or an AwaitedStore standing for the async one
     projection: Projection
     key_store: KeyStore
 
-    def twin(self) -> EventStore:
+    def twin(self) -> Any:
         """Another instance of the store on the same log and key store, with its own cipher
         (its own cache of data keys): what another process would hold."""
+        if isinstance(self.store, AwaitedStore):
+            return self.store.twin(LogCipher(self.key_store))
         other = copy.copy(self.store)
         other.cipher = LogCipher(self.key_store)
         return other
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+class AwaitedStore:
+    """The async store (`aio.AsyncEventStore`) under the contract's synchronous tests: each call
+    awaited on an event loop of its own thread, where the store lives (several test threads may
+    await at once, as several tasks would)."""
+
+    def __init__(self, store: SqlEventStore, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.loop = loop or asyncio.new_event_loop()
+        if loop is None:
+            threading.Thread(target=self.loop.run_forever, daemon=True, name="contract-loop").start()
+        self.sync = store
+        self.runner = aio.OnTheLoop() if store.engine.dialect.is_async else aio.InWorkerThreads()
+        self.aio = aio.AsyncEventStore(store, self.runner)
+
+    def _wait(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def _all(self, batches: AsyncIterator[T]) -> list[T]:
+        async def collect() -> list[T]:
+            return [batch async for batch in batches]
+
+        return self._wait(collect())
+
+    def append(self, *args: Any, **kwargs: Any) -> int:
+        return self._wait(self.aio.append(*args, **kwargs))
+
+    def stream_version(self, *args: Any, **kwargs: Any) -> int:
+        return self._wait(self.aio.stream_version(*args, **kwargs))
+
+    def read_stream(self, *args: Any, **kwargs: Any) -> Any:
+        return self._wait(self.aio.read_stream(*args, **kwargs))
+
+    def last_position(self) -> int:
+        return self._wait(self.aio.last_position())
+
+    def erasures(self, *args: Any, **kwargs: Any) -> Any:
+        return self._wait(self.aio.erasures(*args, **kwargs))
+
+    def list_streams(self, *args: Any, **kwargs: Any) -> Any:
+        return self._wait(self.aio.list_streams(*args, **kwargs))
+
+    def read_all(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        return iter(self._all(self.aio.read_all(*args, **kwargs)))
+
+    def read_all_batches(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        return iter(self._all(self.aio.read_all_batches(*args, **kwargs)))
+
+    def read_for_projection(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        return iter(self._all(self.aio.read_for_projection(*args, **kwargs)))
+
+    def read_stream_for_projection(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        return iter(self._all(self.aio.read_stream_for_projection(*args, **kwargs)))
+
+    def events_for_projection(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        return iter(self._all(self.aio.events_for_projection(*args, **kwargs)))
+
+    @property
+    def cipher(self) -> LogCipher | None:
+        return self.sync.cipher
+
+    def stored_rows(self, *args: Any, **kwargs: Any) -> Any:
+        async def rows() -> list[Any]:
+            return await self.runner(lambda: list(self.sync.stored_rows(*args, **kwargs)))
+
+        return iter(self._wait(rows()))
+
+    def twin(self, cipher: LogCipher) -> AwaitedStore:
+        other = copy.copy(self.sync)
+        other.cipher = cipher
+        return AwaitedStore(other, self.loop)
+
+    def close(self) -> None:
+        async def close() -> None:
+            await self.runner(self.sync.engine.dispose)
+            await self.runner.close()
+
+        self._wait(close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql", "sqlite-async", "postgresql-async"])
 def backend(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> Iterator[Backend]:
-    """Every backend with encryption on (a data key per learner) and the erasure rules."""
+    """Every backend with encryption on (a data key per learner) and the erasure rules; the
+    async store (`dala_events.aio`) on both databases too."""
     projection = Projection()
     if request.param == "memory":
         key_store: KeyStore = MemoryKeyStore()
         store = InMemoryEventStore(inline_projectors=[projection], cipher=LogCipher(key_store))
         yield Backend(store, projection, key_store)
         return
-    if request.param == "sqlite":
+    if request.param.startswith("sqlite"):
         url = f"sqlite:///{tmp_path}/contract.db"
     else:
         require_postgres()
         reset_postgres()
         url = POSTGRES_URL
+    asynchronous = request.param.endswith("-async")
     engine = create_dala_engine(url)
     create_tables(engine)
+    if asynchronous and url == POSTGRES_URL:
+        engine.dispose()
+        engine = create_dala_engine(url, postgresql_engine=aio.psycopg_async_engine)
     key_store = open_key_store(f"sqlite:///{tmp_path}/contract.keys", MasterKey.generate())
+    awaited: AwaitedStore | None = None
     try:
         store = SqlEventStore(
             engine,
             inline_projectors=[lambda _connection, events: projection(events)],
             cipher=LogCipher(key_store),
         )
-        yield Backend(store, projection, key_store)
+        if asynchronous:
+            awaited = AwaitedStore(store)
+            yield Backend(awaited, projection, key_store)
+        else:
+            yield Backend(store, projection, key_store)
     finally:
-        engine.dispose()
+        if awaited is not None:
+            awaited.close()
+        else:
+            engine.dispose()
         key_store.engine.dispose()
 
 
@@ -295,9 +392,9 @@ def test_an_unknown_type_names_the_known_ones(backend: Backend) -> None:
 # -- encryption and erasure, on every backend -------------------------------------------------
 
 
-def _stored(store: EventStore) -> list[Any]:
+def _stored(store: EventStore | AwaitedStore) -> list[Any]:
     """The rows as the backend stores them (chain rows: payload and metadata as stored)."""
-    assert isinstance(store, InMemoryEventStore | SqlEventStore)
+    assert isinstance(store, InMemoryEventStore | SqlEventStore | AwaitedStore)
     return [row for batch in store.stored_rows() for row in batch]
 
 
