@@ -26,7 +26,7 @@ from rich.table import Table
 
 PACKAGE = Path(__file__).resolve().parent
 THIS_TREE = PACKAGE.parent
-GROUPS = ("writes", "rebuild", "audit", "backup", "startup", "postgres")
+GROUPS = ("writes", "rebuild", "audit", "backup", "startup", "postgres", "async")
 PG_LEARNERS = 10
 PG_HOT_COMMANDS = 400
 STARTUP_REPEATS = 7
@@ -71,6 +71,29 @@ ORDER = (
     "pg_subscription_rate",
     "pg_lag_median",
     "pg_lag_max",
+    *(
+        f"{backend}_{name}"
+        for backend in ("aio_sqlite", "aio_pg")
+        for name in (
+            "sync_1_rate",
+            "async_1_rate",
+            "sync_50_rate",
+            "async_50_rate",
+            "async_to_sync_1",
+            "async_to_sync_50",
+            "sync_1_p50",
+            "async_1_p50",
+            "sync_1_p99",
+            "async_1_p99",
+            "sync_50_p50",
+            "async_50_p50",
+            "sync_50_p99",
+            "async_50_p99",
+            "loop_as_is",
+            "loop_frozen",
+            "history_async",
+        )
+    ),
 )
 
 # Loads this checkout's `benchmarks` package by path, then runs one task. `-P` keeps the
@@ -202,6 +225,8 @@ def run(options: Options, progress: Console) -> dict[str, Any]:
                 bench.startup()
             if "postgres" in options.only:
                 bench.postgres()
+            if "async" in options.only:
+                bench.asynchronous()
     return summary(bench.results, options, bench.mutations, notes, time.perf_counter() - started)
 
 
@@ -317,6 +342,46 @@ class _Run:
             self.results.record(
                 "startup_ratio", ratio, tree, out["profile_ms"] / out["libraries_ms"], rss, STARTUP_REPEATS
             )
+
+    def asynchronous(self) -> None:
+        """The async group (`benchmarks.asynchronous`): for trees that have `dala_events.aio`."""
+        for tree in self.trees:
+            if not (tree.root / "dala_events" / "aio.py").is_file():
+                note = f"async group skipped ({tree.label} tree): it has no dala_events.aio"
+                if note not in self.notes:
+                    self.notes.append(note)
+                continue
+            out = self.child(tree, "the async API against the synchronous one", "async", {"folder": str(self.work)})
+            rss = out["peak_rss_mb"]
+            if "postgresql_skipped" in out:
+                note = f"async group on PostgreSQL skipped: {out['postgresql_skipped']}"
+                if note not in self.notes:
+                    self.notes.append(note)
+            for backend, prefix, shown in (("sqlite", "aio_sqlite", "SQLite"), ("postgresql", "aio_pg", "PostgreSQL")):
+                if backend not in out:
+                    continue
+                got = out[backend]
+                rows = []
+                for callers in (1, 50):
+                    for api in ("sync", "async"):
+                        figures = got[f"{api}_{callers}"]
+                        who = f"{api}, {callers} {'caller' if callers == 1 else 'callers at once'}"
+                        rows += [
+                            (f"{api}_{callers}_rate", f"{who}: mutations/s", "mutations/s", figures["rate"]),
+                            (f"{api}_{callers}_p50", f"{who}: p50 per call", "ms", figures["p50_ms"]),
+                            (f"{api}_{callers}_p99", f"{who}: p99 per call", "ms", figures["p99_ms"]),
+                        ]
+                    ratio = got[f"async_{callers}"]["rate"] / got[f"sync_{callers}"]["rate"]
+                    rows.append((f"async_to_sync_{callers}", f"async / sync, {callers} at once", "x", ratio))
+                loop = got["loop"]
+                rows += [
+                    ("loop_as_is", "loop's worst delay during a 5,000-event history", "ms", loop["as_is_ms"]),
+                    ("loop_frozen", "the same, start-up heap frozen (gc.freeze)", "ms", loop["frozen_ms"]),
+                    ("history_async", "aio.history, 5,000 events", "ms", loop["history_async_ms"]),
+                ]
+                for name, label, unit, value in rows:
+                    measurement = Measurement(f"{shown} async group: {label}", unit)
+                    self.results.record(f"{prefix}_{name}", measurement, tree, value, rss, 1)
 
     def postgres(self) -> None:
         """The PostgreSQL group (`benchmarks.postgres`), or a note saying why it was skipped."""
@@ -527,7 +592,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, bool]:
         "--only",
         default=",".join(GROUPS),
         metavar="GROUPS",
-        help="comma-separated subset of writes,rebuild,audit,backup,startup,postgres (default: all)",
+        help="comma-separated subset of writes,rebuild,audit,backup,startup,postgres,async (default: all)",
     )
     args = parser.parse_args(argv)
     only = tuple(group.strip() for group in args.only.split(",") if group.strip())

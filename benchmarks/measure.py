@@ -339,7 +339,15 @@ def task_postgres(learners: int, hot_commands: int) -> dict[str, Any]:
     return postgres.run(learners, hot_commands)
 
 
+def task_async(folder: str) -> dict[str, Any]:
+    """See `benchmarks.asynchronous` (PostgreSQL skipped, with the reason, without a server)."""
+    from benchmarks import asynchronous
+
+    return asynchronous.run(folder)
+
+
 TASKS: dict[str, Callable[..., dict[str, Any]]] = {
+    "async": task_async,
     "writes": task_writes,
     "write_log": task_write_log,
     "rebuild": task_rebuild,

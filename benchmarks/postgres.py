@@ -58,7 +58,7 @@ def problem() -> str | None:
 
 
 @contextmanager
-def _databases() -> Iterator[tuple[str, str]]:
+def databases() -> Iterator[tuple[str, str]]:
     """A log database and a key-store database of the bench's own, dropped afterwards."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
@@ -79,14 +79,14 @@ def _databases() -> Iterator[tuple[str, str]]:
         admin.dispose()
 
 
-def _settings(log_url: str, keys_url: str) -> Any:
+def settings_for(log_url: str, keys_url: str) -> Any:
     from dala_events.settings import Settings
     from dala_events.store.keys import MasterKey
 
     return Settings(database_url=log_url, key_store=keys_url, master_key=MasterKey.from_hex(MASTER_KEY))
 
 
-def _reset(log_url: str, keys_url: str) -> None:
+def reset_databases(log_url: str, keys_url: str) -> None:
     """Empty both databases and create the log's tables (between measurements)."""
     from sqlalchemy import create_engine, text
 
@@ -98,7 +98,7 @@ def _reset(log_url: str, keys_url: str) -> None:
             connection.execute(text("DROP SCHEMA public CASCADE"))
             connection.execute(text("CREATE SCHEMA public"))
         engine.dispose()
-    Dala.open(_settings(log_url, keys_url)).close()
+    Dala.open(settings_for(log_url, keys_url)).close()
 
 
 # -- writers ----------------------------------------------------------------------------------
@@ -109,7 +109,7 @@ def _write_learners(log_url: str, keys_url: str, prefix: str, learners: int, sta
     from dala_events.app import Dala
 
     plans = [learner_workload(seed) for seed in range(learners)]
-    with Dala.open(_settings(log_url, keys_url)) as dala:
+    with Dala.open(settings_for(log_url, keys_url)) as dala:
         dala.profile(f"{prefix}-warm-up").add_interest("Chess")
         start.wait()
         mutations = 0
@@ -123,7 +123,7 @@ def _hot_writer(log_url: str, keys_url: str, worker: int, commands: int, start: 
     from dala_events import persistence_manager as pm
     from dala_events.app import Dala
 
-    with Dala.open(_settings(log_url, keys_url)) as dala:
+    with Dala.open(settings_for(log_url, keys_url)) as dala:
         pm.add_interest("hot", pm.InterestData(interest_name=f"warm {worker}"), store=dala.store)
         start.wait()
         for n in range(commands):
@@ -135,7 +135,7 @@ def _hot_writer(log_url: str, keys_url: str, worker: int, commands: int, start: 
 def _create_hot(log_url: str, keys_url: str) -> None:
     from dala_events.app import Dala
 
-    with Dala.open(_settings(log_url, keys_url)) as dala:
+    with Dala.open(settings_for(log_url, keys_url)) as dala:
         dala.profile("hot")
 
 
@@ -199,7 +199,7 @@ def _floor(log_url: str, keys_url: str, learners: int) -> tuple[int, float]:
 def _subscription_rate(log_url: str, keys_url: str) -> tuple[int, float]:
     from dala_events.app import Dala
 
-    with Dala.open(_settings(log_url, keys_url)) as dala:
+    with Dala.open(settings_for(log_url, keys_url)) as dala:
         subscription = dala.subscription(f"noop-{uuid.uuid4().hex[:6]}")
         began = time.perf_counter()
         delivered = subscription.run(lambda _event: None, stop_when_idle=True, batch_size=1000)
@@ -215,7 +215,7 @@ def _lag_under_load(log_url: str, keys_url: str, learners: int) -> list[int]:
     from dala_events.store import event_log
 
     lags: list[int] = []
-    with Dala.open(_settings(log_url, keys_url)) as dala:
+    with Dala.open(settings_for(log_url, keys_url)) as dala:
         subscription = dala.subscription("under-load")
         done = threading.Event()
 
@@ -253,12 +253,12 @@ def run(learners: int, hot_commands: int) -> dict[str, Any]:
     if reason is not None:
         return {"skipped": reason}
     results: dict[str, Any] = {}
-    with _databases() as (log_url, keys_url):
-        _reset(log_url, keys_url)
+    with databases() as (log_url, keys_url):
+        reset_databases(log_url, keys_url)
         mutations, seconds = _floor(log_url, keys_url, learners)
         results["floor"] = mutations / seconds
         for k in KS:
-            _reset(log_url, keys_url)
+            reset_databases(log_url, keys_url)
             seconds = _run_together(_write_learners, [(log_url, keys_url, f"k{k}w{w}", learners) for w in range(k)])
             mutations = k * sum(len(learner_workload(seed)) for seed in range(learners))
             results[f"writers_{k}"] = mutations / seconds
@@ -266,13 +266,13 @@ def run(learners: int, hot_commands: int) -> dict[str, Any]:
         delivered, seconds = results.pop("subscription")
         results["subscription_rate"] = delivered / seconds
         for writers in (1, HOT_WRITERS):
-            _reset(log_url, keys_url)
+            reset_databases(log_url, keys_url)
             _create_hot(log_url, keys_url)
             seconds = _run_together(
                 _hot_writer, [(log_url, keys_url, w, hot_commands // writers) for w in range(writers)]
             )
             results[f"hot_{writers}"] = (hot_commands // writers) * writers / seconds
-        _reset(log_url, keys_url)
+        reset_databases(log_url, keys_url)
         lags = _lag_under_load(log_url, keys_url, max(1, learners // 2))
         results["lag_median"] = statistics.median(lags) if lags else 0
         results["lag_max"] = max(lags) if lags else 0

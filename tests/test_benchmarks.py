@@ -214,3 +214,24 @@ def test_the_postgresql_group_reports_its_writers_and_subscriptions() -> None:
     assert ratio == pytest.approx(expected, abs=1e-3)
     assert measurements["pg_lag_max"]["this"]["median"] >= measurements["pg_lag_median"]["this"]["median"] >= 0
     assert not [note for note in summary["notes"] if "PostgreSQL group skipped" in note]
+
+
+@pytest.mark.slow
+def test_the_async_group_reports_both_apis_on_both_databases() -> None:
+    require_postgres()
+    summary = run_bench("--only", "async", "--rounds", "1")
+    measurements = summary["measurements"]
+    for backend in ("aio_sqlite", "aio_pg"):
+        for callers in (1, 50):
+            sync, ours = (
+                measurements[f"{backend}_{api}_{callers}_rate"]["this"]["median"] for api in ("sync", "async")
+            )
+            assert sync > 0 and ours > 0, backend
+            ratio = measurements[f"{backend}_async_to_sync_{callers}"]["this"]["median"]
+            assert ratio == pytest.approx(ours / sync, rel=1e-3)
+            for api in ("sync", "async"):
+                p50 = measurements[f"{backend}_{api}_{callers}_p50"]["this"]["median"]
+                assert 0 < p50 <= measurements[f"{backend}_{api}_{callers}_p99"]["this"]["median"]
+        assert measurements[f"{backend}_loop_frozen"]["this"]["median"] >= 0
+        assert measurements[f"{backend}_history_async"]["this"]["median"] > 0
+    assert not [note for note in summary["notes"] if "skipped" in note]
