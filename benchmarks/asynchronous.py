@@ -6,7 +6,7 @@ own, as `benchmarks.postgres` does). For each backend, in one run:
 
 - **mutations/s and latency per call**: `persistence_manager.add_activity_attempt` (a command:
   it reads the learner and appends one event with its read-model rows), `CALLS` calls over
-  `LEARNERS` learners, with 1 caller and with 50 at once: the synchronous API from 1 and from
+  `LEARNERS` learners, with 1 caller and with 50 at once (each owning one learner): the synchronous API from 1 and from
   50 threads, the async API from 1 and from 50 tasks on one event loop. p50 and p99 of each
   call's time.
 - **the loop's worst delay** while `aio.history` reads a 5,000-event learner: a ticker task
@@ -39,8 +39,10 @@ def _attempt(learner: int, n: int) -> Any:
     return ActivityAttemptData(lo_id="LO1", activity_id=f"a{learner}-{n}", activity_type="quiz", score=50.0)
 
 
-def _calls() -> list[tuple[str, int]]:
-    return [(f"bench-{n % LEARNERS:03d}", n) for n in range(CALLS)]
+def _calls(caller: int, callers: int) -> list[tuple[str, int]]:
+    """The calls of one caller: those of the learners it owns (each learner has one caller, so
+    callers never meet on a learner: the measure is of waiting, not of conflicts)."""
+    return [(f"bench-{n % LEARNERS:03d}", n) for n in range(CALLS) if (n % LEARNERS) % callers == caller]
 
 
 def _percentiles(latencies: list[float]) -> tuple[float, float]:
@@ -65,13 +67,16 @@ def _sync(settings: Any, callers: int) -> dict[str, float]:
             with lock:
                 latencies.append(took)
 
+        def caller(number: int) -> None:
+            for item in _calls(number, callers):
+                call(item)
+
         started = time.perf_counter()
         if callers == 1:
-            for item in _calls():
-                call(item)
+            caller(0)
         else:
             with ThreadPoolExecutor(max_workers=callers) as pool:
-                list(pool.map(call, _calls()))
+                list(pool.map(caller, range(callers)))
         seconds = time.perf_counter() - started
     p50, p99 = _percentiles(latencies)
     return {"rate": CALLS / seconds, "p50_ms": p50, "p99_ms": p99}
@@ -85,17 +90,14 @@ def _async(settings: Any, callers: int) -> dict[str, float]:
             for n in range(LEARNERS):
                 await aio.create_learner_profile(f"bench-{n:03d}", store=dala.store)
             latencies: list[float] = []
-            queue = list(reversed(_calls()))
-
-            async def caller() -> None:
-                while queue:
-                    learner_id, n = queue.pop()
+            async def caller(number: int) -> None:
+                for learner_id, n in _calls(number, callers):
                     started = time.perf_counter()
                     await aio.add_activity_attempt(learner_id, _attempt(n % LEARNERS, n), store=dala.store)
                     latencies.append(time.perf_counter() - started)
 
             started = time.perf_counter()
-            await asyncio.gather(*(caller() for _ in range(callers)))
+            await asyncio.gather(*(caller(number) for number in range(callers)))
             seconds = time.perf_counter() - started
         p50, p99 = _percentiles(latencies)
         return {"rate": CALLS / seconds, "p50_ms": p50, "p99_ms": p99}

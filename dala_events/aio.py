@@ -48,10 +48,10 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -247,16 +247,6 @@ class AsyncEventStore:
         ):
             for event in batch:
                 yield event
-
-    @asynccontextmanager
-    async def writing_alone(self, learner_id: str) -> AsyncIterator[None]:
-        """`EventStore.writing_alone`: the block's writes, this learner's only writer."""
-        held = self.sync.writing_alone(learner_id)
-        await self.run(held.__enter__)
-        try:
-            yield
-        finally:
-            await self.run(held.__exit__, None, None, None)
 
     async def _iterate(
         self, batches: Callable[..., Iterator[list[T]]], /, *args: Any, **kwargs: Any
@@ -474,6 +464,7 @@ class AsyncDala:
 # -- the process default -------------------------------------------------------------------------
 
 _default: AsyncDala | None = None
+_opening: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
 async def init_db(database_url: str | None = None, *, check_projections: bool = True) -> AsyncDala:
@@ -518,13 +509,17 @@ async def _close(dala: AsyncDala) -> None:
 async def _store(store: AsyncEventStore | None) -> AsyncEventStore:
     """`store`, or the default (opened by `init_db()` on first use, and opened again when the
     loop it belonged to has ended)."""
-    global _default
     if store is not None:
         if not isinstance(store, AsyncEventStore):
             raise InvalidInput("store", f"must be an aio.AsyncEventStore or None, not {type(store).__name__}")
         return store
-    if _default is None or _default.loop is not asyncio.get_running_loop():
-        await init_db()
+    loop = asyncio.get_running_loop()
+    if _default is None or _default.loop is not loop:
+        # One opening at a time: tasks that arrive together share the one opened.
+        opening = _opening.setdefault(loop, asyncio.Lock())
+        async with opening:
+            if _default is None or _default.loop is not loop:
+                await init_db()
     assert _default is not None
     return _default.store
 

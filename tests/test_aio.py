@@ -569,3 +569,24 @@ def test_no_thread_or_connection_outlives_a_closed_async_store(fresh: Callable[[
     assert dala.sync.engine.pool.checkedout() == 0
     leftover = {t for t in threading.enumerate() if t not in before and t.name.startswith("dala-aio")}
     assert not leftover
+
+
+def test_tasks_that_first_use_the_default_together_share_one_store(
+    fresh: Callable[[str], Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = fresh("together")
+    monkeypatch.setenv("DALA_DATABASE_URL", settings.database_url)
+    if settings.key_store:
+        monkeypatch.setenv("DALA_KEY_STORE", settings.key_store)
+        monkeypatch.setenv("DALA_MASTER_KEY", TEST_MASTER_KEY)
+
+    async def run() -> list[int]:
+        try:
+            profiles = await asyncio.gather(*(aio.get_or_create_learner_profile(f"t{n}") for n in range(3)))
+            for profile in profiles:
+                await profile.add_interest("Chess")
+            return [profile.version for profile in profiles]
+        finally:
+            await aio.close_db()
+
+    assert asyncio.run(run()) == [2, 2, 2]

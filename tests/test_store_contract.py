@@ -21,7 +21,7 @@ from freezegun import freeze_time
 from dala_events import aio
 from dala_events.database_setup import create_dala_engine, create_tables
 from dala_events.envelopes import NewEvent, ProjectableEvent
-from dala_events.errors import ConcurrencyError, InvalidInput, LearnerErasedError
+from dala_events.errors import ConcurrencyError, CorruptEventError, InvalidInput, LearnerErasedError
 from dala_events.events import (
     ErasedContent,
     InterestAdded,
@@ -31,6 +31,7 @@ from dala_events.events import (
     StruggleAreaAdded,
 )
 from dala_events.store import MAX_VERSION, EventStore, InMemoryEventStore, SqlEventStore
+from dala_events.store.contract import STREAM_BATCH_SIZE
 from dala_events.store.keys import ENCRYPTED_PREFIX, KeyStore, LogCipher, MasterKey, MemoryKeyStore
 from dala_events.wiring import open_key_store
 from tests.conftest import POSTGRES_URL, require_postgres, reset_postgres
@@ -449,3 +450,28 @@ def test_a_cut_read_with_a_cached_key_sees_an_erasure_made_elsewhere(backend: Ba
     assert [type(event.event) for event in cut] == [ErasedContent, ErasedContent]
     batches = list(other.read_stream_for_projection("ann", up_to_version=1))
     assert type(batches[0][0].event) is ErasedContent
+
+
+def test_personal_text_in_the_clear_after_encrypted_events_is_refused_however_long_the_stream(
+    backend: Backend,
+) -> None:
+    """A stream is read in batches (`STREAM_BATCH_SIZE`): what was seen encrypted in one batch
+    still counts in the next."""
+    store = backend.store
+    names = [f"topic {n}" for n in range(STREAM_BATCH_SIZE - 1)]  # the forged line opens the second read
+    store.append("ann", [new(LearnerProfileCreated()), *interests(*names)], 0)
+    plain = copy.copy(getattr(store, "sync", store))
+    plain.cipher = None  # a line written around the store, chained (no log key here)
+    forged = interests("forged")
+    if isinstance(store, AwaitedStore):
+
+        async def forge() -> int:
+            return await store.runner(plain.append, "ann", forged, STREAM_BATCH_SIZE)
+
+        store._wait(forge())
+    else:
+        plain.append("ann", forged, STREAM_BATCH_SIZE)
+    with pytest.raises(CorruptEventError):
+        store.read_stream("ann")
+    with pytest.raises(CorruptEventError):
+        list(store.events_for_projection("ann"))

@@ -77,10 +77,12 @@ ERASED_EVENT_TYPE = "LearnerErased"
 
 
 class _Link(NamedTuple):
-    """The last row checked of a stream (version, hash): what the next row must chain to."""
+    """The last row checked of a stream (version, hash): what the next row must chain to; and
+    whether the stream's content was seen encrypted already (`codec.SealedStreams`)."""
 
     version: int
     hash: str
+    sealed: bool = False
 
 
 _NO_LINK = _Link(0, "")
@@ -405,7 +407,9 @@ class EventStore(ABC):
         checked before these (a previous batch's); returns the last of these."""
         digest = hasher(self.log_key)
         sealed = SealedStreams()
-        previous_version, previous = link
+        if link.sealed:
+            sealed.sealed.add(learner_id)
+        previous_version, previous, _ = link
         recorded_at, recorded_text = None, ""
         for row in rows:
             sealed.check(row)
@@ -426,7 +430,7 @@ class EventStore(ABC):
                     "(changed, moved or forged): run `dala verify`",
                 )
             previous_version, previous = row.version, row.hash
-        return _Link(previous_version, previous)
+        return _Link(previous_version, previous, learner_id in sealed.sealed)
 
     def _forget_erased(self, cipher: LogCipher, learner_ids: Collection[str] | None) -> None:
         for learner_id, erased_at in self._erasures(learner_ids).items():
