@@ -126,21 +126,24 @@ async def _worst_delay(during: Callable[[], Awaitable[Any]]) -> float:
     return worst * 1000
 
 
+def write_long_history(dala: Any, learner_id: str, events: int) -> None:
+    """Give the learner a stream of `events` events (interests added and removed in turn),
+    saved 500 at a time through the synchronous `Dala`."""
+    profile = dala.profile(learner_id, persistence_enabled=False)
+    while profile.version < events:
+        name = f"topic {profile.version % 40}"
+        profile.add_interest(name) if name not in profile.interests else profile.remove_interest(name)
+        if len(profile.pending) >= 500 or profile.version >= events:
+            profile.save()
+
+
 def _loop_delay(settings: Any) -> dict[str, float]:
     from dala_events import aio
 
     async def run() -> dict[str, float]:
         async with await aio.AsyncDala.open(settings) as dala:
 
-            def write() -> None:
-                profile = dala.sync.profile("long", persistence_enabled=False)
-                while profile.version < HISTORY_EVENTS:
-                    name = f"topic {profile.version % 40}"
-                    profile.add_interest(name) if name not in profile.interests else profile.remove_interest(name)
-                    if len(profile.pending) >= 500 or profile.version >= HISTORY_EVENTS:
-                        profile.save()
-
-            await dala.run(write)
+            await dala.run(write_long_history, dala.sync, "long", HISTORY_EVENTS)
             history = dala.store
             as_is = await _worst_delay(lambda: aio.history("long", store=history))
             gc.collect()

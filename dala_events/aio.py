@@ -50,11 +50,11 @@ import contextvars
 import functools
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 from sqlalchemy import Engine, make_url
 from sqlalchemy.engine import URL
@@ -63,10 +63,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from dala_events import audit, persistence_manager, xapi
 from dala_events.aggregate import ActivityAttempt, Badge, LOProgress
 from dala_events.app import Dala
-from dala_events.envelopes import LoggedEvent, NewEvent, RecordedEvent, StreamSummary
+from dala_events.envelopes import LoggedEvent, NewEvent, RecordedEvent
 from dala_events.erasure import Erasure
 from dala_events.erasure import erase_learner as _erase_learner
 from dala_events.errors import InvalidInput
+from dala_events.events import DomainEvent
 from dala_events.generate_interface import generate_interface as _generate_interface
 from dala_events.hlp_module import LearnerProfile
 from dala_events.persistence_manager import (
@@ -264,6 +265,19 @@ class AsyncEventStore:
 # -- the document's facade, awaited -------------------------------------------------------------
 
 
+class _Held(Generic[T]):
+    """A read of the synchronous profile's attribute of the same name (no I/O: it is in memory)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, profile: AsyncLearnerProfile | None, owner: type | None = None) -> T:
+        if profile is None:  # on the class: nothing held
+            raise AttributeError(self.name)
+        value: T = getattr(profile.sync, self.name)
+        return value
+
+
 class AsyncLearnerProfile:
     """`hlp_module.LearnerProfile`, its changes awaited: `await profile.add_interest("Robotics")`.
 
@@ -306,69 +320,23 @@ class AsyncLearnerProfile:
     def persistence_enabled(self, enabled: bool) -> None:
         self.sync.persistence_enabled = enabled
 
-    @property
-    def learner_id(self) -> str:
-        return self.sync.learner_id
-
-    @property
-    def version(self) -> int:
-        return self.sync.version
-
-    @property
-    def saved_version(self) -> int:
-        return self.sync.saved_version
-
-    @property
-    def exists(self) -> bool:
-        return self.sync.exists
-
-    @property
-    def erased(self) -> bool:
-        return self.sync.erased
-
-    @property
-    def pending_events(self) -> tuple[Any, ...]:
-        return self.sync.pending_events
-
-    @property
-    def pending(self) -> tuple[NewEvent, ...]:
-        return self.sync.pending
-
-    @property
-    def created_at(self) -> datetime | None:
-        return self.sync.created_at
-
-    @property
-    def last_updated_at(self) -> datetime | None:
-        return self.sync.last_updated_at
-
-    @property
-    def preferences(self) -> Any:
-        return self.sync.preferences
-
-    @property
-    def interests(self) -> list[str]:
-        return self.sync.interests
-
-    @property
-    def struggles(self) -> list[str]:
-        return self.sync.struggles
-
-    @property
-    def cognitive_metrics(self) -> Any:
-        return self.sync.cognitive_metrics
-
-    @property
-    def lo_progress(self) -> Any:
-        return self.sync.lo_progress
-
-    @property
-    def badges(self) -> Any:
-        return self.sync.badges
-
-    @property
-    def activity_attempts(self) -> tuple[ActivityAttempt, ...]:
-        return self.sync.activity_attempts
+    # What it holds, read without an await (the synchronous profile's own properties).
+    learner_id: _Held[str] = _Held()
+    version: _Held[int] = _Held()
+    saved_version: _Held[int] = _Held()
+    exists: _Held[bool] = _Held()
+    erased: _Held[bool] = _Held()
+    pending_events: _Held[tuple[DomainEvent, ...]] = _Held()
+    pending: _Held[tuple[NewEvent, ...]] = _Held()
+    created_at: _Held[datetime | None] = _Held()
+    last_updated_at: _Held[datetime | None] = _Held()
+    preferences: _Held[Mapping[str, str]] = _Held()
+    interests: _Held[list[str]] = _Held()
+    struggles: _Held[list[str]] = _Held()
+    cognitive_metrics: _Held[Mapping[str, Mapping[str, Any]]] = _Held()
+    lo_progress: _Held[Mapping[str, LOProgress]] = _Held()
+    badges: _Held[Mapping[str, Badge]] = _Held()
+    activity_attempts: _Held[tuple[ActivityAttempt, ...]] = _Held()
 
     create = _awaited(LearnerProfile.create)
     save = _awaited(LearnerProfile.save)
@@ -470,20 +438,17 @@ _opening: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = w
 async def init_db(database_url: str | None = None, *, check_projections: bool = True) -> AsyncDala:
     """`database_setup.init_db`, awaited: open the store (set up as there) and make it the
     default of this module's functions, closing the previous one. Returns it."""
-    global _default
-    opened = await AsyncDala.open(
-        Settings.from_env().with_database(database_url), mode=Mode.CREATE if check_projections else Mode.MIGRATE
-    )
-    previous, _default = _default, opened
-    if previous is not None:
-        await _close(previous)
-    return opened
+    mode = Mode.CREATE if check_projections else Mode.MIGRATE
+    return await _make_default(await AsyncDala.open(Settings.from_env().with_database(database_url), mode=mode))
 
 
 async def open_db(database_url: str | None = None) -> AsyncDala:
     """`database_setup.open_db`, awaited: an existing, current database, changing nothing."""
+    return await _make_default(await AsyncDala.open(Settings.from_env().with_database(database_url), mode=Mode.READ))
+
+
+async def _make_default(opened: AsyncDala) -> AsyncDala:
     global _default
-    opened = await AsyncDala.open(Settings.from_env().with_database(database_url), mode=Mode.READ)
     previous, _default = _default, opened
     if previous is not None:
         await _close(previous)
@@ -757,16 +722,12 @@ async def generate_interface(
 
 
 __all__ = [
-    "ActivityAttempt",
     "AsyncDala",
     "AsyncEventStore",
     "AsyncLearnerProfile",
-    "Badge",
     "InWorkerThreads",
-    "LOProgress",
     "OnTheLoop",
     "Runner",
-    "StreamSummary",
     "add_activity_attempt",
     "add_badge_record",
     "add_interest",

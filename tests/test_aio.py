@@ -23,6 +23,7 @@ import pytest
 from pydantic import BaseModel
 from sqlalchemy import Engine, create_engine, event, select
 
+from benchmarks.asynchronous import write_long_history
 from dala_events import aio, audit, erasure, generate_interface, hlp_module, persistence_manager, xapi
 from dala_events.app import Dala
 from dala_events.attribution import recorded_as
@@ -282,14 +283,19 @@ def test_each_async_function_does_what_its_twin_does(fresh: Callable[[str], Sett
     assert any(isinstance(item, tuple) and item[1] == "InvalidInput" for item in found)
 
 
-def test_the_module_default_is_opened_on_first_use_and_the_profile_is_awaited(
-    fresh: Callable[[str], Settings], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    settings = fresh("default")
+def _configure(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment `aio`'s default store is opened from: these settings' database and keys."""
     monkeypatch.setenv("DALA_DATABASE_URL", settings.database_url)
     if settings.key_store:
         monkeypatch.setenv("DALA_KEY_STORE", settings.key_store)
         monkeypatch.setenv("DALA_MASTER_KEY", TEST_MASTER_KEY)
+
+
+def test_the_module_default_is_opened_on_first_use_and_the_profile_is_awaited(
+    fresh: Callable[[str], Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = fresh("default")
+    _configure(settings, monkeypatch)
 
     async def run() -> None:
         try:
@@ -477,18 +483,6 @@ WRITERS = 50
 LOOP_DELAY_LIMIT = 0.020
 
 
-async def _long_history(dala: aio.AsyncDala, learner_id: str, events: int) -> None:
-    def write() -> None:
-        profile = dala.sync.profile(learner_id, persistence_enabled=False)
-        while profile.version < events:
-            name = f"topic {profile.version % 40}"
-            profile.add_interest(name) if name not in profile.interests else profile.remove_interest(name)
-            if len(profile.pending) >= 500 or profile.version >= events:
-                profile.save()
-
-    await dala.run(write)
-
-
 def test_the_loop_keeps_ticking_while_a_long_history_is_read_beside_fifty_writers(
     fresh: Callable[[str], Settings],
 ) -> None:
@@ -496,7 +490,7 @@ def test_the_loop_keeps_ticking_while_a_long_history_is_read_beside_fifty_writer
 
     async def run() -> tuple[float, int]:
         async with await aio.AsyncDala.open(settings) as dala:
-            await _long_history(dala, "long", LONG_HISTORY)
+            await dala.run(write_long_history, dala.sync, "long", LONG_HISTORY)
             writers = [f"w{n}" for n in range(WRITERS)]
             for learner_id in writers:
                 await aio.create_learner_profile(learner_id, store=dala.store)
@@ -575,10 +569,7 @@ def test_tasks_that_first_use_the_default_together_share_one_store(
     fresh: Callable[[str], Settings], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = fresh("together")
-    monkeypatch.setenv("DALA_DATABASE_URL", settings.database_url)
-    if settings.key_store:
-        monkeypatch.setenv("DALA_KEY_STORE", settings.key_store)
-        monkeypatch.setenv("DALA_MASTER_KEY", TEST_MASTER_KEY)
+    _configure(settings, monkeypatch)
 
     async def run() -> list[int]:
         try:
