@@ -1,8 +1,9 @@
 """The PostgreSQL group of `make bench`: the store with many writer processes, against its floor.
 
 Runs in one child of the harness (task `postgres`), on databases it creates on the server of
-`DALA_BENCH_POSTGRES_URL` (default: the test server, 127.0.0.1:5432) and drops at the end: the
-log's, and a key store's of its own (one key store shared by every writer process, as a school
+`DALA_BENCH_POSTGRES_URL` (default: the test server, 127.0.0.1:5432) and drops at the end, each
+named after that URL's database and a random suffix (`<database>_bench_<hex>`), so runs never
+meet: the log's, and a key store's of its own (one key store shared by every writer process, as a school
 group would run it). Skipped, with the reason, when no server answers.
 
 - **one writer vs its floor**: the workload, one transaction per mutation, through the store;
@@ -64,7 +65,8 @@ def databases() -> Iterator[tuple[str, str]]:
     from sqlalchemy.engine import make_url
 
     suffix = uuid.uuid4().hex[:8]
-    names = (f"dala_bench_{suffix}", f"dala_bench_keys_{suffix}")
+    prefix = make_url(admin_url()).database or "dala"
+    names = (f"{prefix}_bench_{suffix}", f"{prefix}_bench_keys_{suffix}")
     admin = create_engine(admin_url(), isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:

@@ -7,6 +7,7 @@ runs its children and reports every measurement.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import pytest
 from benchmarks import crud_layer
 from benchmarks.__main__ import parse_args
 from benchmarks.measure import fresh_engine, run_ours, workloads_for
-from tests.conftest import require_postgres
+from tests.conftest import POSTGRES_URL, require_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = (
@@ -111,6 +112,8 @@ def run_bench(*args: str) -> dict[str, Any]:
     completed = subprocess.run(
         [sys.executable, "-m", "benchmarks", *args, "--json"],
         cwd=ROOT,
+        # The bench's databases are made on the tests' server, named after the tests' database.
+        env={**os.environ, "DALA_BENCH_POSTGRES_URL": POSTGRES_URL},
         capture_output=True,
         text=True,
         timeout=600,

@@ -19,7 +19,9 @@ from dala_events.settings import Settings
 from dala_events.store.keys import MasterKey, data_keys
 from tests.conftest import POSTGRES_URL, TEST_MASTER_KEY, require_postgres, reset_postgres
 
-KEY_DATABASE = "dala_test_keys"
+KEY_DATABASE = f"{make_url(POSTGRES_URL).database}_keys"
+"""The key store's database: named after the configured test database, so that two runs on one
+server (each with its own DALA_TEST_POSTGRES_URL) never meet."""
 WRITERS = 4
 SHARED = [f"shared-{n}" for n in range(12)]
 
