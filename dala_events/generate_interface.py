@@ -40,6 +40,7 @@ from dala_events.persistence_manager import (
 )
 from dala_events.store import RecordedEvent, SqlEventStore
 from dala_events.summaries import STATUS_LABELS, describe_change
+from dala_events.wiring import page_file_name
 
 DEFAULT_INTERFACE_DIR = Path("database") / "interface"
 TIMELINE_LENGTH = 40
@@ -59,10 +60,9 @@ _environment = Environment(
 
 
 def default_interface_path(learner_id: str) -> Path:
-    """Where a learner's page goes by default: database/interface/<learner>.html, with any
-    character that is not safe in a file name replaced."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in learner_id).lstrip(".") or "learner"
-    return DEFAULT_INTERFACE_DIR / f"{safe}.html"
+    """Where a learner's page goes when neither a path nor a configured store says:
+    `database/interface/<page_file_name(learner_id)>` (`student123.html` for `student123`)."""
+    return DEFAULT_INTERFACE_DIR / page_file_name(learner_id)
 
 
 def generate_interface(

@@ -18,6 +18,7 @@ from dala_events.errors import InvalidInput, LearnerNotFound
 from dala_events.generate_interface import default_interface_path, generate_interface
 from dala_events.hlp_module import LearnerProfile
 from dala_events.store import SqlEventStore
+from dala_events.wiring import page_file_name
 from tests.conftest import IN_CI
 from tests.test_cli_and_readme import run_dala
 
@@ -70,7 +71,8 @@ def test_page_paths_and_errors(sqlite_store: SqlEventStore, tmp_path: Path, monk
     with freeze_time("2026-10-01T10:00:00Z"):
         LearnerProfile("x/../y", store=sqlite_store).add_interest("Music")
         written = generate_interface("x/../y", store=sqlite_store)
-    assert written == default_interface_path("x/../y") == Path("database/interface/x_.._y.html")
+    assert written == default_interface_path("x/../y") == Path("database/interface") / page_file_name("x/../y")
+    assert written.name.startswith("x_y.") and written.resolve().parent == (tmp_path / "database/interface").resolve()
     assert written.exists() and "Generated 2026-10-01 10:00 UTC" in written.read_text()
     with pytest.raises(LearnerNotFound):
         generate_interface("nobody", tmp_path / "n.html", store=sqlite_store)
