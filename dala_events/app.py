@@ -172,16 +172,19 @@ class Dala:
         return record_disclosure(learner_id, what, store=self.store)
 
     def render_page(self, learner_id: str, out: str | Path | None = None) -> Path:
-        """Write the learner's page to `out` (default: `page_path`) and return where."""
+        """Write the learner's page to `out` (default: `page_path`), its times in
+        `settings.time_zone`, and return where."""
         from dala_events.generate_interface import generate_interface
 
-        return generate_interface(learner_id, out if out is not None else self.page_path(learner_id), store=self.store)
+        path = out if out is not None else self.page_path(learner_id)
+        return generate_interface(learner_id, path, store=self.store, time_zone=self.settings.time_zone)
 
     def demo(self, learner_id: str, seed: int, out: str | Path | None = None) -> DemoResult:
         """The main job for one learner (see `demo.run_demo`), its page at `out` or `page_path`."""
         from dala_events.demo import run_demo
 
-        return run_demo(learner_id, seed, out if out is not None else self.page_path(learner_id), store=self.store)
+        path = out if out is not None else self.page_path(learner_id)
+        return run_demo(learner_id, seed, path, store=self.store, time_zone=self.settings.time_zone)
 
     def erase(self, learner_id: str, *, reason: str | None = None, vacuum_full: bool = False) -> Erasure:
         """Erase the learner for good and remove their page (see `erasure.erase_learner`)."""

@@ -6,9 +6,10 @@ change recorded now but with the day and time it is simulated to have happened a
 
 - week 1: the profile is created (actor `system:demo`), the simulated HLP assessment runs
   (`system:assessment`), and the pathway's first objective is started (`system:pathway`);
-- then six activity sessions on separate days (`learner:<id>`), one scored attempt each,
-  scores rising as the learner practises: four on the first objective, which is then
-  completed (`system:pathway`) and earns a badge (`system:badges`), two on the next one.
+- then six activity sessions on separate days (`learner:<id>`), one scored attempt each (its
+  activity named in `attempt_details["activity_name"]`), scores rising as the learner
+  practises: four on the first objective, which is then completed (`system:pathway`) and
+  earns a badge (`system:badges`), two on the next one.
 
 Everything is saved in one transaction. The same seed gives the same learner, days and
 scores (the days counted back from "now"). A learner who already has a profile is left as it
@@ -20,7 +21,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from pathlib import Path
 
 from dala_events.assessment import AssessmentResult, simulate_assessment
@@ -32,6 +33,14 @@ from dala_events.pathway import PathwayStep, generate_pathway
 from dala_events.store import SqlEventStore
 
 ACTIVITY_TYPES = ("quiz", "game", "reading", "practice")
+ACTIVITY_NAMES = {
+    "quiz": "Quick quiz",
+    "game": "Challenge game",
+    "reading": "Read-along story",
+    "practice": "Practice round",
+}
+"""What the demo's activities of each type are called: each attempt carries its activity's name
+(`attempt_details["activity_name"]`), which the page shows with the id beside it."""
 FIRST_OBJECTIVE_SESSIONS = 4
 NEXT_OBJECTIVE_SESSIONS = 2
 COMPLETED_SCORE = 60.0
@@ -91,8 +100,10 @@ def run_demo(
     *,
     store: SqlEventStore | None = None,
     now: datetime | None = None,
+    time_zone: tzinfo | None = None,
 ) -> DemoResult:
-    """Run the demo for `learner_id` with `seed` and write their page; see the module docstring.
+    """Run the demo for `learner_id` with `seed` and write their page (its times in
+    `time_zone`, as `generate_interface` chooses by default); see the module docstring.
     `now` (default: the clock; not in the future) is the moment the simulated weeks lead up to."""
     schedule = demo_schedule(seed, now)
     with (
@@ -107,7 +118,7 @@ def run_demo(
             assessment = simulate_assessment(profile, seed, reason=f"simulated: HLP assessment (seed {seed}), week 1")
         _weeks_of_learning(profile, seed, schedule)
         profile.save()
-    page = generate_interface(learner_id, output_path, store=store)
+    page = generate_interface(learner_id, output_path, store=store, time_zone=time_zone)
     return DemoResult(
         learner_id=learner_id,
         created=created,
@@ -167,13 +178,19 @@ def _practise(
         when = next(sessions)
         score = round(min(100.0, max(0.0, start + (n - 1) * rng.uniform(8, 14) + rng.uniform(-3, 3))), 1)
         scores.append(score)
+        activity_type = ACTIVITY_TYPES[n % len(ACTIVITY_TYPES)]
+        details = {
+            "activity_name": f"{ACTIVITY_NAMES[activity_type]} {n}",
+            "time_on_task_s": rng.randint(60, 420),
+            "hints_used": rng.randint(0, 3),
+        }
         with occurring_at(when), recorded_as(actor, reason=f"simulated: activity session, week {schedule.week(when)}"):
             profile.record_activity_attempt(
                 lo_id,
                 f"{lo_id.lower()}_act_{n}",
-                ACTIVITY_TYPES[n % len(ACTIVITY_TYPES)],
+                activity_type,
                 score=score,
                 completed=score >= COMPLETED_SCORE,
-                attempt_details={"time_on_task_s": rng.randint(60, 420), "hints_used": rng.randint(0, 3)},
+                attempt_details=details,
             )
     return scores

@@ -15,6 +15,7 @@ else in the package reads the environment for these values.
 | DALA_AUTO_REBUILD | auto_rebuild | on for SQLite, off for PostgreSQL |
 | DALA_PAGE_DIR | page_dir | `interface/` beside a SQLite database, else `database/interface` |
 | DALA_XAPI_HOMEPAGE | xapi_homepage | none (`dala export --format xapi` needs one) |
+| DALA_TIME_ZONE | time_zone | UTC |
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, tzinfo
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dala_events.errors import InvalidInput
 from dala_events.store.codec import LogKey
@@ -38,6 +41,7 @@ NEW_MASTER_KEY_ENV = "DALA_NEW_MASTER_KEY"
 AUTO_REBUILD_ENV = "DALA_AUTO_REBUILD"
 PAGE_DIR_ENV = "DALA_PAGE_DIR"
 XAPI_HOMEPAGE_ENV = "DALA_XAPI_HOMEPAGE"
+TIME_ZONE_ENV = "DALA_TIME_ZONE"
 
 DEFAULT_DATABASE_PATH = Path("database") / "edpsych_connect_dala.db"
 DEFAULT_DATABASE_URL = f"sqlite:///{DEFAULT_DATABASE_PATH}"
@@ -70,6 +74,8 @@ class Settings:
     """Where learners' pages are written (and removed on erasure); None: see `pages_folder`."""
     xapi_homepage: str | None = None
     """The account homepage of xAPI statements' actors (checked when an xAPI export runs)."""
+    time_zone: tzinfo = UTC
+    """The school's time zone: learners' pages show times in it, naming it (a `ZoneInfo`)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -93,6 +99,7 @@ class Settings:
             auto_rebuild=_switch(AUTO_REBUILD_ENV, get(AUTO_REBUILD_ENV)),
             page_dir=Path(get(PAGE_DIR_ENV)).expanduser() if get(PAGE_DIR_ENV) else None,
             xapi_homepage=get(XAPI_HOMEPAGE_ENV) or None,
+            time_zone=_time_zone(get(TIME_ZONE_ENV)),
         )
 
     def with_database(self, database_url: str | None) -> Settings:
@@ -109,6 +116,19 @@ def _switch(name: str, value: str) -> bool | None:
     if lowered:
         raise InvalidInput(name, f"must be 1 or 0, not {value!r}")
     return None
+
+
+def _time_zone(name: str) -> tzinfo:
+    """`DALA_TIME_ZONE`: an IANA time zone name (`Europe/London`), from the system's time zone
+    database (or the `tzdata` package where the system has none); unset: UTC."""
+    if not name:
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder of zones (Europe)
+        raise InvalidInput(
+            TIME_ZONE_ENV, f"unknown time zone {name!r}: give an IANA name such as Europe/London or America/New_York"
+        ) from None
 
 
 def _log_key(value: str, path: str) -> LogKey | None:

@@ -14,9 +14,12 @@ from __future__ import annotations
 import contextlib
 import enum
 import functools
+import hashlib
 import logging
 import os
+import re
 import threading
+import unicodedata
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -133,6 +136,31 @@ def _private_when_new(path: Path, *_connection: Any) -> None:
     with contextlib.suppress(OSError):
         if path.stat().st_size == 0:
             os.chmod(path, 0o600)
+
+
+_KEPT_PAGE_NAME = re.compile(r"[a-z0-9_-]+")
+_READABLE_PART_LENGTH = 64
+
+
+def page_file_name(learner_id: str) -> str:
+    """The file name of the learner's page: one file per learner id, whatever the file system.
+
+    A plain id (only `a-z`, `0-9`, `_` and `-`) keeps its name: `student123.html`. Any other id
+    becomes `<readable>.<digest>.html`: its lowercase ASCII form (accents dropped, anything else
+    `_`, at most 64 characters; `learner` when nothing is left) and the first 16 hex digits of
+    the SHA-256 of the id itself, so "Ann" and "ann", "a/b" and "a_b", "." and "..", or two ids
+    that only look alike never share a page (a file system that ignores case or normalises
+    Unicode included: every name is lowercase ASCII). A kept name holds no `.`, so the two forms
+    never meet. Every page path is decided here (`Storage.page_path`, the process default's and
+    the async API's, `generate_interface.default_interface_path`), and erasure removes this file.
+    """
+    if _KEPT_PAGE_NAME.fullmatch(learner_id):
+        return f"{learner_id}.html"
+    decomposed = unicodedata.normalize("NFKD", learner_id.lower())
+    unaccented = "".join(c for c in decomposed if not unicodedata.combining(c))
+    readable = re.sub(r"[^a-z0-9_-]+", "_", unaccented).strip("_")[:_READABLE_PART_LENGTH] or "learner"
+    digest = hashlib.sha256(learner_id.encode("utf-8")).hexdigest()[:16]
+    return f"{readable}.{digest}.html"
 
 
 def _sqlite_file(engine: Engine) -> Path | None:
@@ -505,10 +533,8 @@ class Storage:
         return DEFAULT_PAGE_DIR if database is None else database.parent / "interface"
 
     def page_path(self, learner_id: str) -> Path:
-        """Where the learner's page goes: `<page_dir>/<learner>.html`, with any character that is
-        not safe in a file name replaced."""
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in learner_id).lstrip(".") or "learner"
-        return self.page_dir / f"{safe}.html"
+        """Where the learner's page goes: `<page_dir>/<page_file_name(learner_id)>`."""
+        return self.page_dir / page_file_name(learner_id)
 
     def rotate_master_key(self, new_master_key: MasterKey | None = None) -> int:
         """Re-wrap every data key under `new_master_key` (default: `settings.new_master_key`)
