@@ -41,6 +41,7 @@ import json
 import os
 import sqlite3
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -440,22 +441,29 @@ def random_key(_learner_id: str) -> bytes:
     return os.urandom(32)
 
 
-class FloorWriter:
-    """Writes learners' events to a log and its eight tables on one sqlite3 connection.
+Statement = tuple[str, tuple[Any, ...]]
+
+
+class _Writer(ABC):
+    """What the floor's writers share: deciding, encrypting and chaining a learner's events and
+    the statements that project them; `_write` runs one transaction on the writer's database.
 
     A learner's data key is made on its first event (`key_for`, by default random) and held in
     `keys`; `store_keys` saves them wrapped, as the store's key store holds them."""
 
-    def __init__(self, path: Path | str, *, key_for: KeyMaker = random_key) -> None:
-        self.connection = connect(path)
-        create_schema(self.connection)
+    def __init__(self, key_for: KeyMaker) -> None:
         self.key_for = key_for
         self.keys: dict[str, bytes] = {}
         self._aeads: dict[str, AESGCM] = {}
         self._tips: dict[str, tuple[int, str]] = {}
 
+    @abstractmethod
     def close(self) -> None:
-        self.connection.close()
+        """Close the writer's connection."""
+
+    @abstractmethod
+    def _write(self, rows: list[tuple[Any, ...]], statements: list[Statement]) -> None:
+        """Insert the event rows and run the statements, in one transaction."""
 
     def _rows(self, learner_id: str, events: Sequence[tuple[str, int, dict[str, Any], str]]) -> list[tuple[Any, ...]]:
         """The event rows of `events`, the next versions of the learner's stream, encrypted and chained."""
@@ -485,17 +493,12 @@ class FloorWriter:
     def append(self, learner_id: str, events: Sequence[tuple[str, int, dict[str, Any], str]]) -> None:
         """One transaction: the event rows, each event's read-model statement, last_updated_at."""
         rows = self._rows(learner_id, events)
-        execute = self.connection.execute
-        execute("BEGIN IMMEDIATE")
-        try:
-            self.connection.executemany(INSERT_EVENT, rows)
-            for (event_type, _schema, payload, _occurred), row in zip(events, rows, strict=True):
-                execute(*read_model_statement(learner_id, event_type, payload, row[5]))
-            execute(TOUCH, (rows[-1][5], learner_id))
-            execute("COMMIT")
-        except BaseException:
-            execute("ROLLBACK")
-            raise
+        statements = [
+            read_model_statement(learner_id, event_type, payload, row[5])
+            for (event_type, _schema, payload, _occurred), row in zip(events, rows, strict=True)
+        ]
+        statements.append((TOUCH, (rows[-1][5], learner_id)))
+        self._write(rows, statements)
 
     def write(self, workloads: Mapping[str, Sequence[Mutation]], *, per_mutation: bool) -> int:
         """Each learner's workload: (a) one transaction for all of it, or (b) one per mutation
@@ -562,6 +565,60 @@ class FloorWriter:
             return time.perf_counter() - started
         finally:
             connection.close()
+
+
+class FloorWriter(_Writer):
+    """The floor's writer on a SQLite file (its tables made where missing), one sqlite3
+    connection, each append one `BEGIN IMMEDIATE` transaction as the store's."""
+
+    def __init__(self, path: Path | str, *, key_for: KeyMaker = random_key) -> None:
+        super().__init__(key_for)
+        self.connection = connect(path)
+        create_schema(self.connection)
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def _write(self, rows: list[tuple[Any, ...]], statements: list[Statement]) -> None:
+        execute = self.connection.execute
+        execute("BEGIN IMMEDIATE")
+        try:
+            self.connection.executemany(INSERT_EVENT, rows)
+            for statement in statements:
+                execute(*statement)
+            execute("COMMIT")
+        except BaseException:
+            execute("ROLLBACK")
+            raise
+
+
+class PgFloorWriter(_Writer):
+    """The floor's writer on PostgreSQL: one psycopg connection to a database whose tables the
+    store made, the same statements with psycopg's placeholders, a transaction per append, the
+    session in UTC (the stored times are the chain's UTC text)."""
+
+    def __init__(self, conninfo: str, *, key_for: KeyMaker = random_key) -> None:
+        import psycopg
+
+        super().__init__(key_for)
+        self.connection = psycopg.connect(conninfo, autocommit=True)
+        self.connection.execute("SET TIME ZONE 'UTC'")
+        self._spelled: dict[str, str] = {}
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def _spelling(self, sql: str) -> str:
+        spelled = self._spelled.get(sql)
+        if spelled is None:
+            spelled = self._spelled[sql] = sql.replace("?", "%s")
+        return spelled
+
+    def _write(self, rows: list[tuple[Any, ...]], statements: list[Statement]) -> None:
+        with self.connection.transaction(), self.connection.cursor() as cursor:
+            cursor.executemany(self._spelling(INSERT_EVENT), rows)
+            for sql, parameters in statements:
+                cursor.execute(self._spelling(sql), parameters)
 
 
 def load_key(keys_connection: sqlite3.Connection, learner_id: str) -> AESGCM:
