@@ -42,6 +42,7 @@ AUDIT_REPEATS = 15
 ORDER = (
     "writes_a_ours",
     "writes_a_floor",
+    "writes_a_floor_keys",
     "floor_new_key",
     "writes_a_crud",
     "writes_a_peer",
@@ -49,6 +50,7 @@ ORDER = (
     "writes_a_peer_aes_rm",
     "writes_b_ours",
     "writes_b_floor",
+    "writes_b_floor_keys",
     "writes_b_crud",
     "writes_b_peer",
     "writes_b_peer_aes",
@@ -314,11 +316,7 @@ class _Run:
                             f"writes_{mode}_{impl}", measurement, tree, rate, out["peak_rss_mb"], out["mutations"]
                         )
                     if measure_writes and "key_seconds" in out:
-                        measurement = Measurement("checked floor: a new learner's key made durable", "ms")
-                        per_key = out["key_seconds"] / out["keys"] * 1000
-                        self.results.record(
-                            "floor_new_key", measurement, tree, per_key, out["peak_rss_mb"], out["keys"]
-                        )
+                        self._floor_keys(mode, tree, out)
                     if rebuild:
                         rate = out["rebuild_events"] / out["rebuild_seconds"]
                         name, shown = ("rebuild_a", "rebuild of (a)")
@@ -327,6 +325,19 @@ class _Run:
                         self.results.record(
                             name, Measurement(shown, "events/s"), tree, rate, out["peak_rss_mb"], out["rebuild_events"]
                         )
+
+    def _floor_keys(self, mode: str, tree: Tree, out: dict[str, Any]) -> None:
+        """The floor's writes with each new learner's key made durable as well (its key file's
+        transactions timed after the writes), and (a)'s time a key."""
+        rss, mutations = out["peak_rss_mb"], out["mutations"]
+        batch = "batched" if mode == "a" else "per mutation"
+        measurement = Measurement(f"({mode}) {batch}: checked floor + a durable key a learner", "mutations/s")
+        rate = mutations / (out["seconds"] + out["key_seconds"])
+        self.results.record(f"writes_{mode}_floor_keys", measurement, tree, rate, rss, mutations)
+        if mode == "a":
+            measurement = Measurement("checked floor: a new learner's key made durable", "ms")
+            per_key = out["key_seconds"] / out["keys"] * 1000
+            self.results.record("floor_new_key", measurement, tree, per_key, rss, out["keys"])
 
     def rebuild_at_scale(self) -> None:
         """`rebuild_projections` of each tree's log, in a fresh process; then the checked
@@ -542,6 +553,15 @@ RATIOS: tuple[Ratio, ...] = (
         )
         for mode in ("a", "b")
         for anchor in ("floor", "crud", "peer", "peer_aes", "peer_aes_rm")
+    ),
+    *(
+        Ratio(
+            f"writes_{mode}_ours_to_floor_keys",
+            f"writes_{mode}_ours",
+            f"writes_{mode}_floor_keys",
+            f"({mode}) ours / checked floor + a durable key a learner",
+        )
+        for mode in ("a", "b")
     ),
     Ratio("rebuild_a_ours_to_floor", "rebuild_a", "rebuild_a_floor", "rebuild of (a): ours / checked floor", ">= 0.5"),
     Ratio(

@@ -9,8 +9,8 @@ Tasks:
   writes      {impl: ours|floor|crud|peer|peer_aes|peer_aes_rm, mode: a|b, learners, folder,
               rebuild}: the workload of `learners` learners, (a) batched or (b) one transaction
               per mutation, on a fresh SQLite file; with `rebuild` (ours or floor, (a)) also the
-              rebuild of what it wrote; the floor's (a) also times making its learners' keys
-              durable (`benchmarks.floor.FloorWriter.store_keys`)
+              rebuild of what it wrote; the floor also times making its learners' keys durable
+              afterwards (`benchmarks.floor.FloorWriter.store_keys`)
   write_log   {path, events, impl: ours|floor}: a log of at least `events` events, the
               workload saved once per learner (not timed as a measurement)
   rebuild     {path, impl: ours|floor}: `rebuild_projections` (or the floor's rebuild) of the
@@ -175,10 +175,9 @@ def _writes_floor(path: Path, workloads: Workloads, *, per_mutation: bool, rebui
         writer.close()
     result: dict[str, Any] = {"seconds": seconds, "events": events}
     try:
-        if not per_mutation:
-            remove_database(keys_path)
-            key_seconds = writer.store_keys(keys_path, durable_each=True)
-            result |= {"key_seconds": key_seconds, "keys": len(writer.keys)}
+        remove_database(keys_path)
+        key_seconds = writer.store_keys(keys_path, durable_each=True)
+        result |= {"key_seconds": key_seconds, "keys": len(writer.keys)}
         if rebuild:
             rebuild_seconds, replayed = _timed(lambda: floor.rebuild(path, keys_path))
             result |= {"rebuild_seconds": rebuild_seconds, "rebuild_events": replayed}

@@ -378,10 +378,12 @@ def test_a_small_run_reports_every_measurement_as_json() -> None:
     assert set(measurements) == {
         "writes_a_ours",
         "writes_a_floor",
+        "writes_a_floor_keys",
         "floor_new_key",
         "writes_a_crud",
         "writes_b_ours",
         "writes_b_floor",
+        "writes_b_floor_keys",
         "writes_b_crud",
         "rebuild_a",
         "rebuild_a_floor",
@@ -405,6 +407,9 @@ def test_a_small_run_reports_every_measurement_as_json() -> None:
     assert measurements["rebuild_scale"]["this"]["count"] == measurements["rebuild_scale_floor"]["this"]["count"]
     assert measurements["rebuild_scale_floor"]["this"]["count"] >= 300
     assert measurements["floor_new_key"]["this"]["count"] == 2
+    for mode in ("a", "b"):  # the floor with its keys made durable is slower than without
+        floor_rate = measurements[f"writes_{mode}_floor"]["this"]["median"]
+        assert 0 < measurements[f"writes_{mode}_floor_keys"]["this"]["median"] < floor_rate
     # The floor reads a stream exactly as long as the store's.
     assert measurements["audit_history_floor"]["this"]["count"] == measurements["audit_history"]["this"]["count"]
     assert measurements["audit_history"]["this"]["count"] >= 50
@@ -413,6 +418,8 @@ def test_a_small_run_reports_every_measurement_as_json() -> None:
         "writes_a_ours_to_crud",
         "writes_b_ours_to_floor",
         "writes_b_ours_to_crud",
+        "writes_a_ours_to_floor_keys",
+        "writes_b_ours_to_floor_keys",
         "rebuild_a_ours_to_floor",
         "rebuild_scale_ours_to_floor",
         "audit_history_ours_to_floor",
