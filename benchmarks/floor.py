@@ -1,8 +1,10 @@
 """The checked floor of `make bench`: the store's per-event work done with sqlite3 and the stdlib.
 
-A floor that skips the checks says nothing about what the checks must cost; this one does every
-check the store does, as simply as Python allows, so that "ours / floor" is what the store costs
-beyond the work itself. For each event of the bench's workload it does what the store does:
+A floor that skips the checks says nothing about what the checks must cost; this one keeps and
+checks the log as the store does (encrypted under a key per learner, hash-chained, read back only
+once each link and version verifies), as simply as Python allows, so that "ours / floor" is what
+the store costs beyond the work itself. For each event of the bench's workload it does what the
+store does:
 
 - writing: decide the event (a dict, from a `Mutation`, with the little state a payload needs),
   encode its payload as JSON (`json`), encrypt it with AES-256-GCM under the learner's own data
@@ -20,7 +22,8 @@ The rows are the store's rows: the same tables and indexes (`SCHEMA`, the store'
 the same ciphertext format and the same chain, so the store reads back and verifies what the
 floor writes (tests/test_benchmarks.py checks it, and that the eight tables end the same).
 Connections are plain `sqlite3` with the store's pragmas (WAL, synchronous=NORMAL, foreign keys,
-secure delete); no SQLAlchemy, no pydantic.
+secure delete); no SQLAlchemy, no pydantic. `PgFloorWriter` writes the same way through psycopg
+to a PostgreSQL database the store made (the PostgreSQL group's checked floor).
 
 What the floor leaves out, on purpose: validating the input (the aggregate's rules, pydantic's
 models), the event objects and envelopes, the stream's tip read before an append (the UNIQUE
