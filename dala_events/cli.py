@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 import click
 
-from dala_events.errors import DalaError, InvalidInput
+from dala_events.errors import DalaError, InvalidInput, LearnerErasedError, LearnerNotFound
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -62,6 +62,8 @@ class Options:
         self.actor: str | None = None
         self.reason: str | None = None
         self.started = False
+        self.dala: Any = None
+        """The store the command opened (`_dala`), if it has."""
 
     def say(self, message: str) -> None:
         """A status line (not data): left out with --quiet."""
@@ -166,6 +168,8 @@ def _reports_errors(command: F) -> F:
             _quiet_closed_pipe()
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except LearnerNotFound as error:
+            _fail(_with_learner_hint(error))
         except DalaError as error:
             _fail(_with_setting_name(error))
         except Exception as error:  # a database or OS failure: say what, not where
@@ -221,6 +225,29 @@ def _with_setting_name(error: DalaError) -> str:
     if isinstance(error, InvalidInput) and error.field == "database_url" and options and options.url_from_environment:
         return f"DALA_DATABASE_URL: {error.problem}"
     return str(error)
+
+
+def _with_learner_hint(error: LearnerNotFound) -> str:
+    """The message of a learner not found, pointing to the list of those the store knows when
+    the store has never heard of them (not for a deleted or erased learner, or a point in a
+    known learner's history before their profile)."""
+    options = click.get_current_context().find_object(Options)
+    store = None if options is None or options.dala is None else options.dala.store
+    if isinstance(error, LearnerErasedError) or store is None or store.stream_version(error.learner_id) != 0:
+        return str(error)
+    return f"{error} (see `dala learners`)"
+
+
+@contextmanager
+def _given_as(**options: str) -> Iterator[None]:
+    """Inside: InvalidInput about a value the command line gave (`field=option`, e.g.
+    `version="--version"`) is a wrong command line, exit status 2, naming the option."""
+    try:
+        yield
+    except InvalidInput as error:
+        if error.field in options:
+            raise BadValue(f"{options[error.field]}: {error.problem}") from None
+        raise
 
 
 def _one_line(error: Exception) -> str:
@@ -292,6 +319,7 @@ def _dala(options: Options, mode_name: str = "read") -> Any:
     settings = Settings.from_env().with_database(options.database_url)
     dala = Dala.open(settings, mode=Mode(mode_name))
     click.get_current_context().call_on_close(dala.close)
+    options.dala = dala
     return dala
 
 
@@ -519,7 +547,6 @@ def profile(
     Two clocks: --as-of is when changes were recorded, --happened-by when they happened.
     """
     from dala_events.audit import missing_profile_error
-    from dala_events.errors import LearnerNotFound
 
     if sum(point is not None for point in (as_of, happened_by, version)) > 1:
         raise click.UsageError("give one of --as-of, --happened-by and --version")
@@ -538,7 +565,8 @@ def profile(
             had_none = f"learner {learner!r} had no profile by {happened_by} (by when the changes happened)"
             raise missing_profile_error(learner, store=dala.store, not_found=LearnerNotFound(learner, had_none))
     else:
-        point = dala.history_point(learner, at=at, version=version)
+        with _given_as(version="--version"):
+            point = dala.history_point(learner, at=at, version=version)
         data = dala.as_of(learner, version=point.version) if point.version else None
         if data is None:
             when = f"at {as_of}" if as_of is not None else f"at version {version}"
@@ -556,13 +584,41 @@ def profile(
         _print_profile(data, point, by)
 
 
+class _EventTypeOption(click.Option):
+    """`--type`: its help and shell completion name the event types, read from the package
+    only when asked (importing the events at start-up would slow every command down)."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        from dala_events.events import EVENT_TYPES
+
+        record = super().get_help_record(ctx)
+        if record is None:
+            return None
+        names, text = record
+        return names, f"{text} One of: {', '.join(EVENT_TYPES)}."
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[Any]:
+        from click.shell_completion import CompletionItem
+
+        from dala_events.events import EVENT_TYPES
+
+        return [CompletionItem(name) for name in EVENT_TYPES if name.startswith(incomplete)]
+
+
 @main.command()
 @click.argument("learner")
 @click.option("--since", default=None, help="Only events recorded at or after this time (ISO 8601; naive = UTC).")
 @click.option("--until", default=None, help="Only events recorded at or before this time (ISO 8601; naive = UTC).")
 @click.option("--happened-since", default=None, help="Only changes that happened at or after this time (ISO 8601).")
 @click.option("--happened-until", default=None, help="Only changes that happened at or before this time (ISO 8601).")
-@click.option("--type", "event_types", multiple=True, metavar="EVENT", help="Only events of this type (repeatable).")
+@click.option(
+    "--type",
+    "event_types",
+    cls=_EventTypeOption,
+    multiple=True,
+    metavar="EVENT",
+    help="Only events of this type (repeatable).",
+)
 @click.option(
     "--limit", "-n", default=None, type=click.IntRange(1), help="Show only the last N (the first N with --reverse)."
 )
@@ -588,7 +644,6 @@ def history(
     Two clocks: --since/--until bound when a change was recorded, --happened-since and
     --happened-until when it happened (earlier, for a backdated import).
     """
-    from dala_events.errors import LearnerNotFound
     from dala_events.summaries import curriculum_titles, describe_change
 
     bounds = {}
@@ -602,18 +657,19 @@ def history(
     for first, second in (("--since", "--until"), ("--happened-since", "--happened-until")):
         low, high = bounds[first], bounds[second]
         if low is not None and high is not None and low > high:
-            raise InvalidInput(first, f"it is later than {second}; nothing can lie between them")
+            raise BadValue(f"{first}: it is later than {second}; nothing can lie between them")
     dala = _dala(options)
-    events = dala.history(
-        learner,
-        since=bounds["--since"],
-        until=bounds["--until"],
-        happened_since=bounds["--happened-since"],
-        happened_until=bounds["--happened-until"],
-        event_types=event_types or None,
-    )
+    with _given_as(event_types="--type"):
+        events = dala.history(
+            learner,
+            since=bounds["--since"],
+            until=bounds["--until"],
+            happened_since=bounds["--happened-since"],
+            happened_until=bounds["--happened-until"],
+            event_types=event_types or None,
+        )
     if not events and dala.store.stream_version(learner) == 0:
-        raise LearnerNotFound(learner, f"learner {learner!r} has no recorded changes (see `dala learners`)")
+        raise LearnerNotFound(learner, f"learner {learner!r} has no recorded changes")
     dala.record_disclosure(learner, "cli_history")
     total = len(events)
     if reverse:
@@ -665,12 +721,13 @@ def diff(options: Options, learner: str, start: str, end: str, as_json: bool) ->
     """
     first, second = _parse_point(start, "START"), _parse_point(end, "END")
     dala = _dala(options)
-    for point in (first, second):
-        dala.history_point(
-            learner,
-            at=point if isinstance(point, datetime) else None,
-            version=point if isinstance(point, int) else None,
-        )
+    for name, point in (("START", first), ("END", second)):
+        with _given_as(version=name):
+            dala.history_point(
+                learner,
+                at=point if isinstance(point, datetime) else None,
+                version=point if isinstance(point, int) else None,
+            )
     result = dala.diff(learner, first, second)
     dala.record_disclosure(learner, "cli_diff")
     if as_json:
@@ -729,10 +786,11 @@ def diff(options: Options, learner: str, start: str, end: str, as_json: bool) ->
     metavar="FILE",
     help="Write it to FILE (created readable by its owner only) instead of standard output.",
 )
+@click.option("--json", "as_json", is_flag=True, help="Accepted as every reader takes it: an export is always JSON.")
 @_database_url_option
 @click.pass_obj
 @_reports_errors
-def export(options: Options, learner: str, export_format: str, out: Path | None) -> None:
+def export(options: Options, learner: str, export_format: str, out: Path | None, as_json: bool) -> None:
     """Export a learner's data: everything held about them (json) or their learning (xapi).
 
     json: the profile as the read models hold it, the full history (what, when, who, why) and
@@ -789,7 +847,10 @@ def _opened_private(path: Path) -> Any:
 @_reports_errors
 def disclosures(options: Options, learner: str, as_json: bool) -> None:
     """List who was shown a learner's data, when, what and why (exports, pages, reads)."""
-    found = _dala(options).disclosures(learner)
+    dala = _dala(options)
+    found = dala.disclosures(learner)
+    if not found and dala.store.stream_version(learner) == 0:
+        raise LearnerNotFound(learner, f"learner {learner!r} has no recorded changes and no disclosures")
     if as_json:
         _print_json([_json_ready(disclosure.model_dump()) for disclosure in found])
         return
@@ -1015,7 +1076,7 @@ def rebuild(options: Options, projections: tuple[str, ...], skip: tuple[str, ...
     cannot be read; --skip leaves them out on purpose.
     """
     dala = _dala(options, "upgrade")
-    with _progress_bar("rebuilding") as progress:
+    with _progress_bar("rebuilding") as progress, _given_as(projection="--projection"):
         result = dala.rebuild(projections or None, progress=progress, skip=skip)
     rate = result.events / result.seconds if result.seconds else 0.0
     options.say(
@@ -1039,7 +1100,8 @@ def migrate(context: click.Context, revision: str, downgrade: bool) -> None:
     if context.invoked_subcommand is not None:
         return
     options = context.ensure_object(Options)
-    reached = _dala(options, "raw-create").migrate(revision, downgrade=downgrade)
+    with _given_as(revision="--to"):
+        reached = _dala(options, "raw-create").migrate(revision, downgrade=downgrade)
     options.say(f"event log schema at revision {reached or 'base (no tables)'}")
 
 
