@@ -35,6 +35,41 @@ F = TypeVar("F", bound=Callable[..., Any])
 LIBRARY_LOGGER = "dala_events"
 
 
+def _print_table(table: Any, console: Any = None) -> None:
+    """Print a rich `table` as wide as its content and no wider than the terminal, no line
+    padded with spaces. Its flexible columns (`ratio`) take the width the others leave, and
+    cut (`…`) or wrap what does not fit, as each column says."""
+    out = console if console is not None else _console()
+    table.expand = False
+    natural = out.measure(table, options=out.options.update_width(_UNBOUNDED)).maximum
+    table.expand = True
+    table.width = min(natural, out.width)
+    out.print(_Trimmed(table))
+
+
+_UNBOUNDED = 1_000_000
+"""A width no table reaches: what a table is measured in to learn its content's width."""
+
+
+class _Trimmed:
+    """A rich renderable printed without the spaces rich pads each line with on the right."""
+
+    def __init__(self, renderable: Any) -> None:
+        self.renderable = renderable
+
+    def __rich_console__(self, console: Any, options: Any) -> Iterator[Any]:
+        from rich.segment import Segment
+
+        for line in console.render_lines(self.renderable, options, pad=False):
+            while line and not line[-1].control and not line[-1].text.rstrip(" "):
+                line.pop()
+            if line and not line[-1].control:
+                last = line.pop()
+                line.append(Segment(last.text.rstrip(" "), last.style, last.control))
+            yield from line
+            yield Segment.line()
+
+
 def _console(*, stderr: bool = False) -> Any:
     from rich.console import Console
 
@@ -422,7 +457,7 @@ def learners(options: Options, limit: int, after: str | None, as_json: bool) -> 
             str(summary.changes),
             "yes" if summary.has_profile else "erased" if summary.erased else "deleted",
         )
-    _console().print(table)
+    _print_table(table)
     if len(found) == limit:
         options.say(f"more: dala learners --after {found[-1].learner_id!s}")
 
@@ -448,7 +483,7 @@ def subscriptions(options: Options, as_json: bool) -> None:
     for status in found:
         acknowledged = _minute(status.updated_at) if status.position else "never"
         table.add_row(_safe(status.name), str(status.position), f"{status.lag:,}", acknowledged)
-    _console().print(table)
+    _print_table(table)
 
 
 @main.group()
@@ -646,18 +681,9 @@ def history(
     """
     from dala_events.summaries import curriculum_titles, describe_change
 
-    bounds = {}
-    for name, value in (
-        ("--since", since),
-        ("--until", until),
-        ("--happened-since", happened_since),
-        ("--happened-until", happened_until),
-    ):
-        bounds[name] = None if value is None else _parse_time(value, name)
-    for first, second in (("--since", "--until"), ("--happened-since", "--happened-until")):
-        low, high = bounds[first], bounds[second]
-        if low is not None and high is not None and low > high:
-            raise BadValue(f"{first}: it is later than {second}; nothing can lie between them")
+    bounds = _time_bounds(
+        {"--since": since, "--until": until, "--happened-since": happened_since, "--happened-until": happened_until}
+    )
     dala = _dala(options)
     with _given_as(event_types="--type"):
         events = dala.history(
@@ -701,67 +727,144 @@ def history(
             notes.append(f"why: {event.metadata['reason']}")
         what = "\n  ".join([_safe(describe_change(event.event, titles)), *map(_safe, notes)])
         table.add_row(str(event.version), _minute(event.recorded_at), _safe(actor), what)
-    _console().print(table)
+    _print_table(table)
     if not events:
         options.say("no change matches (the learner has changes outside the filters)")
 
 
 @main.command()
 @click.argument("learner")
-@click.argument("start")
-@click.argument("end")
+@click.argument("start", required=False)
+@click.argument("end", required=False)
+@click.option(
+    "--happened-since",
+    default=None,
+    help="Instead of START and END: what the changes that happened at or after this time did (ISO 8601).",
+)
+@click.option(
+    "--happened-until",
+    default=None,
+    help="Instead of START and END: what the changes that happened at or before this time did (ISO 8601).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @_database_url_option
 @click.pass_obj
 @_reports_errors
-def diff(options: Options, learner: str, start: str, end: str, as_json: bool) -> None:
+def diff(
+    options: Options,
+    learner: str,
+    start: str | None,
+    end: str | None,
+    happened_since: str | None,
+    happened_until: str | None,
+    as_json: bool,
+) -> None:
     """Show what changed in a learner's profile between START and END.
 
-    Each is a time (ISO 8601; naive = UTC) or a stream version (a whole number, or vN).
+    Each is a time (ISO 8601; naive = UTC) or a stream version (a whole number, or vN): the
+    recorded clock. Or, by when changes happened, --happened-since and/or --happened-until
+    instead: what the changes that happened between them did (as `history` bounds them).
     """
-    first, second = _parse_point(start, "START"), _parse_point(end, "END")
+    happened = _time_bounds({"--happened-since": happened_since, "--happened-until": happened_until})
+    by_happening = happened_since is not None or happened_until is not None
+    if by_happening and (start is not None or end is not None):
+        raise click.UsageError("give START and END, or --happened-since/--happened-until, not both")
+    if not by_happening and (start is None or end is None):
+        raise click.UsageError("give START and END (times or versions), or --happened-since/--happened-until")
     dala = _dala(options)
-    for name, point in (("START", first), ("END", second)):
-        with _given_as(version=name):
-            dala.history_point(
-                learner,
-                at=point if isinstance(point, datetime) else None,
-                version=point if isinstance(point, int) else None,
-            )
-    result = dala.diff(learner, first, second)
+    if by_happening:
+        dala.history_point(learner, version=0)  # an unknown learner is an error, as for two points
+        result = dala.diff(
+            learner, happened_since=happened["--happened-since"], happened_until=happened["--happened-until"]
+        )
+    else:
+        assert start is not None and end is not None
+        first, second = _parse_point(start, "START"), _parse_point(end, "END")
+        for name, point in (("START", first), ("END", second)):
+            with _given_as(version=name):
+                dala.history_point(
+                    learner,
+                    at=point if isinstance(point, datetime) else None,
+                    version=point if isinstance(point, int) else None,
+                )
+        result = dala.diff(learner, first, second)
     dala.record_disclosure(learner, "cli_diff")
     if as_json:
         _print_json(_json_ready(result.model_dump()))
         return
-    from rich.table import Table
+    _print_diff(result)
 
+
+def _print_diff(result: Any) -> None:
+    """A diff as a table at most as wide as the terminal: what changed, in which section, which
+    row, and under the row, in words, what changed in it (`score 60 → 75`)."""
+    from rich.console import Group
+    from rich.padding import Padding
+    from rich.table import Table
+    from rich.text import Text
+
+    differ = "differs" if len(result.rows) == 1 else "differ"
+    if result.happened_since is None and result.happened_until is None:
+        span = f"change {result.start_version} -> {result.end_version}"
+    elif result.happened_until is None:
+        span = f"the changes that happened from {_minute(result.happened_since)} UTC on"
+    elif result.happened_since is None:
+        span = f"the changes that happened up to {_minute(result.happened_until)} UTC"
+    else:
+        span = (
+            f"the changes that happened from {_minute(result.happened_since)} "
+            f"to {_minute(result.happened_until)} UTC"
+        )
     out = _console()
-    out.print(
-        f"{learner}: change {result.start_version} -> {result.end_version}, {_count(len(result.rows), 'row')} differ"
-    )
+    out.print(f"{_safe(result.learner_id)}: {span}, {_count(len(result.rows), 'row')} {differ}")
     if result.existed_before != result.exists_after:
         out.print("profile " + ("created" if result.exists_after else "deleted") + " in between")
-    lines = []
-    for row in result.rows:
-        before, after = row.before, row.after
-        if row.change == "changed" and before is not None and after is not None:
-            before = {name: before[name] for name in row.fields}
-            after = {name: after[name] for name in row.fields}
-        lines.append((row.change, row.section, _safe(row.key), _cell(before) or "-", _cell(after) or "-"))
+    if not result.rows:
+        return
     table = Table(show_edge=False, pad_edge=False)
-    # What changed, where and which row are never cut (a long row key folds onto more lines);
-    # before and after share what is left, each cut with an ellipsis.
-    widths = [
-        min(max([len(h), *(len(line[i]) for line in lines)]), 40) for i, h in enumerate(("change", "section", "row"))
-    ]
-    rest = max(12, out.width - sum(widths) - 3 * 4)
-    for heading, width in zip(("change", "section", "row"), widths, strict=True):
-        table.add_column(heading, overflow="fold", width=width)
-    table.add_column("before", no_wrap=True, overflow="ellipsis", width=rest // 2)
-    table.add_column("after", no_wrap=True, overflow="ellipsis", width=rest - rest // 2)
-    for line in lines:
-        table.add_row(*line)
-    out.print(table)
+    table.add_column("change", no_wrap=True)
+    table.add_column("section", no_wrap=True)
+    # The row's key is never cut (a long one folds); what changed wraps under it.
+    table.add_column("row / what changed", ratio=1)
+    for row in result.rows:
+        what = Text(_row_change(row), overflow="fold")
+        cell = Group(Text(_safe(row.key), overflow="fold"), Padding(what, (0, 0, 0, 2), expand=False))
+        table.add_row(row.change, _SECTION_NAMES.get(row.section, row.section), cell)
+    _print_table(table, out)
+
+
+_DIFF_VALUE_WIDTH = 60
+"""A value in a diff's words is cut to this many characters (everything is in --json)."""
+
+
+def _row_change(row: Any) -> str:
+    """What a diff's row says in words: for a changed row each changed column, `score 60 → 75`;
+    for an added or removed row, the values it has (or had) besides its key."""
+    from projections.database_models import SECTIONS
+
+    model = SECTIONS[row.section]
+    keys = set(model.natural_key)
+
+    def typed(values: dict[str, Any]) -> dict[str, Any]:
+        """The row's values as the profile holds them (times as times), from their JSON form."""
+        return dict(model.dto.model_validate(values)) if model.dto is not None else values
+
+    def shown(value: Any) -> str:
+        text = _cell(value) or "-"
+        return text if len(text) <= _DIFF_VALUE_WIDTH else text[: _DIFF_VALUE_WIDTH - 1] + "…"
+
+    def heading(name: str) -> str:
+        return _HEADINGS.get(name, name.replace("_", " "))
+
+    if row.change == "changed":
+        before, after = typed(row.before), typed(row.after)
+        return ", ".join(f"{heading(name)} {shown(before.get(name))} → {shown(after.get(name))}" for name in row.fields)
+    values = typed(row.after if row.change == "added" else row.before)
+    return ", ".join(
+        f"{heading(name)} {shown(value)}"
+        for name, value in values.items()
+        if name not in keys and value not in (None, "", {}, [])
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -874,7 +977,7 @@ def disclosures(options: Options, learner: str, as_json: bool) -> None:
         table.add_row(
             str(disclosure.id), when, disclosure.what, _safe(disclosure.actor), _safe(disclosure.reason or "")
         )
-    _console().print(table)
+    _print_table(table)
     if not found:
         options.say(f"no disclosure of {learner}'s data is recorded")
 
@@ -977,21 +1080,22 @@ def verify(
     mode = "HMAC-SHA256 with the log key" if report.key_id else "plain SHA-256 (no log key: a checksum, not a seal)"
     key = f" (key id {report.key_id})" if report.key_id else ""
     streams = f"{report.streams:,} stream{'' if report.streams == 1 else 's'}"
-    click.echo(f"checked {report.events:,} events in {streams}: {mode}{key}")
+    _echo_wrapped(f"checked {report.events:,} events in {streams}: {mode}{key}")
     if report.engine_check is not None:
         check = report.engine_check
         status = {True: "ok", False: "FAILED", None: "not run"}[check.ok]
         detail = "" if check.detail == "ok" else f": {check.detail}"
-        click.echo(f"database check {check.name}: {status}{detail}")
+        which = "" if check.ok is None else f" ({check.name})"
+        _echo_wrapped(f"database check{which}: {status}{detail}")
     if report.encryption is not None and report.encryption.events_encrypted:
         done = report.encryption
-        click.echo(
+        _echo_wrapped(
             f"events written before encryption at rest: {done.events_encrypted:,} encrypted and "
             f"{done.streams_rechained:,} streams re-chained by migration 0005 at {_minute(done.encrypted_at)} UTC"
         )
     if checkpoint is not None:
         heads = len(checkpoint.heads)
-        click.echo(f"against checkpoint {checkpoint.path} of {checkpoint.created_at} ({heads:,} streams)")
+        _echo_wrapped(f"against checkpoint {checkpoint.path} of {checkpoint.created_at} ({heads:,} streams)")
     if report.problems:
         from rich.table import Table
 
@@ -1001,42 +1105,51 @@ def verify(
         for problem in report.problems:
             position = "" if problem.position is None else str(problem.position)
             table.add_row(problem.kind, problem.learner_id, problem.versions, position, problem.detail)
-        _console().print(table)
+        _print_table(table)
     if report.unlisted:
         more = ", ".join(f"{number:,} {kind}" for kind, number in report.unlisted.items())
-        click.echo(f"... and {more} not listed")
+        _echo_wrapped(f"... and {more} not listed")
     if report.hint:
-        click.echo(f"note: {report.hint}")
+        _echo_wrapped(f"note: {report.hint}")
     if report.keys is not None:
         _print_key_report(report.keys)
     for learner_id, skipped_at in report.skipped:
-        click.echo(
+        _echo_wrapped(
             f"note: the read models lack learner {learner_id}: left out by `dala rebuild --skip` at "
             f"{_minute(skipped_at)} UTC"
         )
     if report.intact:
-        click.echo("intact")
+        _echo_wrapped("intact")
         if written is not None:
-            click.echo(f"checkpoint written: {written}")
+            _echo_wrapped(f"checkpoint written: {written}")
     else:
         counts = ", ".join(f"{number:,} {kind}" for kind, number in report.counts().items())
         if report.keys is not None and not report.keys.ok:
             keys = len(report.keys.problems) + report.keys.unlisted
             counts = ", ".join(filter(None, [counts, f"{keys:,} key problems" if keys else "the key store failed"]))
-        click.echo(f"NOT INTACT: {counts or 'the database check failed'}")
+        _echo_wrapped(f"NOT INTACT: {counts or 'the database check failed'}")
         if checkpoint_out is not None:
-            click.echo("no checkpoint written: the log does not verify")
+            _echo_wrapped("no checkpoint written: the log does not verify")
     sys.exit(0 if report.intact else 1)
+
+
+def _echo_wrapped(text: str) -> None:
+    """A line of a report, wrapped at spaces to the terminal's width (80 when not a terminal),
+    each further line indented; a path or an id is never broken."""
+    import textwrap
+
+    width = _console().width
+    click.echo(textwrap.fill(text, width, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False))
 
 
 def _print_key_report(keys: Any) -> None:
     """The data keys' part of `dala verify`: which key store, how many learners, what is wrong."""
     if keys.failure is not None:
-        click.echo(f"data keys: NOT CHECKED: {keys.failure}")
+        _echo_wrapped(f"data keys: NOT CHECKED: {keys.failure}")
         return
     ids = f" (id {keys.store_id}, master key {keys.master_key_id})"
     found = "ok" if keys.ok else f"{len(keys.problems) + keys.unlisted:,} problems"
-    click.echo(f"data keys of {_count(keys.learners, 'learner')} in key store {keys.key_store}{ids}: {found}")
+    _echo_wrapped(f"data keys of {_count(keys.learners, 'learner')} in key store {keys.key_store}{ids}: {found}")
     if keys.problems:
         from rich.table import Table
 
@@ -1046,9 +1159,9 @@ def _print_key_report(keys: Any) -> None:
         for problem in keys.problems:
             version = "" if problem.version is None else str(problem.version)
             table.add_row(problem.kind, problem.learner_id, version, problem.detail)
-        _console().print(table)
+        _print_table(table)
     if keys.unlisted:
-        click.echo(f"... and {keys.unlisted:,} more key problems not listed")
+        _echo_wrapped(f"... and {keys.unlisted:,} more key problems not listed")
 
 
 @main.command()
@@ -1193,6 +1306,7 @@ _PROFILE_SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("Badges", "badges", ("badge_id", "badge_name", "earned_date", "details")),
     ("Activity attempts", "activity_attempts", ("lo_id", "activity_id", "activity_type", "score", "attempt_timestamp")),
 )
+_SECTION_NAMES = {section: title.lower() for title, section, _columns in _PROFILE_SECTIONS}
 _SUMMARISED = frozenset({"metric_details", "details"})
 """Columns shown cut to the width left (everything is in --json); the others are never cut."""
 _HEADINGS = {"attempt_timestamp": "when", "activity_type": "type", "struggle_description": "struggle area"}
@@ -1223,18 +1337,17 @@ def _print_profile(data: Any, point: Any, happened_by: datetime | None = None) -
             rows = rows[-RECENT_ATTEMPTS:]
         cells = [[_cell(getattr(row, column)) for column in columns] for row in rows]
         table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
-        for index, column in enumerate(columns):
+        for column in columns:
             heading = _HEADINGS.get(column, column.replace("_", " "))
-            if column in _SUMMARISED:
+            if column in _SUMMARISED:  # takes the width the others leave, cut with …
                 table.add_column(heading, overflow="ellipsis", no_wrap=True, ratio=1, min_width=8)
-            else:  # identifiers, names and times are never cut or broken
-                widest = max([len(heading), *(len(line[index]) for line in cells)])
-                table.add_column(heading, no_wrap=True, min_width=min(widest, 60))
+            else:  # identifiers, names and times are never cut (folded only when nothing else fits)
+                table.add_column(heading, overflow="fold")
         for line in cells:
             table.add_row(*line)
         if not rows:
             table.add_row(*(["-"] * len(columns)))
-        out.print(table)
+        _print_table(table, out)
 
 
 class BadValue(click.ClickException):
@@ -1256,6 +1369,17 @@ def _parse_time(value: str, option: str) -> datetime:
         return parsed.astimezone(UTC)
     except OverflowError:
         raise BadValue(f"{option}: {value!r} lies outside the years 1 to 9999 in UTC") from None
+
+
+def _time_bounds(given: dict[str, str | None]) -> dict[str, datetime | None]:
+    """Options bounding a clock (`--since`, `--until`, ...), parsed; a lower bound later than its
+    upper one (`--since` after `--until`) is a wrong command line."""
+    bounds = {name: None if value is None else _parse_time(value, name) for name, value in given.items()}
+    for low_name, high_name in (("--since", "--until"), ("--happened-since", "--happened-until")):
+        low, high = bounds.get(low_name), bounds.get(high_name)
+        if low is not None and high is not None and low > high:
+            raise BadValue(f"{low_name}: it is later than {high_name}; nothing can lie between them")
+    return bounds
 
 
 def _parse_point(value: str, name: str) -> datetime | int:

@@ -351,8 +351,8 @@ def engine_check(connection: Connection) -> EngineCheck:
             return EngineCheck(
                 "none",
                 None,
-                "PostgreSQL has no built-in integrity check; install the amcheck extension "
-                f"(CREATE EXTENSION amcheck) for bt_index_check of event_log's indexes; {pages}",
+                "PostgreSQL has none built in; `CREATE EXTENSION amcheck` adds one "
+                f"(bt_index_check of event_log's indexes); {pages}",
             )
         indexes = connection.execute(
             text(
