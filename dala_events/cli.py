@@ -96,6 +96,8 @@ class Options:
         self.verbose = 0
         self.actor: str | None = None
         self.reason: str | None = None
+        self.from_environment: set[str] = set()
+        """The options whose value came from their environment variable (`--actor` from DALA_ACTOR)."""
         self.started = False
         self.dala: Any = None
         """The store the command opened (`_dala`), if it has."""
@@ -117,6 +119,8 @@ class Options:
             try:
                 context.with_resource(recorded_as(self.actor, reason=self.reason))
             except InvalidInput as error:
+                if error.field == "actor" and "actor" in self.from_environment:  # configuration: status 1
+                    raise InvalidInput("DALA_ACTOR", error.problem) from None
                 raise BadValue(f"--{error.field}: {error.problem}") from None
 
 
@@ -132,9 +136,15 @@ def _remember_database_url(context: click.Context, _parameter: click.Parameter, 
 def _remember(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
     """A callback keeping an option's value in `Options` when it was given (a later one wins)."""
 
-    def keep(context: click.Context, _parameter: click.Parameter, value: Any) -> Any:
+    def keep(context: click.Context, parameter: click.Parameter, value: Any) -> Any:
         if value not in (None, 0, False):
-            setattr(context.ensure_object(Options), name, value)
+            options = context.ensure_object(Options)
+            setattr(options, name, value)
+            source = context.get_parameter_source(parameter.name) if parameter.name else None
+            if source is click.core.ParameterSource.ENVIRONMENT:
+                options.from_environment.add(name)
+            else:
+                options.from_environment.discard(name)
         return value
 
     return keep

@@ -27,6 +27,7 @@ from pathlib import Path
 from dala_events.errors import InvalidInput
 from dala_events.store.codec import LogKey
 from dala_events.store.keys import MasterKey, MasterKeyError
+from dala_events.switches import switch
 
 DATABASE_URL_ENV = "DALA_DATABASE_URL"
 LOG_KEY_ENV = "DALA_LOG_KEY"
@@ -90,7 +91,7 @@ class Settings:
             master_key=MasterKey.from_hex(master_value, source=MASTER_KEY_ENV) if master_value else None,
             master_key_file=Path(master_path).expanduser() if master_path else None,
             new_master_key=MasterKey.from_hex(new_master, source=NEW_MASTER_KEY_ENV) if new_master else None,
-            auto_rebuild=_switch(AUTO_REBUILD_ENV, get(AUTO_REBUILD_ENV)),
+            auto_rebuild=switch(AUTO_REBUILD_ENV, get(AUTO_REBUILD_ENV)),
             page_dir=Path(get(PAGE_DIR_ENV)).expanduser() if get(PAGE_DIR_ENV) else None,
             xapi_homepage=get(XAPI_HOMEPAGE_ENV) or None,
         )
@@ -98,17 +99,6 @@ class Settings:
     def with_database(self, database_url: str | None) -> Settings:
         """These settings for `database_url` instead (unchanged when None): what `--database-url` does."""
         return self if database_url is None else replace(self, database_url=database_url)
-
-
-def _switch(name: str, value: str) -> bool | None:
-    lowered = value.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    if lowered:
-        raise InvalidInput(name, f"must be 1 or 0, not {value!r}")
-    return None
 
 
 def _log_key(value: str, path: str) -> LogKey | None:

@@ -21,6 +21,7 @@ LAYERS: dict[str, int] = {
     "dala_events.errors": 0,
     "dala_events.events": 0,
     "dala_events.attribution": 0,
+    "dala_events.switches": 0,
     "dala_events.envelopes": 0,
     "dala_events.aggregate": 0,
     # the write side's storage
