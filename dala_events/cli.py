@@ -284,15 +284,18 @@ def _with_learner_hint(error: LearnerNotFound) -> str:
 
 
 @contextmanager
-def _given_as(**options: str) -> Iterator[None]:
+def _given_as(exit_status: int = 2, **options: str) -> Iterator[None]:
     """Inside: InvalidInput about a value the command line gave (`field=option`, e.g.
-    `version="--version"`) is a wrong command line, exit status 2, naming the option."""
+    `version="--version"`) names the option, and is a wrong command line (exit status 2), or,
+    with `exit_status=1`, a value that the state of things makes unusable (a full disk)."""
     try:
         yield
     except InvalidInput as error:
-        if error.field in options:
+        if error.field not in options:
+            raise
+        if exit_status == 2:
             raise BadValue(f"{options[error.field]}: {error.problem}") from None
-        raise
+        raise InvalidInput(options[error.field], error.problem) from None
 
 
 def _one_line(error: Exception) -> str:
@@ -305,8 +308,13 @@ def _one_line(error: Exception) -> str:
     if isinstance(error, DBAPIError) and error.orig is not None:
         first = str(error.orig).strip().splitlines()[0] if str(error.orig).strip() else type(error.orig).__name__
         return f"the database refused: {first}"
+    if isinstance(error, OSError):  # what failed, and where, in words
+        from dala_events.errors import in_words
+
+        where = f": {error.filename}" if error.filename else ""
+        return f"the system refused{where}: {in_words(error)}"
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return f"an unexpected failure: {text}" if text else "an unexpected failure; run again with -v to see the steps"
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
@@ -402,20 +410,24 @@ def demo(options: Options, learner: str, seed: int, out: Path | None) -> None:
     """The main job: assess a learner, plan their pathway, make a start, and write their page.
 
     A learner who already has a profile is kept as is and their page is rendered again.
+    Nothing is written when the page could not be (the actor its disclosure needs, --out).
     """
-    result = _dala(options, "create").demo(learner, seed, out)
+    _check_out(out)
+    dala = _dala(options, "create")
+    with _given_as(exit_status=1, output_path=_page_source(dala, out)):
+        result = dala.demo(learner, seed, out)
     if result.assessment is not None:
         found = result.assessment
-        click.echo(
+        options.say(
             f"assessed {learner} (seed {seed}): interests {', '.join(found.interests)}; "
             f"struggle areas {', '.join(found.struggles)}"
         )
-        click.echo(f"{_count(result.events_recorded, 'event')} recorded")
+        options.say(f"{_count(result.events_recorded, 'event')} recorded")
     else:
-        click.echo(f"{learner} already has a profile; nothing recorded, page rendered again")
+        options.say(f"{learner} already has a profile; nothing recorded, page rendered again")
     for number, step in enumerate(result.pathway, start=1):
-        click.echo(f"  {number}. {step.lo_id} {step.title}: {step.reason}")
-    click.echo(f"page written: {result.page}")
+        options.say(f"  {number}. {step.lo_id} {step.title}: {step.reason}")
+    options.say(f"page written: {result.page}")
 
 
 @main.command()
@@ -426,7 +438,27 @@ def demo(options: Options, learner: str, seed: int, out: Path | None) -> None:
 @_reports_errors
 def interface(options: Options, learner: str, out: Path | None) -> None:
     """Render a stored learner's page (self-contained HTML) from the read models."""
-    options.say(f"page written: {_dala(options).render_page(learner, out)}")
+    _check_out(out)
+    dala = _dala(options)
+    with _given_as(exit_status=1, output_path=_page_source(dala, out)):
+        written = dala.render_page(learner, out)
+    options.say(f"page written: {written}")
+
+
+def _check_out(out: Path | None, option: str = "--out") -> None:
+    """Refuse a destination the command line gave that cannot take a file, before anything is
+    opened or written; its folder must exist (the command line makes no folder it was given)."""
+    if out is not None:
+        from dala_events.private_files import check_destination
+
+        check_destination(out, name=option, create_folder=False)
+
+
+def _page_source(dala: Any, out: Path | None) -> str:
+    """What chose where a page goes, to name in a message: --out, DALA_PAGE_DIR, or the default."""
+    if out is not None:
+        return "--out"
+    return "DALA_PAGE_DIR" if dala.settings.page_dir is not None else "the page folder"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -910,8 +942,10 @@ def export(options: Options, learner: str, export_format: str, out: Path | None,
     the disclosure log. xapi: activity attempts, objective progress and badges as one JSON
     array of xAPI statements. Either way the export is recorded as a disclosure.
     """
+    from dala_events.private_files import open_private
+
     dala = _dala(options)
-    file = None if out is None else _opened_private(out)  # a destination that cannot take it is refused first
+    file = None if out is None else open_private(out, name="--out")  # one that cannot take it is refused first
     try:
         document = (
             dala.export_xapi(learner) if export_format == "xapi" else dala.export(learner).model_dump(mode="json")
@@ -927,29 +961,6 @@ def export(options: Options, learner: str, export_format: str, out: Path | None,
         if file is not None:
             file.close()
     options.say(f"{export_format} export of {learner} written: {out}")
-
-
-_PROBE_BYTES = 64 * 1024
-
-
-def _opened_private(path: Path) -> Any:
-    """`path` opened to write (a new file gets permissions 0600: it will hold a child's data),
-    after checking it takes bytes: a destination that cannot (a full disk, /dev/full) fails
-    here, before the export records a disclosure of data that would never be written."""
-    if path.exists() and not path.is_file():
-        raise DalaError(f"--out {path}: not a file; to send the export elsewhere, use standard output")
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    file = os.fdopen(descriptor, "wb")
-    try:
-        file.write(b"\0" * _PROBE_BYTES)
-        file.flush()
-        os.fsync(file.fileno())
-        file.seek(0)
-        file.truncate()
-    except OSError as error:
-        file.close()
-        raise DalaError(f"--out {path}: cannot write there ({error.strerror or error}); nothing was exported") from None
-    return file
 
 
 @main.command()
@@ -1081,6 +1092,7 @@ def verify(
     Reports each changed, inserted, deleted, reordered or moved event by learner and version.
     Exit status 0 when intact, 1 otherwise. Reads only; uses DALA_LOG_KEY or DALA_LOG_KEY_FILE.
     """
+    _check_out(checkpoint_out, "--checkpoint")
     report = _dala(options, "raw").verify(learners or None, against=against, checkpoint_out=checkpoint_out)
     written = str(checkpoint_out) if checkpoint_out is not None and report.intact else None
     checkpoint = report.checkpoint

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from dala_events.errors import InvalidInput
+from dala_events.errors import InvalidInput, in_words
 from dala_events.store.codec import LogKey
 from dala_events.store.keys import MasterKey, MasterKeyError
 from dala_events.switches import switch
@@ -111,8 +111,10 @@ def _log_key(value: str, path: str) -> LogKey | None:
     if path:
         try:
             text_in_file = Path(path).expanduser().read_text(encoding="ascii")
-        except (OSError, UnicodeDecodeError) as error:
-            raise InvalidInput(LOG_KEY_FILE_ENV, f"cannot read the key file {path!r}: {error}") from None
+        except OSError as error:
+            raise InvalidInput(LOG_KEY_FILE_ENV, f"cannot read the key file {path!r}: {in_words(error)}") from None
+        except UnicodeDecodeError:
+            raise InvalidInput(LOG_KEY_FILE_ENV, f"the key file {path!r} holds more than hex digits") from None
         return LogKey.from_hex(text_in_file, source=LOG_KEY_FILE_ENV)
     return None
 
@@ -121,6 +123,8 @@ def master_key_from_file(path: Path, *, source: str) -> MasterKey:
     """The master key held in the file at `path` (hex digits, surrounding whitespace ignored)."""
     try:
         text_in_file = path.expanduser().read_text(encoding="ascii")
-    except (OSError, UnicodeDecodeError) as error:
-        raise MasterKeyError(f"{source}: cannot read the master key file {str(path)!r}: {error}") from None
+    except OSError as error:
+        raise MasterKeyError(f"{source}: cannot read the master key file {str(path)!r}: {in_words(error)}") from None
+    except UnicodeDecodeError:
+        raise MasterKeyError(f"{source}: the master key file {str(path)!r} holds more than hex digits") from None
     return MasterKey.from_hex(text_in_file, source=source)
