@@ -278,9 +278,13 @@ def _with_learner_hint(error: LearnerNotFound) -> str:
     known learner's history before their profile)."""
     options = click.get_current_context().find_object(Options)
     store = None if options is None or options.dala is None else options.dala.store
-    if isinstance(error, LearnerErasedError) or store is None or store.stream_version(error.learner_id) != 0:
+    if isinstance(error, LearnerErasedError) or store is None:
         return str(error)
-    return f"{error} (see `dala learners`)"
+    try:
+        unknown = store.stream_version(error.learner_id) == 0
+    except Exception:  # the hint is a courtesy: the error is said whatever happens here
+        unknown = False
+    return f"{error} (see `dala learners`)" if unknown else str(error)
 
 
 @contextmanager
@@ -888,8 +892,14 @@ def _row_change(row: Any) -> str:
     keys = set(model.natural_key)
 
     def typed(values: dict[str, Any]) -> dict[str, Any]:
-        """The row's values as the profile holds them (times as times), from their JSON form."""
-        return dict(model.dto.model_validate(values)) if model.dto is not None else values
+        """The row's values as the profile holds them (times as times), from their JSON form
+        (as they are, should a row written long ago not pass today's checks)."""
+        from pydantic import ValidationError
+
+        try:
+            return dict(model.dto.model_validate(values)) if model.dto is not None else values
+        except ValidationError:
+            return values
 
     def shown(value: Any) -> str:
         text = _cell(value) or "-"
