@@ -144,9 +144,20 @@ class Dala:
         that had happened by `happened_by` make it (see `audit.profile_as_of`)."""
         return audit.profile_as_of(learner_id, at=at, version=version, happened_by=happened_by, store=self.store)
 
-    def diff(self, learner_id: str, start: audit.Point, end: audit.Point) -> audit.ProfileDiff:
-        """What changed in the learner's profile between two points (see `audit.diff`)."""
-        return audit.diff(learner_id, start, end, store=self.store)
+    def diff(
+        self,
+        learner_id: str,
+        start: audit.Point | None = None,
+        end: audit.Point | None = None,
+        *,
+        happened_since: datetime | None = None,
+        happened_until: datetime | None = None,
+    ) -> audit.ProfileDiff:
+        """What changed in the learner's profile between two points, or through the changes
+        that happened between two times (see `audit.diff`)."""
+        return audit.diff(
+            learner_id, start, end, happened_since=happened_since, happened_until=happened_until, store=self.store
+        )
 
     # -- a child's data -------------------------------------------------------------------------
 

@@ -30,6 +30,12 @@ def _remade(cls: type[DalaError], args: tuple[Any, ...], kwargs: dict[str, Any])
     return cls(*args, **kwargs)
 
 
+def in_words(error: OSError) -> str:
+    """An OS error for a message: its words ("no such file or directory"), without the number
+    and class name Python prints; the message around it says which file and what was being done."""
+    return (error.strerror or str(error)).lower()
+
+
 class InvalidInput(DalaError, ValueError):
     """Input refused before anything was written; `field` names the offending field."""
 

@@ -38,7 +38,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, inspect, select, text
 
-from dala_events.errors import DalaError
+from dala_events.errors import DalaError, in_words
 from dala_events.events import utc_now
 from dala_events.key_audit import KeyReport
 from dala_events.store import SqlEventStore, log_chain
@@ -351,8 +351,8 @@ def engine_check(connection: Connection) -> EngineCheck:
             return EngineCheck(
                 "none",
                 None,
-                "PostgreSQL has no built-in integrity check; install the amcheck extension "
-                f"(CREATE EXTENSION amcheck) for bt_index_check of event_log's indexes; {pages}",
+                "PostgreSQL has none built in; `CREATE EXTENSION amcheck` adds one "
+                f"(bt_index_check of event_log's indexes); {pages}",
             )
         indexes = connection.execute(
             text(
@@ -430,8 +430,10 @@ def load_checkpoint(path: Path, log_key: LogKey | None) -> Checkpoint:
         if len(data) > MAX_CHECKPOINT_BYTES:
             raise IntegrityError(f"{str(path)!r} is larger than a checkpoint can be ({MAX_CHECKPOINT_BYTES:,} bytes)")
         document = json.loads(data.decode("utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise IntegrityError(f"cannot read the checkpoint {str(path)!r}: {error}") from None
+    except OSError as error:
+        raise IntegrityError(f"cannot read the checkpoint {str(path)!r}: {in_words(error)}") from None
+    except ValueError:  # not UTF-8, or not JSON
+        raise IntegrityError(f"{str(path)!r} is not a checkpoint (not JSON)") from None
     if not isinstance(document, dict) or document.get("format") != CHECKPOINT_FORMAT:
         raise IntegrityError(f"{str(path)!r} is not a checkpoint ({CHECKPOINT_FORMAT})")
     body = {name: value for name, value in document.items() if name != "signature"}

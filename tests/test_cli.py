@@ -41,11 +41,12 @@ def test_unknown_learners_are_errors_that_point_to_the_list(demo_dir: Path) -> N
 
 def test_impossible_points_name_what_exists(demo_dir: Path) -> None:
     last = len(json.loads(run_dala("history", "student123", "--json", cwd=demo_dir).stdout))
-    message = one_line_error(run_dala("profile", "student123", "--version", "999", cwd=demo_dir))
+    # A value the command line gives that cannot be used is a wrong command line: status 2.
+    message = one_line_error(run_dala("profile", "student123", "--version", "999", cwd=demo_dir), status=2)
     assert f"0 to {last}" in message
-    assert f"0 to {last}" in one_line_error(run_dala("diff", "student123", "1", "999", cwd=demo_dir))
+    assert f"0 to {last}" in one_line_error(run_dala("diff", "student123", "1", "999", cwd=demo_dir), status=2)
     crossed = run_dala("history", "student123", "--since", "2026-12-01", "--until", "2026-01-01", cwd=demo_dir)
-    assert "later than --until" in one_line_error(crossed)
+    assert "later than --until" in one_line_error(crossed, status=2)
     far = run_dala("profile", "student123", "--as-of", "0001-01-01T00:00+14:00", cwd=demo_dir)
     assert "outside the years 1 to 9999" in one_line_error(far, status=2)
 
@@ -112,8 +113,9 @@ def test_every_json_output_uses_one_time_format(demo_dir: Path) -> None:
 
 
 def test_unknown_types_and_revisions_list_the_valid_ones(demo_dir: Path) -> None:
-    assert "InterestAdded" in one_line_error(run_dala("history", "student123", "--type", "NoSuchEvent", cwd=demo_dir))
-    message = one_line_error(run_dala("migrate", "--to", "", cwd=demo_dir))
+    unknown_type = run_dala("history", "student123", "--type", "NoSuchEvent", cwd=demo_dir)
+    assert "InterestAdded" in one_line_error(unknown_type, status=2)
+    message = one_line_error(run_dala("migrate", "--to", "", cwd=demo_dir), status=2)
     assert "unknown revision" in message and "head" in message and "AssertionError" not in message
 
 

@@ -21,6 +21,7 @@ LAYERS: dict[str, int] = {
     "dala_events.errors": 0,
     "dala_events.events": 0,
     "dala_events.attribution": 0,
+    "dala_events.switches": 0,
     "dala_events.envelopes": 0,
     "dala_events.aggregate": 0,
     # the write side's storage
@@ -54,6 +55,7 @@ LAYERS: dict[str, int] = {
     "dala_events.aio": 6,
     "dala_events.backup": 4,
     "dala_events.checksummed": 4,
+    "dala_events.private_files": 4,
     "dala_events.key_backup": 4,
     "dala_events.cli": 6,
 }
