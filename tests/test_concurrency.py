@@ -66,3 +66,22 @@ def test_eight_processes_writing_one_learner_through_the_persistence_manager(
     inline = read_model_rows(store.engine)
     rebuild_projections(store.engine, cipher=store.cipher)
     assert read_model_rows(store.engine) == inline
+
+
+def test_a_learner_created_by_another_writer_at_the_same_moment_is_loaded_not_refused(store: SqlEventStore) -> None:
+    """get-or-create across processes: when another writer creates the learner between this
+    profile's load and its creation, the creation is read back and nothing more is recorded."""
+    from dala_events.hlp_module import LearnerProfile
+
+    raced: list[bool] = []
+
+    class CreatedElsewhereFirst(LearnerProfile):
+        def create(self) -> bool:
+            if not raced:
+                raced.append(True)
+                LearnerProfile("raced", store=store)  # the other writer wins the race
+            return super().create()
+
+    profile = CreatedElsewhereFirst("raced", store=store)
+    assert raced and profile.exists and profile.version == 1 and profile.saved_version == 1
+    assert [event.event_type for event in store.read_stream("raced")] == ["LearnerProfileCreated"]
