@@ -262,7 +262,9 @@ def test_a_read_starts_quickly(demo_dir: Path) -> None:
     probe = (
         "import sys, dala_events.cli; from dala_events.database_setup import open_db; print('alembic' in sys.modules)"
     )
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=demo_dir)
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=demo_dir, timeout=120
+    )
     assert result.stdout.strip() == "False"
 
 

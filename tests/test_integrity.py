@@ -57,7 +57,7 @@ from dala_events.store.codec import (
 from projections.projectors import project_events
 from projections.rebuild import RebuildError, rebuild
 from tests.conftest import POSTGRES_URL, require_postgres, reset_postgres
-from tests.helpers import log_row_count, read_model_rows
+from tests.helpers import log_row_count, read_model_rows, when_the_rebuild_waits
 
 KEY_HEX = "5a" * 32
 OTHER_KEY_HEX = "a5" * 32
@@ -615,30 +615,35 @@ def test_an_append_that_commits_late_is_checked_and_projected_in_version_order(
 ) -> None:
     """PostgreSQL: learner late's version 1 takes a position, commits only after the rebuild has
     read past it, and version 2 is appended meanwhile. The rebuild holds version 2 back until
-    the catch-up reads version 1, checks both links, and projects them in order."""
+    the catch-up reads version 1, checks both links, and projects them in order.
+
+    The late transaction commits after the rebuild's first batch or, when the rebuild has read
+    nothing before its swap (a transaction anywhere on the server holds the horizon below
+    every event), when the rebuild says it waits for it: the test never waits on itself."""
     require_postgres()
     reset_postgres()
     engine = init_db(POSTGRES_URL)
+    holder = engine.connect()
     try:
         store = store_for(engine)
         store.append("ann", [_new(LearnerProfileCreated(), 1), _new(InterestAdded(interest_name="a"), 2)], 0)
         late_row = encode_row("late", 1, _new(LearnerProfileCreated(), 42), T0, store.cipher)  # as an append does
         chain_rows([late_row], "", None)
-        holder = engine.connect()
         transaction = holder.begin()
         holder.execute(event_log.insert().values({c.name: late_row[c.name] for c in event_log.c if c.name in late_row}))
         project_events(holder, [AppendedEvent("late", 1, T0, LearnerProfileCreated())])  # as an append does
         bob = [_new(LearnerProfileCreated(), 3)] + [_new(InterestAdded(interest_name=f"b{n}"), n) for n in (4, 5, 6)]
         store.append("bob", bob, 0)
 
-        def progress(done: int, total: int) -> None:
+        def commit_late(*_said: object) -> None:
             if transaction.is_active:
                 transaction.commit()
                 store.append("late", [_new(InterestAdded(interest_name="after"), 9)], 1)
 
-        result = rebuild(engine, batch_size=4, progress=progress, cipher=store.cipher)
-        holder.close()
+        with when_the_rebuild_waits(commit_late):
+            result = rebuild(engine, batch_size=4, progress=commit_late, cipher=store.cipher)
         assert result.events == log_row_count(engine) == 8
         assert [i.interest_name for i in pm.get_interests("late", store=store)] == ["after"]
     finally:
+        holder.close()
         close_db()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -21,7 +22,7 @@ from dala_events.hlp_module import LearnerProfile
 from dala_events.store import LOG_METADATA, SqlEventStore, event_log, projection_state
 from projections.catalog import fingerprint, projection_names, read_model_tables, with_dependents
 from projections.rebuild import rebuild, rebuild_projections
-from tests.helpers import log_row_count, read_model_rows, rebuild_after_adding_a_badge_column
+from tests.helpers import log_row_count, read_model_rows, rebuild_after_adding_a_badge_column, when_the_rebuild_waits
 
 
 def _fill(store: SqlEventStore, learners: int = 6) -> None:
@@ -228,7 +229,9 @@ def test_positions_skipped_by_rolled_back_appends_leave_nothing_out(store: SqlEv
 def test_an_append_committed_behind_higher_positions_is_replayed_in_its_place() -> None:
     """PostgreSQL: an append holds its transaction open while another learner's events take and
     commit higher positions; the rebuild replays in commit order (the subscriptions' rule), so
-    the late one is neither passed nor waited for by position, and its learner's rows are whole."""
+    the late one is neither passed nor waited for by position, and its learner's rows are whole.
+    The held append is released after the rebuild's first batch, or when the rebuild says it
+    waits for it (it read nothing before its swap: the horizon was held elsewhere)."""
     import threading
     from collections.abc import Sequence
 
@@ -263,7 +266,8 @@ def test_an_append_committed_behind_higher_positions_is_replayed_in_its_place() 
             seen.append(events)
             release.set()  # the held append commits while the rebuild runs: late, behind bob's
 
-        result = rebuild(engine, cipher=store.cipher, batch_size=1, progress=progress)
+        with when_the_rebuild_waits(lambda _said: release.set()):
+            result = rebuild(engine, cipher=store.cipher, batch_size=1, progress=progress)
         writer.join(30)
         assert result.events == log_row_count(engine) == 6
         assert [row.interest_name for row in pm.get_interests("held", store=store)] == ["Chess"]
@@ -275,3 +279,102 @@ def test_an_append_committed_behind_higher_positions_is_replayed_in_its_place() 
     finally:
         release.set()
         close_db()
+
+
+def test_a_rebuild_behind_an_idle_transaction_waits_in_bounded_tries_naming_it_and_writers_pass() -> None:
+    """PostgreSQL: a session idle in a transaction that wrote to event_log holds the lock the
+    swap needs. The rebuild waits in short tries (a writer is not queued behind it), says which
+    session it waits for, gives up after its bound naming it, and succeeds once it has ended."""
+    import threading
+
+    from sqlalchemy import text
+
+    from projections.rebuild import RebuildBlocked, RebuildResult
+    from tests.conftest import POSTGRES_URL, require_postgres, reset_postgres
+    from tests.helpers import when_the_rebuild_waits
+
+    require_postgres()
+    reset_postgres()
+    engine = init_db(POSTGRES_URL)
+    # The writer's own waits are bounded: without the tries it would queue behind the rebuild.
+    bounded = create_dala_engine(engine.url.update_query_dict({"options": "-c lock_timeout=20000"}))
+    idle = engine.connect()
+    thread: threading.Thread | None = None
+    try:
+        store = store_for(engine)
+        _fill(store, learners=2)
+        idle_transaction = idle.begin()
+        idle.execute(text("UPDATE event_log SET hash = hash WHERE false"))  # touches event_log, then idles
+        pid = idle.execute(text("SELECT pg_backend_pid()")).scalar_one()
+
+        with pytest.raises(RebuildBlocked) as blocked:
+            rebuild(engine, cipher=store.cipher, lock_wait=0.5)
+        assert f"pid {pid} (idle in transaction, its transaction open" in str(blocked.value)
+        assert "gave up after waiting 0.5 s" in str(blocked.value) and "nothing was swapped in" in str(blocked.value)
+        assert inspect(engine).get_table_names(schema="dala_rebuild") == []  # no shadow left behind
+
+        said: list[str] = []
+        waiting = threading.Event()
+        outcome: list[RebuildResult | BaseException] = []
+
+        def rebuild_in_the_background() -> None:
+            try:
+                outcome.append(rebuild(engine, cipher=store.cipher, lock_wait=300))
+            except BaseException as error:  # handed to the test's thread
+                outcome.append(error)
+
+        def heard(message: str) -> None:
+            said.append(message)
+            waiting.set()
+
+        with when_the_rebuild_waits(heard):
+            thread = threading.Thread(target=rebuild_in_the_background)
+            thread.start()
+            assert waiting.wait(120), "the rebuild never said what it waits for"
+            LearnerProfile("writer", store=store_for(bounded)).add_interest("Written while the rebuild waits")
+            assert thread.is_alive() and not outcome  # still waiting, within its bound
+            idle_transaction.rollback()
+            thread.join(300)
+        assert not thread.is_alive()
+        assert f"pid {pid} (idle in transaction" in said[0]
+        result = outcome[0]
+        assert isinstance(result, RebuildResult), result
+        assert result.events == log_row_count(engine)
+        assert [i.interest_name for i in pm.get_interests("writer", store=store)] == ["Written while the rebuild waits"]
+    finally:
+        idle.close()
+        if thread is not None:
+            thread.join(300)
+        bounded.dispose()
+        close_db()
+
+
+def test_a_rebuild_behind_an_open_sqlite_write_gives_up_after_its_bound(tmp_path: Path) -> None:
+    """SQLite: a connection holding the write lock keeps the rebuild out; it tries for its bound,
+    gives up saying so (not SQLite's "database is locked" after the busy timeout), and succeeds
+    once the lock is free."""
+    import sqlite3
+
+    from projections.rebuild import RebuildBlocked
+
+    path = tmp_path / "held.db"
+    engine = init_db(f"sqlite:///{path}")
+    try:
+        store = store_for(engine)
+        _fill(store, learners=2)
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(RebuildBlocked, match=rf"gave up after waiting 0\.3 s for the write lock of {path}"):
+                rebuild(engine, cipher=store.cipher, lock_wait=0.3)
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert rebuild(engine, cipher=store.cipher, lock_wait=0.3).events == log_row_count(engine)
+    finally:
+        close_db()
+
+
+def test_a_rebuild_refuses_a_wait_that_is_no_number_of_seconds(store: SqlEventStore) -> None:
+    with pytest.raises(InvalidInput, match="lock_wait"):
+        rebuild(store.engine, cipher=store.cipher, lock_wait=float("nan"))

@@ -62,7 +62,9 @@ def _create(key_store_url: str, worker: int) -> int:
 def test_processes_creating_the_same_learners_share_one_key_each(key_store_url: str) -> None:
     Dala.open(_settings(key_store_url)).close()
     with ProcessPoolExecutor(max_workers=WRITERS, mp_context=multiprocessing.get_context("spawn")) as pool:
-        assert sum(pool.map(_create, [key_store_url] * WRITERS, range(WRITERS))) == WRITERS * (len(SHARED) + 1)
+        assert sum(pool.map(_create, [key_store_url] * WRITERS, range(WRITERS), timeout=600)) == WRITERS * (
+            len(SHARED) + 1
+        )
     learners = [*SHARED, *(f"own-{worker}" for worker in range(WRITERS))]
     keys = create_engine(key_store_url)
     try:
