@@ -441,7 +441,7 @@ class _LockWait:
         self.names = names
         self.deadline = time.monotonic() + seconds
         self.pause = _FIRST_PAUSE
-        self.said: str | None = None
+        self.said: frozenset[int] | None = None
 
     @contextlib.contextmanager
     def transaction(
@@ -510,32 +510,33 @@ class _LockWait:
     def _wait_or_give_up(self, connection: Connection) -> None:
         """After an attempt found the locks held: RebuildBlocked when the time is up, else say
         what holds them and pause."""
-        holders = self._holders(connection)
+        holders, pids = self._holders(connection)
         left = self.deadline - time.monotonic()
         if left <= 0:
             raise RebuildBlocked(
                 f"gave up after waiting {self.seconds:g} s for {holders}; end that transaction and run "
                 "`dala rebuild` again (or wait longer: --wait SECONDS); nothing was swapped in"
             )
-        level = logging.WARNING if holders != self.said else logging.INFO
-        self.said = holders
+        level = logging.WARNING if pids != self.said else logging.INFO  # said once per holder
+        self.said = pids
         _log.log(level, "rebuild waiting for %s; writers go on meanwhile; giving up in %.0f s", holders, left)
         time.sleep(min(left, random.uniform(self.pause / 2, self.pause)))
         self.pause = min(self.pause * 2, _LONGEST_PAUSE)
 
-    def _holders(self, connection: Connection) -> str:
-        """What holds the locks, in words."""
+    def _holders(self, connection: Connection) -> tuple[str, frozenset[int]]:
+        """What holds the locks, in words, and the holders' pids (none on SQLite)."""
         if connection.dialect.name != "postgresql":
-            return f"the write lock of {connection.engine.url.database}: another connection holds it"
+            return f"the write lock of {connection.engine.url.database}: another connection holds it", frozenset()
         try:
             found = connection.execute(_HOLDERS, {"names": ["event_log", *self.names]}).all()
         finally:
             connection.rollback()
         what = "the locks of the swap (event_log and the tables it replaces)"
         if not found:
-            return f"{what}: their holder had let go by the time it was looked for"
+            return f"{what}: their holder had let go by the time it was looked for", frozenset()
         holders = [LockHolder(row.pid, row.state, row.seconds, row.application_name) for row in found]
-        return f"{what}: held by {', '.join(holder.describe() for holder in holders)}"
+        described = ", ".join(holder.describe() for holder in holders)
+        return f"{what}: held by {described}", frozenset(holder.pid for holder in holders)
 
 
 def _lock_busy(error: BaseException) -> bool:

@@ -378,3 +378,11 @@ def test_a_rebuild_behind_an_open_sqlite_write_gives_up_after_its_bound(tmp_path
 def test_a_rebuild_refuses_a_wait_that_is_no_number_of_seconds(store: SqlEventStore) -> None:
     with pytest.raises(InvalidInput, match="lock_wait"):
         rebuild(store.engine, cipher=store.cipher, lock_wait=float("nan"))
+
+
+def test_dala_rebuild_says_the_library_s_default_wait() -> None:
+    from dala_events.cli import rebuild as rebuild_command
+    from projections.rebuild import LOCK_WAIT_SECONDS
+
+    (wait,) = [option for option in rebuild_command.params if option.name == "lock_wait"]
+    assert f"(default: {LOCK_WAIT_SECONDS:g})" in getattr(wait, "help", "")
