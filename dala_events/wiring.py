@@ -55,6 +55,7 @@ from dala_events.store.keys import (
     SqlKeyStore,
     write_secret_file,
 )
+from dala_events.store.sql import check_log_key
 from projections.projectors import project_events
 from projections.rebuild import rebuild, stale_error, stale_projections
 
@@ -432,7 +433,10 @@ class Storage:
         `settings.auto_rebuild` allows it (the SQLite default), else SchemaMismatchError says to
         run `dala rebuild`; READ refuses a missing, unmigrated or stale database
         (DatabaseNotFound, SchemaMismatchError) and changes nothing; RAW only connects. A log
-        key other than the one the log is chained with is LogKeyError (CREATE, READ).
+        key other than the one the log is chained with, or none for a keyed log, is LogKeyError
+        in every mode but RAW, before anything is read: every read checks the events' links,
+        which would all fail and read as forgery (`integrity.verify_log`, which opens RAW,
+        checks the same first).
         `postgresql_engine` makes the engines of a PostgreSQL log and key store (see
         `create_dala_engine`: how `dala_events.aio` puts them on psycopg's asyncio connections).
         """
@@ -482,6 +486,7 @@ class Storage:
                     f"the event log's schema is at revision {revision or 'none'}, this code needs "
                     f"{LOG_SCHEMA_HEAD}; run `dala migrate`"
                 )
+            check_log_key(connection, self.log_key)
             stale = stale_projections(connection)
         if stale:
             raise stale_error(stale)

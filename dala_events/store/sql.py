@@ -522,6 +522,19 @@ def check_log_key(connection: Connection, log_key: LogKey | None) -> None:
     )
 
 
+def check_log_key_to_verify(connection: Connection, log_key: LogKey | None) -> None:
+    """LogKeyError (as `check_log_key` words it) when the log is recorded as chained with a key
+    and `log_key` is not that key, or none: checked before the chains are, whose every link
+    would fail without the key and read as forgery. A missing record, or a log recorded as
+    chained without a key while a key is given, is for the check itself to report: either may
+    be the trace of someone rewriting the log."""
+    record = connection.execute(select(log_chain.c.mode, log_chain.c.key_id).where(log_chain.c.id == 1)).first()
+    if record is None or record.mode == chain_mode(None):
+        return
+    if log_key is None or (record.mode, record.key_id) != (chain_mode(log_key), log_key.key_id):
+        check_log_key(connection, log_key)
+
+
 class _Statements:
     """The append's statements, compiled once per dialect and run on the driver (see
     `dialects.DriverStatement`: on this path it pays), and the chain rows' query.
