@@ -27,7 +27,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
-from dala_events.dialects import configure_key_store_sqlite, configure_sqlite, read_transaction
+from dala_events.dialects import configure_key_store_sqlite, configure_sqlite, name_database_faults, read_transaction
 from dala_events.errors import DatabaseNotFound, InvalidInput, SchemaMismatchError
 from dala_events.events import decode_json, dump_checked_json
 from dala_events.schema import LOG_SCHEMA_HEAD, create_tables, log_schema_revision
@@ -97,7 +97,9 @@ def create_dala_engine(
     connections get the pragmas of `configure_sqlite`. With `create` a SQLite file's folder is
     created if missing; without it a missing file is DatabaseNotFound and nothing is created,
     so a typo in a path never looks like a missing learner. JSON columns are written compact
-    and read back with pydantic-core's JSON codec.
+    and read back with pydantic-core's JSON codec. A failure of the database itself (full,
+    read-only, damaged, the connection lost) is raised as DatabaseFault naming it
+    (`dialects.name_database_faults`).
     """
     try:
         url = make_url(database_url)
@@ -107,7 +109,9 @@ def create_dala_engine(
     if backend == "postgresql":
         if url.drivername == "postgresql":
             url = url.set(drivername="postgresql+psycopg")
-        return (postgresql_engine or create_engine)(url, pool_pre_ping=True, **_JSON_COLUMNS)
+        engine = (postgresql_engine or create_engine)(url, pool_pre_ping=True, **_JSON_COLUMNS)
+        name_database_faults(engine)
+        return engine
     if backend != "sqlite":
         raise InvalidInput("database_url", f"only sqlite and postgresql are supported, not {backend!r}")
     if url.database in (None, "", ":memory:"):
@@ -124,6 +128,7 @@ def create_dala_engine(
         if new:
             event.listen(engine, "connect", functools.partial(_private_when_new, path), once=True)
     configure_sqlite(engine)
+    name_database_faults(engine)
     return engine
 
 
