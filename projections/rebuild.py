@@ -503,8 +503,9 @@ class _LockWait:
         if live:
             quoted = ", ".join(f'"{name}"' for name in live)
             connection.execute(text(f"LOCK TABLE {quoted} IN ACCESS EXCLUSIVE MODE"))
-        # What remains (the catch-up and the swap) waits no longer than the rebuild may.
-        left = max(1, int((self.deadline - time.monotonic()) * 1000))
+        # What remains (the catch-up and the swap) waits no longer than the rebuild may (but
+        # for a second at least: the locks it still takes are brief ones).
+        left = max(1000, int((self.deadline - time.monotonic()) * 1000))
         connection.execute(text(f"SET LOCAL lock_timeout = '{left}ms'"))
 
     def _wait_or_give_up(self, connection: Connection) -> None:
