@@ -272,7 +272,7 @@ def _fault_instead(context: ExceptionContext) -> DatabaseFault | None:
     error, engine = context.sqlalchemy_exception, context.engine
     if context.is_pre_ping or not isinstance(error, DBAPIError) or engine is None:
         return None
-    return database_fault(error, engine, disconnected=context.is_disconnect)
+    return database_fault(error, engine, disconnected=context.is_disconnect, connecting=context.connection is None)
 
 
 def raised_as(connection: Connection, error: StatementError) -> Exception:
@@ -287,12 +287,14 @@ def raised_as(connection: Connection, error: StatementError) -> Exception:
     return error
 
 
-def database_fault(error: DBAPIError, engine: Engine, *, disconnected: bool = False) -> DatabaseFault | None:
+def database_fault(
+    error: DBAPIError, engine: Engine, *, disconnected: bool = False, connecting: bool = False
+) -> DatabaseFault | None:
     """`error` as a DatabaseFault naming `engine`'s database, or None when it is not a failure
     of the database but of what a statement asked: a broken constraint (IntegrityError: the
     store turns its version guard's into ConcurrencyError), bad SQL or a missing table
     (ProgrammingError; on SQLite an OperationalError of the generic code SQLITE_ERROR), a value
-    the column refuses (DataError)."""
+    the column refuses (DataError). `connecting`: it failed to connect."""
     if not isinstance(error, (OperationalError, InternalError, InterfaceError)) and type(error) is not DatabaseError:
         return None
     cause = error.orig
@@ -303,9 +305,8 @@ def database_fault(error: DBAPIError, engine: Engine, *, disconnected: bool = Fa
     state = str(getattr(cause, "sqlstate", None) or "")
     first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
     disconnected = disconnected or error.connection_invalidated
-    return DatabaseFault(
-        database_name(engine), first, _fault_hint(primary, state, disconnected), disconnected=disconnected
-    )
+    hint = _fault_hint(primary, state, disconnected=disconnected, connecting=connecting)
+    return DatabaseFault(database_name(engine), first, hint, disconnected=disconnected)
 
 
 def database_name(engine: Engine) -> str:
@@ -320,9 +321,9 @@ def database_name(engine: Engine) -> str:
 _SQLITE_ERROR = 1  # SQLite's generic code: bad SQL, a missing table (a statement's fault, not the database's)
 
 
-def _fault_hint(sqlite_code: int | None, sqlstate: str, disconnected: bool) -> str:
+def _fault_hint(sqlite_code: int | None, sqlstate: str, *, disconnected: bool, connecting: bool) -> str:
     """What to do about a fault, from SQLite's primary result code or PostgreSQL's SQLSTATE."""
-    if disconnected or sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03"):
+    if not connecting and (disconnected or sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03")):
         return (
             "the connection to it was lost (the session was ended, or the server restarted or is out of reach); "
             "try again"
@@ -337,6 +338,8 @@ def _fault_hint(sqlite_code: int | None, sqlstate: str, disconnected: bool) -> s
         return "another connection held what it needed too long (a transaction left open?); try again"
     if sqlite_code in (10, 14, 3):  # SQLITE_IOERR, SQLITE_CANTOPEN, SQLITE_PERM
         return "its file cannot be read or written: check the disk, the file and its folder's permissions"
+    if connecting:
+        return "check that the server runs and the database URL is right"
     return "check that it can be reached and written, and has free space"
 
 

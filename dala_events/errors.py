@@ -167,4 +167,4 @@ class DatabaseFault(DalaError):
         self.database = database
         self.problem = problem
         self.disconnected = disconnected
-        super().__init__(f"the database {database} failed: {problem}; {hint}")
+        super().__init__(f"the database {database} cannot be used: {problem}; {hint}")

@@ -532,7 +532,7 @@ class _LockWait:
             found = connection.execute(_HOLDERS, {"names": ["event_log", *self.names]}).all()
         finally:
             connection.rollback()
-        what = "the locks of the swap (event_log and the tables it replaces)"
+        what = "its locks on event_log and the tables it replaces"
         if not found:
             return f"{what}: their holder had let go by the time it was looked for", frozenset()
         holders = [LockHolder(row.pid, row.state, row.seconds, row.application_name) for row in found]

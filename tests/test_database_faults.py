@@ -48,7 +48,7 @@ def _pages(engine: Engine) -> int:
 
 def _check(fault: DatabaseFault, database: str, problem: str, cause: type[BaseException]) -> None:
     assert fault.database == database
-    assert str(fault).startswith(f"the database {database} failed: {problem}; ")
+    assert str(fault).startswith(f"the database {database} cannot be used: {problem}; ")
     assert isinstance(fault.__cause__, cause), repr(fault.__cause__)
 
 
