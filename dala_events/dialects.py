@@ -252,7 +252,8 @@ def _observed(connection: Connection) -> bool:
     dispatch = connection.dispatch
     if dispatch.before_cursor_execute or dispatch.after_cursor_execute:
         return True
-    if any(listener is not _fault_instead for listener in connection.dialect.dispatch.handle_error):
+    handlers = connection.dialect.dispatch.handle_error
+    if handlers and not (len(handlers) == 1 and _fault_instead in handlers):
         return True
     return bool(connection.engine.echo) or _SQL_LOGGER.isEnabledFor(logging.INFO)
 
@@ -278,9 +279,7 @@ def _fault_instead(context: ExceptionContext) -> DatabaseFault | None:
 def raised_as(connection: Connection, error: StatementError) -> Exception:
     """What a failure on `connection` is raised as: DatabaseFault where its engine names faults
     (`name_database_faults`) and it is one, else SQLAlchemy's exception."""
-    if isinstance(error, DBAPIError) and any(
-        listener is _fault_instead for listener in connection.dialect.dispatch.handle_error
-    ):
+    if isinstance(error, DBAPIError) and _fault_instead in connection.dialect.dispatch.handle_error:
         fault = database_fault(error, connection.engine, disconnected=error.connection_invalidated)
         if fault is not None:
             return fault
