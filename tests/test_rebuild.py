@@ -211,6 +211,38 @@ def test_alembic_check_finds_nothing_to_migrate_on_a_database_dala_init_made(dat
         close_db()
 
 
+def test_alembic_check_from_the_repository_root_finds_nothing_on_a_database_dala_init_made(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The engineer's way: `alembic check` run from the repository root (its alembic.ini), on the
+    database DALA_DATABASE_URL names, which `dala init` made."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    environment = {**os.environ, "DALA_DATABASE_URL": database_url}
+    initialised = subprocess.run(
+        [sys.executable, "-m", "dala_events.cli", "init"],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert initialised.returncode == 0, initialised.stderr
+    checked = subprocess.run(
+        [sys.executable, "-m", "alembic", "check"],
+        cwd=root,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert "No new upgrade operations detected" in checked.stdout + checked.stderr
+
+
 def test_a_log_created_before_the_migrations_is_stamped_and_upgraded(database_url: str) -> None:
     engine = create_dala_engine(database_url)
     try:
