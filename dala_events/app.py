@@ -38,7 +38,7 @@ from dala_events.store import RecordedEvent, SqlEventStore
 from dala_events.store.keys import KeyStoreError, KeyStoreMissing, LogCipher, MasterKey, MasterKeyError
 from dala_events.wiring import Mode, Storage, key_store_exists
 from projections.dtos import FullLearnerProfileData
-from projections.rebuild import Progress, RebuildError, RebuildResult, rebuild
+from projections.rebuild import LOCK_WAIT_SECONDS, Progress, RebuildError, RebuildResult, rebuild
 
 if TYPE_CHECKING:
     # Imported where used (below): `dala profile` and the other reads start without them.
@@ -324,13 +324,16 @@ class Dala:
         *,
         progress: Progress | None = None,
         skip: Collection[str] = (),
+        lock_wait: float = LOCK_WAIT_SECONDS,
     ) -> RebuildResult:
         """Rebuild read models from the log and swap them in (see `projections.rebuild`).
 
         First every learner's data key is checked (`key_audit`): when any learner's events
         cannot be read (a missing or damaged key), RebuildError names every one of them, before
         anything is changed; the operator decides. Rebuilding the others is an explicit choice:
-        `skip` those learners (recorded, and shown by `verify`, until a rebuild skips nobody)."""
+        `skip` those learners (recorded, and shown by `verify`, until a rebuild skips nobody).
+        The swap's locks are waited for `lock_wait` seconds at most (then RebuildBlocked names
+        their holder)."""
         from dala_events.key_audit import check_keys
 
         keys = check_keys(self.storage)
@@ -355,6 +358,7 @@ class Dala:
             log_key=self.storage.log_key,
             cipher=self.cipher,
             skip=skip,
+            lock_wait=lock_wait,
         )
 
     def subscription(self, name: str, *, event_types: Collection[str] | None = None) -> Subscription:

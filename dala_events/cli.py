@@ -1210,19 +1210,30 @@ def _print_key_report(keys: Any) -> None:
     metavar="LEARNER",
     help="Leave out this learner, whose events cannot be read (repeatable); recorded, shown by verify.",
 )
+@click.option(
+    "--wait",
+    "lock_wait",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="SECONDS",
+    help="How long to wait for the swap's locks (held by an open transaction) before giving up "
+    "(default: 60).",
+)
 @_database_url_option
 @click.pass_obj
 @_reports_errors
-def rebuild(options: Options, projections: tuple[str, ...], skip: tuple[str, ...]) -> None:
+def rebuild(options: Options, projections: tuple[str, ...], skip: tuple[str, ...], lock_wait: float | None) -> None:
     """Rebuild read models from the event log into shadow tables and swap them in.
 
     Safe while the application writes; an interrupted rebuild leaves the live tables as they
     were and can simply be run again. Refuses, naming every one, while any learner's events
-    cannot be read; --skip leaves them out on purpose.
+    cannot be read; --skip leaves them out on purpose. Waits for the swap's locks in short
+    tries that let writers pass, says what holds them, and gives up after --wait seconds.
     """
     dala = _dala(options, "upgrade")
     with _progress_bar("rebuilding") as progress, _given_as(projection="--projection"):
-        result = dala.rebuild(projections or None, progress=progress, skip=skip)
+        waiting = {} if lock_wait is None else {"lock_wait": lock_wait}  # the default is the library's
+        result = dala.rebuild(projections or None, progress=progress, skip=skip, **waiting)
     rate = result.events / result.seconds if result.seconds else 0.0
     options.say(
         f"rebuilt {', '.join(result.projections)} from {_count(result.events, 'event')} "

@@ -45,7 +45,7 @@ from dala_events.store import SqlEventStore, log_chain
 from dala_events.store.chain import KINDS, ChainWalker, Problem, Stream
 from dala_events.store.codec import ChainRow, LogKey, chain_mode
 from dala_events.store.contract import check_kind, valid_learner_id
-from dala_events.store.sql import log_encryption, rebuild_skips
+from dala_events.store.sql import check_log_key_to_verify, log_encryption, rebuild_skips
 
 VERIFY_BATCH_SIZE = 5_000
 MAX_CHECKPOINT_BYTES = 512 * 1024 * 1024
@@ -264,6 +264,9 @@ def verify_log(
     """Check every chain of the log on `engine` (or those of `learner_ids`) with `log_key`
     (None: plain SHA-256), against `checkpoint` if given, and run the database's own check.
 
+    A log recorded as chained with a key is not checked without that key: LogKeyError says
+    which key it needs, before anything is read (every link would fail and read as forgery).
+
     Reads one consistent snapshot (PostgreSQL: REPEATABLE READ), so appends running meanwhile
     are either wholly seen or not at all. Writes nothing.
     """
@@ -278,6 +281,7 @@ def verify_log(
             connection.execution_options(isolation_level="REPEATABLE READ")
         with connection.begin():
             _require_chain(connection)
+            check_log_key_to_verify(connection, log_key)  # without the log's key every link would fail
             record = connection.execute(select(log_chain.c.mode, log_chain.c.key_id).where(log_chain.c.id == 1)).first()
             store = SqlEventStore(engine).bound_to(connection)
             rows = store.stored_rows(batch_size=batch_size, learner_ids=wanted)
@@ -322,12 +326,14 @@ def _hint(report: VerifyReport, log_key: LogKey | None) -> str | None:
     """Why nothing verifies, when nothing does: usually the key, not the log."""
     recorded = report.log_mode, report.log_key_id
     ours = report.mode, report.key_id
+    # A keyed log's key was checked before the walk (`check_log_key_to_verify`).
+    if report.log_mode == chain_mode(None) and log_key is not None:
+        return (
+            "the log is recorded as chained without a key (plain SHA-256), but a log key was given: "
+            "a log written without one, or one rewritten without the key"
+        )
     if report.log_mode is not None and recorded != ours:
-        if report.log_mode == "sha256":
-            return "the log is chained without a key (plain SHA-256), but a log key was given"
-        if log_key is None:
-            return f"the log is chained with a log key (id {report.log_key_id}): set DALA_LOG_KEY or DALA_LOG_KEY_FILE"
-        return f"the log is chained with the log key of id {report.log_key_id}, not this one (id {report.key_id})"
+        return f"the log's chain record (table log_chain) reads {report.log_mode!r}: not a way this code chains"
     if report.events and not report.verified:
         return "no event verifies: the log key is not the one the log was written with, or the whole log was rewritten"
     return None

@@ -30,7 +30,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
-from dala_events.dialects import configure_key_store_sqlite, configure_sqlite, read_transaction
+from dala_events.dialects import configure_key_store_sqlite, configure_sqlite, name_database_faults, read_transaction
 from dala_events.errors import DatabaseNotFound, InvalidInput, SchemaMismatchError
 from dala_events.events import decode_json, dump_checked_json
 from dala_events.schema import LOG_SCHEMA_HEAD, create_tables, log_schema_revision
@@ -58,6 +58,7 @@ from dala_events.store.keys import (
     SqlKeyStore,
     write_secret_file,
 )
+from dala_events.store.sql import check_log_key
 from projections.projectors import project_events
 from projections.rebuild import rebuild, stale_error, stale_projections
 
@@ -99,7 +100,9 @@ def create_dala_engine(
     connections get the pragmas of `configure_sqlite`. With `create` a SQLite file's folder is
     created if missing; without it a missing file is DatabaseNotFound and nothing is created,
     so a typo in a path never looks like a missing learner. JSON columns are written compact
-    and read back with pydantic-core's JSON codec.
+    and read back with pydantic-core's JSON codec. A failure of the database itself (full,
+    read-only, damaged, the connection lost) is raised as DatabaseFault naming it
+    (`dialects.name_database_faults`).
     """
     try:
         url = make_url(database_url)
@@ -109,7 +112,9 @@ def create_dala_engine(
     if backend == "postgresql":
         if url.drivername == "postgresql":
             url = url.set(drivername="postgresql+psycopg")
-        return (postgresql_engine or create_engine)(url, pool_pre_ping=True, **_JSON_COLUMNS)
+        engine = (postgresql_engine or create_engine)(url, pool_pre_ping=True, **_JSON_COLUMNS)
+        name_database_faults(engine)
+        return engine
     if backend != "sqlite":
         raise InvalidInput("database_url", f"only sqlite and postgresql are supported, not {backend!r}")
     if url.database in (None, "", ":memory:"):
@@ -126,6 +131,7 @@ def create_dala_engine(
         if new:
             event.listen(engine, "connect", functools.partial(_private_when_new, path), once=True)
     configure_sqlite(engine)
+    name_database_faults(engine)
     return engine
 
 
@@ -460,7 +466,10 @@ class Storage:
         `settings.auto_rebuild` allows it (the SQLite default), else SchemaMismatchError says to
         run `dala rebuild`; READ refuses a missing, unmigrated or stale database
         (DatabaseNotFound, SchemaMismatchError) and changes nothing; RAW only connects. A log
-        key other than the one the log is chained with is LogKeyError (CREATE, READ).
+        key other than the one the log is chained with, or none for a keyed log, is LogKeyError
+        in every mode but RAW, before anything is read: every read checks the events' links,
+        which would all fail and read as forgery (`integrity.verify_log`, which opens RAW,
+        checks the same first).
         `postgresql_engine` makes the engines of a PostgreSQL log and key store (see
         `create_dala_engine`: how `dala_events.aio` puts them on psycopg's asyncio connections).
         """
@@ -510,6 +519,7 @@ class Storage:
                     f"the event log's schema is at revision {revision or 'none'}, this code needs "
                     f"{LOG_SCHEMA_HEAD}; run `dala migrate`"
                 )
+            check_log_key(connection, self.log_key)
             stale = stale_projections(connection)
         if stale:
             raise stale_error(stale)

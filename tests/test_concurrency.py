@@ -21,7 +21,7 @@ ROUNDS = 15
 def test_processes_appending_to_own_and_shared_learners(store: SqlEventStore, database_url: str) -> None:
     pm.create_learner_profile("shared")
     with ProcessPoolExecutor(max_workers=WORKERS, mp_context=multiprocessing.get_context("spawn")) as pool:
-        conflicts = sum(pool.map(hammer, [database_url] * WORKERS, range(WORKERS), [ROUNDS] * WORKERS))
+        conflicts = sum(pool.map(hammer, [database_url] * WORKERS, range(WORKERS), [ROUNDS] * WORKERS, timeout=600))
 
     with store.engine.connect() as connection:
         rows = connection.execute(select(event_log.c.learner_id, event_log.c.version)).all()
@@ -54,7 +54,13 @@ def test_eight_processes_writing_one_learner_through_the_persistence_manager(
     pm.create_learner_profile("hot")
     with ProcessPoolExecutor(max_workers=HOT_WRITERS, mp_context=multiprocessing.get_context("spawn")) as pool:
         caught_up = sum(
-            pool.map(hot_writer, [database_url] * HOT_WRITERS, range(HOT_WRITERS), [HOT_ROUNDS] * HOT_WRITERS)
+            pool.map(
+                hot_writer,
+                [database_url] * HOT_WRITERS,
+                range(HOT_WRITERS),
+                [HOT_ROUNDS] * HOT_WRITERS,
+                timeout=600,
+            )
         )
 
     recorded = sorted(attempt.activity_id for attempt in pm.get_activity_attempts("hot"))

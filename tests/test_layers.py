@@ -165,7 +165,9 @@ def test_the_aggregate_imports_no_database_and_no_store() -> None:
         " or m.startswith(('dala_events.store', 'dala_events.dialects', 'dala_events.database_setup')))\n"
         "print(','.join(bad))\n"
     )
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True, timeout=120
+    )
     assert result.stdout.strip() == ""
 
 
@@ -193,7 +195,7 @@ def test_another_thread_sees_the_collector_on_throughout_history_and_as_of(store
         ended = time.perf_counter()
     finally:
         done.set()
-        sampler.join()
+        sampler.join(60)
     during = [enabled for at, enabled in samples if started <= at <= ended]
     assert during, "the sampling thread never ran while the reads did"
     assert all(during)
