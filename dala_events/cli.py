@@ -295,6 +295,8 @@ def _dala(options: Options, mode_name: str = "read") -> Any:
     return dala
 
 
+_force_option = click.option("--force", is_flag=True, help="Replace FILE if it exists (by default it is refused).")
+
 _out_option = click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -457,16 +459,23 @@ def keys_rotate(options: Options, new_master_key_file: Path | None) -> None:
 
 @keys.command("backup")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@_force_option
 @_database_url_option
 @click.pass_obj
 @_reports_errors
-def keys_backup(options: Options, file: Path) -> None:
+def keys_backup(options: Options, file: Path, force: bool) -> None:
     """Write a consistent copy of the key store to FILE (safe while writers write).
 
     Wrapped data keys and erasures' tombstones only, never the master key; a checksum of the
-    whole file. Keep it apart from the log's backups, and no longer than erasures allow.
+    whole file. Take it after the log's backup (or use `dala backup FILE --keys KEYS_FILE`),
+    keep it apart from the log's backups, and no longer than erasures allow.
     """
-    result = _dala(options, "raw").backup_keys(file)
+    dala = _dala(options, "raw")
+    result = dala.backup_keys(file, replace=force)
+    _say_key_backup(options, result)
+
+
+def _say_key_backup(options: Options, result: Any) -> None:
     options.say(
         f"backed up {_count(result.keys, 'data key')} and {_count(result.tombstones, 'erasure')} of key store "
         f"{result.store_id} (master key {result.master_key_id}) to {result.path}"
@@ -948,11 +957,13 @@ def verify(
         click.echo(f"note: {report.hint}")
     if report.keys is not None:
         _print_key_report(report.keys)
-    for learner_id, skipped_at in report.skipped:
+    for skipped in report.skipped:
         click.echo(
-            f"note: the read models lack learner {learner_id}: left out by `dala rebuild --skip` at "
-            f"{_minute(skipped_at)} UTC"
+            f"note: the read models lack learner {skipped.learner_id} since {_minute(skipped.skipped_at)} UTC: "
+            f"{skipped.why}"
         )
+    if report.restore_unfinished is not None:
+        click.echo(f"note: {report.restore_unfinished}")
     if report.intact:
         click.echo("intact")
         if written is not None:
@@ -962,6 +973,8 @@ def verify(
         if report.keys is not None and not report.keys.ok:
             keys = len(report.keys.problems) + report.keys.unlisted
             counts = ", ".join(filter(None, [counts, f"{keys:,} key problems" if keys else "the key store failed"]))
+        if report.restore_unfinished is not None:
+            counts = ", ".join(filter(None, [counts, "a restore unfinished"]))
         click.echo(f"NOT INTACT: {counts or 'the database check failed'}")
         if checkpoint_out is not None:
             click.echo("no checkpoint written: the log does not verify")
@@ -1072,48 +1085,104 @@ def migrate_history(options: Options) -> None:
 
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--keys",
+    "keys_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Then back the key store up to KEYS_FILE: the pair always restores together.",
+)
+@_force_option
 @_database_url_option
 @click.pass_obj
 @_reports_errors
-def backup(options: Options, file: Path) -> None:
+def backup(options: Options, file: Path, keys_file: Path | None, force: bool) -> None:
     """Write a consistent, portable backup of the event log to FILE (safe while writers write).
 
     Every event with its stored columns, and a checksum of the whole file; `dala restore`
-    puts it into an empty SQLite or PostgreSQL database.
+    puts it into an empty SQLite or PostgreSQL database. With --keys, the key store is backed
+    up to KEYS_FILE right after (the log first, then the keys: every learner of the log's
+    backup has its key in the key backup). An existing file is refused unless --force.
     """
-    result = _dala(options, "raw").backup(file)
+    dala = _dala(options, "raw")
+    result = dala.backup(file, keys=keys_file, replace=force)
     disclosures = f" and {_count(result.disclosures, 'disclosure')}" if result.disclosures else ""
     options.say(
         f"backed up {_count(result.events, 'event')}{disclosures} to {result.path} (sha256 {result.sha256[:16]}…)"
     )
-    if result.key_store is not None:
+    master = dala.storage.master_key_source()
+    if result.keys is not None:
+        _say_key_backup(options, result.keys)
+        options.say(f"keep the master key ({master}) apart from both files: it is in neither")
+    elif result.key_store is not None:
         options.say(
-            f"its encrypted events need key store {result.key_store.describe()}: back the key store up "
-            "as well (`dala keys backup FILE`), and keep the master key apart from both"
+            f"its encrypted events need key store {result.key_store.describe()}: back the key store up now, after "
+            f"this (`dala keys backup FILE`, or next time `dala backup FILE --keys KEYS_FILE`), and keep the master "
+            f"key ({master}) apart from both"
         )
+    problems = [f"left out the {row.describe()}" for row in result.left_out]
+    if result.keys_lacking:
+        names = ", ".join(repr(name) for name in sorted(result.keys_lacking)[:20])
+        problems.append(f"the key backup lacks the data keys of {len(result.keys_lacking)} learners ({names})")
+    if problems:
+        for problem in problems:
+            click.echo(f"error: {problem}", err=True)
+        _fail(f"the backup {result.path} is incomplete (marked so in the file); run `dala verify` for the details")
 
 
 @main.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--skip-missing-keys",
+    is_flag=True,
+    help="Restore every event, but leave the learners whose data key the key store lacks out of the read "
+    "models (named, recorded, shown by verify).",
+)
+@click.option(
+    "--skip",
+    "skip",
+    multiple=True,
+    metavar="LEARNER",
+    help="Leave this learner out of the read models (repeatable); their events are restored.",
+)
 @_database_url_option
 @click.pass_obj
 @_reports_errors
-def restore(options: Options, file: Path) -> None:
+def restore(options: Options, file: Path, skip_missing_keys: bool, skip: tuple[str, ...]) -> None:
     """Restore the event log of a backup FILE into an empty database, then rebuild the read models.
 
-    Refuses a database whose log holds events, and a truncated or altered file, writing
-    nothing; an interrupted restore leaves no event behind.
+    Refuses a database whose log holds events, a truncated or altered file, and a backup whose
+    learners' keys the key store lacks (unless --skip-missing-keys or --skip), writing nothing.
+    A restore that stops after committing the log is finished by running it again.
     """
     dala = _dala(options, "raw-create")
-    with _progress_bar("rebuilding") as progress:
-        result, rebuilt = dala.restore(file, progress=progress)
+    try:
+        with _progress_bar("rebuilding") as progress:
+            result, rebuilt = dala.restore(file, progress=progress, skip=skip, skip_missing_keys=skip_missing_keys)
+    except InvalidInput as error:
+        if error.field != "skip":
+            raise
+        raise click.UsageError(f"--skip: {error.problem}") from None
     disclosures = f" and {_count(result.disclosures, 'disclosure')}" if result.disclosures else ""
     options.say(f"restored {_count(result.events, 'event')}{disclosures} from {file}")
     options.say(f"rebuilt {', '.join(rebuilt.projections)} from {_count(rebuilt.events, 'event')}")
     report = dala.verify()
-    if not report.intact:
-        counts = ", ".join(f"{number:,} {kind}" for kind, number in report.counts().items())
+    skipped = {entry.learner_id: entry.why for entry in report.skipped}
+    for learner_id in result.skipped:
+        options.say(f"left out of the read models: {learner_id}: {skipped.get(learner_id, '')}")
+    chain_problems = [problem for problem in report.problems if problem.learner_id not in skipped]
+    key_problems = [] if report.keys is None else [p for p in report.keys.problems if p.learner_id not in skipped]
+    key_failure = report.keys is not None and report.keys.failure is not None
+    if chain_problems or key_problems or key_failure or report.unlisted:
+        counts = ", ".join(f"{number:,} {kind}" for kind, number in report.counts().items()) or "key problems"
         _fail(f"the restored log does not verify ({counts}); run `dala verify` for the details")
+    if result.skipped:
+        options.say(
+            f"verified: {_count(report.events, 'event')} in {_count(report.streams, 'stream')}; "
+            f"{_count(len(result.skipped), 'learner')} left out of the read models, listed by `dala verify` until "
+            "their keys (or events) are restored and `dala rebuild` runs"
+        )
+        return
     options.say(f"verified: {_count(report.events, 'event')} in {_count(report.streams, 'stream')}, intact")
 
 

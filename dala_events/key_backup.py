@@ -49,13 +49,18 @@ class KeyBackupResult:
     store_id: str
     master_key_id: str
     sha256: str | None = None
+    learners: frozenset[str] = frozenset()
+    """The learners it holds a key or a tombstone of."""
 
 
-def backup_keys(key_store: KeyStore, destination: str | Path, *, location: str) -> KeyBackupResult:
+def backup_keys(
+    key_store: KeyStore, destination: str | Path, *, location: str, replace: bool = False
+) -> KeyBackupResult:
     """Write a consistent copy of `key_store` (at `location`, named in the header) to
-    `destination` (see the module docstring)."""
+    `destination` (see the module docstring). An existing `destination` is refused
+    (BackupError) unless `replace`."""
     snapshot = key_store.snapshot()
-    with ChecksummedWriter(destination) as writer:
+    with ChecksummedWriter(destination, replace=replace) as writer:
         writer.write(
             {
                 "format": FORMAT,
@@ -72,7 +77,13 @@ def backup_keys(key_store: KeyStore, destination: str | Path, *, location: str) 
             writer.write({"tombstone": learner_id, "erased_at": text_time(erased_at)})
         checksum = writer.finish(keys=len(snapshot.keys), tombstones=len(snapshot.tombstones))
     return KeyBackupResult(
-        writer.target, len(snapshot.keys), len(snapshot.tombstones), snapshot.store_id, snapshot.master_key_id, checksum
+        writer.target,
+        len(snapshot.keys),
+        len(snapshot.tombstones),
+        snapshot.store_id,
+        snapshot.master_key_id,
+        checksum,
+        frozenset(name for name, _, _ in snapshot.keys) | frozenset(name for name, _ in snapshot.tombstones),
     )
 
 

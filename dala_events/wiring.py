@@ -55,6 +55,7 @@ from dala_events.store.keys import (
     SqlKeyStore,
     write_secret_file,
 )
+from dala_events.store.sql import unfinished_restore
 from projections.projectors import project_events
 from projections.rebuild import rebuild, stale_error, stale_projections
 
@@ -95,7 +96,8 @@ def create_dala_engine(
     of an `AsyncEngine` on psycopg's asyncio connection); SQLite
     connections get the pragmas of `configure_sqlite`. With `create` a SQLite file's folder is
     created if missing; without it a missing file is DatabaseNotFound and nothing is created,
-    so a typo in a path never looks like a missing learner. JSON columns are written compact
+    so a typo in a path never looks like a missing learner (the folder is made at the first
+    connection, not before). JSON columns are written compact
     and read back with pydantic-core's JSON codec.
     """
     try:
@@ -115,15 +117,21 @@ def create_dala_engine(
     else:
         path = Path(url.database).expanduser()
         new = create and not path.exists()
-        if create:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        elif not path.is_file():
+        if not create and not path.is_file():
             raise DatabaseNotFound(str(path))
         engine = create_engine(url, connect_args={"timeout": 30}, **_JSON_COLUMNS)
+        if create:
+            # The folder is made when the file is (the first connection): a command refused before
+            # it connects (a restore whose checks fail) leaves no empty folder behind.
+            event.listen(engine, "do_connect", functools.partial(_make_folder, path))
         if new:
             event.listen(engine, "connect", functools.partial(_private_when_new, path), once=True)
     configure_sqlite(engine)
     return engine
+
+
+def _make_folder(path: Path, *_connecting: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
 
 
 def _private_when_new(path: Path, *_connection: Any) -> None:
@@ -386,6 +394,19 @@ class Storage:
             return "in memory"
         return make_url(url).render_as_string(hide_password=True).removeprefix("sqlite:///")
 
+    def master_key_source(self) -> str:
+        """Where the master key comes from, for people (never the key itself): the variable
+        DALA_MASTER_KEY, the file DALA_MASTER_KEY_FILE names, or the embedded default's file."""
+        if self.settings.master_key is not None:
+            return f"the variable {MASTER_KEY_ENV}"
+        if self.settings.master_key_file is not None:
+            return str(self.settings.master_key_file)
+        try:
+            default_file = key_store_location(self.settings, self.engine)[1]
+        except MasterKeyError:
+            return f"none: set {MASTER_KEY_ENV} or {MASTER_KEY_FILE_ENV}"
+        return "in memory" if default_file is None else str(default_file)
+
     @property
     def key_store_url(self) -> str | None:
         """Where the key store is (a SQLAlchemy URL; None: in memory with an in-memory database)."""
@@ -482,6 +503,9 @@ class Storage:
                     f"the event log's schema is at revision {revision or 'none'}, this code needs "
                     f"{LOG_SCHEMA_HEAD}; run `dala migrate`"
                 )
+            unfinished = unfinished_restore(connection, table_known=True)
+            if unfinished is not None:
+                raise unfinished
             stale = stale_projections(connection)
         if stale:
             raise stale_error(stale)

@@ -333,6 +333,6 @@ def test_a_rebuild_names_every_unreadable_learner_first_and_skips_only_on_reques
     with Dala.open(school, mode=Mode.RAW) as dala:
         assert dala.full_profile("bea") is None and dala.full_profile("ann") is not None
         report = dala.verify()
-        assert [name for name, _ in report.skipped] == ["bea", "dan"]
+        assert [skipped.learner_id for skipped in report.skipped] == ["bea", "dan"]
     code, output = _cli(school, "verify")
     assert "left out by `dala rebuild --skip`" in output and "learner bea" in output

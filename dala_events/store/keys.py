@@ -78,11 +78,15 @@ class MasterKeyError(KeyStoreError):
 
 
 class DataKeyMissing(DalaError):
-    """A learner's data key is not in the key store (erased, or the wrong key store)."""
+    """A learner's data key is not in the key store (the wrong key store, or a key not restored)."""
 
-    def __init__(self, learner_id: str) -> None:
+    def __init__(self, learner_id: str, message: str | None = None) -> None:
         self.learner_id = learner_id
-        super().__init__(f"learner {learner_id!r}: no data key in the key store; their events cannot be decrypted")
+        super().__init__(
+            message
+            or f"learner {learner_id!r}: no data key in the key store; their events cannot be decrypted: restore "
+            "their key from a key backup (`dala keys restore FILE`)"
+        )
 
 
 class DataKeyErased(DalaError):
@@ -164,6 +168,8 @@ class KeyStore(ABC):
 
     store_id: str = "in memory"
     """The key store's own id (random, made when it was created): backups name it."""
+    location: str = "in memory"
+    """Where it is, for people: a file path or a URL without its password."""
 
     def __init__(self, master_key: MasterKey) -> None:
         self.master_key = master_key

@@ -37,6 +37,7 @@ from sqlalchemy import (
     case,
     cast,
     func,
+    inspect,
     literal,
     literal_column,
     select,
@@ -58,7 +59,7 @@ from dala_events.dialects import (
     written_columns,
 )
 from dala_events.envelopes import AppendedEvent, ProjectableEvent, StreamSummary
-from dala_events.errors import ConcurrencyError, InvalidInput
+from dala_events.errors import ConcurrencyError, DalaError, InvalidInput
 from dala_events.store.codec import (
     HASH_LENGTH,
     PROJECTABLE_FIELDS,
@@ -173,6 +174,39 @@ rebuild_skips = Table(
 """The learners the last rebuild left out of the read models on the operator's word (`dala
 rebuild --skip`: their events could not be read), with when and why; emptied by a rebuild
 without `--skip` (migration 0008)."""
+
+
+RESTORE_UNFINISHED = "(restore unfinished)"
+"""The name of the `projection_state` row a restore writes in the transaction that commits the
+restored log, and deletes once the read models are built from it and the later erasures are
+recorded (`app.Dala.restore`): while it is there the database holds a restore to finish, which
+the same `dala restore FILE` does. Its `fingerprint` is the backup file's SHA-256, its
+`position` the events restored. No read model is named so: the projections never read it."""
+
+
+class RestoreUnfinished(DalaError):
+    """The database holds a restored log whose restore stopped before it finished (its read
+    models are not built, or later erasures not recorded): run the same `dala restore FILE` again."""
+
+    def __init__(self, sha256: str, events: int) -> None:
+        self.sha256 = sha256
+        super().__init__(
+            f"the database holds a restore of {events} events that stopped before it finished (the backup whose "
+            f"sha256 starts {sha256[:16]}): run `dala restore FILE` again with that backup to finish it"
+        )
+
+
+def unfinished_restore(connection: Connection, *, table_known: bool = False) -> RestoreUnfinished | None:
+    """The restore the database holds unfinished (see `RESTORE_UNFINISHED`), or None. With
+    `table_known` the caller knows `projection_state` exists (a log at the head revision)."""
+    if not table_known and not inspect(connection).has_table(projection_state.name):
+        return None
+    found = connection.execute(
+        select(projection_state.c.fingerprint, projection_state.c.position).where(
+            projection_state.c.name == RESTORE_UNFINISHED
+        )
+    ).first()
+    return None if found is None else RestoreUnfinished(found.fingerprint, int(found.position))
 
 
 subscription_checkpoints = Table(
