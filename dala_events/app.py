@@ -342,7 +342,8 @@ class Dala:
             return
         for learner_id, erased_at in self.storage.key_store.snapshot().tombstones:
             if learner_id in learners:
-                reason = f"erased at {erased_at:%Y-%m-%d %H:%M} UTC, after the restored backup was made"
+                when = "at an unreadable time" if erased_at is None else f"at {erased_at:%Y-%m-%d %H:%M} UTC"
+                reason = f"erased {when}, after the restored backup was made"
                 with recorded_as("system:restore", reason=reason):
                     erase_learner(learner_id, store=self.store, page=self.page_path(learner_id))
 

@@ -147,8 +147,9 @@ class BackupResult:
 
     @property
     def complete(self) -> bool:
-        """Whether it holds every row of the log and, taken with keys, every key it needs."""
-        return not self.left_out and not self.keys_lacking
+        """Whether it holds every row of the log and, taken with keys, every key it needs from a
+        key store whose every row read back."""
+        return not self.left_out and not self.keys_lacking and (self.keys is None or self.keys.complete)
 
 
 @dataclass

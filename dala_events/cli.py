@@ -473,13 +473,22 @@ def keys_backup(options: Options, file: Path, force: bool) -> None:
     dala = _dala(options, "raw")
     result = dala.backup_keys(file, replace=force)
     _say_key_backup(options, result)
+    if not result.complete:
+        _fail(
+            f"the key store {dala.storage.key_store_location()} is damaged: {result.path} holds every key that reads "
+            "and is marked incomplete; no new learner is accepted until the key store is repaired (see the README's "
+            "'Keeping the keys')"
+        )
 
 
 def _say_key_backup(options: Options, result: Any) -> None:
+    """What a key backup did, and on stderr each row of the key store it found damaged."""
     options.say(
         f"backed up {_count(result.keys, 'data key')} and {_count(result.tombstones, 'erasure')} of key store "
         f"{result.store_id} (master key {result.master_key_id}) to {result.path}"
     )
+    for row in result.damaged:
+        click.echo(f"error: damaged key store: {row.describe()}", err=True)
 
 
 @keys.command("restore")
@@ -499,6 +508,8 @@ def keys_restore(options: Options, file: Path) -> None:
         f"restored {_count(result.keys, 'data key')} and {_count(result.tombstones, 'erasure')} "
         f"from {result.path} (key store {result.store_id}, master key {result.master_key_id})"
     )
+    for row in result.damaged:
+        options.say(f"note: the backup was taken from a damaged key store: {row.describe()}")
 
 
 @main.command()
@@ -1121,6 +1132,8 @@ def backup(options: Options, file: Path, keys_file: Path | None, force: bool) ->
             f"key ({master}) apart from both"
         )
     problems = [f"left out the {row.describe()}" for row in result.left_out]
+    if result.keys is not None and not result.keys.complete:
+        problems.append("the key store is damaged: no new learner is accepted until it is repaired")
     if result.keys_lacking:
         names = ", ".join(repr(name) for name in sorted(result.keys_lacking)[:20])
         problems.append(f"the key backup lacks the data keys of {len(result.keys_lacking)} learners ({names})")

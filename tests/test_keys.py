@@ -336,3 +336,58 @@ def test_a_rebuild_names_every_unreadable_learner_first_and_skips_only_on_reques
         assert [skipped.learner_id for skipped in report.skipped] == ["bea", "dan"]
     code, output = _cli(school, "verify")
     assert "left out by `dala rebuild --skip`" in output and "learner bea" in output
+
+
+def _unreadable_created_at(settings: Settings, learner: str) -> None:
+    """What flipped bytes did to a row: its created_at no longer UTF-8 (SQLite's own check passes)."""
+    with sqlite3.connect(_key_store(settings)) as connection:
+        connection.execute(
+            "UPDATE data_keys SET created_at = CAST(? AS TEXT) WHERE learner_id = ?", (b"\xff\xfe2026-03-02", learner)
+        )
+        assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_a_damaged_key_row_is_named_and_every_readable_key_is_still_backed_up(school: Settings, tmp_path: Path) -> None:
+    assert _cli(school, "keys", "backup", str(tmp_path / "before.keys"))[0] == 0  # a complete one, from before
+    _unreadable_created_at(school, "bea")
+    with sqlite3.connect(_key_store(school)) as connection:  # and dan's wrapped key cut short
+        connection.execute("UPDATE data_keys SET wrapped = X'00010203' WHERE learner_id = 'dan'")
+
+    code, output = _cli(school, "verify", "--json")
+    assert code == 1
+    problems = {(p["kind"], p["learner_id"]): p["detail"] for p in json.loads(output)["keys"]["problems"]}
+    assert set(problems) == {("unreadable row", "bea"), ("unreadable row", "dan")}, problems
+    assert "created_at" in problems[("unreadable row", "bea")] and "row " in problems[("unreadable row", "bea")]
+    assert "wrapped" in problems[("unreadable row", "dan")]
+    code, output = _cli(school, "verify")
+    assert code == 1 and "unreadable row" in output and "bea" in output and "dan" in output
+    with Dala.open(school) as dala:
+        dala.profile("new-before-the-backup").add_interest("Chess")  # nothing has recorded the damage yet
+
+    code, output = _cli(school, "keys", "backup", str(tmp_path / "keys.backup"))
+    assert code == 1 and "bea" in output and "dan" in output and "incomplete" in output, output
+    lines = [json.loads(line) for line in (tmp_path / "keys.backup").read_text().splitlines()]
+    header = lines[0]
+    assert header["complete"] is False and {row["learner_id"] for row in header["damaged"]} == {"bea", "dan"}
+    copied = {line["key"]: line for line in lines if "key" in line}
+    assert set(copied) == {"ann", "bea", "cy", "eve", "new-before-the-backup"}  # every key that reads
+    assert copied["bea"]["created_at"] is None
+
+    # Once a backup found the damage, no new key goes into that key store: writes of known learners go on.
+    with Dala.open(school) as dala:
+        with pytest.raises(KeyStoreError, match=r"damaged.*'zed'"):
+            dala.profile("zed").add_interest("Chess")
+        dala.profile("ann").add_interest("Art")
+    code, output = _cli(school, "demo", "--learner", "yan")
+    assert code == 1 and "damaged" in output and "dala keys backup" in output, output
+
+    # The repair the README gives: the readable keys into a new key store, the lost one from an older backup.
+    _key_store(school).rename(tmp_path / "damaged.keys")
+    for backup in ("keys.backup", "before.keys"):
+        code, output = _cli(school, "keys", "restore", str(tmp_path / backup))
+        assert code == 0, output
+    code, output = _cli(school, "verify")
+    assert code == 0, output
+    with Dala.open(school) as dala:
+        dala.profile("zed").add_interest("Chess")
+        assert [e.event_type for e in dala.history("bea")][-1] == "StruggleAreaAdded"
