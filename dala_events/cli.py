@@ -377,8 +377,10 @@ def interface(options: Options, learner: str, out: Path | None) -> None:
 def learners(options: Options, limit: int, after: str | None, as_json: bool) -> None:
     """List the learners the store knows: id, created, last updated, number of changes."""
     found = _dala(options).learners(after=after, limit=limit)
+    damaged = [summary for summary in found if summary.damaged]
     if as_json:
         _print_json([_json_ready(summary.model_dump()) for summary in found])
+        _fail_naming_damage(damaged)
         return
     from rich.table import Table
 
@@ -399,6 +401,15 @@ def learners(options: Options, limit: int, after: str | None, as_json: bool) -> 
     _console().print(table)
     if len(found) == limit:
         options.say(f"more: dala learners --after {found[-1].learner_id!s}")
+    _fail_naming_damage(damaged)
+
+
+def _fail_naming_damage(damaged: list[Any]) -> None:
+    """Exit 1 naming each learner's rows whose recorded time does not read back."""
+    for summary in damaged:
+        click.echo(f"error: learner {summary.learner_id!r}: {summary.damaged}", err=True)
+    if damaged:
+        _fail("the event log holds damaged rows (listed above); run `dala verify`")
 
 
 @main.command()

@@ -411,3 +411,50 @@ def test_a_backup_that_cannot_be_written_leaves_nothing_and_names_the_file_and_i
     with pytest.raises(BackupError, match=rf"no space left on the disk holding {out.resolve()}"):
         backup_log(sqlite_source.engine, out / "full.backup")
     assert list(out.iterdir()) == []
+
+
+def test_a_damaged_time_is_named_and_left_out_of_backups_and_listings_and_the_rest_restores(
+    sqlite_source: SqlEventStore, tmp_path: Path
+) -> None:
+    import json
+    import sqlite3
+
+    from tests.test_cli_and_readme import run_dala
+
+    _fill(sqlite_source)
+    database = sqlite_source.engine.url.database
+    assert database is not None
+    with sqlite3.connect(database) as connection:  # ann's first change: the earliest time of the log
+        connection.execute(
+            "UPDATE event_log SET recorded_at = '2026-13-45 99:00' WHERE learner_id = 'ann' AND version = 1"
+        )
+        query = "SELECT position FROM event_log WHERE learner_id = 'ann' AND version = 1"
+        (position,) = connection.execute(query).fetchone()
+    url = sqlite_source.engine.url.render_as_string(hide_password=False)
+
+    listed = run_dala("learners", "--database-url", url, cwd=tmp_path)
+    assert listed.returncode == 1 and "ann" in listed.stdout and "bob" in listed.stdout, listed.stderr
+    assert "ann" in listed.stderr and "version 1" in listed.stderr and f"position {position}" in listed.stderr
+    assert "ValueError" not in listed.stderr
+    as_json = run_dala("learners", "--json", "--database-url", url, cwd=tmp_path)
+    assert as_json.returncode == 1 and {entry["learner_id"] for entry in json.loads(as_json.stdout)} == {"ann", "bob"}
+
+    made = run_dala("backup", str(tmp_path / "damaged.backup"), "--database-url", url, cwd=tmp_path)
+    assert made.returncode == 1 and "backed up 14 events" in made.stdout, made.stderr
+    assert "learner 'ann' version 1" in made.stderr and f"position {position}" in made.stderr
+    assert "recorded_at" in made.stderr and "incomplete" in made.stderr and "ValueError:" not in made.stderr
+    trailer = json.loads((tmp_path / "damaged.backup").read_text().splitlines()[-1])
+    assert trailer["complete"] is False and [row["key"] for row in trailer["left_out"]] == [position]
+
+    fresh = f"sqlite:///{tmp_path}/fresh/restored.db"
+    refused = run_dala("restore", str(tmp_path / "damaged.backup"), "--database-url", fresh, cwd=tmp_path)
+    assert refused.returncode == 1 and "incomplete" in refused.stderr and "--skip ann" in refused.stderr
+    restored = run_dala(
+        "restore", str(tmp_path / "damaged.backup"), "--skip", "ann", "--database-url", fresh, cwd=tmp_path
+    )
+    assert restored.returncode == 0 and "restored 14 events" in restored.stdout, restored.stderr
+    assert "left out of the read models: ann" in restored.stdout
+    history = run_dala("history", "bob", "--json", "--database-url", fresh, cwd=tmp_path)
+    assert history.returncode == 0 and len(json.loads(history.stdout)) == 8, history.stderr
+    checked = run_dala("verify", "--database-url", fresh, cwd=tmp_path)
+    assert checked.returncode == 1 and "ann" in checked.stdout and "dala restore --skip" in checked.stdout
