@@ -211,6 +211,11 @@ class _DalaGroup(click.Group):
         sys.exit(result if isinstance(result, int) else 0)
 
 
+def _on_a_terminal() -> bool:
+    """Whether a person is there to answer a question (stdin is a terminal)."""
+    return sys.stdin.isatty()
+
+
 def _fail(message: str) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(1)
@@ -874,10 +879,12 @@ def disclosures(options: Options, learner: str, as_json: bool) -> None:
 def erase(options: Options, learner: str, erase_reason: str | None, yes: bool, vacuum_full: bool) -> None:
     """Erase a learner for good (right to erasure): their data key is destroyed.
 
-    Every earlier change's content becomes unreadable (history keeps who, when and what kind
-    of change), the read models lose the learner, and the id cannot be used again. Unlike a
-    deleted profile, nothing of the child's data can be brought back, not even from a backup.
-    Asks for confirmation on a terminal; --yes for scripts.
+    Every earlier change's content in this database becomes unreadable (history keeps who,
+    when and what kind of change), the read models lose the learner, and the id cannot be used
+    again. Log backups hold their data only encrypted, but a key backup taken before the erasure
+    (`dala keys backup`, `dala backup --keys`) still holds their key, and with it a log backup
+    brings their data back: delete those key backups, or keep key backups no longer than your
+    erasure deadline. Asks for confirmation on a terminal; --yes for scripts.
     """
     from dala_events.erasure import erasure_reason
 
@@ -885,14 +892,18 @@ def erase(options: Options, learner: str, erase_reason: str | None, yes: bool, v
         reason = erasure_reason(erase_reason)
     except InvalidInput as error:
         raise click.UsageError(f"--reason: {error.problem}") from None
+    if not yes and not _on_a_terminal():
+        raise click.UsageError("not on a terminal: add --yes to erase without confirmation")
+    dala = _dala(options)
     if not yes:
-        if not sys.stdin.isatty():
-            raise click.UsageError("not on a terminal: add --yes to erase without confirmation")
+        made = dala.cipher.key_store.key_created_at(learner)
+        since = "" if made is None else f" since {_minute(made)} UTC, when their key was made,"
         click.confirm(
-            f"Erase learner {learner!r}? Their data becomes unreadable for good, backups included",
+            f"Erase learner {learner!r}? Their data in this database becomes unreadable for good; key backups "
+            f"taken{since} still hold their key (and with it their data) until you delete them",
             abort=True,
         )
-    result = _dala(options).erase(learner, reason=reason, vacuum_full=vacuum_full)
+    result = dala.erase(learner, reason=reason, vacuum_full=vacuum_full)
     record = result.record
     if result.already_erased:
         options.say(f"{learner} was already erased at {_minute(record.erased_at)} UTC by {record.actor or 'unknown'}")
@@ -902,7 +913,17 @@ def erase(options: Options, learner: str, erase_reason: str | None, yes: bool, v
         changes = record.erased_up_to_version or 0
         options.say(
             f"{learner} erased at {_minute(record.erased_at)} UTC by {record.actor}: "
-            f"the content of {_count(changes, 'change')} is unreadable for good"
+            f"the content of {_count(changes, 'change')} is unreadable for good in this database"
+        )
+    if result.key_destroyed:
+        taken = (
+            "taken before now"
+            if result.key_created_at is None
+            else f"taken from {_minute(result.key_created_at)} UTC until now"
+        )
+        options.say(
+            f"key backups {taken} still hold {learner}'s data key, and with it any log backup brings their "
+            "data back: delete them, or let them expire within your erasure deadline (see the README's Erasure)"
         )
     options.say(result.freed_space)
     if result.page_removed is not None:

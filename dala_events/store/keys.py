@@ -221,6 +221,11 @@ class KeyStore(ABC):
         """Record rows found not to read back (None: none); only a stored key store has rows."""
         return None
 
+    def key_created_at(self, learner_id: str) -> datetime | None:
+        """When the learner's data key was made: every key backup taken since holds it (None:
+        they have no key, or its time is not kept)."""
+        return None
+
     @abstractmethod
     def _load(self, learner_id: str) -> bytes | None: ...
 
@@ -440,6 +445,16 @@ class SqlKeyStore(KeyStore):
             tombstones=sorted(tombstones, key=lambda tombstone: tombstone[0]),
             damaged=damaged,
         )
+
+    def key_created_at(self, learner_id: str) -> datetime | None:
+        with self._named(), read_transaction(self.engine) as connection:
+            try:
+                found = connection.execute(
+                    select(data_keys.c.created_at).where(data_keys.c.learner_id == learner_id)
+                ).scalar()
+            except (ValueError, DBAPIError):  # a damaged time (see `snapshot`): not known
+                return None
+        return None if found is None else _utc(found)
 
     def record_damage(self, found: str | None) -> None:
         """Record that rows of this key store do not read back (`found` says which, and who
