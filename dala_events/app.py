@@ -30,7 +30,6 @@ from sqlalchemy import Engine
 
 from dala_events import audit, persistence_manager
 from dala_events.attribution import recorded_as
-from dala_events.checksummed import BackupError
 from dala_events.dialects import read_transaction
 from dala_events.disclosures import Disclosure, list_disclosures, record_disclosure
 from dala_events.erasure import Erasure, erase_learner
@@ -51,6 +50,7 @@ if TYPE_CHECKING:
     from dala_events.demo import DemoResult
     from dala_events.integrity import Checkpoint, VerifyReport
     from dala_events.key_backup import KeyBackupResult
+    from dala_events.status import StoreStatus
     from dala_events.subscriptions import Subscription, SubscriptionStatus
 
 __all__ = ["Dala", "Mode", "Settings"]
@@ -309,6 +309,8 @@ class Dala:
         those named, and with `skip_missing_keys` those whose key the key store lacks. Refused
         (nothing written) while a learner without a key, or with events the backup lacks, is
         not among them; InvalidInput for a name the backup does not hold."""
+        from dala_events.checksummed import BackupError
+
         unknown = sorted(set(skip) - contents.learners)
         if unknown:
             raise InvalidInput("skip", f"no events of {_learners(set(unknown))} in {contents.path}")
@@ -450,6 +452,13 @@ class Dala:
         return migrate(
             self.engine, revision, downgrade=downgrade, log_key=self.storage.log_key, cipher=self.storage.open_cipher
         )
+
+    def status(self) -> StoreStatus:
+        """Where the database, the key store, the master key and the pages are, what they hold,
+        and what a backup must carry; creates and changes nothing (see `status.store_status`)."""
+        from dala_events.status import store_status
+
+        return store_status(self.storage)
 
     def rotate_master_key(self, new_master_key: MasterKey | None = None) -> int:
         """Re-wrap every data key under a new master key (see `Storage.rotate_master_key`)."""

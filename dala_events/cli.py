@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import sys
+import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -439,6 +440,54 @@ def subscriptions(options: Options, as_json: bool) -> None:
         acknowledged = _minute(status.updated_at) if status.position else "never"
         table.add_row(_safe(status.name), str(status.position), f"{status.lag:,}", acknowledged)
     _console().print(table)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_database_url_option
+@click.pass_obj
+@_reports_errors
+def status(options: Options, as_json: bool) -> None:
+    """Show where everything lives: the database, the key store, the master key's source (never
+    the key), the log key's id, the page folder, the schema revision, how many learners and
+    events, and what a backup must carry. Creates and changes nothing; exit 1 when something
+    needed is missing or does not fit."""
+    found = _dala(options, "raw-create").status()
+    if as_json:
+        _print_json({**found.as_dict(), "problems": found.problems})
+        sys.exit(1 if found.problems else 0)
+    database, key_store, master = found.database, found.key_store, found.master_key
+    if database.exists:
+        revision = database.schema_revision or "none"
+        state = "current" if revision == database.code_revision else f"this code needs {database.code_revision}"
+        click.echo(f"database:    {database.url}")
+        click.echo(f"             schema {revision} ({state})")
+        if database.events is not None:
+            click.echo(f"             {_count(database.learners or 0, 'learner')}, {_count(database.events, 'event')}")
+    else:
+        click.echo(f"database:    {database.url} (none there yet: `dala init` makes one)")
+    if key_store.exists:
+        click.echo(f"key store:   {key_store.location}")
+        click.echo(f"             id {key_store.id}, keys wrapped by master key {key_store.master_key_id}")
+        click.echo(
+            f"             {_count(key_store.data_keys or 0, 'data key')}, {_count(key_store.erasures or 0, 'erasure')}"
+        )
+    else:
+        click.echo(f"key store:   {key_store.location} (none there yet)")
+    click.echo(f"master key:  {master.source}" + (f" (id {master.id})" if master.id else ""))
+    if found.log_key_id is not None:
+        click.echo(f"log key:     id {found.log_key_id}")
+    else:
+        click.echo("log key:     none (the chain is plain SHA-256)")
+    click.echo(f"pages:       {found.page_folder}")
+    click.echo("a backup must carry:")
+    for carried in found.backup:
+        click.echo(f"  {carried.what}: {carried.where}")
+        click.echo(textwrap.fill(carried.how, width=78, initial_indent="    ", subsequent_indent="    "))
+    for problem in found.problems:
+        click.echo(f"error: {problem}", err=True)
+    if found.problems:
+        sys.exit(1)
 
 
 @main.group()

@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, make_url, select
+from sqlalchemy import Engine, create_engine, event, func, inspect, make_url, select
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
@@ -53,6 +53,9 @@ from dala_events.store.keys import (
     MasterKeyError,
     MemoryKeyStore,
     SqlKeyStore,
+    data_keys,
+    erased_keys,
+    key_store_info,
     write_secret_file,
 )
 from dala_events.store.sql import unfinished_restore
@@ -186,10 +189,17 @@ def master_key_of(settings: Settings, default_file: Path | None, *, create: bool
             with contextlib.suppress(FileExistsError):  # another process made it first
                 write_secret_file(str(default_file), MasterKey.generate().hex() + "\n")
         elif not default_file.exists():
+            key_store = default_file.with_name(default_file.name.removesuffix(MASTER_KEY_SUFFIX))
+            if key_store.is_file() and key_store.stat().st_size > 0:
+                raise MasterKeyError(
+                    f"the master key file {default_file} is missing, but the key store beside it holds data keys "
+                    "wrapped by it: restore the file from where you keep the master key (a new key cannot open "
+                    "the store); nothing was read or written"
+                )
             raise MasterKeyError(
-                f"the master key file {default_file} is missing, but the key store beside it holds data keys "
-                "wrapped by it: restore the file from where you keep the master key (a new key cannot open "
-                "the store); nothing was read or written"
+                f"the master key file {default_file} is missing and there is no key store beside it yet: put the "
+                f"school's master key there (64 hex digits, from where it is kept apart from the backups), or set "
+                f"{MASTER_KEY_ENV} or {MASTER_KEY_FILE_ENV}; no backup holds it; nothing was read or written"
             )
         path = default_file
     if path is None:
@@ -224,6 +234,25 @@ def key_store_exists(url: str, *, postgresql_engine: EngineFactory | None = None
             return inspect(connection).has_table("key_store_info")
     except (SQLAlchemyError, OSError) as error:
         raise KeyStoreError(f"the key store {location} cannot be reached: {str(error).splitlines()[0]}") from error
+    finally:
+        engine.dispose()
+
+
+def key_store_summary(url: str) -> tuple[str | None, str | None, int, int]:
+    """What the key store at `url` (one that exists) says of itself, read only: its id, the id
+    of the master key its keys are wrapped with, how many data keys and erasures it holds.
+    KeyStoreError, naming it, when it cannot be read."""
+    engine, path = _key_store_engine(url)
+    location = str(path) if path is not None else engine.url.render_as_string(hide_password=True)
+    try:
+        with read_transaction(engine) as connection:
+            rows = connection.execute(select(key_store_info.c.name, key_store_info.c.value))
+            info = {name: value for name, value in rows}
+            keys = connection.execute(select(func.count()).select_from(data_keys)).scalar_one()
+            erasures = connection.execute(select(func.count()).select_from(erased_keys)).scalar_one()
+        return info.get("store_id"), info.get("master_key_id"), int(keys), int(erasures)
+    except (SQLAlchemyError, OSError) as error:
+        raise KeyStoreError(f"the key store {location} cannot be read: {str(error).splitlines()[0]}") from error
     finally:
         engine.dispose()
 
