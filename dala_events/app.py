@@ -481,8 +481,8 @@ class Dala:
 
 
 _RESTORE_SKIP_WHY = {
-    "missing key": "restored by `dala restore --skip-missing-keys` without their data key: restore it "
-    "(`dala keys restore FILE`), then run `dala rebuild`",
+    "missing key": "restored by `dala restore` without their data key: restore it (`dala keys restore FILE`), "
+    "then run `dala rebuild`",
     "damaged": "restored by `dala restore --skip` from a backup that lacks some of their events",
     "asked": "left out of the read models by `dala restore --skip`",
 }

@@ -391,3 +391,22 @@ def test_a_damaged_key_row_is_named_and_every_readable_key_is_still_backed_up(sc
     with Dala.open(school) as dala:
         dala.profile("zed").add_interest("Chess")
         assert [e.event_type for e in dala.history("bea")][-1] == "StruggleAreaAdded"
+
+
+def test_a_key_backup_of_format_1_still_restores(school: Settings, tmp_path: Path) -> None:
+    from dala_events.checksummed import ChecksummedWriter
+
+    with Dala.open(school, mode=Mode.RAW) as dala:
+        dala.backup_keys(tmp_path / "keys.backup")
+    lines = [json.loads(line) for line in (tmp_path / "keys.backup").read_text().splitlines()]
+    header, body, trailer = lines[0], lines[1:-1], lines[-1]
+    assert header.pop("format_version") == 2 and header.pop("complete") is True and header.pop("damaged") == []
+    with ChecksummedWriter(tmp_path / "format-1.backup") as old:  # as the code before format 2 wrote it
+        old.write({**header, "format_version": 1})
+        for line in body:
+            old.write(line)
+        old.finish(keys=trailer["keys"], tombstones=trailer["tombstones"])
+    _key_store(school).unlink()
+    code, output = _cli(school, "keys", "restore", str(tmp_path / "format-1.backup"))
+    assert code == 0 and f"restored {len(LEARNERS)} data keys" in output, output
+    assert _cli(school, "verify")[0] == 0

@@ -618,12 +618,11 @@ class _RowReader:
     def time(self, column: str, value: object) -> datetime | None:
         if isinstance(value, datetime):
             return _utc(value)
-        stored = self.text(column, value) if value is not None else None
+        if value is None:
+            self.problems.append(f"its {column} is missing")
+            return None
+        stored = self.text(column, value)
         if stored is None:
-            if value is None:
-                self.problems.append(f"its {column} is missing")
-            else:
-                self.problems[-1] = f"its {column} is not UTF-8 text"
             return None
         try:
             return _utc(datetime.fromisoformat(stored))
