@@ -18,7 +18,6 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -56,25 +55,29 @@ class ChecksummedWriter:
         self._digest = hashlib.sha256()
         self._temporary: str | None = None
         self.checksum: str | None = None
-        with self._failing_named():
+        try:
             self.target.parent.mkdir(parents=True, exist_ok=True)
             handle, self._temporary = tempfile.mkstemp(
                 prefix=f".{self.target.name}.", suffix=".partial", dir=self.target.parent
             )
             self._file: IO[bytes] = os.fdopen(handle, "wb")  # mkstemp makes it 0600
+        except OSError as error:
+            raise self._failed(error) from error
 
     def write(self, value: Any) -> None:
         """Add one line holding `value` (JSON)."""
         line = encode_line(value)
         self._digest.update(line)
-        with self._failing_named():
+        try:
             self._file.write(line)
+        except OSError as error:
+            raise self._failed(error) from error
 
     def finish(self, **trailer: Any) -> str:
         """Write the trailer (`trailer`'s fields, the end mark and the checksum), make the file
         durable and move it into place; returns the checksum."""
         checksum = self._digest.hexdigest()
-        with self._failing_named():
+        try:
             self._file.write(encode_line({"end": True, **trailer, "sha256": checksum}))
             self._file.flush()
             os.fsync(self._file.fileno())
@@ -82,24 +85,23 @@ class ChecksummedWriter:
             check_destination(self.target, replace=self.replace)  # made meanwhile by someone else
             assert self._temporary is not None
             os.replace(self._temporary, self.target)
+        except OSError as error:
+            raise self._failed(error) from error
         self.checksum = checksum
         return checksum
 
-    @contextmanager
-    def _failing_named(self) -> Iterator[None]:
-        """An OSError as a BackupError naming the file and its folder (the disk, when it is full)."""
-        try:
-            yield
-        except OSError as error:
-            self._discard()
-            folder = self.target.parent.resolve()
-            if error.errno in (errno.ENOSPC, errno.EDQUOT):
-                why = f"no space left on the disk holding {folder}"
-            elif error.errno == errno.EFBIG:
-                why = f"the file grew larger than this process may write in {folder}"
-            else:
-                why = f"{error.strerror or error} (in {folder})"
-            raise BackupError(f"cannot write {self.target}: {why}; nothing was left behind") from error
+    def _failed(self, error: OSError) -> BackupError:
+        """`error` as a BackupError naming the file and its folder (the disk, when it is full),
+        once the partial file is removed."""
+        self._discard()
+        folder = self.target.parent.resolve()
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            why = f"no space left on the disk holding {folder}"
+        elif error.errno == errno.EFBIG:
+            why = f"the file grew larger than this process may write in {folder}"
+        else:
+            why = f"{error.strerror or error} (in {folder})"
+        return BackupError(f"cannot write {self.target}: {why}; nothing was left behind")
 
     def _discard(self) -> None:
         """Close and remove the partial file, whatever closing says (a full disk fails the
