@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import sys
+import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -260,6 +261,11 @@ class _DalaGroup(click.Group):
         sys.exit(result if isinstance(result, int) else 0)
 
 
+def _on_a_terminal() -> bool:
+    """Whether a person is there to answer a question (stdin is a terminal)."""
+    return sys.stdin.isatty()
+
+
 def _fail(message: str) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(1)
@@ -380,6 +386,8 @@ def _dala(options: Options, mode_name: str = "read") -> Any:
     return dala
 
 
+_force_option = click.option("--force", is_flag=True, help="Replace FILE if it exists (by default it is refused).")
+
 _out_option = click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -484,8 +492,10 @@ def _page_source(dala: Any, out: Path | None) -> str:
 def learners(options: Options, limit: int, after: str | None, as_json: bool) -> None:
     """List the learners the store knows: id, created, last updated, number of changes."""
     found = _dala(options).learners(after=after, limit=limit)
+    damaged = [summary for summary in found if summary.damaged]
     if as_json:
         _print_json([_json_ready(summary.model_dump()) for summary in found])
+        _fail_naming_damage(damaged)
         return
     from rich.table import Table
 
@@ -506,6 +516,15 @@ def learners(options: Options, limit: int, after: str | None, as_json: bool) -> 
     _print_table(table)
     if len(found) == limit:
         options.say(f"more: dala learners --after {found[-1].learner_id!s}")
+    _fail_naming_damage(damaged)
+
+
+def _fail_naming_damage(damaged: list[Any]) -> None:
+    """Exit 1 naming each learner's rows whose recorded time does not read back."""
+    for summary in damaged:
+        click.echo(f"error: learner {summary.learner_id!r}: {summary.damaged}", err=True)
+    if damaged:
+        _fail("the event log holds damaged rows (listed above); run `dala verify`")
 
 
 @main.command()
@@ -530,6 +549,54 @@ def subscriptions(options: Options, as_json: bool) -> None:
         acknowledged = _minute(status.updated_at) if status.position else "never"
         table.add_row(_safe(status.name), str(status.position), f"{status.lag:,}", acknowledged)
     _print_table(table)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_database_url_option
+@click.pass_obj
+@_reports_errors
+def status(options: Options, as_json: bool) -> None:
+    """Show where everything lives: the database, the key store, the master key's source (never
+    the key), the log key's id, the page folder, the schema revision, how many learners and
+    events, and what a backup must carry. Creates and changes nothing; exit 1 when something
+    needed is missing or does not fit."""
+    found = _dala(options, "raw-create").status()
+    if as_json:
+        _print_json({**found.as_dict(), "problems": found.problems})
+        sys.exit(1 if found.problems else 0)
+    database, key_store, master = found.database, found.key_store, found.master_key
+    if database.exists:
+        revision = database.schema_revision or "none"
+        state = "current" if revision == database.code_revision else f"this code needs {database.code_revision}"
+        click.echo(f"database:    {database.url}")
+        click.echo(f"             schema {revision} ({state})")
+        if database.events is not None:
+            click.echo(f"             {_count(database.learners or 0, 'learner')}, {_count(database.events, 'event')}")
+    else:
+        click.echo(f"database:    {database.url} (none there yet: `dala init` makes one)")
+    if key_store.exists:
+        click.echo(f"key store:   {key_store.location}")
+        click.echo(f"             id {key_store.id}, keys wrapped by master key {key_store.master_key_id}")
+        click.echo(
+            f"             {_count(key_store.data_keys or 0, 'data key')}, {_count(key_store.erasures or 0, 'erasure')}"
+        )
+    else:
+        click.echo(f"key store:   {key_store.location} (none there yet)")
+    click.echo(f"master key:  {master.source}" + (f" (id {master.id})" if master.id else ""))
+    if found.log_key_id is not None:
+        click.echo(f"log key:     id {found.log_key_id}")
+    else:
+        click.echo("log key:     none (the chain is plain SHA-256)")
+    click.echo(f"pages:       {found.page_folder}")
+    click.echo("a backup must carry:")
+    for carried in found.backup:
+        click.echo(f"  {carried.what}: {carried.where}")
+        click.echo(textwrap.fill(carried.how, width=78, initial_indent="    ", subsequent_indent="    "))
+    for problem in found.problems:
+        click.echo(f"error: {problem}", err=True)
+    if found.problems:
+        sys.exit(1)
 
 
 @main.group()
@@ -566,20 +633,36 @@ def keys_rotate(options: Options, new_master_key_file: Path | None) -> None:
 
 @keys.command("backup")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@_force_option
 @_database_url_option
 @click.pass_obj
 @_reports_errors
-def keys_backup(options: Options, file: Path) -> None:
+def keys_backup(options: Options, file: Path, force: bool) -> None:
     """Write a consistent copy of the key store to FILE (safe while writers write).
 
     Wrapped data keys and erasures' tombstones only, never the master key; a checksum of the
-    whole file. Keep it apart from the log's backups, and no longer than erasures allow.
+    whole file. Take it after the log's backup (or use `dala backup FILE --keys KEYS_FILE`),
+    keep it apart from the log's backups, and no longer than erasures allow.
     """
-    result = _dala(options, "raw").backup_keys(file)
+    dala = _dala(options, "raw")
+    result = dala.backup_keys(file, replace=force)
+    _say_key_backup(options, result)
+    if not result.complete:
+        _fail(
+            f"the key store {dala.storage.key_store_location()} is damaged: {result.path} holds every key that reads "
+            "and is marked incomplete; no new learner is accepted until the key store is repaired (see the README's "
+            "'Keeping the keys')"
+        )
+
+
+def _say_key_backup(options: Options, result: Any) -> None:
+    """What a key backup did, and on stderr each row of the key store it found damaged."""
     options.say(
         f"backed up {_count(result.keys, 'data key')} and {_count(result.tombstones, 'erasure')} of key store "
         f"{result.store_id} (master key {result.master_key_id}) to {result.path}"
     )
+    for row in result.damaged:
+        click.echo(f"error: damaged key store: {row.describe()}", err=True)
 
 
 @keys.command("restore")
@@ -599,6 +682,8 @@ def keys_restore(options: Options, file: Path) -> None:
         f"restored {_count(result.keys, 'data key')} and {_count(result.tombstones, 'erasure')} "
         f"from {result.path} (key store {result.store_id}, master key {result.master_key_id})"
     )
+    for row in result.damaged:
+        options.say(f"note: the backup was taken from a damaged key store: {row.describe()}")
 
 
 @main.command()
@@ -1038,10 +1123,12 @@ def disclosures(options: Options, learner: str, as_json: bool) -> None:
 def erase(options: Options, learner: str, erase_reason: str | None, yes: bool, vacuum_full: bool) -> None:
     """Erase a learner for good (right to erasure): their data key is destroyed.
 
-    Every earlier change's content becomes unreadable (history keeps who, when and what kind
-    of change), the read models lose the learner, and the id cannot be used again. Unlike a
-    deleted profile, nothing of the child's data can be brought back, not even from a backup.
-    Asks for confirmation on a terminal; --yes for scripts.
+    Every earlier change's content in this database becomes unreadable (history keeps who,
+    when and what kind of change), the read models lose the learner, and the id cannot be used
+    again. Log backups hold their data only encrypted, but a key backup taken before the erasure
+    (`dala keys backup`, `dala backup --keys`) still holds their key, and with it a log backup
+    brings their data back: delete those key backups, or keep key backups no longer than your
+    erasure deadline. Asks for confirmation on a terminal; --yes for scripts.
     """
     from dala_events.erasure import erasure_reason
 
@@ -1049,14 +1136,18 @@ def erase(options: Options, learner: str, erase_reason: str | None, yes: bool, v
         reason = erasure_reason(erase_reason)
     except InvalidInput as error:
         raise click.UsageError(f"--reason: {error.problem}") from None
+    if not yes and not _on_a_terminal():
+        raise click.UsageError("not on a terminal: add --yes to erase without confirmation")
+    dala = _dala(options)
     if not yes:
-        if not sys.stdin.isatty():
-            raise click.UsageError("not on a terminal: add --yes to erase without confirmation")
+        made = dala.cipher.key_store.key_created_at(learner)
+        since = "" if made is None else f" since {_minute(made)} UTC, when their key was made,"
         click.confirm(
-            f"Erase learner {learner!r}? Their data becomes unreadable for good, backups included",
+            f"Erase learner {learner!r}? Their data in this database becomes unreadable for good; key backups "
+            f"taken{since} still hold their key (and with it their data) until you delete them",
             abort=True,
         )
-    result = _dala(options).erase(learner, reason=reason, vacuum_full=vacuum_full)
+    result = dala.erase(learner, reason=reason, vacuum_full=vacuum_full)
     record = result.record
     if result.already_erased:
         options.say(f"{learner} was already erased at {_minute(record.erased_at)} UTC by {record.actor or 'unknown'}")
@@ -1066,7 +1157,17 @@ def erase(options: Options, learner: str, erase_reason: str | None, yes: bool, v
         changes = record.erased_up_to_version or 0
         options.say(
             f"{learner} erased at {_minute(record.erased_at)} UTC by {record.actor}: "
-            f"the content of {_count(changes, 'change')} is unreadable for good"
+            f"the content of {_count(changes, 'change')} is unreadable for good in this database"
+        )
+    if result.key_destroyed:
+        taken = (
+            "taken before now"
+            if result.key_created_at is None
+            else f"taken from {_minute(result.key_created_at)} UTC until now"
+        )
+        options.say(
+            f"key backups {taken} still hold {learner}'s data key, and with it any log backup brings their "
+            "data back: delete them, or let them expire within your erasure deadline (see the README's Erasure)"
         )
     options.say(result.freed_space)
     if result.page_removed is not None:
@@ -1145,11 +1246,13 @@ def verify(
         _echo_wrapped(f"note: {report.hint}")
     if report.keys is not None:
         _print_key_report(report.keys)
-    for learner_id, skipped_at in report.skipped:
+    for skipped in report.skipped:
         _echo_wrapped(
-            f"note: the read models lack learner {learner_id}: left out by `dala rebuild --skip` at "
-            f"{_minute(skipped_at)} UTC"
+            f"note: the read models lack learner {skipped.learner_id} since {_minute(skipped.skipped_at)} UTC: "
+            f"{skipped.why}"
         )
+    if report.restore_unfinished is not None:
+        _echo_wrapped(f"note: {report.restore_unfinished}")
     if report.intact:
         _echo_wrapped("intact")
         if written is not None:
@@ -1159,6 +1262,8 @@ def verify(
         if report.keys is not None and not report.keys.ok:
             keys = len(report.keys.problems) + report.keys.unlisted
             counts = ", ".join(filter(None, [counts, f"{keys:,} key problems" if keys else "the key store failed"]))
+        if report.restore_unfinished is not None:
+            counts = ", ".join(filter(None, [counts, "a restore unfinished"]))
         _echo_wrapped(f"NOT INTACT: {counts or 'the database check failed'}")
         if checkpoint_out is not None:
             _echo_wrapped("no checkpoint written: the log does not verify")
@@ -1290,48 +1395,106 @@ def migrate_history(options: Options) -> None:
 
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--keys",
+    "keys_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Then back the key store up to KEYS_FILE: the pair always restores together.",
+)
+@_force_option
 @_database_url_option
 @click.pass_obj
 @_reports_errors
-def backup(options: Options, file: Path) -> None:
+def backup(options: Options, file: Path, keys_file: Path | None, force: bool) -> None:
     """Write a consistent, portable backup of the event log to FILE (safe while writers write).
 
     Every event with its stored columns, and a checksum of the whole file; `dala restore`
-    puts it into an empty SQLite or PostgreSQL database.
+    puts it into an empty SQLite or PostgreSQL database. With --keys, the key store is backed
+    up to KEYS_FILE right after (the log first, then the keys: every learner of the log's
+    backup has its key in the key backup). An existing file is refused unless --force.
     """
-    result = _dala(options, "raw").backup(file)
+    dala = _dala(options, "raw")
+    result = dala.backup(file, keys=keys_file, replace=force)
     disclosures = f" and {_count(result.disclosures, 'disclosure')}" if result.disclosures else ""
     options.say(
         f"backed up {_count(result.events, 'event')}{disclosures} to {result.path} (sha256 {result.sha256[:16]}…)"
     )
-    if result.key_store is not None:
+    master = dala.storage.master_key_source()
+    if result.keys is not None:
+        _say_key_backup(options, result.keys)
+        options.say(f"keep the master key ({master}) apart from both files: it is in neither")
+    elif result.key_store is not None:
         options.say(
-            f"its encrypted events need key store {result.key_store.describe()}: back the key store up "
-            "as well (`dala keys backup FILE`), and keep the master key apart from both"
+            f"its encrypted events need key store {result.key_store.describe()}: back the key store up now, after "
+            f"this (`dala keys backup FILE`, or next time `dala backup FILE --keys KEYS_FILE`), and keep the master "
+            f"key ({master}) apart from both"
         )
+    problems = [f"left out the {row.describe()}" for row in result.left_out]
+    if result.keys is not None and not result.keys.complete:
+        problems.append("the key store is damaged: no new learner is accepted until it is repaired")
+    if result.keys_lacking:
+        names = ", ".join(repr(name) for name in sorted(result.keys_lacking)[:20])
+        problems.append(f"the key backup lacks the data keys of {len(result.keys_lacking)} learners ({names})")
+    if problems:
+        for problem in problems:
+            click.echo(f"error: {problem}", err=True)
+        _fail(f"the backup {result.path} is incomplete (marked so in the file); run `dala verify` for the details")
 
 
 @main.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--skip-missing-keys",
+    is_flag=True,
+    help="Restore every event, but leave the learners whose data key the key store lacks out of the read "
+    "models (named, recorded, shown by verify).",
+)
+@click.option(
+    "--skip",
+    "skip",
+    multiple=True,
+    metavar="LEARNER",
+    help="Leave this learner out of the read models (repeatable); their events are restored.",
+)
 @_database_url_option
 @click.pass_obj
 @_reports_errors
-def restore(options: Options, file: Path) -> None:
+def restore(options: Options, file: Path, skip_missing_keys: bool, skip: tuple[str, ...]) -> None:
     """Restore the event log of a backup FILE into an empty database, then rebuild the read models.
 
-    Refuses a database whose log holds events, and a truncated or altered file, writing
-    nothing; an interrupted restore leaves no event behind.
+    Refuses a database whose log holds events, a truncated or altered file, and a backup whose
+    learners' keys the key store lacks (unless --skip-missing-keys or --skip), writing nothing.
+    A restore that stops after committing the log is finished by running it again.
     """
     dala = _dala(options, "raw-create")
-    with _progress_bar("rebuilding") as progress:
-        result, rebuilt = dala.restore(file, progress=progress)
+    try:
+        with _progress_bar("rebuilding") as progress:
+            result, rebuilt = dala.restore(file, progress=progress, skip=skip, skip_missing_keys=skip_missing_keys)
+    except InvalidInput as error:
+        if error.field != "skip":
+            raise
+        raise click.UsageError(f"--skip: {error.problem}") from None
     disclosures = f" and {_count(result.disclosures, 'disclosure')}" if result.disclosures else ""
     options.say(f"restored {_count(result.events, 'event')}{disclosures} from {file}")
     options.say(f"rebuilt {', '.join(rebuilt.projections)} from {_count(rebuilt.events, 'event')}")
     report = dala.verify()
-    if not report.intact:
-        counts = ", ".join(f"{number:,} {kind}" for kind, number in report.counts().items())
+    skipped = {entry.learner_id: entry.why for entry in report.skipped}
+    for learner_id in result.skipped:
+        options.say(f"left out of the read models: {learner_id}: {skipped.get(learner_id, '')}")
+    chain_problems = [problem for problem in report.problems if problem.learner_id not in skipped]
+    key_problems = [] if report.keys is None else [p for p in report.keys.problems if p.learner_id not in skipped]
+    key_failure = report.keys is not None and report.keys.failure is not None
+    if chain_problems or key_problems or key_failure or report.unlisted:
+        counts = ", ".join(f"{number:,} {kind}" for kind, number in report.counts().items()) or "key problems"
         _fail(f"the restored log does not verify ({counts}); run `dala verify` for the details")
+    if result.skipped:
+        options.say(
+            f"verified: {_count(report.events, 'event')} in {_count(report.streams, 'stream')}; "
+            f"{_count(len(result.skipped), 'learner')} left out of the read models, listed by `dala verify` until "
+            "their keys (or events) are restored and `dala rebuild` runs"
+        )
+        return
     options.say(f"verified: {_count(report.events, 'event')} in {_count(report.streams, 'stream')}, intact")
 
 

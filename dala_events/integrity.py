@@ -34,7 +34,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, inspect, select, text
 
@@ -45,7 +45,7 @@ from dala_events.store import SqlEventStore, log_chain
 from dala_events.store.chain import KINDS, ChainWalker, Problem, Stream
 from dala_events.store.codec import ChainRow, LogKey, chain_mode
 from dala_events.store.contract import check_kind, valid_learner_id
-from dala_events.store.sql import check_log_key_to_verify, log_encryption, rebuild_skips
+from dala_events.store.sql import check_log_key_to_verify, log_encryption, rebuild_skips, unfinished_restore
 
 VERIFY_BATCH_SIZE = 5_000
 MAX_CHECKPOINT_BYTES = 512 * 1024 * 1024
@@ -128,6 +128,14 @@ class EncryptionRecord:
 _REWRITTEN = "its hash is not the one the checkpoint recorded: the stream was rewritten since"
 
 
+class SkippedLearner(NamedTuple):
+    """A learner the read models lack on the operator's word (`rebuild_skips`)."""
+
+    learner_id: str
+    skipped_at: datetime
+    why: str
+
+
 @dataclass
 class VerifyReport:
     """What `verify_log` (or `check_chains`) found."""
@@ -148,16 +156,26 @@ class VerifyReport:
     encryption: EncryptionRecord | None = None
     keys: KeyReport | None = None
     """The check of the data keys beside the log (`key_audit.check_keys`), when it ran."""
-    skipped: list[tuple[str, datetime]] = field(default_factory=list)
-    """The learners the last rebuild left out on the operator's word (`rebuild --skip`), and when."""
+    skipped: list[SkippedLearner] = field(default_factory=list)
+    """The learners the last rebuild left out on the operator's word (`rebuild --skip`,
+    `restore --skip-missing-keys`), when and why."""
+    restore_unfinished: str | None = None
+    """Why the database is not in use yet: a restore stopped before it finished (`app.Dala.restore`)."""
 
     @property
     def intact(self) -> bool:
         """No problem with any chain (nor with the checkpoint), the engine check did not fail,
-        and every learner's key fits the log (when the keys were checked)."""
+        every learner's key fits the log (when the keys were checked), and no restore is
+        unfinished."""
         engine_failed = self.engine_check is not None and self.engine_check.ok is False
         keys_failed = self.keys is not None and not self.keys.ok
-        return not self.problems and not self.unlisted and not engine_failed and not keys_failed
+        return (
+            not self.problems
+            and not self.unlisted
+            and not engine_failed
+            and not keys_failed
+            and self.restore_unfinished is None
+        )
 
     def counts(self) -> dict[str, int]:
         """Problems by kind, listed and unlisted."""
@@ -187,7 +205,11 @@ class VerifyReport:
             "checkpoint": None if self.checkpoint is None else self.checkpoint.summary(),
             "log_encryption": None if self.encryption is None else self.encryption.as_dict(),
             "keys": None if self.keys is None else self.keys.as_dict(),
-            "skipped_by_rebuild": [{"learner_id": name, "skipped_at": at} for name, at in self.skipped],
+            "skipped_by_rebuild": [
+                {"learner_id": skipped.learner_id, "skipped_at": skipped.skipped_at, "why": skipped.why}
+                for skipped in self.skipped
+            ],
+            "restore_unfinished": self.restore_unfinished,
         }
 
 
@@ -289,7 +311,12 @@ def verify_log(
             report.engine_check = engine_check(connection)
             report.encryption = _encryption_record(connection)
             if inspect(connection).has_table("rebuild_skips"):
-                report.skipped = [(row.learner_id, row.skipped_at) for row in connection.execute(select(rebuild_skips))]
+                report.skipped = [
+                    SkippedLearner(row.learner_id, row.skipped_at, row.why)
+                    for row in connection.execute(select(rebuild_skips).order_by(rebuild_skips.c.learner_id))
+                ]
+            unfinished = unfinished_restore(connection)
+            report.restore_unfinished = None if unfinished is None else str(unfinished)
     if record is not None:
         report.log_mode, report.log_key_id = record.mode, record.key_id
     report.hint = _hint(report, log_key)

@@ -20,7 +20,7 @@ from dala_events.dialects import release_freed_space, write_transaction
 from dala_events.errors import DatabaseFault, InvalidInput
 from dala_events.store import LogKey
 from dala_events.store.keys import LogCipher
-from dala_events.store.sql import check_log_key
+from dala_events.store.sql import check_log_key, unfinished_restore
 from projections.rebuild import ensure_projections
 
 if TYPE_CHECKING:
@@ -199,7 +199,8 @@ def create_tables(engine: Engine, *, log_key: LogKey | None = None, cipher: Ciph
 
     Idempotent. A projection is stale when its table definition changed since it was built
     (or it is missing while the log has events): it needs `dala rebuild`. Raises
-    LogKeyError when `log_key` is not the key the log is chained with (see `check_log_key`).
+    LogKeyError when `log_key` is not the key the log is chained with (see `check_log_key`),
+    and RestoreUnfinished while a restore is not finished (see `app.Dala.restore`).
     Migration 0005 encrypts older events with `cipher`; see `migrate`.
     """
     done: dict[str, int] = {}
@@ -208,6 +209,9 @@ def create_tables(engine: Engine, *, log_key: LogKey | None = None, cipher: Ciph
         if log_schema_revision(connection) != LOG_SCHEMA_HEAD:
             _migrate(connection, "head", log_key=log_key, cipher=cipher, done=done)
         check_log_key(connection, log_key)
+        unfinished = unfinished_restore(connection, table_known=True)
+        if unfinished is not None:
+            raise unfinished
         stale = ensure_projections(connection)
     if done.get("events_encrypted"):
         clear_old_row_versions(engine)

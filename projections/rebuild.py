@@ -43,7 +43,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,9 +155,11 @@ def rebuild(
     """Rebuild read models live-safely (see the module's docstring) and report what was done.
 
     `cipher` decrypts payloads stored encrypted (see `dala_events.store.keys`). `skip` names
-    learners left out of the read models (their events are still checked against the chain):
-    the operator's choice when their keys cannot be read; the learners are recorded in
-    `rebuild_skips` (emptied by a rebuild that skips nobody) for `dala verify` to show.
+    learners left out of the read models (their events are neither projected nor walked here;
+    `dala verify` still checks their chains): the operator's choice when their keys cannot be
+    read, or some of their events are missing; the learners are recorded in `rebuild_skips`
+    (emptied by a rebuild that skips nobody) for `dala verify` to show, with why: a mapping
+    gives each learner's, else it is `dala rebuild --skip`'s.
 
     Every event's hash is checked with `log_key` (None: plain SHA-256) before it is projected;
     RebuildError names the first that does not verify, and nothing is swapped in.
@@ -204,7 +206,7 @@ def rebuild(
                         _refuse_to_empty(connection, names)
                     shadow.swap_in(connection)
                     record_projections(connection, names, reached.position)
-                    _record_skips(connection, chain.skip)
+                    _record_skips(connection, skip)
                 if progress is not None:
                     progress(reached.events, max(expected, reached.events))
             except BaseException:
@@ -231,13 +233,15 @@ def rebuild(
 
 
 def _record_skips(connection: Connection, skip: Collection[str]) -> None:
-    """Remember which learners this rebuild left out (none: forget the last rebuild's)."""
+    """Remember which learners this rebuild left out and why (none: forget the last rebuild's)."""
     connection.execute(rebuild_skips.delete())
     if skip:
         at = utc_now()
-        why = "left out of the read models by `dala rebuild --skip`: their events could not be read"
+        why = "left out by `dala rebuild --skip`: their events could not be read"
+        whys: Mapping[str, str] = skip if isinstance(skip, Mapping) else {}
         connection.execute(
-            rebuild_skips.insert(), [{"learner_id": name, "skipped_at": at, "why": why} for name in sorted(skip)]
+            rebuild_skips.insert(),
+            [{"learner_id": name, "skipped_at": at, "why": whys.get(name, why)[:200]} for name in sorted(skip)],
         )
 
 
@@ -334,13 +338,17 @@ class _Chain:
         self.skip = frozenset(skip)
 
     def admit(self, rows: list[ChainRow]) -> list[ChainRow]:
-        """The rows that verify, in their order (none once a problem was found)."""
+        """The rows that verify, in their order (none once a problem was found); a skipped
+        learner's rows are left out before the walk (a stream restored with events missing would
+        otherwise stop every other learner's rebuild)."""
+        if self.skip:
+            rows = [row for row in rows if row.learner_id not in self.skip]
         accepted = self.walker.feed(rows)
         if self.walker.problems:
             return []
         for row in accepted:
             self.sealed.check(row)
-        return [row for row in accepted if row.learner_id not in self.skip] if self.skip else accepted
+        return accepted
 
     def finish(self) -> None:
         """RebuildError naming what does not verify, if anything does not."""

@@ -57,6 +57,7 @@ LAYERS: dict[str, int] = {
     "dala_events.checksummed": 4,
     "dala_events.private_files": 4,
     "dala_events.key_backup": 4,
+    "dala_events.status": 4,
     "dala_events.cli": 6,
 }
 

@@ -110,21 +110,30 @@ PROJECTABLE_FIELDS = ProjectableRow._fields
 
 
 def encode_row(
-    learner_id: str, version: int, new: NewEvent, recorded_at: datetime, cipher: LogCipher | None = None
+    learner_id: str,
+    version: int,
+    new: NewEvent,
+    recorded_at: datetime,
+    cipher: LogCipher | None = None,
+    *,
+    create_key: bool = True,
 ) -> dict[str, Any]:
     """The log row of `new` as version `version` of the learner's stream (no position yet, no
     hash: the store chains it with `chain_rows` once it knows the stream's last hash).
 
     With a `cipher`, the payload and the metadata's `reason` are encrypted under the learner's
     data key (the envelope as associated data) before the row is chained, so the chain covers
-    the ciphertext; an event that holds no personal data (`LearnerErased`) is stored readable."""
+    the ciphertext; an event that holds no personal data (`LearnerErased`) is stored readable.
+    Without `create_key`, a learner who has no data key is DataKeyMissing (see `EventStore.append`)."""
     event = new.event
     event_type = event.event_type
     schema_version = type(event).schema_version
     payload = encode_payload(event)
     metadata = new.metadata
     if cipher is not None:
-        payload, metadata = sealed(cipher, learner_id, version, event_type, schema_version, payload, metadata)
+        payload, metadata = sealed(
+            cipher, learner_id, version, event_type, schema_version, payload, metadata, create_key=create_key
+        )
     return {
         "event_id": new.event_id,
         "learner_id": learner_id,
@@ -186,19 +195,24 @@ def sealed(
     schema_version: int,
     payload: str,
     metadata: Mapping[str, Any],
+    *,
+    create_key: bool = True,
 ) -> tuple[str, Mapping[str, Any]]:
     """The payload and metadata of an event as the log stores them: the payload and the
     metadata's `reason` encrypted under the learner's data key with the envelope as associated
     data, each unless it is already; unchanged for an event that holds no personal data. The
-    one rule for new events and for the migration that encrypts old ones."""
+    one rule for new events and for the migration that encrypts old ones. The learner's data key
+    is made when missing only with `create_key` (else DataKeyMissing)."""
     kind = EVENT_TYPES.get(event_type)
     if kind is not None and not kind.holds_personal_data:
         return payload, metadata
     if not payload.startswith(ENCRYPTED_PREFIX):
-        payload = cipher.encrypt(payload, learner_id, version, event_type, schema_version, "payload")
+        payload = cipher.encrypt(
+            payload, learner_id, version, event_type, schema_version, "payload", create=create_key
+        )
     reason = metadata.get("reason")
     if isinstance(reason, str) and not reason.startswith(ENCRYPTED_PREFIX):
-        reason = cipher.encrypt(reason, learner_id, version, event_type, schema_version, "reason")
+        reason = cipher.encrypt(reason, learner_id, version, event_type, schema_version, "reason", create=create_key)
         metadata = {**metadata, "reason": reason}
     return payload, metadata
 

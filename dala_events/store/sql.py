@@ -38,6 +38,7 @@ from sqlalchemy import (
     case,
     cast,
     func,
+    inspect,
     literal,
     literal_column,
     select,
@@ -59,7 +60,7 @@ from dala_events.dialects import (
     written_columns,
 )
 from dala_events.envelopes import AppendedEvent, ProjectableEvent, StreamSummary
-from dala_events.errors import ConcurrencyError, InvalidInput
+from dala_events.errors import ConcurrencyError, DalaError, InvalidInput
 from dala_events.store.codec import (
     HASH_LENGTH,
     PROJECTABLE_FIELDS,
@@ -180,6 +181,39 @@ rebuild_skips = Table(
 """The learners the last rebuild left out of the read models on the operator's word (`dala
 rebuild --skip`: their events could not be read), with when and why; emptied by a rebuild
 without `--skip` (migration 0008)."""
+
+
+RESTORE_UNFINISHED = "(restore unfinished)"
+"""The name of the `projection_state` row a restore writes in the transaction that commits the
+restored log, and deletes once the read models are built from it and the later erasures are
+recorded (`app.Dala.restore`): while it is there the database holds a restore to finish, which
+the same `dala restore FILE` does. Its `fingerprint` is the backup file's SHA-256, its
+`position` the events restored. No read model is named so: the projections never read it."""
+
+
+class RestoreUnfinished(DalaError):
+    """The database holds a restored log whose restore stopped before it finished (its read
+    models are not built, or later erasures not recorded): run the same `dala restore FILE` again."""
+
+    def __init__(self, sha256: str, events: int) -> None:
+        self.sha256 = sha256
+        super().__init__(
+            f"the database holds a restore of {events} events that stopped before it finished (the backup whose "
+            f"sha256 starts {sha256[:16]}): run `dala restore FILE` again with that backup to finish it"
+        )
+
+
+def unfinished_restore(connection: Connection, *, table_known: bool = False) -> RestoreUnfinished | None:
+    """The restore the database holds unfinished (see `RESTORE_UNFINISHED`), or None. With
+    `table_known` the caller knows `projection_state` exists (a log at the head revision)."""
+    if not table_known and not inspect(connection).has_table(projection_state.name):
+        return None
+    found = connection.execute(
+        select(projection_state.c.fingerprint, projection_state.c.position).where(
+            projection_state.c.name == RESTORE_UNFINISHED
+        )
+    ).first()
+    return None if found is None else RestoreUnfinished(found.fingerprint, int(found.position))
 
 
 subscription_checkpoints = Table(
@@ -394,8 +428,47 @@ class SqlEventStore(EventStore):
         )
         if after is not None:
             query = query.where(c.learner_id > after)
+        try:
+            with self._reading() as connection:
+                return [StreamSummary(*row) for row in connection.execute(query)]
+        except ValueError:  # a recorded time that does not read back: list every learner, naming it
+            return self._stream_summaries_naming_damage(after, limit)
+
+    def _stream_summaries_naming_damage(self, after: str | None, limit: int) -> list[StreamSummary]:
+        """`_stream_summaries` where some recorded time does not parse: the times are read as the
+        database stores them and parsed here, and each learner's rows that do not are named."""
+        c = event_log.c
         with self._reading() as connection:
-            return [StreamSummary(*row) for row in connection.execute(query)]
+            recorded = time_text(connection.dialect, c.recorded_at)
+            query = (
+                select(c.learner_id, func.max(c.version), func.min(recorded), func.max(recorded))
+                .group_by(c.learner_id)
+                .order_by(c.learner_id)
+                .limit(limit)
+            )
+            if after is not None:
+                query = query.where(c.learner_id > after)
+            summaries = []
+            for learner_id, version, first, last in connection.execute(query):
+                times = (time_from_text(first), time_from_text(last))
+                if None not in times:
+                    summaries.append(StreamSummary(learner_id, version, *times))
+                    continue
+                rows = connection.execute(
+                    select(c.position, c.version, recorded).where(c.learner_id == learner_id).order_by(c.version)
+                ).all()
+                readable = [at for _, _, text in rows if (at := time_from_text(text)) is not None]
+                damaged = "; ".join(
+                    f"version {row_version} (position {position}): recorded_at {text!r} is not a time"
+                    for position, row_version, text in rows
+                    if time_from_text(text) is None
+                )
+                summaries.append(
+                    StreamSummary(
+                        learner_id, version, min(readable, default=None), max(readable, default=None), damaged
+                    )
+                )
+            return summaries
 
     def _log_fetcher(self, *, projectable: bool) -> Callable[[int, int], list[StoredRow] | list[ProjectableRow]]:
         def fetch(after: int, size: int) -> list[StoredRow] | list[ProjectableRow]:
@@ -420,6 +493,24 @@ class SqlEventStore(EventStore):
             yield connection
 
 
+def time_text(dialect: Dialect, column: ColumnElement[Any]) -> ColumnElement[Any]:
+    """A time column as the database prints it, in UTC (`codec.time_text`'s form): on SQLite
+    the stored text, whatever a hand stored there; on PostgreSQL the timestamp printed."""
+    if dialect.name == "postgresql":
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD HH24:MI:SS.US")
+    return cast(column, String())
+
+
+def time_from_text(text: str | None) -> datetime | None:
+    """A time printed by `time_text` as an aware UTC datetime; None when it is not one."""
+    if text is None:
+        return None
+    try:
+        return datetime.fromisoformat(text + "+00:00")
+    except ValueError:
+        return None
+
+
 def chain_columns(dialect: Dialect, *, with_hash: bool = True) -> list[ColumnElement[Any]]:
     """The columns of a chain row (`codec.ChainRow`: both times as `codec.time_text`) for
     `dialect`, printed by the database: on SQLite the stored text (as text whatever a hand
@@ -429,12 +520,7 @@ def chain_columns(dialect: Dialect, *, with_hash: bool = True) -> list[ColumnEle
     hash (what migration 0003 reads to compute it)."""
     columns: dict[str, ColumnElement[Any]] = {name: event_log.c[name] for name in ChainRow._fields}
     for name in ("occurred_at", "recorded_at"):
-        text_form: ColumnElement[Any]
-        if dialect.name == "postgresql":
-            text_form = func.to_char(func.timezone("UTC", event_log.c[name]), "YYYY-MM-DD HH24:MI:SS.US")
-        else:
-            text_form = cast(event_log.c[name], String())
-        columns[name] = text_form.label(name)
+        columns[name] = time_text(dialect, event_log.c[name]).label(name)
     digits = cast(event_log.c.event_id, String())
     if dialect.name == "postgresql":
         columns["event_id"] = digits.label("event_id")
