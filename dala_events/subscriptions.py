@@ -28,7 +28,7 @@ exactly once.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -46,7 +46,7 @@ from sqlalchemy.exc import IntegrityError
 from dala_events.database_setup import get_store, store_for
 from dala_events.dialects import read_transaction, write_transaction
 from dala_events.envelopes import RecordedEvent
-from dala_events.errors import InvalidInput
+from dala_events.errors import CorruptEventError, InvalidInput
 from dala_events.events import EVENT_TYPES, utc_now
 from dala_events.store.codec import RECORDED_FIELDS, StoredRow, decode_recorded
 from dala_events.store.contract import check_count
@@ -130,6 +130,7 @@ class Subscription:
         with read_transaction(self.engine) as connection:
             after = _checkpoint(connection, self.name)
             found = connection.execute(_next_events(connection, after, self.event_types, limit)).all()
+        _check_order(found)
         rows = [StoredRow._make(row[: len(RECORDED_FIELDS)]) for row in found]
         by_learner: dict[str, list[StoredRow]] = {}
         for row in rows:
@@ -229,7 +230,7 @@ def list_subscriptions(engine: Engine) -> list[SubscriptionStatus]:
         found = connection.execute(select(subscription_checkpoints).order_by(subscription_checkpoints.c.name)).all()
         statuses = []
         for name, transaction_id, position, updated_at in found:
-            after = in_commit_order(connection.dialect, [event_log.c.position], (transaction_id, position), final=True)
+            after = in_commit_order(connection, [event_log.c.position], (transaction_id, position), final=True)
             lag = connection.execute(select(func.count()).select_from(after.subquery())).scalar_one()
             statuses.append(SubscriptionStatus(name, transaction_id, position, int(lag), updated_at))
     return statuses
@@ -287,10 +288,39 @@ def _save(connection: Connection, name: str, checkpoint: tuple[int, int]) -> Non
     connection.execute(_SAVE, values)
 
 
+_BEFORE = event_log.alias("before")
+"""The previous version of each event read, whose place in commit order must come first."""
+
+
 def _next_events(connection: Connection, after: tuple[int, int], event_types: frozenset[str] | None, limit: int) -> Any:
     c = event_log.c
-    columns = [*(c[name] for name in RECORDED_FIELDS), c.transaction_id]
-    query = in_commit_order(connection.dialect, columns, after)
+    columns = [
+        *(c[name] for name in RECORDED_FIELDS),
+        c.transaction_id,
+        _BEFORE.c.transaction_id.label("before_transaction_id"),
+        _BEFORE.c.position.label("before_position"),
+    ]
+    query = in_commit_order(connection, columns, after).outerjoin_from(
+        event_log, _BEFORE, (_BEFORE.c.learner_id == c.learner_id) & (_BEFORE.c.version == c.version - 1)
+    )
     if event_types is not None:
         query = query.where(c.event_type.in_(bindparam("types", sorted(event_types), expanding=True)))
     return query.limit(limit)
+
+
+def _check_order(found: Sequence[Any]) -> None:
+    """CorruptEventError for the first event read whose previous version comes after it in
+    commit order: within a stream a later version is written by a later transaction (or the
+    same one, at a later position), so only an edit of `transaction_id` (outside the chain:
+    the database fills it) makes one, and delivering it would put, say, an erasure before the
+    events it erases. The previous version's own place was checked when it was read."""
+    for row in found:
+        before = (row.before_transaction_id, row.before_position)
+        if row.before_position is not None and before > (row.transaction_id, row.position):
+            raise CorruptEventError(
+                row.position,
+                row.event_type,
+                f"learner {row.learner_id!r} version {row.version} comes before version {row.version - 1} in "
+                f"commit order (transaction id {row.transaction_id}, below {row.before_transaction_id}): the "
+                "log's order was changed by hand; not delivered (run `dala verify`)",
+            )
