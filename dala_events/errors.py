@@ -153,3 +153,12 @@ class ActorRequired(InvalidInput):
             f"DALA_REQUIRE_ACTOR is on and this {action} names no actor; make it inside "
             "recorded_as(actor=...) (on the command line: dala --actor KIND:ID ...)",
         )
+
+
+class SubscriptionError(DalaError):
+    """A subscription cannot be opened or go on as asked: it delivers another filter's events,
+    or it was reset since it was opened here. Names the subscription and says what to do."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        self.name = name
+        super().__init__(f"subscription {name!r} {problem}")

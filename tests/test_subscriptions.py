@@ -13,13 +13,13 @@ from sqlalchemy.engine import make_url
 
 from dala_events.attribution import recorded_as
 from dala_events.envelopes import ProjectableEvent, RecordedEvent
-from dala_events.errors import InvalidInput
+from dala_events.errors import InvalidInput, SubscriptionError
 from dala_events.events import ErasedContent, LearnerErased
 from dala_events.hlp_module import LearnerProfile
 from dala_events.persistence_manager import erase_learner
 from dala_events.store import SqlEventStore
 from dala_events.store.sql import commit_horizon, mark_as_log_writer
-from dala_events.subscriptions import Subscription, list_subscriptions
+from dala_events.subscriptions import Subscription, list_subscriptions, reset_subscription
 from tests.conftest import POSTGRES_URL, require_postgres, reset_postgres
 
 
@@ -362,3 +362,115 @@ def test_an_event_whose_transaction_id_breaks_its_streams_order_is_refused_by_na
             assert subscription.checkpoint() == (-1, 0)
     finally:
         close_db()
+
+
+# -- a subscription's filter is its own --------------------------------------------------------
+
+
+LEARNING = ["ActivityAttemptRecorded", "BadgeAwarded", "LearningObjectiveStarted"]
+
+
+def _learn(store: SqlEventStore) -> None:
+    profile = LearnerProfile("ann", store=store)
+    profile.add_interest("Robotics")
+    profile.start_lo("MATH_LO_001")
+    profile.record_activity_attempt("MATH_LO_001", "act-1", "quiz", score=80.0, completed=True)
+    profile.add_badge("trailblazer", "Trailblazer")
+
+
+def test_a_subscription_keeps_its_filter_and_refuses_another(store: SqlEventStore) -> None:
+    """The README's block and the LRS example once opened one name with two filters: the second
+    sent nothing (the first had passed its other types). Now the filter is stored with the
+    checkpoint and another one is refused, naming both."""
+    _learn(store)
+    badges = Subscription("badges", store=store, event_types=["BadgeAwarded", "ActivityAttemptRecorded"])
+    badges.run(lambda event: None, stop_when_idle=True)
+    with pytest.raises(SubscriptionError, match=r"subscription 'badges' delivers ActivityAttemptRecorded, BadgeAwarded"
+                       r" only, not ActivityAttemptRecorded, BadgeAwarded, LearningObjectiveStarted") as refused:
+        Subscription("badges", store=store, event_types=LEARNING)
+    assert "dala subscriptions reset badges" in str(refused.value) and refused.value.name == "badges"
+    with pytest.raises(SubscriptionError, match="not every event type"):
+        Subscription("badges", store=store)
+    again = Subscription("badges", store=store, event_types=("ActivityAttemptRecorded", "BadgeAwarded"))  # any order
+    assert again.fetch(10) == []
+    everything = Subscription("everything", store=store)
+    with pytest.raises(SubscriptionError, match="delivers every event type, not BadgeAwarded"):
+        Subscription("everything", store=store, event_types=["BadgeAwarded"])
+    with pytest.raises(InvalidInput, match="event_types: must name at least one"):
+        Subscription("nothing", store=store, event_types=[])
+    assert [(s.name, s.event_types) for s in list_subscriptions(store.engine)] == [
+        ("badges", ("ActivityAttemptRecorded", "BadgeAwarded")),
+        ("everything", None),
+    ]
+    assert everything.fetch(1)[0].event_type == "LearnerProfileCreated"
+
+
+def test_a_reset_starts_a_subscription_over_with_a_new_filter(store: SqlEventStore) -> None:
+    _learn(store)
+    lrs = Subscription("lrs", store=store, event_types=["BadgeAwarded"])
+    assert lrs.run(lambda event: None, stop_when_idle=True) == 1
+    assert reset_subscription(store.engine, "lrs") is True
+    assert reset_subscription(store.engine, "lrs") is False  # nothing to reset
+    for stale in (lrs.fetch, lrs.checkpoint):  # an instance opened before the reset cannot go on
+        with pytest.raises(SubscriptionError, match="subscription 'lrs' was reset"):
+            stale()
+    lrs = Subscription("lrs", store=store, event_types=LEARNING)
+    assert [event.event_type for event in lrs.fetch(10)] == [
+        "LearningObjectiveStarted",
+        "ActivityAttemptRecorded",
+        "BadgeAwarded",
+    ]
+
+
+def test_an_ack_by_an_instance_opened_before_a_reset_is_refused(store: SqlEventStore) -> None:
+    _learn(store)
+    lrs = Subscription("lrs", store=store, event_types=["BadgeAwarded"])
+    event = lrs.fetch(10)[0]
+    reset_subscription(store.engine, "lrs")
+    Subscription("lrs", store=store, event_types=LEARNING)
+    with pytest.raises(SubscriptionError, match="subscription 'lrs' was reset"):
+        lrs.ack(event)
+    assert Subscription("lrs", store=store, event_types=LEARNING).checkpoint() == (-1, 0)
+
+
+def test_a_subscription_recorded_before_filters_were_kept_takes_the_next_ones(store: SqlEventStore) -> None:
+    """Migration 0010 cannot know what filter an older subscription was opened with: the next
+    open records its own (as it would have used it before); from then on it is kept."""
+    from dala_events.database_setup import migrate
+
+    _learn(store)
+    lrs = Subscription("lrs", store=store, event_types=["BadgeAwarded"])
+    lrs.ack(lrs.fetch(1)[0])
+    assert migrate(store.engine, "0009", downgrade=True) == "0009"
+    assert migrate(store.engine) == "0010"
+    assert [(s.name, s.position, s.event_types, s.filter_recorded) for s in list_subscriptions(store.engine)] == [
+        ("lrs", 5, None, False)
+    ]
+    Subscription("lrs", store=store, event_types=LEARNING)
+    assert [(s.event_types, s.filter_recorded) for s in list_subscriptions(store.engine)] == [(tuple(LEARNING), True)]
+    with pytest.raises(SubscriptionError):
+        Subscription("lrs", store=store, event_types=["BadgeAwarded"])
+
+
+def test_dala_subscriptions_shows_each_filter_and_resets_one(store: SqlEventStore) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from dala_events.cli import main
+
+    _learn(store)
+    Subscription("badges", store=store, event_types=["BadgeAwarded"])
+    Subscription("everything", store=store)
+    url = store.engine.url.render_as_string(hide_password=False)
+    runner = CliRunner()
+    listed = json.loads(runner.invoke(main, ["subscriptions", "--json", "--database-url", url]).output)
+    assert [(row["name"], row["event_types"]) for row in listed] == [("badges", ["BadgeAwarded"]), ("everything", None)]
+    table = runner.invoke(main, ["subscriptions", "--database-url", url], env={"COLUMNS": "160"}).output
+    assert "BadgeAwarded" in table and "every type" in table
+    reset = runner.invoke(main, ["subscriptions", "reset", "badges", "--database-url", url])
+    assert reset.exit_code == 0 and "badges" in reset.output and "beginning of the log" in reset.output
+    assert [s.name for s in list_subscriptions(store.engine)] == ["everything"]
+    unknown = runner.invoke(main, ["subscriptions", "reset", "nobody", "--database-url", url])
+    assert unknown.exit_code == 1 and "no subscription 'nobody'" in unknown.output
+    assert "Traceback" not in unknown.output and len(unknown.output.strip().splitlines()) == 1

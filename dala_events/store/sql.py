@@ -183,9 +183,13 @@ subscription_checkpoints = Table(
     Column("transaction_id", BigInteger, nullable=False),
     Column("position", BigInteger, nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    # Its filter: "*" (every type) or the type names, sorted, comma-separated; NULL: recorded
+    # before migration 0010, the next open records its own.
+    Column("event_types", Text, nullable=True),
 )
 """Each subscription's checkpoint (`dala_events.subscriptions`): the (transaction_id, position)
-of the last event it acknowledged ((-1, 0): none yet). Created by migration 0009."""
+of the last event it acknowledged ((-1, 0): none yet), and the filter it delivers through.
+Created by migration 0009; the filter by 0010."""
 
 
 InlineProjector = Callable[[Connection, Sequence[ProjectableEvent]], None]
