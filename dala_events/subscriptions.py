@@ -10,14 +10,17 @@ kept in the table `subscription_checkpoints`; `run` loops fetch, handle, acknowl
 inserted, and its transaction may commit after others that took higher positions: a reader by
 position alone could pass it and never come back. Every event records its writing transaction
 (`transaction_id`, the xid8 of `pg_current_xact_id()`, migration 0009); a subscription reads
-only events whose transaction is older than every transaction still running
-(`pg_snapshot_xmin(pg_current_snapshot())`), in (transaction_id, position) order. Below that
-horizon no event can still appear, so the order it reads is final: an event committed late is
-read in its place once its transaction ends. No lock holds writers back, no gap is skipped after
-a delay; a transaction left open anywhere in the database holds every subscription at the
-horizon until it ends (`dala subscriptions` shows the lag). On SQLite a writer holds the write
-lock from its first statement to its commit, so positions commit in order and every committed
-event is readable at once. A learner's events are delivered in their version order on both.
+only events below `store.sql.commit_horizon`, the oldest transaction that may still write the
+log (appends mark themselves before their first write), in (transaction_id, position) order.
+Below that horizon no event can still appear, so the order it reads is final: an event committed
+late is read in its place once its transaction ends. No lock holds writers back, no gap is
+skipped after a delay; a transaction that cannot write the log (another database's, one of this
+database that never appended) holds nothing back, an append left open holds every
+subscription at its place until it ends (`dala subscriptions` shows the lag). On SQLite a writer
+holds the write lock from its first statement to its commit, so positions commit in order and
+every committed event is readable at once. A learner's events are delivered in their version
+order on both; one whose previous version comes after it in commit order (a transaction id
+changed by hand: no chain covers it) is refused, CorruptEventError naming it.
 
 **The filter is the subscription's.** The checkpoint moves past every event before the last one
 acknowledged, those of types the filter (`event_types`) leaves out included: a subscription
