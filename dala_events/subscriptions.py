@@ -421,6 +421,7 @@ def _check_order(found: Sequence[Any]) -> None:
                 row.position,
                 row.event_type,
                 f"learner {row.learner_id!r} version {row.version} comes before version {row.version - 1} in "
-                f"commit order (transaction id {row.transaction_id}, below {row.before_transaction_id}): the "
-                "log's order was changed by hand; not delivered (run `dala verify`)",
+                f"commit order (transaction id and position {row.transaction_id}, {row.position}; version "
+                f"{row.version - 1}'s {row.before_transaction_id}, {row.before_position}): the log's order was "
+                "changed by hand; not delivered (run `dala verify`)",
             )
