@@ -322,7 +322,7 @@ of bounds is not compared with: it is reported alone)."""
 def commit_order_problems(connection: Connection, learner_ids: Collection[str] | None = None) -> list[Problem]:
     """PostgreSQL: the events whose `transaction_id` breaks the commit order subscriptions
     deliver in (`store.sql.in_commit_order`), as "reordered" problems (on `connection`, inside
-    its transaction; none on SQLite, where the position is the order).
+    its transaction; none on SQLite, where the position is the order, nor before migration 0009).
 
     The database fills the column, outside the chain (a backup does not carry it), so no link
     covers it; what can be checked is checked: within a stream it never goes down from one
@@ -332,6 +332,8 @@ def commit_order_problems(connection: Connection, learner_ids: Collection[str] |
     nowhere."""
     if connection.dialect.name != "postgresql":
         return []
+    if "transaction_id" not in {column["name"] for column in inspect(connection).get_columns("event_log")}:
+        return []  # a log before migration 0009
     parameters = {
         "every": learner_ids is None,
         "learner_ids": sorted(learner_ids or ()),
@@ -353,7 +355,11 @@ def commit_order_problems(connection: Connection, learner_ids: Collection[str] |
 
 
 def _add_problems(report: VerifyReport, problems: list[Problem]) -> None:
-    """Add problems found beside the chain walk to its report, in log order, as many as are listed."""
+    """Add problems found beside the chain walk to its report, in log order, as many as are
+    listed; not those of events the walk reported already (an event moved to another stream
+    breaks that stream's commit order too: it is one problem, the walk's)."""
+    walked = {problem.position for problem in report.problems}
+    problems = [problem for problem in problems if problem.position not in walked]
     if not problems:
         return
     room = max(0, MAX_LISTED_PROBLEMS - len(report.problems))
