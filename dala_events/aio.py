@@ -52,7 +52,7 @@ import weakref
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
@@ -699,10 +699,18 @@ async def profile_as_of(
 
 
 async def diff(
-    learner_id: str, start: audit.Point, end: audit.Point, *, store: AsyncEventStore | None = None
+    learner_id: str,
+    start: audit.Point | None = None,
+    end: audit.Point | None = None,
+    *,
+    happened_since: datetime | None = None,
+    happened_until: datetime | None = None,
+    store: AsyncEventStore | None = None,
 ) -> audit.ProfileDiff:
     """`audit.diff`, awaited."""
-    return await _call(audit.diff, store, learner_id, start, end)
+    return await _call(
+        audit.diff, store, learner_id, start, end, happened_since=happened_since, happened_until=happened_until
+    )
 
 
 async def export_learner_xapi(
@@ -713,12 +721,19 @@ async def export_learner_xapi(
 
 
 async def generate_interface(
-    learner_id: str, output_path: str | Path | None = None, *, store: AsyncEventStore | None = None
+    learner_id: str,
+    output_path: str | Path | None = None,
+    *,
+    store: AsyncEventStore | None = None,
+    time_zone: tzinfo | None = None,
 ) -> Path:
     """`generate_interface.generate_interface`, awaited: by default written where the store
-    keeps pages, as the synchronous default store does."""
+    keeps pages, its times in the store's time zone, as the synchronous default store does."""
     chosen = await _store(store)
-    return await _call(_generate_interface, chosen, learner_id, _page(chosen, learner_id, output_path))
+    if time_zone is None and chosen.storage is not None:
+        time_zone = chosen.storage.settings.time_zone
+    path = _page(chosen, learner_id, output_path)
+    return await _call(_generate_interface, chosen, learner_id, path, time_zone=time_zone)
 
 
 __all__ = [

@@ -38,7 +38,7 @@ from dala_events.store import RecordedEvent, SqlEventStore
 from dala_events.store.keys import KeyStoreError, KeyStoreMissing, LogCipher, MasterKey, MasterKeyError
 from dala_events.wiring import Mode, Storage, key_store_exists
 from projections.dtos import FullLearnerProfileData
-from projections.rebuild import Progress, RebuildError, RebuildResult, rebuild
+from projections.rebuild import LOCK_WAIT_SECONDS, Progress, RebuildError, RebuildResult, rebuild
 
 if TYPE_CHECKING:
     # Imported where used (below): `dala profile` and the other reads start without them.
@@ -144,9 +144,20 @@ class Dala:
         that had happened by `happened_by` make it (see `audit.profile_as_of`)."""
         return audit.profile_as_of(learner_id, at=at, version=version, happened_by=happened_by, store=self.store)
 
-    def diff(self, learner_id: str, start: audit.Point, end: audit.Point) -> audit.ProfileDiff:
-        """What changed in the learner's profile between two points (see `audit.diff`)."""
-        return audit.diff(learner_id, start, end, store=self.store)
+    def diff(
+        self,
+        learner_id: str,
+        start: audit.Point | None = None,
+        end: audit.Point | None = None,
+        *,
+        happened_since: datetime | None = None,
+        happened_until: datetime | None = None,
+    ) -> audit.ProfileDiff:
+        """What changed in the learner's profile between two points, or through the changes
+        that happened between two times (see `audit.diff`)."""
+        return audit.diff(
+            learner_id, start, end, happened_since=happened_since, happened_until=happened_until, store=self.store
+        )
 
     # -- a child's data -------------------------------------------------------------------------
 
@@ -172,16 +183,19 @@ class Dala:
         return record_disclosure(learner_id, what, store=self.store)
 
     def render_page(self, learner_id: str, out: str | Path | None = None) -> Path:
-        """Write the learner's page to `out` (default: `page_path`) and return where."""
+        """Write the learner's page to `out` (default: `page_path`), its times in
+        `settings.time_zone`, and return where."""
         from dala_events.generate_interface import generate_interface
 
-        return generate_interface(learner_id, out if out is not None else self.page_path(learner_id), store=self.store)
+        path = out if out is not None else self.page_path(learner_id)
+        return generate_interface(learner_id, path, store=self.store, time_zone=self.settings.time_zone)
 
     def demo(self, learner_id: str, seed: int, out: str | Path | None = None) -> DemoResult:
         """The main job for one learner (see `demo.run_demo`), its page at `out` or `page_path`."""
         from dala_events.demo import run_demo
 
-        return run_demo(learner_id, seed, out if out is not None else self.page_path(learner_id), store=self.store)
+        path = out if out is not None else self.page_path(learner_id)
+        return run_demo(learner_id, seed, path, store=self.store, time_zone=self.settings.time_zone)
 
     def erase(self, learner_id: str, *, reason: str | None = None, vacuum_full: bool = False) -> Erasure:
         """Erase the learner for good and remove their page (see `erasure.erase_learner`)."""
@@ -310,13 +324,16 @@ class Dala:
         *,
         progress: Progress | None = None,
         skip: Collection[str] = (),
+        lock_wait: float = LOCK_WAIT_SECONDS,
     ) -> RebuildResult:
         """Rebuild read models from the log and swap them in (see `projections.rebuild`).
 
         First every learner's data key is checked (`key_audit`): when any learner's events
         cannot be read (a missing or damaged key), RebuildError names every one of them, before
         anything is changed; the operator decides. Rebuilding the others is an explicit choice:
-        `skip` those learners (recorded, and shown by `verify`, until a rebuild skips nobody)."""
+        `skip` those learners (recorded, and shown by `verify`, until a rebuild skips nobody).
+        The swap's locks are waited for `lock_wait` seconds at most (then RebuildBlocked names
+        their holder)."""
         from dala_events.key_audit import check_keys
 
         keys = check_keys(self.storage)
@@ -341,6 +358,7 @@ class Dala:
             log_key=self.storage.log_key,
             cipher=self.cipher,
             skip=skip,
+            lock_wait=lock_wait,
         )
 
     def subscription(self, name: str, *, event_types: Collection[str] | None = None) -> Subscription:

@@ -6,11 +6,13 @@ change recorded now but with the day and time it is simulated to have happened a
 
 - week 1: the profile is created (actor `system:demo`), the simulated HLP assessment runs
   (`system:assessment`), and the pathway's first objective is started (`system:pathway`);
-- then six activity sessions on separate days (`learner:<id>`), one scored attempt each,
-  scores rising as the learner practises: four on the first objective, which is then
-  completed (`system:pathway`) and earns a badge (`system:badges`), two on the next one.
+- then six activity sessions on separate days (`learner:<id>`), one scored attempt each (its
+  activity named in `attempt_details["activity_name"]`), scores rising as the learner
+  practises: four on the first objective, which is then completed (`system:pathway`) and
+  earns a badge (`system:badges`), two on the next one.
 
-Everything is saved in one transaction. The same seed gives the same learner, days and
+Everything is saved in one transaction, after checking what would stop the page being written
+(its disclosure's actor, its destination). The same seed gives the same learner, days and
 scores (the days counted back from "now"). A learner who already has a profile is left as it
 is and only their page is rendered again, so running the demo twice is safe.
 """
@@ -20,18 +22,27 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from pathlib import Path
 
 from dala_events.assessment import AssessmentResult, simulate_assessment
-from dala_events.attribution import occurring_at, recorded_as
+from dala_events.attribution import occurring_at, recorded_as, require_explicit_actor
 from dala_events.events import utc_now
-from dala_events.generate_interface import generate_interface
+from dala_events.generate_interface import generate_interface, page_destination
 from dala_events.hlp_module import LearnerProfile
 from dala_events.pathway import PathwayStep, generate_pathway
+from dala_events.private_files import check_destination
 from dala_events.store import SqlEventStore
 
 ACTIVITY_TYPES = ("quiz", "game", "reading", "practice")
+ACTIVITY_NAMES = {
+    "quiz": "Quick quiz",
+    "game": "Challenge game",
+    "reading": "Read-along story",
+    "practice": "Practice round",
+}
+"""What the demo's activities of each type are called: each attempt carries its activity's name
+(`attempt_details["activity_name"]`), which the page shows with the id beside it."""
 FIRST_OBJECTIVE_SESSIONS = 4
 NEXT_OBJECTIVE_SESSIONS = 2
 COMPLETED_SCORE = 60.0
@@ -91,9 +102,17 @@ def run_demo(
     *,
     store: SqlEventStore | None = None,
     now: datetime | None = None,
+    time_zone: tzinfo | None = None,
 ) -> DemoResult:
-    """Run the demo for `learner_id` with `seed` and write their page; see the module docstring.
-    `now` (default: the clock; not in the future) is the moment the simulated weeks lead up to."""
+    """Run the demo for `learner_id` with `seed` and write their page (its times in
+    `time_zone`, as `generate_interface` chooses by default); see the module docstring.
+    `now` (default: the clock; not in the future) is the moment the simulated weeks lead up to.
+
+    What would stop it half way is checked before anything is written: the page's disclosure
+    needs an actor when DALA_REQUIRE_ACTOR is on (ActorRequired), and the page's destination
+    must take a file (InvalidInput naming `output_path`)."""
+    require_explicit_actor("disclosure (the learner's page)")
+    check_destination(page_destination(learner_id, output_path, store=store), name="output_path", create_folder=True)
     schedule = demo_schedule(seed, now)
     with (
         occurring_at(schedule.assessment),
@@ -107,7 +126,7 @@ def run_demo(
             assessment = simulate_assessment(profile, seed, reason=f"simulated: HLP assessment (seed {seed}), week 1")
         _weeks_of_learning(profile, seed, schedule)
         profile.save()
-    page = generate_interface(learner_id, output_path, store=store)
+    page = generate_interface(learner_id, output_path, store=store, time_zone=time_zone)
     return DemoResult(
         learner_id=learner_id,
         created=created,
@@ -167,13 +186,19 @@ def _practise(
         when = next(sessions)
         score = round(min(100.0, max(0.0, start + (n - 1) * rng.uniform(8, 14) + rng.uniform(-3, 3))), 1)
         scores.append(score)
+        activity_type = ACTIVITY_TYPES[n % len(ACTIVITY_TYPES)]
+        details = {
+            "activity_name": f"{ACTIVITY_NAMES[activity_type]} {n}",
+            "time_on_task_s": rng.randint(60, 420),
+            "hints_used": rng.randint(0, 3),
+        }
         with occurring_at(when), recorded_as(actor, reason=f"simulated: activity session, week {schedule.week(when)}"):
             profile.record_activity_attempt(
                 lo_id,
                 f"{lo_id.lower()}_act_{n}",
-                ACTIVITY_TYPES[n % len(ACTIVITY_TYPES)],
+                activity_type,
                 score=score,
                 completed=score >= COMPLETED_SCORE,
-                attempt_details={"time_on_task_s": rng.randint(60, 420), "hints_used": rng.randint(0, 3)},
+                attempt_details=details,
             )
     return scores

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from markupsafe import escape
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Engine
 
@@ -145,7 +146,7 @@ def erase_learner(
     assert record is not None, "the erasure was just recorded"
     key_destroyed = chosen.cipher.destroy(learner_id, record.erased_at)
     done, complete = _release_freed_space(chosen, full=vacuum_full)
-    page_removed = _remove_page(page)
+    page_removed = _remove_page(page, learner_id)
     _log.info(
         "learner %r erased (%s); data key %s; %s",
         learner_id,
@@ -163,11 +164,44 @@ def erase_learner(
     )
 
 
-def _remove_page(page: Path | None) -> Path | None:
-    if page is None or not page.is_file():
+def _remove_page(page: Path | None, learner_id: str) -> Path | None:
+    """Remove the learner's page, and the page an earlier version wrote for them under another
+    name in the same folder (see `_earlier_page_name`); returns the first removed."""
+    if page is None:
         return None
-    page.unlink()
-    return page
+    removed = []
+    if page.is_file():
+        page.unlink()
+        removed.append(page)
+    earlier = page.with_name(_earlier_page_name(learner_id))
+    if earlier != page and _is_page_of(earlier, learner_id):
+        earlier.unlink()
+        removed.append(earlier)
+    return removed[0] if removed else None
+
+
+def _earlier_page_name(learner_id: str) -> str:
+    """The name earlier versions gave the learner's page (characters unsafe in a file name
+    replaced by `_`): other learners' ids could map to it too ("a/b" and "a_b", "Ann" and "ann"
+    on a file system that ignores case), so a file of that name is the learner's only when it
+    says so (`_is_page_of`)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in learner_id).lstrip(".") or "learner"
+    return f"{safe}.html"
+
+
+_PAGE_HEAD_BYTES = 8192
+"""A page's <title> is in its first lines: at most this much is read to find it."""
+
+
+def _is_page_of(path: Path, learner_id: str) -> bool:
+    """Whether `path` is a page rendered for `learner_id`: its title names them (escaped as the
+    template escapes it)."""
+    try:
+        with path.open("rb") as page:
+            head = page.read(_PAGE_HEAD_BYTES).decode("utf-8", errors="replace")
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return False
+    return f"<title>Learner {escape(learner_id)} · DALA</title>" in head
 
 
 def _release_freed_space(store: EventStore, *, full: bool) -> tuple[str, bool]:

@@ -38,14 +38,14 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, inspect, select, text
 
-from dala_events.errors import DalaError
+from dala_events.errors import DalaError, in_words
 from dala_events.events import utc_now
 from dala_events.key_audit import KeyReport
 from dala_events.store import SqlEventStore, log_chain
 from dala_events.store.chain import KINDS, MAX_LISTED_PROBLEMS, ChainWalker, Problem, Stream
 from dala_events.store.codec import ChainRow, LogKey, chain_mode
 from dala_events.store.contract import check_kind, valid_learner_id
-from dala_events.store.sql import log_encryption, rebuild_skips
+from dala_events.store.sql import check_log_key_to_verify, log_encryption, rebuild_skips
 
 VERIFY_BATCH_SIZE = 5_000
 MAX_CHECKPOINT_BYTES = 512 * 1024 * 1024
@@ -264,6 +264,9 @@ def verify_log(
     """Check every chain of the log on `engine` (or those of `learner_ids`) with `log_key`
     (None: plain SHA-256), against `checkpoint` if given, and run the database's own check.
 
+    A log recorded as chained with a key is not checked without that key: LogKeyError says
+    which key it needs, before anything is read (every link would fail and read as forgery).
+
     Reads one consistent snapshot (PostgreSQL: REPEATABLE READ), so appends running meanwhile
     are either wholly seen or not at all. Writes nothing.
     """
@@ -278,6 +281,7 @@ def verify_log(
             connection.execution_options(isolation_level="REPEATABLE READ")
         with connection.begin():
             _require_chain(connection)
+            check_log_key_to_verify(connection, log_key)  # without the log's key every link would fail
             record = connection.execute(select(log_chain.c.mode, log_chain.c.key_id).where(log_chain.c.id == 1)).first()
             store = SqlEventStore(engine).bound_to(connection)
             rows = store.stored_rows(batch_size=batch_size, learner_ids=wanted)
@@ -394,12 +398,14 @@ def _hint(report: VerifyReport, log_key: LogKey | None) -> str | None:
     """Why nothing verifies, when nothing does: usually the key, not the log."""
     recorded = report.log_mode, report.log_key_id
     ours = report.mode, report.key_id
+    # A keyed log's key was checked before the walk (`check_log_key_to_verify`).
+    if report.log_mode == chain_mode(None) and log_key is not None:
+        return (
+            "the log is recorded as chained without a key (plain SHA-256), but a log key was given: "
+            "a log written without one, or one rewritten without the key"
+        )
     if report.log_mode is not None and recorded != ours:
-        if report.log_mode == "sha256":
-            return "the log is chained without a key (plain SHA-256), but a log key was given"
-        if log_key is None:
-            return f"the log is chained with a log key (id {report.log_key_id}): set DALA_LOG_KEY or DALA_LOG_KEY_FILE"
-        return f"the log is chained with the log key of id {report.log_key_id}, not this one (id {report.key_id})"
+        return f"the log's chain record (table log_chain) reads {report.log_mode!r}: not a way this code chains"
     if report.events and not report.verified:
         return "no event verifies: the log key is not the one the log was written with, or the whole log was rewritten"
     return None
@@ -423,8 +429,8 @@ def engine_check(connection: Connection) -> EngineCheck:
             return EngineCheck(
                 "none",
                 None,
-                "PostgreSQL has no built-in integrity check; install the amcheck extension "
-                f"(CREATE EXTENSION amcheck) for bt_index_check of event_log's indexes; {pages}",
+                "PostgreSQL has none built in; `CREATE EXTENSION amcheck` adds one "
+                f"(bt_index_check of event_log's indexes); {pages}",
             )
         indexes = connection.execute(
             text(
@@ -502,8 +508,10 @@ def load_checkpoint(path: Path, log_key: LogKey | None) -> Checkpoint:
         if len(data) > MAX_CHECKPOINT_BYTES:
             raise IntegrityError(f"{str(path)!r} is larger than a checkpoint can be ({MAX_CHECKPOINT_BYTES:,} bytes)")
         document = json.loads(data.decode("utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise IntegrityError(f"cannot read the checkpoint {str(path)!r}: {error}") from None
+    except OSError as error:
+        raise IntegrityError(f"cannot read the checkpoint {str(path)!r}: {in_words(error)}") from None
+    except ValueError:  # not UTF-8, or not JSON
+        raise IntegrityError(f"{str(path)!r} is not a checkpoint (not JSON)") from None
     if not isinstance(document, dict) or document.get("format") != CHECKPOINT_FORMAT:
         raise IntegrityError(f"{str(path)!r} is not a checkpoint ({CHECKPOINT_FORMAT})")
     body = {name: value for name, value in document.items() if name != "signature"}

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
 from dala_events.dialects import release_freed_space, write_transaction
-from dala_events.errors import InvalidInput
+from dala_events.errors import DatabaseFault, InvalidInput
 from dala_events.store import LogKey
 from dala_events.store.keys import LogCipher
 from dala_events.store.sql import check_log_key
@@ -68,7 +68,7 @@ def clear_old_row_versions(engine: Engine) -> None:
     the README). A failure is logged, not raised: the migration is committed."""
     try:
         _log.info("after encrypting old events: %s", release_freed_space(engine, ["event_log"]).done)
-    except DBAPIError as error:
+    except (DBAPIError, DatabaseFault) as error:
         _log.warning("clearing old row versions of event_log after encrypting it failed: %s", error)
 
 

@@ -15,6 +15,7 @@ else in the package reads the environment for these values.
 | DALA_AUTO_REBUILD | auto_rebuild | on for SQLite, off for PostgreSQL |
 | DALA_PAGE_DIR | page_dir | `interface/` beside a SQLite database, else `database/interface` |
 | DALA_XAPI_HOMEPAGE | xapi_homepage | none (`dala export --format xapi` needs one) |
+| DALA_TIME_ZONE | time_zone | UTC |
 """
 
 from __future__ import annotations
@@ -22,11 +23,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, tzinfo
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dala_events.errors import InvalidInput
+from dala_events.errors import InvalidInput, in_words
 from dala_events.store.codec import LogKey
 from dala_events.store.keys import MasterKey, MasterKeyError
+from dala_events.switches import switch
 
 DATABASE_URL_ENV = "DALA_DATABASE_URL"
 LOG_KEY_ENV = "DALA_LOG_KEY"
@@ -38,6 +42,7 @@ NEW_MASTER_KEY_ENV = "DALA_NEW_MASTER_KEY"
 AUTO_REBUILD_ENV = "DALA_AUTO_REBUILD"
 PAGE_DIR_ENV = "DALA_PAGE_DIR"
 XAPI_HOMEPAGE_ENV = "DALA_XAPI_HOMEPAGE"
+TIME_ZONE_ENV = "DALA_TIME_ZONE"
 
 DEFAULT_DATABASE_PATH = Path("database") / "edpsych_connect_dala.db"
 DEFAULT_DATABASE_URL = f"sqlite:///{DEFAULT_DATABASE_PATH}"
@@ -70,6 +75,8 @@ class Settings:
     """Where learners' pages are written (and removed on erasure); None: see `pages_folder`."""
     xapi_homepage: str | None = None
     """The account homepage of xAPI statements' actors (checked when an xAPI export runs)."""
+    time_zone: tzinfo = UTC
+    """The school's time zone: learners' pages show times in it, naming it (a `ZoneInfo`)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -90,9 +97,10 @@ class Settings:
             master_key=MasterKey.from_hex(master_value, source=MASTER_KEY_ENV) if master_value else None,
             master_key_file=Path(master_path).expanduser() if master_path else None,
             new_master_key=MasterKey.from_hex(new_master, source=NEW_MASTER_KEY_ENV) if new_master else None,
-            auto_rebuild=_switch(AUTO_REBUILD_ENV, get(AUTO_REBUILD_ENV)),
+            auto_rebuild=switch(AUTO_REBUILD_ENV, get(AUTO_REBUILD_ENV)),
             page_dir=Path(get(PAGE_DIR_ENV)).expanduser() if get(PAGE_DIR_ENV) else None,
             xapi_homepage=get(XAPI_HOMEPAGE_ENV) or None,
+            time_zone=_time_zone(get(TIME_ZONE_ENV)),
         )
 
     def with_database(self, database_url: str | None) -> Settings:
@@ -100,15 +108,17 @@ class Settings:
         return self if database_url is None else replace(self, database_url=database_url)
 
 
-def _switch(name: str, value: str) -> bool | None:
-    lowered = value.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    if lowered:
-        raise InvalidInput(name, f"must be 1 or 0, not {value!r}")
-    return None
+def _time_zone(name: str) -> tzinfo:
+    """`DALA_TIME_ZONE`: an IANA time zone name (`Europe/London`), from the system's time zone
+    database (or the `tzdata` package where the system has none); unset: UTC."""
+    if not name:
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder of zones (Europe)
+        raise InvalidInput(
+            TIME_ZONE_ENV, f"unknown time zone {name!r}: give an IANA name such as Europe/London or America/New_York"
+        ) from None
 
 
 def _log_key(value: str, path: str) -> LogKey | None:
@@ -121,8 +131,10 @@ def _log_key(value: str, path: str) -> LogKey | None:
     if path:
         try:
             text_in_file = Path(path).expanduser().read_text(encoding="ascii")
-        except (OSError, UnicodeDecodeError) as error:
-            raise InvalidInput(LOG_KEY_FILE_ENV, f"cannot read the key file {path!r}: {error}") from None
+        except OSError as error:
+            raise InvalidInput(LOG_KEY_FILE_ENV, f"cannot read the key file {path!r}: {in_words(error)}") from None
+        except UnicodeDecodeError:
+            raise InvalidInput(LOG_KEY_FILE_ENV, f"the key file {path!r} holds more than hex digits") from None
         return LogKey.from_hex(text_in_file, source=LOG_KEY_FILE_ENV)
     return None
 
@@ -131,6 +143,8 @@ def master_key_from_file(path: Path, *, source: str) -> MasterKey:
     """The master key held in the file at `path` (hex digits, surrounding whitespace ignored)."""
     try:
         text_in_file = path.expanduser().read_text(encoding="ascii")
-    except (OSError, UnicodeDecodeError) as error:
-        raise MasterKeyError(f"{source}: cannot read the master key file {str(path)!r}: {error}") from None
+    except OSError as error:
+        raise MasterKeyError(f"{source}: cannot read the master key file {str(path)!r}: {in_words(error)}") from None
+    except UnicodeDecodeError:
+        raise MasterKeyError(f"{source}: the master key file {str(path)!r} holds more than hex digits") from None
     return MasterKey.from_hex(text_in_file, source=source)

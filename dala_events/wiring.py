@@ -14,9 +14,12 @@ from __future__ import annotations
 import contextlib
 import enum
 import functools
+import hashlib
 import logging
 import os
+import re
 import threading
+import unicodedata
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -27,7 +30,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
-from dala_events.dialects import configure_key_store_sqlite, configure_sqlite, read_transaction
+from dala_events.dialects import configure_key_store_sqlite, configure_sqlite, name_database_faults, read_transaction
 from dala_events.errors import DatabaseNotFound, InvalidInput, SchemaMismatchError
 from dala_events.events import decode_json, dump_checked_json
 from dala_events.schema import LOG_SCHEMA_HEAD, create_tables, log_schema_revision
@@ -55,6 +58,7 @@ from dala_events.store.keys import (
     SqlKeyStore,
     write_secret_file,
 )
+from dala_events.store.sql import check_log_key
 from projections.projectors import project_events
 from projections.rebuild import rebuild, stale_error, stale_projections
 
@@ -96,7 +100,9 @@ def create_dala_engine(
     connections get the pragmas of `configure_sqlite`. With `create` a SQLite file's folder is
     created if missing; without it a missing file is DatabaseNotFound and nothing is created,
     so a typo in a path never looks like a missing learner. JSON columns are written compact
-    and read back with pydantic-core's JSON codec.
+    and read back with pydantic-core's JSON codec. A failure of the database itself (full,
+    read-only, damaged, the connection lost) is raised as DatabaseFault naming it
+    (`dialects.name_database_faults`).
     """
     try:
         url = make_url(database_url)
@@ -106,7 +112,9 @@ def create_dala_engine(
     if backend == "postgresql":
         if url.drivername == "postgresql":
             url = url.set(drivername="postgresql+psycopg")
-        return (postgresql_engine or create_engine)(url, pool_pre_ping=True, **_JSON_COLUMNS)
+        engine = (postgresql_engine or create_engine)(url, pool_pre_ping=True, **_JSON_COLUMNS)
+        name_database_faults(engine)
+        return engine
     if backend != "sqlite":
         raise InvalidInput("database_url", f"only sqlite and postgresql are supported, not {backend!r}")
     if url.database in (None, "", ":memory:"):
@@ -123,6 +131,7 @@ def create_dala_engine(
         if new:
             event.listen(engine, "connect", functools.partial(_private_when_new, path), once=True)
     configure_sqlite(engine)
+    name_database_faults(engine)
     return engine
 
 
@@ -133,6 +142,31 @@ def _private_when_new(path: Path, *_connection: Any) -> None:
     with contextlib.suppress(OSError):
         if path.stat().st_size == 0:
             os.chmod(path, 0o600)
+
+
+_KEPT_PAGE_NAME = re.compile(r"[a-z0-9_-]+")
+_READABLE_PART_LENGTH = 64
+
+
+def page_file_name(learner_id: str) -> str:
+    """The file name of the learner's page: one file per learner id, whatever the file system.
+
+    A plain id (only `a-z`, `0-9`, `_` and `-`) keeps its name: `student123.html`. Any other id
+    becomes `<readable>.<digest>.html`: its lowercase ASCII form (accents dropped, anything else
+    `_`, at most 64 characters; `learner` when nothing is left) and the first 16 hex digits of
+    the SHA-256 of the id itself, so "Ann" and "ann", "a/b" and "a_b", "." and "..", or two ids
+    that only look alike never share a page (a file system that ignores case or normalises
+    Unicode included: every name is lowercase ASCII). A kept name holds no `.`, so the two forms
+    never meet. Every page path is decided here (`Storage.page_path`, the process default's and
+    the async API's, `generate_interface.default_interface_path`), and erasure removes this file.
+    """
+    if _KEPT_PAGE_NAME.fullmatch(learner_id):
+        return f"{learner_id}.html"
+    decomposed = unicodedata.normalize("NFKD", learner_id.lower())
+    unaccented = "".join(c for c in decomposed if not unicodedata.combining(c))
+    readable = re.sub(r"[^a-z0-9_-]+", "_", unaccented).strip("_")[:_READABLE_PART_LENGTH] or "learner"
+    digest = hashlib.sha256(learner_id.encode("utf-8")).hexdigest()[:16]
+    return f"{readable}.{digest}.html"
 
 
 def _sqlite_file(engine: Engine) -> Path | None:
@@ -432,7 +466,10 @@ class Storage:
         `settings.auto_rebuild` allows it (the SQLite default), else SchemaMismatchError says to
         run `dala rebuild`; READ refuses a missing, unmigrated or stale database
         (DatabaseNotFound, SchemaMismatchError) and changes nothing; RAW only connects. A log
-        key other than the one the log is chained with is LogKeyError (CREATE, READ).
+        key other than the one the log is chained with, or none for a keyed log, is LogKeyError
+        in every mode but RAW, before anything is read: every read checks the events' links,
+        which would all fail and read as forgery (`integrity.verify_log`, which opens RAW,
+        checks the same first).
         `postgresql_engine` makes the engines of a PostgreSQL log and key store (see
         `create_dala_engine`: how `dala_events.aio` puts them on psycopg's asyncio connections).
         """
@@ -482,6 +519,7 @@ class Storage:
                     f"the event log's schema is at revision {revision or 'none'}, this code needs "
                     f"{LOG_SCHEMA_HEAD}; run `dala migrate`"
                 )
+            check_log_key(connection, self.log_key)
             stale = stale_projections(connection)
         if stale:
             raise stale_error(stale)
@@ -505,10 +543,8 @@ class Storage:
         return DEFAULT_PAGE_DIR if database is None else database.parent / "interface"
 
     def page_path(self, learner_id: str) -> Path:
-        """Where the learner's page goes: `<page_dir>/<learner>.html`, with any character that is
-        not safe in a file name replaced."""
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in learner_id).lstrip(".") or "learner"
-        return self.page_dir / f"{safe}.html"
+        """Where the learner's page goes: `<page_dir>/<page_file_name(learner_id)>`."""
+        return self.page_dir / page_file_name(learner_id)
 
     def rotate_master_key(self, new_master_key: MasterKey | None = None) -> int:
         """Re-wrap every data key under `new_master_key` (default: `settings.new_master_key`)

@@ -8,6 +8,7 @@ import re
 import shutil
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from freezegun import freeze_time
@@ -18,11 +19,13 @@ from dala_events.errors import InvalidInput, LearnerNotFound
 from dala_events.generate_interface import default_interface_path, generate_interface
 from dala_events.hlp_module import LearnerProfile
 from dala_events.store import SqlEventStore
+from dala_events.wiring import page_file_name
 from tests.conftest import IN_CI
 from tests.test_cli_and_readme import run_dala
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
+LONG_ZONE = "America/Argentina/Buenos_Aires"
 INJECTED = '<script>window.__dala_xss = 1; document.title = "pwned";</script>'
 INJECTED_IMG = '<img src=x onerror="window.__dala_xss = 2">'
 SECTIONS = (
@@ -46,7 +49,8 @@ def _hostile_learner(store: SqlEventStore, tmp_path: Path) -> Path:
         profile.add_interest(INJECTED)
         profile.add_struggle_area(INJECTED_IMG)
         profile.update_preference("note", "</style><script>window.__dala_xss = 3</script>")
-    return generate_interface("ann", tmp_path / "ann.html", store=store)
+    # A school far from UTC with a long zone name: the page's times and the chart's titles in it.
+    return generate_interface("ann", tmp_path / "ann.html", store=store, time_zone=ZoneInfo(LONG_ZONE))
 
 
 def test_page_shows_every_section_from_the_read_models_and_escapes_learner_text(
@@ -57,8 +61,8 @@ def test_page_shows_every_section_from_the_read_models_and_escapes_learner_text(
         assert f'<section id="{section}"' in page
     assert "<script" not in page.lower() and "onerror=" not in page.replace("onerror=&#34;", "")
     assert "&lt;script&gt;window.__dala_xss = 1;" in page
-    assert "teacher:&lt;b&gt;evil&lt;/b&gt;" in page
-    assert "by system:assessment" in page and "by learner:ann" in page  # the audit timeline
+    assert "by teacher &lt;b&gt;evil&lt;/b&gt;" in page
+    assert "by the assessment" in page and "by the learner" in page  # the audit timeline, in words
     assert "<svg" in page and "<polyline" in page  # the score chart
     assert "<progress" in page and "Trailblazer" in page
     assert not re.search(r"(src|href)=\"https?://", page)  # self-contained: nothing fetched
@@ -70,8 +74,9 @@ def test_page_paths_and_errors(sqlite_store: SqlEventStore, tmp_path: Path, monk
     with freeze_time("2026-10-01T10:00:00Z"):
         LearnerProfile("x/../y", store=sqlite_store).add_interest("Music")
         written = generate_interface("x/../y", store=sqlite_store)
-    assert written == default_interface_path("x/../y") == Path("database/interface/x_.._y.html")
-    assert written.exists() and "Generated 2026-10-01 10:00 UTC" in written.read_text()
+    assert written == default_interface_path("x/../y") == Path("database/interface") / page_file_name("x/../y")
+    assert written.name.startswith("x_y.") and written.resolve().parent == (tmp_path / "database/interface").resolve()
+    assert written.exists() and "Generated 1 Oct 2026, 10:00 UTC" in written.read_text()
     with pytest.raises(LearnerNotFound):
         generate_interface("nobody", tmp_path / "n.html", store=sqlite_store)
     with pytest.raises(InvalidInput, match="output_path"):
@@ -100,6 +105,11 @@ def test_dala_demo_end_to_end_in_a_fresh_directory(tmp_path: Path) -> None:
     again = run_dala("demo", cwd=tmp_path)
     assert again.returncode == 0 and "already has a profile" in again.stdout
 
+    # --out makes no folder (as export's does not): it says so and writes nothing.
+    refused = run_dala("demo", "--learner", "lee", "--seed", "9", "--out", "pages/lee.html", cwd=tmp_path)
+    assert refused.returncode == 1 and "the folder pages does not exist" in refused.stderr
+    assert not (tmp_path / "pages").exists()
+    (tmp_path / "pages").mkdir()
     other = run_dala("demo", "--learner", "lee", "--seed", "9", "--out", "pages/lee.html", cwd=tmp_path)
     assert other.returncode == 0, other.stderr
     assert (tmp_path / "pages" / "lee.html").exists()
@@ -142,12 +152,17 @@ for (const cell of document.querySelectorAll("td, th")) {
   }
 }
 const chartText = [];
+const chartClipped = [];
 for (const svg of document.querySelectorAll("#scores svg.chart")) {
   const box = svg.getBoundingClientRect();
   if (!box.width) continue;
   const scale = box.width / svg.viewBox.baseVal.width;
   for (const text of svg.querySelectorAll("text")) {
     chartText.push([text.textContent, parseFloat(getComputedStyle(text).fontSize) * scale]);
+    const r = text.getBoundingClientRect();
+    if (r.left < box.left - 1 || r.right > box.right + 1 || r.top < box.top - 1 || r.bottom > box.bottom + 1) {
+      chartClipped.push(text.textContent);
+    }
   }
 }
 return {
@@ -156,11 +171,12 @@ return {
   cells: document.querySelectorAll("td, th").length,
   broken: broken,
   chartText: chartText,
+  chartClipped: chartClipped,
 };
 """
 """Opens every <details>, then measures: horizontal overflow of the document; words of table
 cells that are split over lines or stick out of their cell; the rendered size of the visible
-chart's text (its font size times the SVG's scale)."""
+chart's text (its font size times the SVG's scale), and which of it sticks out of the chart."""
 
 
 def _at_width(driver: Any, width: int, height: int = 900) -> None:
@@ -219,6 +235,7 @@ def test_page_in_headless_chromium(sqlite_store: SqlEventStore, tmp_path: Path) 
             assert len(sizes) >= 8, f"chart text not found at {width} px"  # 5 y ticks, x ticks, 2 titles
             small = [(text, round(size, 1)) for text, size in sizes if size < 12]
             assert small == [], f"chart text under 12 px at {width} px"
+            assert found_problems["chartClipped"] == [], f"chart text cut off at {width} px"
         _full_page_screenshot(driver, 390, ARTIFACTS / "learner-page-phone.png")
 
         # The checks can fail: squeeze the cells and let words break anywhere, and they notice.
@@ -228,6 +245,11 @@ def test_page_in_headless_chromium(sqlite_store: SqlEventStore, tmp_path: Path) 
             "document.head.append(style);"
         )
         assert driver.execute_script(_LAYOUT_PROBLEMS)["broken"]
+        driver.execute_script(
+            "document.querySelector('svg.chart-narrow text.axis-title').textContent += ' and words it has no room for';"
+        )
+        _at_width(driver, 390)
+        assert driver.execute_script(_LAYOUT_PROBLEMS)["chartClipped"]
     finally:
         driver.quit()
     assert os.path.getsize(ARTIFACTS / "learner-page.png") > 10_000

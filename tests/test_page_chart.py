@@ -4,7 +4,8 @@ ticks, titled axes, one told-apart series per objective, described in words."""
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given
@@ -23,9 +24,13 @@ def _attempt(when: datetime, score: float | None, lo_id: str = "MATH_LO_001", n:
 
 
 def _chart(
-    attempts: list[ActivityAttemptData], *, width: int = 640, titles: dict[str, str] | None = None
+    attempts: list[ActivityAttemptData],
+    *,
+    width: int = 640,
+    titles: dict[str, str] | None = None,
+    time_zone: tzinfo = UTC,
 ) -> ScoreChart:
-    chart = score_chart(attempts, width=width, titles=titles)
+    chart = score_chart(attempts, width=width, titles=titles, time_zone=time_zone)
     assert chart is not None
     return chart
 
@@ -44,15 +49,24 @@ def test_x_positions_are_proportional_to_the_attempts_times() -> None:
     assert (xs[1] - xs[0]) / (xs[-1] - xs[0]) < 0.01
 
 
+ZONES = (UTC, ZoneInfo("America/New_York"), ZoneInfo("Asia/Kolkata"), ZoneInfo("Australia/Lord_Howe"))
+"""UTC, a zone whose clocks go back an hour on 1 Nov 2026, a half-hour offset, a half-hour
+daylight-saving shift."""
+
+
 @given(
     gaps=st.lists(st.integers(min_value=1, max_value=40 * 24 * 60), min_size=1, max_size=12),
     width=st.sampled_from([340, 640]),
+    zone=st.sampled_from(ZONES),
+    start=st.sampled_from([START, datetime(2026, 10, 31, 22, 15, tzinfo=UTC), datetime(2027, 3, 13, 23, tzinfo=UTC)]),
 )
-def test_proportional_for_any_gaps_and_ticks_inside_the_plot(gaps: list[int], width: int) -> None:
-    times = [START]
+def test_proportional_for_any_gaps_and_ticks_inside_the_plot(
+    gaps: list[int], width: int, zone: tzinfo, start: datetime
+) -> None:
+    times = [start]
     for gap in gaps:
         times.append(times[-1] + timedelta(minutes=gap))
-    chart = _chart([_attempt(when, 60, n=i) for i, when in enumerate(times)], width=width)
+    chart = _chart([_attempt(when, 60, n=i) for i, when in enumerate(times)], width=width, time_zone=zone)
     xs = [point.x for point in chart.points]
     span = (times[-1] - times[0]).total_seconds()
     for x, when in zip(xs, times, strict=True):
@@ -62,6 +76,49 @@ def test_proportional_for_any_gaps_and_ticks_inside_the_plot(gaps: list[int], wi
     labels = [label for _, label in chart.x_ticks]
     assert len(set(labels)) == len(labels)  # never two ticks reading the same
     assert len(labels) * 6 * chart.font_size <= (chart.plot_right - chart.plot_left) + 6 * chart.font_size
+    tick_xs = [x for x, _ in chart.x_ticks]
+    assert all(a < b for a, b in itertools.pairwise(tick_xs))  # in order, never two at one place
+
+
+def test_the_time_axis_keeps_the_schools_clock() -> None:
+    new_york = ZoneInfo("America/New_York")  # UTC-4 until 1 Nov 2026 02:00, then UTC-5
+    weeks = _chart(
+        [_attempt(START - timedelta(days=12), 40, n=1), _attempt(START + timedelta(days=12), 80, n=2)],
+        time_zone=new_york,
+    )
+    assert weeks.x_title == "Date of attempt, 2026 (New York time)"
+    assert [label for _, label in weeks.x_ticks] == ["26 Oct", "2 Nov", "9 Nov", "16 Nov"]  # Mondays
+    x_of = {label: x for x, label in weeks.x_ticks}
+    per_second = (x_of["9 Nov"] - x_of["2 Nov"]) / timedelta(days=7).total_seconds()
+    # Midnight to midnight across the change is a week and an hour.
+    assert x_of["2 Nov"] - x_of["26 Oct"] == pytest.approx(per_second * timedelta(days=7, hours=1).total_seconds())
+
+    # Hours of the zone's clock; the hour it lives twice is ticked once, and takes its room.
+    back = datetime(2026, 11, 1, 4, 30, tzinfo=UTC)  # 00:30 in New York
+    hours = _chart([_attempt(back, 40, n=1), _attempt(back + timedelta(hours=4), 80, n=2)], time_zone=new_york)
+    assert hours.x_title == "Time of attempt on 1 Nov 2026 (New York time)"
+    assert [label for _, label in hours.x_ticks] == ["00:30", "01:00", "01:30", "02:00", "02:30", "03:00", "03:30"]
+    x_of = {label: x for x, label in hours.x_ticks}
+    assert x_of["02:00"] - x_of["01:30"] == pytest.approx(3 * (x_of["01:30"] - x_of["01:00"]))  # 01:30 to 02:00 EST
+    assert hours.points[0].label.endswith("1 Nov 2026, 00:30") and hours.points[1].label.endswith("1 Nov 2026, 03:30")
+    forward = datetime(2027, 3, 14, 5, 40, tzinfo=UTC)  # 00:40 in New York; at 02:00 the clocks go to 03:00
+    skipped = _chart([_attempt(forward, 40, n=1), _attempt(forward + timedelta(hours=3), 80, n=2)], time_zone=new_york)
+    labels = [label for _, label in skipped.x_ticks]
+    assert labels == ["14 Mar", "01:00", "03:00", "04:00", "05:00"]  # no 02:00: the clocks never read it
+    # The zone is named in the axis title where it fits (else the page's header names it alone).
+    weeks_apart = [_attempt(START, 40, n=1), _attempt(START + timedelta(days=24), 80, n=2)]
+    buenos_aires = ZoneInfo("America/Argentina/Buenos_Aires")
+    assert _chart(weeks_apart, time_zone=buenos_aires).x_title == "Date of attempt, 2026 (Buenos Aires time)"
+    assert score_chart(weeks_apart, width=340, font_size=13, time_zone=buenos_aires).x_title == "Date of attempt, 2026"  # type: ignore[union-attr]
+    london = score_chart(weeks_apart, width=340, font_size=13, time_zone=ZoneInfo("Europe/London"))
+    assert london is not None and london.x_title == "Date of attempt, 2026 (London time)"
+    # A day that is a day in UTC and two in Kolkata.
+    kolkata = _chart(
+        [_attempt(datetime(2026, 11, 3, 10, tzinfo=UTC), 40, n=1), _attempt(datetime(2026, 11, 3, 20, tzinfo=UTC), 80)],
+        time_zone=ZoneInfo("Asia/Kolkata"),
+    )
+    assert kolkata.x_title == "Time of attempt, 3 Nov 2026 to 4 Nov 2026 (Kolkata time)"
+    assert kolkata.description.startswith("2 scored attempts at 1 objective between 3 Nov 2026 and 4 Nov 2026")
 
 
 def test_the_score_axis_is_the_documented_0_to_100_scale_with_round_ticks() -> None:

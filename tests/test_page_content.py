@@ -1,16 +1,22 @@
-"""What the learner's page says: curriculum titles instead of LO ids, readable labels instead
-of raw keys, "change N", progress bars measured from completed activities, and the times
-things happened (with the recording time where it differs)."""
+"""What the learner's page says, read as a parent would: curriculum titles and activity names
+instead of codes, readable labels instead of raw keys, who changed what in words and which
+change it was ("17th change"), progress bars measured from completed activities and what
+"done" and "completed" mean, "Finds hard", and the times things happened (with the recording
+time where it differs) in the school's time zone, named."""
 
 from __future__ import annotations
 
+import asyncio
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import pytest
 from freezegun import freeze_time
 
-from dala_events import audit
+from dala_events import aio, audit
+from dala_events.app import Dala
 from dala_events.assessment import (
     DIAGNOSTIC_TASKS,
     PREFERENCE_LABELS,
@@ -23,11 +29,20 @@ from dala_events.assessment import (
 )
 from dala_events.attribution import occurring_at, recorded_as
 from dala_events.demo import run_demo
-from dala_events.generate_interface import generate_interface, objective_progress, render_interface
+from dala_events.errors import InvalidInput
+from dala_events.generate_interface import (
+    generate_interface,
+    objective_progress,
+    render_interface,
+    zone_label,
+    zone_name,
+)
 from dala_events.hlp_module import LearnerProfile
 from dala_events.pathway import curriculum_by_id, curriculum_from, load_curriculum
 from dala_events.persistence_manager import get_full_learner_profile_data
+from dala_events.settings import Settings
 from dala_events.store import SqlEventStore
+from dala_events.summaries import ordinal
 
 NOW = datetime(2026, 11, 25, 12, 52, tzinfo=UTC)
 HAPPENED = datetime(2026, 11, 3, 9, 30, tzinfo=UTC)
@@ -63,8 +78,9 @@ def test_page_shows_titles_readable_labels_and_change_numbers(sqlite_store: SqlE
         assert label in html
     assert "Preference “Favourite colour” set to green" in html
     assert re.search(r"<td data-label=\"Type\">(Quiz|Game|Reading|Practice)</td>", html)
-    assert f"· change {len(audit.history('ann', store=sqlite_store))} by teacher:7" in html
-    assert "· change 1 by system:demo" in html and not re.search(r"· v\d", html)
+    assert f"· by teacher 7 · {ordinal(len(audit.history('ann', store=sqlite_store)))} change" in html
+    assert "· by the demo · why: simulated: demo learner created, week 1 · 1st change" in html
+    assert not re.search(r"· v\d", html)
     # The pathway's reasons name prerequisites by title too.
     assert not re.search(r"builds on [A-Z]+_LO_\d", html)
 
@@ -140,3 +156,146 @@ def test_times_shown_are_when_things_happened(sqlite_store: SqlEventStore) -> No
     entry = re.search(r"<li><div class=\"when\">(.*?)</div>\s*<div>Interest added: Music", html, re.S)
     assert entry and "recorded" not in entry.group(1) and "25 Nov 2026, 12:52" in entry.group(1)
     assert 'Profile created <time datetime="2026-11-03T09:30:00+00:00">3 Nov 2026</time>' in html
+
+
+# ---------------------------------------------------------------------------------------------
+# The page read as a parent would
+# ---------------------------------------------------------------------------------------------
+
+
+def _text(html: str) -> str:
+    """What a reader sees: the page's text without its tags, spaces collapsed."""
+    body = re.sub(r"<(style|title|desc)\b.*?</\1>", " ", html, flags=re.S)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body)).replace(" ,", ",")
+
+
+def test_the_page_says_what_done_and_completed_mean(sqlite_store: SqlEventStore) -> None:
+    with freeze_time(NOW):
+        profile = LearnerProfile("p", store=sqlite_store)
+        profile.start_lo("MATH_LO_001")  # the curriculum expects 4 activities
+        profile.record_activity_attempt("MATH_LO_001", "a1", "quiz", score=70, completed=True)
+        profile.record_activity_attempt("MATH_LO_001", "a2", "game", score=55, completed=False)
+        profile.record_activity_attempt("MATH_LO_001", "a3", "game", score=75, completed=True)
+        profile.mark_lo_completed("MATH_LO_001", score=75)
+        data = get_full_learner_profile_data("p", store=sqlite_store)
+        assert data is not None
+        html = render_interface(data, audit.history("p", store=sqlite_store))
+    text = _text(html)
+    # The objective: completed with half its activities done, and why its bar is full.
+    assert "Completed, with 2 of 4 activities done" in text and "Objective completed;" not in text
+    assert "which can be before every activity is done" in text
+    assert "The bar shows how many of an objective's activities are done" in text
+    # The attempts: a score beside "not done", explained.
+    assert "An attempt can have a score and still not complete the activity" in text
+    assert '<th scope="col">Activity done?</th>' in html
+    assert '<td data-label="Activity done?">Not yet</td>' in html and '<td data-label="Activity done?">Yes</td>' in html
+    assert ">no<" not in html and ">yes<" not in html
+
+
+def test_activities_are_named_where_their_events_carry_a_name(sqlite_store: SqlEventStore, tmp_path: Path) -> None:
+    with freeze_time(NOW):
+        profile = LearnerProfile("n", store=sqlite_store)
+        profile.record_activity_attempt(
+            "MATH_LO_001", "math_lo_001_act_3", "game", score=64, attempt_details={"activity_name": "Number bond snap"}
+        )
+        profile.record_activity_attempt("MATH_LO_001", "math_lo_001_act_4", "quiz", score=80)  # no name
+        profile.record_activity_attempt(
+            "MATH_LO_001", "a5", "quiz", score=81, attempt_details={"activity_name": 5, "hints": 2}
+        )  # not a name
+        data = get_full_learner_profile_data("n", store=sqlite_store)
+        assert data is not None
+        html = render_interface(data, audit.history("n", store=sqlite_store))
+    # The name, with the code small beside it; the code alone where no name was recorded.
+    assert '<td data-label="Activity"><div>Number bond snap <span class="id">math_lo_001_act_3</span></div>' in html
+    assert '<td data-label="Activity"><div>math_lo_001_act_4</div></td>' in html
+    assert '<td data-label="Activity"><div>a5</div></td>' in html
+    assert "Attempted “Number bond snap” (Game) for “Know number bonds to 20”: score 64" in html
+    # The chart's tooltip and data table name it too.
+    assert "Know number bonds to 20: Number bond snap (Game), score 64" in html
+    # The demo's activities carry names.
+    demo = run_demo("d", 3, tmp_path / "d.html", store=sqlite_store).page.read_text(encoding="utf-8")
+    attempts = demo.split('id="activity-attempts"')[1].split("</section>")[0]
+    assert len(re.findall(r'"Activity"><div>[^<]+ <span class="id">[a-z_0-9]+_act_\d</span></div>', attempts)) == 6
+    assert re.findall(r'"Activity"><div>[a-z_0-9]+_act_\d</div>', attempts) == []
+
+
+def test_times_are_shown_in_the_schools_time_zone_named(tmp_path: Path) -> None:
+    assert Settings().time_zone == UTC and Settings.from_env({}).time_zone == UTC
+    assert Settings.from_env({"DALA_TIME_ZONE": "Asia/Tokyo"}).time_zone == ZoneInfo("Asia/Tokyo")
+    for unknown in ("Mars/Olympus", "Europe/Londres", "../etc/passwd", "/etc/localtime"):
+        with pytest.raises(InvalidInput, match="DALA_TIME_ZONE") as refused:
+            Settings.from_env({"DALA_TIME_ZONE": unknown})
+        assert "IANA" in str(refused.value) and refused.value.field == "DALA_TIME_ZONE"
+
+    tokyo = Settings(database_url=f"sqlite:///{tmp_path}/school.db", time_zone=ZoneInfo("Asia/Tokyo"))
+    with Dala.open(tokyo) as dala, freeze_time(NOW):
+        with occurring_at(HAPPENED):
+            profile = dala.profile("t")
+            profile.record_activity_attempt("MATH_LO_001", "a1", "quiz", score=40)
+        with occurring_at(datetime(2026, 11, 9, 20, 0, tzinfo=UTC)):  # 10 Nov in Tokyo
+            profile.record_activity_attempt("MATH_LO_001", "a2", "quiz", score=70)
+        html = dala.render_page("t").read_text(encoding="utf-8")
+        demo = dala.demo("kim", 4).page.read_text(encoding="utf-8")
+    text = _text(html)
+    assert '<time datetime="2026-11-03T18:30:00+09:00">3 Nov 2026, 18:30</time>' in html
+    assert "10 Nov 2026, 05:00" in text and "9 Nov 2026" not in text
+    assert "from 40 on 3 Nov 2026 to 70 on 10 Nov 2026" in text
+    assert "times are Tokyo time (Asia/Tokyo)" in text and "UTC" not in text
+    assert "Generated 25 Nov 2026, 21:52 Tokyo time" in text
+    assert "Date of attempt, 2026 (Tokyo time)" in html
+    assert "times are Tokyo time (Asia/Tokyo)" in _text(demo)
+
+    async def async_page() -> str:
+        async with await aio.AsyncDala.open(tokyo) as opened:
+            return Path(await aio.generate_interface("t", store=opened.store)).read_text(encoding="utf-8")
+
+    assert "times are Tokyo time (Asia/Tokyo)" in _text(asyncio.run(async_page()))
+
+    named = {zone_label(zone) for zone in (UTC, ZoneInfo("UTC"), ZoneInfo("Etc/UTC"))}
+    buenos_aires = ZoneInfo("America/Argentina/Buenos_Aires")
+    assert named == {"UTC"} and zone_name(buenos_aires) == "Buenos Aires time"
+    assert zone_label(buenos_aires) == "Buenos Aires time (America/Argentina/Buenos_Aires)"
+    assert zone_label(timezone(timedelta(hours=2))) == "UTC+02:00"
+
+
+def test_the_timeline_names_who_in_words_and_numbers_changes_as_a_reader_counts(
+    sqlite_store: SqlEventStore, tmp_path: Path
+) -> None:
+    run_demo("ann", 3, tmp_path / "ann.html", store=sqlite_store)
+    with recorded_as("teacher:7", reason="parent meeting"):
+        LearnerProfile("ann", store=sqlite_store).add_interest("Chess")
+    with recorded_as("dpo:jane"):
+        LearnerProfile("ann", store=sqlite_store).add_interest("Kites")
+    LearnerProfile("ann", store=sqlite_store).add_interest("Drums")  # no actor named: the system
+    html = generate_interface("ann", tmp_path / "ann.html", store=sqlite_store).read_text(encoding="utf-8")
+    timeline = _text(html.split('id="timeline"')[1])
+    count = len(audit.history("ann", store=sqlite_store))
+    for actor in ("system:", "learner:", "teacher:", "dpo:", "change 1 ", "change 17 "):
+        assert actor not in timeline, actor
+    assert "Profile created · by the demo · why: simulated: demo learner created, week 1 · 1st change" in timeline
+    assert "by the assessment" in timeline and "by the learning pathway" in timeline
+    assert "by the learner" in timeline and "by the badge system" in timeline
+    assert f"Interest added: Chess · by teacher 7 · why: parent meeting · {ordinal(count - 2)} change" in timeline
+    assert f"Interest added: Kites · by data protection officer jane · {ordinal(count - 1)} change" in timeline
+    assert f"Interest added: Drums · by the platform · {ordinal(count)} change" in timeline
+    assert "2nd change" in timeline and "3rd change" in timeline and "11th change" in timeline
+    assert "21st change" in timeline and "22nd change" in timeline
+    assert "Changes are numbered in the order they were recorded" in timeline
+
+
+def test_struggle_areas_read_as_what_the_learner_finds_hard(sqlite_store: SqlEventStore) -> None:
+    with freeze_time(NOW):
+        profile = LearnerProfile("f", store=sqlite_store)
+        profile.add_struggle_area("Handwriting")
+        profile.add_struggle_area("Spelling")
+        profile.remove_struggle_area("Spelling")
+        data = get_full_learner_profile_data("f", store=sqlite_store)
+        assert data is not None
+        html = render_interface(data, audit.history("f", store=sqlite_store))
+    assert [row.struggle_description for row in data.struggles] == ["Handwriting"]  # the data unchanged
+    text = _text(html)
+    assert '<h2 id="h-struggles">Finds hard</h2>' in html and "Struggle" not in text
+    assert "Added to “Finds hard”: Handwriting" in text and "Removed from “Finds hard”: Spelling" in text
+    empty = get_full_learner_profile_data("f", store=sqlite_store)
+    assert empty is not None
+    assert "Nothing noted yet." in render_interface(empty.model_copy(update={"struggles": []}), [])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import string
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
@@ -335,16 +336,15 @@ class LogKey:
     def from_hex(cls, text: str, *, source: str = "log key") -> LogKey:
         """The key written as hex digits (64 or more: `secrets.token_hex(32)` makes one)."""
         digits = "".join(text.split())
-        try:
-            secret = bytes.fromhex(digits)
-        except ValueError:
-            raise InvalidInput(source, "must be hex digits (e.g. the output of `openssl rand -hex 32`)") from None
-        if len(secret) < MIN_LOG_KEY_BYTES:
-            digits_needed = 2 * MIN_LOG_KEY_BYTES
+        if not all(c in string.hexdigits for c in digits):
+            raise InvalidInput(source, "must be hex digits (e.g. the output of `openssl rand -hex 32`)")
+        if len(digits) < 2 * MIN_LOG_KEY_BYTES or len(digits) % 2:  # hex digits all, but not whole bytes enough
             raise InvalidInput(
-                source, f"must be at least {MIN_LOG_KEY_BYTES} bytes ({digits_needed} hex digits), got {len(secret)}"
+                source,
+                f"must be at least {MIN_LOG_KEY_BYTES} bytes ({2 * MIN_LOG_KEY_BYTES} hex digits, two a byte), "
+                f"got {len(digits)} hex digits",
             )
-        return cls(secret, source=source)
+        return cls(bytes.fromhex(digits), source=source)
 
     def sign(self, message: bytes) -> str:
         """HMAC-SHA256 of `message` under this key, in hex."""

@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import string
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -116,11 +117,15 @@ class MasterKey:
         """The key written as 64 hex digits (`openssl rand -hex 32` makes one)."""
         if not isinstance(text, str):
             raise MasterKeyError(f"{source}: must be hex digits (str), not {type(text).__name__}")
-        try:
-            secret = bytes.fromhex("".join(text.split()))
-        except ValueError:
-            raise MasterKeyError(f"{source}: must be hex digits (e.g. the output of `openssl rand -hex 32`)") from None
-        return cls(secret, source=source)
+        digits = "".join(text.split())
+        if not all(c in string.hexdigits for c in digits):
+            raise MasterKeyError(f"{source}: must be hex digits (e.g. the output of `openssl rand -hex 32`)")
+        if len(digits) != 2 * MASTER_KEY_BYTES:  # hex digits all, but too few or too many
+            raise MasterKeyError(
+                f"{source}: must be exactly {MASTER_KEY_BYTES} bytes ({2 * MASTER_KEY_BYTES} hex digits, e.g. the "
+                f"output of `openssl rand -hex 32`), got {len(digits)} hex digits"
+            )
+        return cls(bytes.fromhex(digits), source=source)
 
     @classmethod
     def generate(cls) -> MasterKey:

@@ -2,7 +2,8 @@
 
 `event_log` is the one table of truth, `projection_state` the projections' bookkeeping and
 `log_chain` the record of how the log's hash chain is keyed, `log_encryption` the record of the
-migration that encrypted older events (all migrated by Alembic).
+migration that encrypted older events; with the record of disclosures and the subscriptions'
+checkpoints they are `LOG_METADATA`, every table the log's migrations (Alembic) own.
 `SqlEventStore` runs each append in one transaction with the inline projectors it is handed
 (functions of the open Connection and the events), so events and their projection commit
 together; it knows nothing of what they project. Each row's `hash` chains it to the one before
@@ -118,6 +119,12 @@ event_log = Table(
 )
 """The one table of truth. Rows are only ever inserted."""
 
+COMMIT_ORDER_INDEX = Index("ix_event_log_transaction", event_log.c.transaction_id, event_log.c.position).ddl_if(
+    dialect="postgresql"
+)
+"""PostgreSQL's log is read in (transaction_id, position) order (`in_commit_order`); SQLite's by
+position alone, so the index is made on PostgreSQL only (migration 0009)."""
+
 DATABASE_COLUMNS = ("transaction_id",)
 """Columns of event_log that the database fills for its own bookkeeping: not written by the
 store, not carried by backups (a restore's database fills them anew)."""
@@ -190,6 +197,23 @@ subscription_checkpoints = Table(
 """Each subscription's checkpoint (`dala_events.subscriptions`): the (transaction_id, position)
 of the last event it acknowledged ((-1, 0): none yet), and the filter it delivers through.
 Created by migration 0009; the filter by 0010."""
+
+
+disclosure_log = Table(
+    "disclosure_log",
+    LOG_METADATA,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("learner_id", String(128), nullable=False),
+    Column("disclosed_at", UTCDateTime(), nullable=False),
+    Column("what", String(40), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("correlation_id", String(200), nullable=False),
+    Index("ix_disclosure_log_learner_id", "learner_id", "id"),
+)
+"""One row per disclosure of a learner's data (`dala_events.disclosures` writes and reads it);
+created by migration 0004, never updated or deleted. Declared here, with the other tables the
+log's migrations own, so that Alembic compares them all (`migrations/env.py`)."""
 
 
 InlineProjector = Callable[[Connection, Sequence[ProjectableEvent]], None]
@@ -593,6 +617,19 @@ def check_log_key(connection: Connection, log_key: LogKey | None) -> None:
     raise LogKeyError(
         f"the event log is chained with the log key of id {record.key_id}, not the configured one (id {key_id})"
     )
+
+
+def check_log_key_to_verify(connection: Connection, log_key: LogKey | None) -> None:
+    """LogKeyError (as `check_log_key` words it) when the log is recorded as chained with a key
+    and `log_key` is not that key, or none: checked before the chains are, whose every link
+    would fail without the key and read as forgery. A missing record, or a log recorded as
+    chained without a key while a key is given, is for the check itself to report: either may
+    be the trace of someone rewriting the log."""
+    record = connection.execute(select(log_chain.c.mode, log_chain.c.key_id).where(log_chain.c.id == 1)).first()
+    if record is None or record.mode == chain_mode(None):
+        return
+    if log_key is None or (record.mode, record.key_id) != (chain_mode(log_key), log_key.key_id):
+        check_log_key(connection, log_key)
 
 
 class _Statements:
