@@ -454,10 +454,18 @@ class Dala:
         )
 
     def subscription(self, name: str, *, event_types: Collection[str] | None = None) -> Subscription:
-        """The named subscription of another system following this log (see `subscriptions`)."""
+        """The named subscription of another system following this log (see `subscriptions`);
+        its filter is its own: another one is refused (SubscriptionError)."""
         from dala_events.subscriptions import Subscription
 
         return Subscription(name, store=self.store, event_types=event_types)
+
+    def reset_subscription(self, name: str) -> bool:
+        """Start a subscription over from the beginning of the log, its filter forgotten (see
+        `subscriptions.reset_subscription`); whether there was one of that name."""
+        from dala_events.subscriptions import reset_subscription
+
+        return reset_subscription(self.engine, name)
 
     def subscriptions(self) -> list[SubscriptionStatus]:
         """Every subscription with its checkpoint and lag, by name."""

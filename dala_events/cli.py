@@ -527,13 +527,16 @@ def _fail_naming_damage(damaged: list[Any]) -> None:
         _fail("the event log holds damaged rows (listed above); run `dala verify`")
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @_database_url_option
 @click.pass_obj
 @_reports_errors
 def subscriptions(options: Options, as_json: bool) -> None:
-    """List the subscriptions following the log: checkpoint and lag (events not yet acknowledged)."""
+    """List the subscriptions following the log: the log position of the last event each
+    acknowledged, its lag (events after it) and the event types it delivers."""
+    if click.get_current_context().invoked_subcommand is not None:
+        return
     found = _dala(options).subscriptions()
     if as_json:
         _print_json([_json_ready(dataclasses.asdict(status)) for status in found])
@@ -541,14 +544,45 @@ def subscriptions(options: Options, as_json: bool) -> None:
     from rich.table import Table
 
     table = Table(title=_count(len(found), "subscription"), title_justify="left", show_edge=False)
-    table.add_column("subscription", overflow="ellipsis", no_wrap=True, max_width=40)
-    table.add_column("log position", justify="right", no_wrap=True)
-    table.add_column("lag (events)", justify="right", no_wrap=True)
-    table.add_column("last acknowledged (UTC)", no_wrap=True)
+    table.add_column("subscription", overflow="ellipsis", no_wrap=True, max_width=24)
+    table.add_column("position", justify="right", no_wrap=True)
+    table.add_column("lag", justify="right", no_wrap=True)
+    table.add_column("acknowledged (UTC)", no_wrap=True)
+    table.add_column("event types", no_wrap=True)
+    listed = []
     for status in found:
         acknowledged = _minute(status.updated_at) if status.position else "never"
-        table.add_row(_safe(status.name), str(status.position), f"{status.lag:,}", acknowledged)
-    _print_table(table)
+        if not status.filter_recorded:
+            types = "not recorded"
+        elif status.event_types is None:
+            types = "every type"
+        else:
+            types = _count(len(status.event_types), "type")
+            listed.append(f"{_safe(status.name)}: {', '.join(status.event_types)}")
+        table.add_row(_safe(status.name), str(status.position), f"{status.lag:,}", acknowledged, types)
+    console = _console()
+    _print_table(table, console)
+    for line in listed:  # the types themselves, below the table: too long for a column
+        console.print(line, overflow="fold")
+    if not all(status.filter_recorded for status in found):
+        console.print("not recorded: opened before event types were kept; the next open records them")
+
+
+@subscriptions.command("reset")
+@click.argument("name")
+@_database_url_option
+@click.pass_obj
+@_reports_errors
+def subscriptions_reset(options: Options, name: str) -> None:
+    """Start subscription NAME over: its checkpoint and event types are forgotten, and the next
+    open starts from the beginning of the log with the types it gives (every event is delivered
+    again)."""
+    if not _dala(options).reset_subscription(name):
+        raise DalaError(f"there is no subscription {name!r}; see `dala subscriptions`")
+    options.say(
+        f"subscription {name!r} reset: its next open starts from the beginning of the log with the event "
+        "types it gives"
+    )
 
 
 @main.command()

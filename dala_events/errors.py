@@ -174,3 +174,12 @@ class DatabaseFault(DalaError):
         self.problem = problem
         self.disconnected = disconnected
         super().__init__(f"the database {database} cannot be used: {problem}; {hint}")
+
+
+class SubscriptionError(DalaError):
+    """A subscription cannot be opened or go on as asked: it delivers another filter's events,
+    or it was reset since it was opened here. Names the subscription and says what to do."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        self.name = name
+        super().__init__(f"subscription {name!r} {problem}")

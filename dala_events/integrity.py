@@ -42,7 +42,7 @@ from dala_events.errors import DalaError, in_words
 from dala_events.events import utc_now
 from dala_events.key_audit import KeyReport
 from dala_events.store import SqlEventStore, log_chain
-from dala_events.store.chain import KINDS, ChainWalker, Problem, Stream
+from dala_events.store.chain import KINDS, MAX_LISTED_PROBLEMS, ChainWalker, Problem, Stream
 from dala_events.store.codec import ChainRow, LogKey, chain_mode
 from dala_events.store.contract import check_kind, valid_learner_id
 from dala_events.store.sql import check_log_key_to_verify, log_encryption, rebuild_skips, unfinished_restore
@@ -308,6 +308,7 @@ def verify_log(
             store = SqlEventStore(engine).bound_to(connection)
             rows = store.stored_rows(batch_size=batch_size, learner_ids=wanted)
             report = check_chains(rows, log_key, checkpoint=checkpoint)
+            _add_problems(report, commit_order_problems(connection, wanted))
             report.engine_check = engine_check(connection)
             report.encryption = _encryption_record(connection)
             if inspect(connection).has_table("rebuild_skips"):
@@ -328,6 +329,77 @@ def verify_log(
                     problem.detail = f"{_REWRITTEN}: by the encryption migration (0005)"
             report.hint = explanation if report.hint is None else f"{report.hint}; {explanation}"
     return report
+
+
+_COMMIT_ORDER = text(
+    """
+SELECT learner_id, version, position, transaction_id, previous_version, previous_id, next_id FROM (
+    SELECT e.learner_id, e.version, e.position, e.transaction_id, now.next_id,
+           lag(e.version) OVER stream AS previous_version,
+           lag(CASE WHEN e.transaction_id >= 0 AND e.transaction_id < now.next_id THEN e.transaction_id END)
+               OVER stream AS previous_id
+    FROM event_log AS e, (SELECT (pg_snapshot_xmax(pg_current_snapshot())::text)::bigint AS next_id) AS now
+    WHERE :every OR e.learner_id = ANY(:learner_ids)
+    WINDOW stream AS (PARTITION BY e.learner_id ORDER BY e.version)
+) AS ordered
+WHERE transaction_id < 0 OR transaction_id >= next_id OR transaction_id < previous_id
+ORDER BY position LIMIT :most
+"""
+)
+"""Each event whose transaction id is out of bounds, or below its predecessor's (one itself out
+of bounds is not compared with: it is reported alone)."""
+
+
+def commit_order_problems(connection: Connection, learner_ids: Collection[str] | None = None) -> list[Problem]:
+    """PostgreSQL: the events whose `transaction_id` breaks the commit order subscriptions
+    deliver in (`store.sql.in_commit_order`), as "reordered" problems (on `connection`, inside
+    its transaction; none on SQLite, where the position is the order, nor before migration 0009).
+
+    The database fills the column, outside the chain (a backup does not carry it), so no link
+    covers it; what can be checked is checked: within a stream it never goes down from one
+    version to the next (a later version is appended by a later transaction, or the same one),
+    it is not negative, and it is below every transaction that has not ended (the snapshot's
+    xmax: a committed row's writer ended before it). An id moved within those bounds shows
+    nowhere."""
+    if connection.dialect.name != "postgresql":
+        return []
+    if "transaction_id" not in {column["name"] for column in inspect(connection).get_columns("event_log")}:
+        return []  # a log before migration 0009
+    parameters = {
+        "every": learner_ids is None,
+        "learner_ids": sorted(learner_ids or ()),
+        "most": MAX_LISTED_PROBLEMS,
+    }
+    problems = []
+    for learner_id, version, position, transaction_id, previous_version, previous_id, next_id in connection.execute(
+        _COMMIT_ORDER, parameters
+    ):
+        if transaction_id < 0:
+            why = f"its transaction id {transaction_id} is negative"
+        elif transaction_id >= next_id:
+            why = f"its transaction id {transaction_id} is beyond every committed transaction (the next is {next_id})"
+        else:
+            why = f"its transaction id {transaction_id} is below version {previous_version}'s ({previous_id})"
+        detail = f"{why}: its place in commit order was changed; subscriptions would deliver it out of order, or never"
+        problems.append(Problem("reordered", learner_id, version, position, detail))
+    return problems
+
+
+def _add_problems(report: VerifyReport, problems: list[Problem]) -> None:
+    """Add problems found beside the chain walk to its report, in log order, as many as are
+    listed; not those of events the walk reported already (an event moved to another stream
+    breaks that stream's commit order too: it is one problem, the walk's)."""
+    walked = {problem.position for problem in report.problems}
+    problems = [problem for problem in problems if problem.position not in walked]
+    if not problems:
+        return
+    room = max(0, MAX_LISTED_PROBLEMS - len(report.problems))
+    for problem in problems[room:]:
+        report.unlisted[problem.kind] = report.unlisted.get(problem.kind, 0) + 1
+    report.problems = sorted(
+        [*report.problems, *problems[:room]],
+        key=lambda p: (p.position is None, p.position or 0, p.learner_id, p.version),
+    )
 
 
 def _encryption_record(connection: Connection) -> EncryptionRecord | None:

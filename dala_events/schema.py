@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 _log = logging.getLogger("dala_events.schema")
 
 MIGRATIONS = "dala_events:migrations"
-LOG_SCHEMA_HEAD = "0009"
+LOG_SCHEMA_HEAD = "0010"
 """The newest migration of the log (a test keeps it equal to the scripts' head): a database at
 this revision is opened without loading Alembic, which costs a tenth of a second of start-up."""
 _PG_SETUP_LOCK = 4242001

@@ -59,6 +59,7 @@ from dala_events.store.codec import (
     parse_time_text,
     time_text,
 )
+from dala_events.store.sql import mark_as_log_writer
 from projections.projectors import project_events
 from projections.rebuild import RebuildError, rebuild
 from tests.conftest import POSTGRES_URL, require_postgres, reset_postgres
@@ -675,6 +676,7 @@ def test_an_append_that_commits_late_is_checked_and_projected_in_version_order(
         late_row = encode_row("late", 1, _new(LearnerProfileCreated(), 42), T0, store.cipher)  # as an append does
         chain_rows([late_row], "", None)
         transaction = holder.begin()
+        mark_as_log_writer(holder)  # as an append does, before its first write
         holder.execute(event_log.insert().values({c.name: late_row[c.name] for c in event_log.c if c.name in late_row}))
         project_events(holder, [AppendedEvent("late", 1, T0, LearnerProfileCreated())])  # as an append does
         bob = [_new(LearnerProfileCreated(), 3)] + [_new(InterestAdded(interest_name=f"b{n}"), n) for n in (4, 5, 6)]
@@ -691,4 +693,46 @@ def test_an_append_that_commits_late_is_checked_and_projected_in_version_order(
         assert [i.interest_name for i in pm.get_interests("late", store=store)] == ["after"]
     finally:
         holder.close()
+        close_db()
+
+
+# -- the commit order subscriptions rely on (PostgreSQL's transaction ids) ---------------------
+
+
+def test_a_transaction_id_that_breaks_its_streams_order_is_reported(tmp_path: Path) -> None:
+    """PostgreSQL: `transaction_id` is outside the chain (the database fills it), yet
+    subscriptions deliver in its order. An id set below its predecessor's (an erasure that would
+    never reach a feed), beyond every committed transaction (an event no feed would ever get) or
+    below zero is reported by verify, against a checkpoint too, naming learner, version and
+    position."""
+    require_postgres()
+    reset_postgres()
+    engine = init_db(POSTGRES_URL)
+    try:
+        store = store_for(engine)
+        _fill(store)
+        checkpoint = tmp_path / "heads.json"
+        written = CliRunner().invoke(main, ["--database-url", POSTGRES_URL, "verify", "--checkpoint", str(checkpoint)])
+        assert written.exit_code == 0, written.output
+        _tamper(store, "UPDATE event_log SET transaction_id = 1 WHERE learner_id = 'ann' AND version = 6")
+        _tamper(store, "UPDATE event_log SET transaction_id = 9000000000000 WHERE learner_id = 'bob' AND version = 1")
+        report = verify_log(engine, None)
+        assert _kinds(report) == [("reordered", "ann", 6), ("reordered", "bob", 1)]
+        backwards, future = report.problems
+        assert backwards.position == 6 and "transaction id 1 is below version 5's" in backwards.detail
+        assert future.position == 7 and "beyond every committed transaction" in future.detail
+        assert not report.intact
+        assert _kinds(verify_log(engine, None, learner_ids=["bob"])) == [("reordered", "bob", 1)]
+        result = CliRunner().invoke(main, ["--database-url", POSTGRES_URL, "verify", "--against", str(checkpoint)])
+        assert result.exit_code == 1 and "NOT INTACT" in result.output and "reordered" in result.output
+
+        _tamper(store, "UPDATE event_log SET transaction_id = 0 WHERE learner_id = 'bob' AND version = 1")
+        _tamper(store, "UPDATE event_log SET transaction_id = -5 WHERE learner_id = 'ann' AND version = 1")
+        _tamper(
+            store,
+            "UPDATE event_log SET transaction_id = (SELECT transaction_id FROM event_log WHERE position = 5) "
+            "WHERE learner_id = 'ann' AND version = 6",
+        )
+        assert _kinds(verify_log(engine, None)) == [("reordered", "ann", 1)]
+    finally:
         close_db()

@@ -43,6 +43,7 @@ from sqlalchemy import (
     literal_column,
     select,
     text,
+    true,
     tuple_,
 )
 from sqlalchemy.exc import IntegrityError
@@ -223,9 +224,13 @@ subscription_checkpoints = Table(
     Column("transaction_id", BigInteger, nullable=False),
     Column("position", BigInteger, nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    # Its filter: "*" (every type) or the type names, sorted, comma-separated; NULL: recorded
+    # before migration 0010, the next open records its own.
+    Column("event_types", Text, nullable=True),
 )
 """Each subscription's checkpoint (`dala_events.subscriptions`): the (transaction_id, position)
-of the last event it acknowledged ((-1, 0): none yet). Created by migration 0009."""
+of the last event it acknowledged ((-1, 0): none yet), and the filter it delivers through.
+Created by migration 0009; the filter by 0010."""
 
 
 disclosure_log = Table(
@@ -313,7 +318,7 @@ class SqlEventStore(EventStore):
         while True:
             with self._reading() as connection:
                 columns = [*chain_columns(connection.dialect), event_log.c.transaction_id]
-                query = in_commit_order(connection.dialect, columns, point, final=final).limit(batch_size)
+                query = in_commit_order(connection, columns, point, final=final).limit(batch_size)
                 found = connection.execute(query).all()
             rows = [ChainRow._make(row[:-1]) for row in found]
             if rows:
@@ -360,11 +365,12 @@ class SqlEventStore(EventStore):
         try:
             with write_transaction(self.engine) as connection:
                 statements = _statements_for(connection.dialect)
-                # The stream's tip (last version, hash and type), in one read inside the transaction.
+                # The stream's tip (last version, hash and type), in one read inside the transaction
+                # (PostgreSQL: the same statement marks the transaction as the log's writer).
                 head = run_on_driver(
                     connection, statements.head.sql, statements.head.parameters({"learner_id": learner_id})
                 )
-                tip = StreamTip(*head[0]) if head else EMPTY_STREAM
+                tip = StreamTip(*head[0]) if head and head[0][0] is not None else EMPTY_STREAM
                 self._chained(learner_id, expected_version, rows, tip)
                 with pipelined(connection):  # PostgreSQL: the writes in one round trip
                     statements.insert.execute(connection, rows)
@@ -533,27 +539,94 @@ def chain_columns(dialect: Dialect, *, with_hash: bool = True) -> list[ColumnEle
     return list(columns.values())
 
 
+LOG_WRITERS_LOCK = 0x44414C41_4C4F4721
+"""PostgreSQL: the key ("DALALOG!") of the transaction-level advisory lock that every
+transaction writing event_log rows takes, shared, before its first write (the append's tip
+read takes it; `mark_as_log_writer` for any other writer). `commit_horizon` waits only for
+the transactions that hold it."""
+
+_LOCK_CLASS, _LOCK_OBJECT = LOG_WRITERS_LOCK >> 32, LOG_WRITERS_LOCK & 0xFFFF_FFFF  # as pg_locks shows a bigint key
+
+_HORIZON = text(
+    f"""
+WITH locks AS MATERIALIZED (
+    SELECT locktype, database, classid, objid, objsubid, transactionid, virtualtransaction, mode, granted
+    FROM pg_locks
+), log_writers AS (
+    SELECT virtualtransaction FROM locks
+    WHERE locktype = 'advisory' AND granted AND classid = {_LOCK_CLASS}::oid AND objid = {_LOCK_OBJECT}::oid
+      AND objsubid = 1 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+), not_log_writers AS (
+    SELECT transactionid FROM locks
+    WHERE locktype = 'transactionid' AND mode = 'ExclusiveLock' AND granted
+      AND virtualtransaction NOT IN (SELECT virtualtransaction FROM log_writers)
+)
+SELECT (least(
+    pg_snapshot_xmax(pg_current_snapshot()),
+    (SELECT min(running) FROM pg_snapshot_xip(pg_current_snapshot()) AS running
+     WHERE running::xid NOT IN (SELECT transactionid FROM not_log_writers))
+)::text)::bigint, current_setting('transaction_isolation')
+"""
+)
+
+
+def mark_as_log_writer(connection: Connection) -> None:
+    """Mark the connection's transaction as a writer of event_log rows, for `commit_horizon`:
+    on PostgreSQL, the shared transaction-level advisory lock LOG_WRITERS_LOCK (released at its
+    end). Must run before the transaction's first write of anything (before it has a
+    transaction id). The append does it in its tip read; anything else that inserts into the
+    log (by hand, a test standing in for an append) calls this first."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text(f"SELECT pg_advisory_xact_lock_shared({LOG_WRITERS_LOCK})"))
+
+
+def commit_horizon(connection: Connection) -> int:
+    """PostgreSQL: a transaction id below which no event can still appear (one statement).
+
+    Rows of event_log are written only by transactions marked as the log's writers (the shared
+    advisory lock LOG_WRITERS_LOCK, taken before their first write, so before they have a
+    transaction id; released after their end is visible to new snapshots). In one statement,
+    with the statement's snapshot S taken first and the lock table (`pg_locks`, read as it is
+    now, not as of S) after it, the horizon is the smallest of S's xmax and every transaction
+    S sees running except those the lock table shows holding their id without the mark. A
+    transaction that writes the log is then either ended (its mark released: a snapshot taken
+    after this statement sees it), or marked with an id the lock table shows (not below the
+    horizon), or marked with an id not shown yet (running in S: not below the horizon; or given
+    after S: not below S's xmax), or not marked yet (its id, given later, is above S's xmax).
+    Below the horizon everything is final for a snapshot taken after this statement: read
+    there in a LATER statement, on a READ COMMITTED transaction (its next statement takes a new
+    snapshot; anything else is refused). A transaction that cannot write the log (another
+    database's, a session of this one idle in a transaction that wrote other tables) holds
+    nothing back."""
+    horizon, isolation = connection.execute(_HORIZON).one()
+    if isolation != "read committed":
+        raise InvalidInput(
+            "connection", f"the commit horizon needs a READ COMMITTED transaction, not {isolation.upper()}"
+        )
+    return int(horizon)
+
+
 def in_commit_order(
-    dialect: Dialect, columns: Sequence[ColumnElement[Any]], after: tuple[int, int], *, final: bool = False
+    connection: Connection, columns: Sequence[ColumnElement[Any]], after: tuple[int, int], *, final: bool = False
 ) -> Select[Any]:
     """The events after the point `after` (transaction_id, position), in the order their
-    transactions made them final: what a reader that must never pass an event reads.
+    transactions made them final: what a reader that must never pass an event reads. Run the
+    query it returns next, on the same connection.
 
     On PostgreSQL a position is taken when a row is inserted, and its transaction may commit
     after others that took higher positions. So the rows are read in (transaction_id, position)
-    order, and only those whose transaction is older than every transaction still running
-    (`pg_snapshot_xmin(pg_current_snapshot())`): below that horizon no row can still appear, so
-    what is read there is final. `final=True` drops the horizon, for a reader that holds off
-    every writer (a rebuild's catch-up under its lock). On SQLite a writer holds the write lock
-    from its first statement to its commit: positions commit in order, and the position alone is
-    the order. `subscriptions` and `projections.rebuild` read the log this way."""
+    order, and only those below `commit_horizon`, which it asks for first (a statement of its
+    own, before the query: see there why). `final=True` drops the horizon, for a reader that
+    holds off every writer (a rebuild's catch-up under its lock). On SQLite a writer holds the
+    write lock from its first statement to its commit: positions commit in order, and the
+    position alone is the order. `subscriptions` and `projections.rebuild` read the log this
+    way."""
     c = event_log.c
-    if dialect.name != "postgresql":
+    if connection.dialect.name != "postgresql":
         return select(*columns).where(c.position > after[1]).order_by(c.position)
     query = select(*columns).where(tuple_(c.transaction_id, c.position) > tuple_(literal(after[0]), literal(after[1])))
     if not final:
-        horizon: Any = literal_column("(pg_snapshot_xmin(pg_current_snapshot())::text)::bigint")
-        query = query.where(c.transaction_id < horizon)
+        query = query.where(c.transaction_id < literal(commit_horizon(connection)))
     return query.order_by(c.transaction_id, c.position)
 
 
@@ -668,14 +741,22 @@ class _Statements:
         self.stream_version = DriverStatement(
             select(func.max(event_log.c.version)).where(event_log.c.learner_id == bindparam("learner_id")), dialect
         )
-        self.head = DriverStatement(
+        tip = (
             select(event_log.c.version, event_log.c.hash, event_log.c.event_type)
             .where(event_log.c.learner_id == bindparam("learner_id"))
             .order_by(event_log.c.version.desc())
             .limit(literal_column("1"))
-            .offset(literal_column("0")),
-            dialect,
+            .offset(literal_column("0"))
         )
+        if dialect.name == "postgresql":
+            # The append's first statement marks its transaction as a writer of the log (before
+            # it has a transaction id: see `commit_horizon`) in the same round trip as the tip
+            # read. The function in FROM runs whether or not the stream has a row (then one row
+            # of NULLs comes back).
+            last = tip.lateral("tip")
+            marked = func.pg_advisory_xact_lock_shared(literal_column(str(LOG_WRITERS_LOCK))).alias("marked")
+            tip = select(last.c.version, last.c.hash, last.c.event_type).select_from(marked.outerjoin(last, true()))
+        self.head = DriverStatement(tip, dialect)
 
 
 _statements_for = once_per_dialect(_Statements)
