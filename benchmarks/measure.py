@@ -19,8 +19,9 @@ Tasks:
               times of `audit.history` and `audit.profile_as_of` at the latest version
   floor_audit {folder, events, repeats}: the same reads by the checked floor, on a stream of
               exactly `events` events it wrote
-  startup     {folder, repeats}: median wall times of `dala profile` on the demo's database and
-              of a Python importing only the libraries it needs
+  startup     {folder, repeats}: median wall times of `dala profile` on the demo's database (and
+              its CPU time, and with no bytecode cache: a first run), of `dala --help`, and of a
+              Python importing only the libraries `dala profile` needs
   postgres    {learners, hot_commands, bulk_learners}: the PostgreSQL group (`benchmarks.postgres`)
 
 The only names used from the tree under test are those listed in `benchmarks/__init__.py`.
@@ -401,11 +402,15 @@ LIBRARIES_ONLY = "import sqlalchemy, sqlalchemy.orm, pydantic, click, cryptograp
 
 def task_startup(folder: str, repeats: int) -> dict[str, Any]:
     """The median wall time of `dala profile` (run as `python -m dala_events.cli`) on the demo's
-    database, and of a Python that only imports the libraries the command needs. Bytecode is
-    compiled first into a cache of the run's own (as an installed package has it), so neither
-    pays for compiling sources."""
+    database, of `dala --help`, and of a Python that only imports the libraries the profile
+    needs. Bytecode is compiled first into a cache of the run's own (as an installed package
+    has it), so none pays for compiling sources; `dala profile` is also measured with no
+    bytecode cache at all (every module compiled as it is imported: a first run, or a
+    read-only install without one), and its CPU time (user + system) beside its wall time."""
     import os
+    import resource
     import subprocess
+    import tempfile
 
     import dala_events
 
@@ -415,23 +420,38 @@ def task_startup(folder: str, repeats: int) -> dict[str, Any]:
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     tree = Path(dala_events.__file__).resolve().parent.parent
 
-    def run(*args: str) -> None:
-        subprocess.run([sys.executable, *args], cwd=work, env=env, stdout=subprocess.DEVNULL, check=True)
+    def run(*args: str, environment: dict[str, str] = env) -> None:
+        subprocess.run([sys.executable, *args], cwd=work, env=environment, stdout=subprocess.DEVNULL, check=True)
 
     run("-m", "compileall", "-q", str(tree / "dala_events"), str(tree / "projections"))
     run("-m", "dala_events.cli", "demo")
 
-    def median_seconds(*args: str) -> float:
-        times = []
-        for _ in range(repeats):
+    def medians(*args: str, environment: dict[str, str] = env, runs: int = repeats) -> tuple[float, float]:
+        """Median wall and CPU seconds of `runs` runs."""
+        walls, cpus = [], []
+        for _ in range(runs):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             start = time.perf_counter()
-            run(*args)
-            times.append(time.perf_counter() - start)
-        return statistics.median(times)
+            run(*args, environment=environment)
+            walls.append(time.perf_counter() - start)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+        return statistics.median(walls), statistics.median(cpus)
 
-    command = median_seconds("-m", "dala_events.cli", "profile", STARTUP_LEARNER)
-    libraries = median_seconds("-c", LIBRARIES_ONLY)
-    return {"profile_ms": command * 1000, "libraries_ms": libraries * 1000}
+    profile = ("-m", "dala_events.cli", "profile", STARTUP_LEARNER)
+    command, command_cpu = medians(*profile)
+    help_wall, _ = medians("-m", "dala_events.cli", "--help")
+    libraries, _ = medians("-c", LIBRARIES_ONLY)
+    with tempfile.TemporaryDirectory(dir=folder) as empty:  # no bytecode anywhere, none written
+        cold = dict(env, PYTHONPYCACHEPREFIX=empty, PYTHONDONTWRITEBYTECODE="1")
+        first_run, _ = medians(*profile, environment=cold, runs=min(repeats, 3))  # seconds each
+    return {
+        "profile_ms": command * 1000,
+        "profile_cpu_ms": command_cpu * 1000,
+        "profile_no_bytecode_ms": first_run * 1000,
+        "help_ms": help_wall * 1000,
+        "libraries_ms": libraries * 1000,
+    }
 
 
 def task_postgres(learners: int, hot_commands: int, bulk_learners: int = 0) -> dict[str, Any]:

@@ -699,10 +699,18 @@ async def profile_as_of(
 
 
 async def diff(
-    learner_id: str, start: audit.Point, end: audit.Point, *, store: AsyncEventStore | None = None
+    learner_id: str,
+    start: audit.Point | None = None,
+    end: audit.Point | None = None,
+    *,
+    happened_since: datetime | None = None,
+    happened_until: datetime | None = None,
+    store: AsyncEventStore | None = None,
 ) -> audit.ProfileDiff:
     """`audit.diff`, awaited."""
-    return await _call(audit.diff, store, learner_id, start, end)
+    return await _call(
+        audit.diff, store, learner_id, start, end, happened_since=happened_since, happened_until=happened_until
+    )
 
 
 async def export_learner_xapi(

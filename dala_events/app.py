@@ -19,6 +19,8 @@ The document's module-level functions keep working through the process default o
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -28,17 +30,19 @@ from sqlalchemy import Engine
 
 from dala_events import audit, persistence_manager
 from dala_events.attribution import recorded_as
+from dala_events.dialects import read_transaction
 from dala_events.disclosures import Disclosure, list_disclosures, record_disclosure
 from dala_events.erasure import Erasure, erase_learner
-from dala_events.errors import LearnerNotFound
+from dala_events.errors import InvalidInput, LearnerNotFound, RefusedToDestroy
 from dala_events.hlp_module import LearnerProfile
 from dala_events.schema import migrate
 from dala_events.settings import Settings
 from dala_events.store import RecordedEvent, SqlEventStore
 from dala_events.store.keys import KeyStoreError, KeyStoreMissing, LogCipher, MasterKey, MasterKeyError
+from dala_events.store.sql import RestoreUnfinished, unfinished_restore
 from dala_events.wiring import Mode, Storage, key_store_exists
 from projections.dtos import FullLearnerProfileData
-from projections.rebuild import Progress, RebuildError, RebuildResult, rebuild
+from projections.rebuild import LOCK_WAIT_SECONDS, Progress, RebuildError, RebuildResult, rebuild
 
 if TYPE_CHECKING:
     # Imported where used (below): `dala profile` and the other reads start without them.
@@ -46,9 +50,12 @@ if TYPE_CHECKING:
     from dala_events.demo import DemoResult
     from dala_events.integrity import Checkpoint, VerifyReport
     from dala_events.key_backup import KeyBackupResult
+    from dala_events.status import StoreStatus
     from dala_events.subscriptions import Subscription, SubscriptionStatus
 
 __all__ = ["Dala", "Mode", "Settings"]
+
+_log = logging.getLogger("dala_events.app")
 
 
 class Dala:
@@ -144,9 +151,20 @@ class Dala:
         that had happened by `happened_by` make it (see `audit.profile_as_of`)."""
         return audit.profile_as_of(learner_id, at=at, version=version, happened_by=happened_by, store=self.store)
 
-    def diff(self, learner_id: str, start: audit.Point, end: audit.Point) -> audit.ProfileDiff:
-        """What changed in the learner's profile between two points (see `audit.diff`)."""
-        return audit.diff(learner_id, start, end, store=self.store)
+    def diff(
+        self,
+        learner_id: str,
+        start: audit.Point | None = None,
+        end: audit.Point | None = None,
+        *,
+        happened_since: datetime | None = None,
+        happened_until: datetime | None = None,
+    ) -> audit.ProfileDiff:
+        """What changed in the learner's profile between two points, or through the changes
+        that happened between two times (see `audit.diff`)."""
+        return audit.diff(
+            learner_id, start, end, happened_since=happened_since, happened_until=happened_until, store=self.store
+        )
 
     # -- a child's data -------------------------------------------------------------------------
 
@@ -221,33 +239,118 @@ class Dala:
             write_checkpoint(checkpoint_out, report.heads, self.storage.log_key)
         return report
 
-    def backup(self, destination: str | Path) -> BackupResult:
+    def backup(
+        self, destination: str | Path, *, keys: str | Path | None = None, replace: bool = False
+    ) -> BackupResult:
         """A consistent, portable backup of the log and the disclosure record, naming the key
-        store its encrypted events need (see `backup.backup_log`); back the key store up too
-        (`backup_keys`)."""
-        from dala_events.backup import KeyStoreName, backup_log
+        store its encrypted events need (see `backup.backup_log`); with `keys`, then a backup of
+        the key store to that file, so that the pair always restores (`backup.backup_with_keys`).
+        An existing file is refused unless `replace`."""
+        from dala_events.backup import KeyStoreName, backup_log, backup_with_keys
 
         key_store = self.storage.key_store
-        name = KeyStoreName(self.storage.key_store_location(), key_store.store_id, key_store.master_key.key_id)
-        return backup_log(self.engine, destination, key_store=name)
+        location = self.storage.key_store_location()
+        if keys is not None:
+            return backup_with_keys(self.engine, key_store, destination, keys, location=location, replace=replace)
+        name = KeyStoreName(location, key_store.store_id, key_store.master_key.key_id)
+        return backup_log(self.engine, destination, key_store=name, replace=replace)
 
-    def restore(self, source: str | Path, *, progress: Progress | None = None) -> tuple[BackupResult, RebuildResult]:
+    def restore(
+        self,
+        source: str | Path,
+        *,
+        progress: Progress | None = None,
+        skip: Collection[str] = (),
+        skip_missing_keys: bool = False,
+    ) -> tuple[BackupResult, RebuildResult]:
         """Restore a backup into this (empty) database (see `backup.restore_log`) and rebuild the
         read models from it, after checking the whole file and that the configured key store
         holds a usable key for every learner whose events it holds encrypted: otherwise
         KeyStoreError lists them and nothing is written.
 
+        Every event of the backup is restored. Leaving learners out of the read models is the
+        operator's explicit choice: `skip_missing_keys` leaves out those whose key the key store
+        lacks, `skip` names learners; a backup that lacks some of a learner's events (rows it
+        could not read, listed in it) needs them named. They are recorded (`rebuild_skips`, why)
+        and shown by `verify` until their keys are restored and a rebuild runs.
+
+        The restore is one recoverable unit: the log is committed together with a mark that the
+        restore is unfinished, removed only once the read models are built and the later erasures
+        recorded; while it is there every open but a raw one refuses (RestoreUnfinished), and the
+        same call with the same file finishes it.
+
         A learner the key store says was erased after the backup was made (a tombstone, and no
         `LearnerErased` in the backup) is erased again in the restored log, so that the log says
         what the keys say: their content stays unreadable and `verify` finds nothing amiss."""
-        from dala_events.backup import inspect_backup, restore_log
+        from dala_events.backup import BackupResult, finish_restore, inspect_backup, restore_log
 
         contents = inspect_backup(source)
-        self._check_keys_for(contents)
-        restored = restore_log(self.engine, source, log_key=self.storage.log_key, cipher=self.storage.open_cipher)
-        rebuilt = self.rebuild(progress=progress)
+        lacking = self._keys_lacking(contents)
+        skipped = self._restore_skips(contents, lacking, skip, skip_missing_keys)
+        pending = self._unfinished_restore()
+        if pending is not None and pending.sha256 != contents.sha256:
+            raise RefusedToDestroy(
+                f"{pending} (not {source}, whose sha256 starts {contents.sha256[:16]}); nothing was restored"
+            )
+        if pending is None:
+            restored = restore_log(
+                self.engine, source, log_key=self.storage.log_key, cipher=self.storage.open_cipher, unfinished=True
+            )
+        else:
+            _log.warning("finishing the restore of %s that stopped after its log was committed", source)
+            restored = BackupResult(
+                Path(source), contents.events, contents.log_schema, contents.sha256, contents.disclosures
+            )
+        try:
+            rebuilt = self.rebuild(progress=progress, skip=skipped)
+        except RebuildError as error:
+            raise RebuildError(
+                f"the log of {source} is restored but its read models could not be built: {error}; the restore is "
+                "unfinished: run it again once that is fixed"
+            ) from error
         self._record_later_erasures(contents)
-        return restored, rebuilt
+        finish_restore(self.engine)
+        return dataclasses.replace(restored, skipped=tuple(sorted(skipped))), rebuilt
+
+    def _unfinished_restore(self) -> RestoreUnfinished | None:
+        with read_transaction(self.engine) as connection:
+            return unfinished_restore(connection)
+
+    def _restore_skips(
+        self, contents: BackupContents, lacking: set[str], skip: Collection[str], skip_missing_keys: bool
+    ) -> dict[str, str]:
+        """The learners to leave out of the read models, each with why (`rebuild_skips`):
+        those named, and with `skip_missing_keys` those whose key the key store lacks. Refused
+        (nothing written) while a learner without a key, or with events the backup lacks, is
+        not among them; InvalidInput for a name the backup does not hold."""
+        from dala_events.checksummed import BackupError
+
+        unknown = sorted(set(skip) - contents.learners)
+        if unknown:
+            raise InvalidInput("skip", f"no events of {_learners(set(unknown))} in {contents.path}")
+        damaged = {str(row["learner_id"]) for row in contents.left_out if isinstance(row.get("learner_id"), str)}
+        chosen = set(skip) | (lacking if skip_missing_keys else set())
+        if lacking - chosen:
+            made_with = (
+                "" if contents.key_store is None else f"; it was made with key store {contents.key_store.describe()}"
+            )
+            raise KeyStoreError(
+                f"the key store {self.storage.key_store_location()} has no usable data key for "
+                f"{_learners(lacking - chosen)} of the backup{made_with}: restore a key backup taken after it "
+                "(`dala keys restore FILE`), or restore without those learners' read models: "
+                "`dala restore FILE --skip-missing-keys`; nothing was restored"
+            )
+        if damaged - chosen:
+            raise BackupError(
+                f"{contents.path} is incomplete: it lacks {len(contents.left_out)} rows the database could not give "
+                f"when it was made, events of {_learners(damaged - chosen)}; restore without their read models "
+                f"(--skip {' --skip '.join(sorted(damaged - chosen)[:5])}), or use a complete backup; nothing was "
+                "restored"
+            )
+        return {
+            name: _RESTORE_SKIP_WHY["missing key" if name in lacking else "damaged" if name in damaged else "asked"]
+            for name in chosen
+        }
 
     def _record_later_erasures(self, contents: BackupContents) -> None:
         learners = contents.encrypted_learners - contents.erased_learners
@@ -255,14 +358,18 @@ class Dala:
             return
         for learner_id, erased_at in self.storage.key_store.snapshot().tombstones:
             if learner_id in learners:
-                reason = f"erased at {erased_at:%Y-%m-%d %H:%M} UTC, after the restored backup was made"
+                when = "at an unreadable time" if erased_at is None else f"at {erased_at:%Y-%m-%d %H:%M} UTC"
+                reason = f"erased {when}, after the restored backup was made"
                 with recorded_as("system:restore", reason=reason):
                     erase_learner(learner_id, store=self.store, page=self.page_path(learner_id))
 
-    def _check_keys_for(self, contents: BackupContents) -> None:
+    def _keys_lacking(self, contents: BackupContents) -> set[str]:
+        """The learners whose events the backup holds encrypted (and who were not erased) for
+        whom the configured key store has no usable data key. KeyStoreError when the key store is
+        missing or cannot be read (nothing is written, nothing created)."""
         needed = contents.encrypted_learners - contents.erased_learners
         if not needed:
-            return
+            return set()
         made_with = (
             "" if contents.key_store is None else f"; it was made with key store {contents.key_store.describe()}"
         )
@@ -284,20 +391,16 @@ class Dala:
                 usable.add(name)
             except MasterKeyError:
                 pass
-        lacking = needed - usable
-        if lacking:
-            raise KeyStoreError(
-                f"the key store {self.storage.key_store_location()} has no usable data key for {_learners(lacking)} "
-                f"of the backup{made_with}; restore that key store (`dala keys restore FILE`) first; "
-                "nothing was restored"
-            )
+        return needed - usable
 
-    def backup_keys(self, destination: str | Path) -> KeyBackupResult:
+    def backup_keys(self, destination: str | Path, *, replace: bool = False) -> KeyBackupResult:
         """A consistent copy of the key store's wrapped data keys and tombstones, never the
-        master key (see `key_backup`)."""
+        master key (see `key_backup`). An existing file is refused unless `replace`."""
         from dala_events.key_backup import backup_keys
 
-        return backup_keys(self.storage.key_store, destination, location=self.storage.key_store_location())
+        return backup_keys(
+            self.storage.key_store, destination, location=self.storage.key_store_location(), replace=replace
+        )
 
     def restore_keys(self, source: str | Path) -> KeyBackupResult:
         """Restore a key backup into the configured key store (created if missing; merged where no
@@ -313,13 +416,16 @@ class Dala:
         *,
         progress: Progress | None = None,
         skip: Collection[str] = (),
+        lock_wait: float = LOCK_WAIT_SECONDS,
     ) -> RebuildResult:
         """Rebuild read models from the log and swap them in (see `projections.rebuild`).
 
         First every learner's data key is checked (`key_audit`): when any learner's events
         cannot be read (a missing or damaged key), RebuildError names every one of them, before
         anything is changed; the operator decides. Rebuilding the others is an explicit choice:
-        `skip` those learners (recorded, and shown by `verify`, until a rebuild skips nobody)."""
+        `skip` those learners (recorded, and shown by `verify`, until a rebuild skips nobody).
+        The swap's locks are waited for `lock_wait` seconds at most (then RebuildBlocked names
+        their holder)."""
         from dala_events.key_audit import check_keys
 
         keys = check_keys(self.storage)
@@ -344,13 +450,22 @@ class Dala:
             log_key=self.storage.log_key,
             cipher=self.cipher,
             skip=skip,
+            lock_wait=lock_wait,
         )
 
     def subscription(self, name: str, *, event_types: Collection[str] | None = None) -> Subscription:
-        """The named subscription of another system following this log (see `subscriptions`)."""
+        """The named subscription of another system following this log (see `subscriptions`);
+        its filter is its own: another one is refused (SubscriptionError)."""
         from dala_events.subscriptions import Subscription
 
         return Subscription(name, store=self.store, event_types=event_types)
+
+    def reset_subscription(self, name: str) -> bool:
+        """Start a subscription over from the beginning of the log, its filter forgotten (see
+        `subscriptions.reset_subscription`); whether there was one of that name."""
+        from dala_events.subscriptions import reset_subscription
+
+        return reset_subscription(self.engine, name)
 
     def subscriptions(self) -> list[SubscriptionStatus]:
         """Every subscription with its checkpoint and lag, by name."""
@@ -363,6 +478,13 @@ class Dala:
         return migrate(
             self.engine, revision, downgrade=downgrade, log_key=self.storage.log_key, cipher=self.storage.open_cipher
         )
+
+    def status(self) -> StoreStatus:
+        """Where the database, the key store, the master key and the pages are, what they hold,
+        and what a backup must carry; creates and changes nothing (see `status.store_status`)."""
+        from dala_events.status import store_status
+
+        return store_status(self.storage)
 
     def rotate_master_key(self, new_master_key: MasterKey | None = None) -> int:
         """Re-wrap every data key under a new master key (see `Storage.rotate_master_key`)."""
@@ -382,6 +504,15 @@ class Dala:
 
     def __repr__(self) -> str:
         return f"<Dala {self.storage!r}>"
+
+
+_RESTORE_SKIP_WHY = {
+    "missing key": "restored by `dala restore` without their data key: restore it (`dala keys restore FILE`), "
+    "then run `dala rebuild`",
+    "damaged": "restored by `dala restore --skip` from a backup that lacks some of their events",
+    "asked": "left out of the read models by `dala restore --skip`",
+}
+"""Why a restore left a learner out of the read models, as `rebuild_skips` records it."""
 
 
 def _learners(names: set[str]) -> str:

@@ -30,6 +30,7 @@ from typing import Any
 
 from dala_events.errors import ActorRequired, InvalidInput
 from dala_events.events import check_time, utc_now
+from dala_events.switches import switch
 
 DEFAULT_ACTOR = "system"
 MAX_ACTOR_LENGTH = 200
@@ -197,7 +198,8 @@ REQUIRE_ACTOR_ENV = "DALA_REQUIRE_ACTOR"
 
 
 def actor_required() -> bool:
-    """Whether DALA_REQUIRE_ACTOR is on (1/true/yes/on; off when unset, empty or 0/false/no/off).
+    """Whether DALA_REQUIRE_ACTOR is on, read by the one rule of every switch (`switches`):
+    1/true/yes/on; off when unset, empty or 0/false/no/off.
 
     Any other value is InvalidInput naming the variable: a typo must not turn the check off.
     """
@@ -205,12 +207,7 @@ def actor_required() -> bool:
     known = _REQUIRE_ACTOR_VALUES.get(raw)
     if known is not None:  # every event outside a `recorded_as` block asks: the common answer first
         return known
-    value = raw.strip().lower()
-    if value in ("", "0", "false", "no", "off"):
-        return False
-    if value in ("1", "true", "yes", "on"):
-        return True
-    raise InvalidInput(REQUIRE_ACTOR_ENV, f"must be 1 or 0, not {value!r}")
+    return switch(REQUIRE_ACTOR_ENV, raw) or False
 
 
 _REQUIRE_ACTOR_VALUES = {"": False, "0": False, "1": True}

@@ -7,7 +7,8 @@ here comes from the event log:
 - `profile_as_of` runs the learner's events up to a point through the very projectors that
   maintain the live read models, into read models held in memory, and builds the profile from
   their rows with the getters' own builder: the profile exactly as the read models showed it then.
-- `diff` compares two such profiles row by row.
+- `diff` compares two such profiles row by row: at two points of the recorded clock, or
+  through the changes that happened between two times (`happened_since`, `happened_until`).
 - `erasure_record` says when, by whom and why a learner was erased; `profile_as_of` and
   `diff` of an erased learner raise LearnerErasedError saying so (their content is gone).
 
@@ -232,10 +233,17 @@ class ProfileDiff(BaseModel):
 
     learner_id: str
     start_version: int
+    """The last change the start counts (for a diff by when changes happened, the latest
+    version among those counted: a backdated change may come after changes it precedes)."""
     end_version: int
+    """The last change the end counts (the same way)."""
     existed_before: bool
     exists_after: bool
     rows: tuple[RowDiff, ...]
+    happened_since: UtcDateTime | None = None
+    """For a diff by when changes happened: the changes counted happened at or after this..."""
+    happened_until: UtcDateTime | None = None
+    """... and at or before this (None: no bound on that side)."""
 
     @property
     def added(self) -> list[RowDiff]:
@@ -253,22 +261,54 @@ class ProfileDiff(BaseModel):
         return [row for row in self.rows if row.change == "removed"]
 
 
-def diff(learner_id: str, start: Point, end: Point, *, store: EventStore | None = None) -> ProfileDiff:
+def diff(
+    learner_id: str,
+    start: Point | None = None,
+    end: Point | None = None,
+    *,
+    happened_since: datetime | None = None,
+    happened_until: datetime | None = None,
+    store: EventStore | None = None,
+) -> ProfileDiff:
     """Compare the learner's profile at `start` with the one at `end`, row by row.
 
-    Each point is a timezone-aware datetime or a stream version. The profile's own
-    last_updated_at is left out: it changes with every event and says nothing on its own.
+    Each point is a timezone-aware datetime (as recorded by then) or a stream version. Or, by
+    when changes happened instead: give `happened_since` and/or `happened_until` (not `start`
+    and `end`), and the diff is what the changes that happened between them did, as `history`
+    bounds them (inclusively; a backdated change counts from when it happened): the profile
+    built from every change that happened before `happened_since` (none when not given)
+    against the one built from every change that happened by `happened_until` (all when not
+    given). The profile's own last_updated_at is left out: it changes with every event and
+    says nothing on its own.
     """
     chosen = _store(store)
-    start = _checked_point(start, "start")
-    end = _checked_point(end, "end")
+    by_happening = happened_since is not None or happened_until is not None
+    if by_happening:
+        if start is not None or end is not None:
+            raise InvalidInput(
+                "start", "give start and end, or happened_since and happened_until, not both", learner_id=learner_id
+            )
+        check_aware("happened_since", happened_since)
+        check_aware("happened_until", happened_until)
+        if happened_since is not None and happened_until is not None and happened_since > happened_until:
+            raise InvalidInput(
+                "happened_since", "is later than happened_until; nothing can lie between them", learner_id=learner_id
+            )
+    else:
+        start = _checked_point(start, "start")
+        end = _checked_point(end, "end")
     events = chosen.read_stream(learner_id)
     if any(type(event.event) in _ERASED for event in events):
         raise missing_profile_error(learner_id, store=chosen)
-    start_version = _version_at(events, start)
-    end_version = _version_at(events, end)
-    before = _project_profile(learner_id, events[:start_version])
-    after = _project_profile(learner_id, events[:end_version])
+    if by_happening:
+        earlier = [] if happened_since is None else [e for e in events if e.occurred_at < happened_since]
+        later = [e for e in events if _happened_within(e.occurred_at, None, happened_until)]
+    else:
+        assert start is not None and end is not None  # checked above
+        earlier = events[: _version_at(events, start)]
+        later = events[: _version_at(events, end)]
+    before = _project_profile(learner_id, earlier)
+    after = _project_profile(learner_id, later)
     rows: list[RowDiff] = []
     before_rows, after_rows = _keyed_rows(before), _keyed_rows(after)
     for section in SECTIONS:
@@ -286,11 +326,13 @@ def diff(learner_id: str, start: Point, end: Point, *, store: EventStore | None 
                 rows.append(RowDiff(section=section, key=key, change="removed", before=row, after=None))
     return ProfileDiff(
         learner_id=learner_id,
-        start_version=start_version,
-        end_version=end_version,
+        start_version=max((event.version for event in earlier), default=0),
+        end_version=max((event.version for event in later), default=0),
         existed_before=before is not None,
         exists_after=after is not None,
         rows=tuple(rows),
+        happened_since=happened_since,
+        happened_until=happened_until,
     )
 
 

@@ -22,16 +22,23 @@ anything is committed. Files of format 1 (the event log only) still restore.
 
 `backup_log` reads the log in one read transaction (a snapshot: writers keep writing and the
 backup is still consistent) and writes the file beside its destination, renaming it into place
-at the end. `inspect_backup` reads a file through once, checking it whole, and says what it
-holds (learners whose events are encrypted, erased learners, the key store named). `restore_log`
-streams a file into an empty database inside one transaction: the log's schema is brought to the
-backup's revision, the rows are inserted, the schema is migrated to this code's head, and only
-then is anything committed; then the read models are rebuilt from the restored log. An
-interrupted restore leaves the database without a single event.
+at the end; it never replaces an existing file unless told to. A row the database cannot give
+back (a damaged time or text) does not stop it: the row is left out, named in the trailer
+(`"complete": false, "left_out": [...]`) and in the result, and every other row is written.
+`inspect_backup` reads a file through once, checking it whole, and says what it holds (learners
+whose events are encrypted, erased learners, the key store named, the rows left out).
+`restore_log` streams a file into an empty database inside one transaction: the log's schema is
+brought to the backup's revision, the rows are inserted, the schema is migrated to this code's
+head, and only then is anything committed. An interrupted restore leaves the database without a
+single event. `app.Dala.restore` then builds the read models from the restored log; asked to
+(`unfinished=True`), `restore_log` also records in that transaction that the restore is not
+finished (`store.sql.RESTORE_UNFINISHED`), which `finish_restore` clears at the end, so a
+restore killed after its commit is found and finished by running it again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Iterator
@@ -41,20 +48,29 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, func, insert, inspect, select, text
+from sqlalchemy import Connection, Engine, Table, delete, func, insert, inspect, select, text
+from sqlalchemy.exc import DBAPIError
 
-from dala_events.checksummed import BackupError, ChecksummedWriter, read_lines, text_time
+from dala_events.checksummed import BackupError, ChecksummedWriter, check_destination, read_lines, text_time
 from dala_events.dialects import read_transaction, write_transaction
 from dala_events.disclosures import disclosure_log
-from dala_events.errors import RefusedToDestroy
+from dala_events.errors import InvalidInput, RefusedToDestroy
 from dala_events.events import utc_now
+from dala_events.key_backup import KeyBackupResult, backup_keys
 from dala_events.schema import LOG_SCHEMA_HEAD, CipherChoice, clear_old_row_versions, log_schema_revision, migrate_in
-from dala_events.store import LogKey, event_log
+from dala_events.store import LogKey, event_log, projection_state
 from dala_events.store.chain import ChainWalker
 from dala_events.store.codec import LogKeyError, chain_mode
 from dala_events.store.contract import ERASED_EVENT_TYPE, check_kind
-from dala_events.store.keys import ENCRYPTED_PREFIX
-from dala_events.store.sql import DATABASE_COLUMNS, check_log_key, log_chain, rechain_log, rows_by_stream
+from dala_events.store.keys import ENCRYPTED_PREFIX, KeyStore
+from dala_events.store.sql import (
+    DATABASE_COLUMNS,
+    RESTORE_UNFINISHED,
+    check_log_key,
+    log_chain,
+    rechain_log,
+    rows_by_stream,
+)
 
 FORMAT = "dala-events-backup"
 FORMAT_VERSION = 2
@@ -81,8 +97,38 @@ class KeyStoreName:
 
 
 @dataclass(frozen=True)
+class LeftOut:
+    """A row a backup could not read from the database, left out of the file and named."""
+
+    table: str
+    key: int
+    """Its `position` (event_log) or `id`."""
+    learner_id: str | None
+    version: int | None
+    problem: str
+
+    def describe(self) -> str:
+        where = "event" if self.table == "event_log" else f"{self.table} row"
+        whose = "" if self.learner_id is None else f" of learner {self.learner_id!r}"
+        version = "" if self.version is None else f" version {self.version}"
+        key = "position" if self.table == "event_log" else "id"
+        return f"{where}{whose}{version} ({key} {self.key}): {self.problem}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "key": self.key,
+            "learner_id": self.learner_id,
+            "version": self.version,
+            "problem": self.problem,
+        }
+
+
+@dataclass(frozen=True)
 class BackupResult:
-    """What a backup or a restore did."""
+    """What a backup or a restore did. `left_out`: the rows a backup could not read (then the
+    file is marked incomplete); `encrypted_learners`: the learners whose events it holds
+    encrypted and who were not erased (whose keys a restore needs)."""
 
     path: Path
     events: int
@@ -90,6 +136,20 @@ class BackupResult:
     sha256: str
     disclosures: int = 0
     key_store: KeyStoreName | None = None
+    left_out: tuple[LeftOut, ...] = ()
+    encrypted_learners: frozenset[str] = frozenset()
+    keys: KeyBackupResult | None = None
+    """The key backup taken with it (`backup_with_keys`)."""
+    keys_lacking: frozenset[str] = frozenset()
+    """Learners of the log backup the key backup holds neither a key nor a tombstone of."""
+    skipped: tuple[str, ...] = ()
+    """A restore's: the learners left out of the read models on the operator's word."""
+
+    @property
+    def complete(self) -> bool:
+        """Whether it holds every row of the log and, taken with keys, every key it needs from a
+        key store whose every row read back."""
+        return not self.left_out and not self.keys_lacking and (self.keys is None or self.keys.complete)
 
 
 @dataclass
@@ -104,14 +164,42 @@ class BackupContents:
     encrypted_learners: set[str] = field(default_factory=set)
     erased_learners: set[str] = field(default_factory=set)
     key_store: KeyStoreName | None = None
+    sha256: str = ""
+    left_out: list[dict[str, Any]] = field(default_factory=list)
+    """The rows the backup could not read and left out (as its trailer names them)."""
+    learners: set[str] = field(default_factory=set)
+    """Every learner with an event in it."""
 
 
-def backup_log(engine: Engine, destination: str | Path, *, key_store: KeyStoreName | None = None) -> BackupResult:
+class _Learners:
+    """Who the events written so far belong to: encrypted, erased (see `BackupResult`)."""
+
+    def __init__(self, columns: list[str]) -> None:
+        self.learner, self.kind, self.payload = (
+            columns.index(name) if name in columns else None for name in ("learner_id", "event_type", "payload")
+        )
+        self.encrypted: set[str] = set()
+        self.erased: set[str] = set()
+
+    def note(self, row: tuple[Any, ...]) -> None:
+        if self.learner is None or self.kind is None or self.payload is None:
+            return
+        if row[self.kind] == ERASED_EVENT_TYPE:
+            self.erased.add(row[self.learner])
+        elif isinstance(row[self.payload], str) and row[self.payload].startswith(ENCRYPTED_PREFIX):
+            self.encrypted.add(row[self.learner])
+
+
+def backup_log(
+    engine: Engine, destination: str | Path, *, key_store: KeyStoreName | None = None, replace: bool = False
+) -> BackupResult:
     """Write a consistent backup of the event log and the disclosure record to `destination`,
-    naming `key_store` (see the module docstring)."""
+    naming `key_store` (see the module docstring). An existing `destination` is refused
+    (BackupError) unless `replace`."""
     check_kind("engine", engine, Engine, "a SQLAlchemy Engine")
     check_kind("destination", destination, (str, os.PathLike), "a file path")
-    with ChecksummedWriter(destination) as writer, _snapshot(engine) as connection:
+    left_out: list[LeftOut] = []
+    with ChecksummedWriter(destination, replace=replace) as writer, _snapshot(engine) as connection:
         # A log older than the migrations is revision 0001's table.
         revision = log_schema_revision(connection) or "0001"
         present = _stored_columns(connection, "event_log")
@@ -127,24 +215,75 @@ def backup_log(engine: Engine, destination: str | Path, *, key_store: KeyStoreNa
             "log_chain": _chain_record(connection),
         }
         writer.write(header)
-        events = _write_table(writer, connection, event_log, columns, "position")
+        learners = _Learners(columns)
+        events = _write_table(writer, connection, event_log, columns, "position", left_out, learners)
         counts: dict[str, int] = {}
         for name, table in _CARRIED.items():
             if not inspect(connection).has_table(name):
                 continue
             carried = [column.name for column in table.columns if column.name in _stored_columns(connection, name)]
             writer.write({"table": name, "columns": carried})
-            counts[name] = _write_table(writer, connection, table, carried, "id")
-        checksum = writer.finish(events=events, disclosures=counts.get("disclosure_log", 0))
+            counts[name] = _write_table(writer, connection, table, carried, "id", left_out)
+        incomplete = {"complete": False, "left_out": [row.as_dict() for row in left_out]} if left_out else {}
+        checksum = writer.finish(events=events, disclosures=counts.get("disclosure_log", 0), **incomplete)
     _log.info("backed up %d events to %s", events, writer.target)
-    return BackupResult(writer.target, events, str(revision), checksum, counts.get("disclosure_log", 0), key_store)
+    for row in left_out:
+        _log.error("the backup %s left out the %s", writer.target, row.describe())
+    return BackupResult(
+        writer.target,
+        events,
+        str(revision),
+        checksum,
+        counts.get("disclosure_log", 0),
+        key_store,
+        tuple(left_out),
+        frozenset(learners.encrypted - learners.erased),
+    )
 
 
-def _write_table(writer: ChecksummedWriter, connection: Connection, table: Table, columns: list[str], key: str) -> int:
+def backup_with_keys(
+    engine: Engine,
+    key_store: KeyStore,
+    destination: str | Path,
+    keys: str | Path,
+    *,
+    location: str,
+    replace: bool = False,
+) -> BackupResult:
+    """A backup of the log to `destination`, then of `key_store` (at `location`) to `keys`, in
+    that order, so that the pair always restores: a learner's data key is committed before their
+    first event and keys are only ever added (an erasure leaves a tombstone), so every learner of
+    the log's snapshot has a key, or a tombstone, in the key store read after it. Both files are
+    checked first (neither written if either exists, unless `replace`). `keys_lacking` in the
+    result names any learner the key backup still lacks (a damaged key store)."""
+    if Path(keys).resolve() == Path(destination).resolve():
+        raise InvalidInput("keys", "the key backup must be another file than the log's backup")
+    for target in (Path(destination), Path(keys)):
+        check_destination(target, replace=replace)
+    name = KeyStoreName(location, key_store.store_id, key_store.master_key.key_id)
+    result = backup_log(engine, destination, key_store=name, replace=replace)
+    key_result = backup_keys(key_store, keys, location=location, replace=replace)
+    lacking = result.encrypted_learners - key_result.learners
+    if lacking:
+        _log.error("the key backup %s lacks the keys of %d learners of %s", key_result.path, len(lacking), result.path)
+    return dataclasses.replace(result, keys=key_result, keys_lacking=frozenset(lacking))
+
+
+def _write_table(
+    writer: ChecksummedWriter,
+    connection: Connection,
+    table: Table,
+    columns: list[str],
+    key: str,
+    left_out: list[LeftOut],
+    learners: _Learners | None = None,
+) -> int:
     written = 0
-    for rows in _batches(connection, table, columns, key):
+    for rows in _batches(connection, table, columns, key, left_out):
         for row in rows:
             writer.write([text_time(v) if isinstance(v, datetime) else v for v in row])
+            if learners is not None:
+                learners.note(row)
         written += len(rows)
     return written
 
@@ -170,6 +309,10 @@ def inspect_backup(source: str | Path) -> BackupContents:
             if isinstance(value, dict):
                 if value.get("end") is True:
                     _check_counts(value, contents, path)
+                    contents.sha256 = str(value["sha256"])
+                    named = value.get("left_out")
+                    if isinstance(named, list):
+                        contents.left_out = [row for row in named if isinstance(row, dict)]
                     return contents
                 table = _section(value, path)
                 continue
@@ -185,6 +328,7 @@ def inspect_backup(source: str | Path) -> BackupContents:
                 or len(value) != len(columns)
             ):
                 continue
+            contents.learners.add(value[learner])
             if value[kind] == ERASED_EVENT_TYPE:
                 contents.erased_learners.add(value[learner])
             elif isinstance(value[payload], str) and value[payload].startswith(ENCRYPTED_PREFIX):
@@ -193,7 +337,12 @@ def inspect_backup(source: str | Path) -> BackupContents:
 
 
 def restore_log(
-    engine: Engine, source: str | Path, *, log_key: LogKey | None = None, cipher: CipherChoice = None
+    engine: Engine,
+    source: str | Path,
+    *,
+    log_key: LogKey | None = None,
+    cipher: CipherChoice = None,
+    unfinished: bool = False,
 ) -> BackupResult:
     """Restore the event log and the disclosure record of a backup file into the empty database
     of `engine`.
@@ -206,7 +355,9 @@ def restore_log(
     recorded as chained with `log_key`. A backup older than encryption at rest is encrypted on
     the way in with `cipher` (migration 0005). A backup of a log chained with plain SHA-256,
     restored with a log key configured, has its chains checked and then re-chained under the key
-    (how a log is put under a key); one chained with another key is refused.
+    (how a log is put under a key); one chained with another key is refused. With `unfinished`
+    the same transaction records that the restore is not finished until `finish_restore` says so
+    (what `app.Dala.restore` does around building the read models).
     """
     check_kind("engine", engine, Engine, "a SQLAlchemy Engine")
     check_kind("source", source, (str, os.PathLike), "a file path")
@@ -241,11 +392,23 @@ def restore_log(
         _rechain_if_asked(connection, header.get("log_chain"), log_key, path)
         check_log_key(connection, log_key)
         _advance_sequences(connection)
+        if unfinished:
+            connection.execute(
+                insert(projection_state).values(
+                    name=RESTORE_UNFINISHED, fingerprint=trailer, position=events, rebuilt_at=None
+                )
+            )
     if revision != LOG_SCHEMA_HEAD:
         clear_old_row_versions(engine)  # an older backup's events were encrypted on the way in
     _log.info("restored %d events from %s", events, path)
     disclosures = len(carried.get("disclosure_log", ([], []))[1])
     return BackupResult(path, events, str(revision), trailer, disclosures)
+
+
+def finish_restore(engine: Engine) -> None:
+    """Record that the restore the database holds is finished (see `restore_log`'s `unfinished`)."""
+    with write_transaction(engine) as connection:
+        connection.execute(delete(projection_state).where(projection_state.c.name == RESTORE_UNFINISHED))
 
 
 def _insert_rows(
@@ -397,17 +560,80 @@ def _stored_columns(connection: Connection, table: str) -> set[str]:
     return {column["name"] for column in inspect(connection).get_columns(table)}
 
 
-def _batches(connection: Connection, table: Table, columns: list[str], key: str) -> Iterator[list[tuple[Any, ...]]]:
-    """The table's rows as `columns`, in keyset batches by its integer key `key`."""
+_ROW_ERRORS = (ValueError, DBAPIError)
+"""How a damaged row fails to read: a time or a number that does not parse (ValueError), text
+that is not UTF-8 (SQLite's driver), a value the driver cannot load."""
+
+
+def _batches(
+    connection: Connection, table: Table, columns: list[str], key: str, left_out: list[LeftOut]
+) -> Iterator[list[tuple[Any, ...]]]:
+    """The table's rows as `columns`, in keyset batches by its integer key `key`. A batch that
+    fails to read is read again row by row: each row that cannot be read is added to `left_out`,
+    named, and the others are given."""
     selected = [table.c[name] for name in columns]
     after = 0
     while True:
         query = select(*selected).where(table.c[key] > after).order_by(table.c[key]).limit(BATCH_SIZE)
-        rows = [tuple(row) for row in connection.execute(query)]
+        try:
+            with connection.begin_nested():
+                rows = [tuple(row) for row in connection.execute(query)]
+            after = rows[-1][columns.index(key)] if rows else after
+        except _ROW_ERRORS:
+            keys = list(
+                connection.execute(
+                    select(table.c[key]).where(table.c[key] > after).order_by(table.c[key]).limit(BATCH_SIZE)
+                ).scalars()
+            )
+            if not keys:
+                raise
+            rows = []
+            for value in keys:
+                row = _one_row(connection, table, selected, key, value, left_out)
+                if row is not None:
+                    rows.append(row)
+            after = keys[-1]
+            if not rows:
+                continue
         if not rows:
             return
         yield rows
-        after = rows[-1][columns.index(key)]
+
+
+def _one_row(
+    connection: Connection, table: Table, selected: list[Any], key: str, value: int, left_out: list[LeftOut]
+) -> tuple[Any, ...] | None:
+    """The row of `table` whose `key` is `value`, or None, naming it in `left_out`, when it
+    cannot be read: each of its columns is then read alone to say which do not."""
+    try:
+        with connection.begin_nested():
+            return tuple(connection.execute(select(*selected).where(table.c[key] == value)).one())
+    except _ROW_ERRORS as error:
+        failed: dict[str, str] = {}
+        read: dict[str, Any] = {}
+        for column in selected:
+            try:
+                with connection.begin_nested():
+                    read[column.name] = connection.execute(select(column).where(table.c[key] == value)).scalar()
+            except _ROW_ERRORS as column_error:
+                failed[column.name] = _first_line(column_error)
+        problem = "; ".join(f"{name} cannot be read: {why}" for name, why in failed.items()) or _first_line(error)
+        learner_id, version = read.get("learner_id"), read.get("version")
+        left_out.append(
+            LeftOut(
+                table.name,
+                value,
+                learner_id if isinstance(learner_id, str) else None,
+                version if isinstance(version, int) else None,
+                problem,
+            )
+        )
+        return None
+
+
+def _first_line(error: BaseException) -> str:
+    cause = error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
+    return (str(cause).strip().splitlines() or [type(cause).__name__])[0][:200]
 
 
 def _advance_sequences(connection: Connection) -> None:
@@ -434,7 +660,10 @@ __all__ = [
     "BackupError",
     "BackupResult",
     "KeyStoreName",
+    "LeftOut",
     "backup_log",
+    "backup_with_keys",
+    "finish_restore",
     "inspect_backup",
     "restore_log",
 ]

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import sys
+import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -28,11 +29,46 @@ from typing import Any, TypeVar
 
 import click
 
-from dala_events.errors import DalaError, InvalidInput
+from dala_events.errors import DalaError, InvalidInput, LearnerErasedError, LearnerNotFound
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 LIBRARY_LOGGER = "dala_events"
+
+
+def _print_table(table: Any, console: Any = None) -> None:
+    """Print a rich `table` as wide as its content and no wider than the terminal, no line
+    padded with spaces. Its flexible columns (`ratio`) take the width the others leave, and
+    cut (`…`) or wrap what does not fit, as each column says."""
+    out = console if console is not None else _console()
+    table.expand = False
+    natural = out.measure(table, options=out.options.update_width(_UNBOUNDED)).maximum
+    table.expand = True
+    table.width = min(natural, out.width)
+    out.print(_Trimmed(table))
+
+
+_UNBOUNDED = 1_000_000
+"""A width no table reaches: what a table is measured in to learn its content's width."""
+
+
+class _Trimmed:
+    """A rich renderable printed without the spaces rich pads each line with on the right."""
+
+    def __init__(self, renderable: Any) -> None:
+        self.renderable = renderable
+
+    def __rich_console__(self, console: Any, options: Any) -> Iterator[Any]:
+        from rich.segment import Segment
+
+        for line in console.render_lines(self.renderable, options, pad=False):
+            while line and not line[-1].control and not line[-1].text.rstrip(" "):
+                line.pop()
+            if line and not line[-1].control:
+                last = line.pop()
+                line.append(Segment(last.text.rstrip(" "), last.style, last.control))
+            yield from line
+            yield Segment.line()
 
 
 def _console(*, stderr: bool = False) -> Any:
@@ -61,7 +97,11 @@ class Options:
         self.verbose = 0
         self.actor: str | None = None
         self.reason: str | None = None
+        self.from_environment: set[str] = set()
+        """The options whose value came from their environment variable (`--actor` from DALA_ACTOR)."""
         self.started = False
+        self.dala: Any = None
+        """The store the command opened (`_dala`), if it has."""
 
     def say(self, message: str) -> None:
         """A status line (not data): left out with --quiet."""
@@ -80,6 +120,8 @@ class Options:
             try:
                 context.with_resource(recorded_as(self.actor, reason=self.reason))
             except InvalidInput as error:
+                if error.field == "actor" and "actor" in self.from_environment:  # configuration: status 1
+                    raise InvalidInput("DALA_ACTOR", error.problem) from None
                 raise BadValue(f"--{error.field}: {error.problem}") from None
 
 
@@ -95,9 +137,15 @@ def _remember_database_url(context: click.Context, _parameter: click.Parameter, 
 def _remember(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
     """A callback keeping an option's value in `Options` when it was given (a later one wins)."""
 
-    def keep(context: click.Context, _parameter: click.Parameter, value: Any) -> Any:
+    def keep(context: click.Context, parameter: click.Parameter, value: Any) -> Any:
         if value not in (None, 0, False):
-            setattr(context.ensure_object(Options), name, value)
+            options = context.ensure_object(Options)
+            setattr(options, name, value)
+            source = context.get_parameter_source(parameter.name) if parameter.name else None
+            if source is click.core.ParameterSource.ENVIRONMENT:
+                options.from_environment.add(name)
+            else:
+                options.from_environment.discard(name)
         return value
 
     return keep
@@ -166,6 +214,8 @@ def _reports_errors(command: F) -> F:
             _quiet_closed_pipe()
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except LearnerNotFound as error:
+            _fail(_with_learner_hint(error))
         except DalaError as error:
             _fail(_with_setting_name(error))
         except Exception as error:  # a database or OS failure: say what, not where
@@ -211,6 +261,11 @@ class _DalaGroup(click.Group):
         sys.exit(result if isinstance(result, int) else 0)
 
 
+def _on_a_terminal() -> bool:
+    """Whether a person is there to answer a question (stdin is a terminal)."""
+    return sys.stdin.isatty()
+
+
 def _fail(message: str) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(1)
@@ -223,6 +278,36 @@ def _with_setting_name(error: DalaError) -> str:
     return str(error)
 
 
+def _with_learner_hint(error: LearnerNotFound) -> str:
+    """The message of a learner not found, pointing to the list of those the store knows when
+    the store has never heard of them (not for a deleted or erased learner, or a point in a
+    known learner's history before their profile)."""
+    options = click.get_current_context().find_object(Options)
+    store = None if options is None or options.dala is None else options.dala.store
+    if isinstance(error, LearnerErasedError) or store is None:
+        return str(error)
+    try:
+        unknown = store.stream_version(error.learner_id) == 0
+    except Exception:  # the hint is a courtesy: the error is said whatever happens here
+        unknown = False
+    return f"{error} (see `dala learners`)" if unknown else str(error)
+
+
+@contextmanager
+def _given_as(exit_status: int = 2, **options: str) -> Iterator[None]:
+    """Inside: InvalidInput about a value the command line gave (`field=option`, e.g.
+    `version="--version"`) names the option, and is a wrong command line (exit status 2), or,
+    with `exit_status=1`, a value that the state of things makes unusable (a full disk)."""
+    try:
+        yield
+    except InvalidInput as error:
+        if error.field not in options:
+            raise
+        if exit_status == 2:
+            raise BadValue(f"{options[error.field]}: {error.problem}") from None
+        raise InvalidInput(options[error.field], error.problem) from None
+
+
 def _one_line(error: Exception) -> str:
     """A failure from below (SQLAlchemy, the driver, the OS) as one line: what and what to do."""
     from sqlalchemy.exc import DBAPIError, OperationalError
@@ -233,8 +318,13 @@ def _one_line(error: Exception) -> str:
     if isinstance(error, DBAPIError) and error.orig is not None:
         first = str(error.orig).strip().splitlines()[0] if str(error.orig).strip() else type(error.orig).__name__
         return f"the database refused: {first}"
+    if isinstance(error, OSError):  # what failed, and where, in words
+        from dala_events.errors import in_words
+
+        where = f": {error.filename}" if error.filename else ""
+        return f"the system refused{where}: {in_words(error)}"
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return f"an unexpected failure: {text}" if text else "an unexpected failure; run again with -v to see the steps"
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
@@ -292,8 +382,11 @@ def _dala(options: Options, mode_name: str = "read") -> Any:
     settings = Settings.from_env().with_database(options.database_url)
     dala = Dala.open(settings, mode=Mode(mode_name))
     click.get_current_context().call_on_close(dala.close)
+    options.dala = dala
     return dala
 
+
+_force_option = click.option("--force", is_flag=True, help="Replace FILE if it exists (by default it is refused).")
 
 _out_option = click.option(
     "--out",
@@ -329,20 +422,24 @@ def demo(options: Options, learner: str, seed: int, out: Path | None) -> None:
     """The main job: assess a learner, plan their pathway, make a start, and write their page.
 
     A learner who already has a profile is kept as is and their page is rendered again.
+    Nothing is written when the page could not be (the actor its disclosure needs, --out).
     """
-    result = _dala(options, "create").demo(learner, seed, out)
+    _check_out(out)
+    dala = _dala(options, "create")
+    with _given_as(exit_status=1, output_path=_page_source(dala, out)):
+        result = dala.demo(learner, seed, out)
     if result.assessment is not None:
         found = result.assessment
-        click.echo(
+        options.say(
             f"assessed {learner} (seed {seed}): interests {', '.join(found.interests)}; "
             f"struggle areas {', '.join(found.struggles)}"
         )
-        click.echo(f"{_count(result.events_recorded, 'event')} recorded")
+        options.say(f"{_count(result.events_recorded, 'event')} recorded")
     else:
-        click.echo(f"{learner} already has a profile; nothing recorded, page rendered again")
+        options.say(f"{learner} already has a profile; nothing recorded, page rendered again")
     for number, step in enumerate(result.pathway, start=1):
-        click.echo(f"  {number}. {step.lo_id} {step.title}: {step.reason}")
-    click.echo(f"page written: {result.page}")
+        options.say(f"  {number}. {step.lo_id} {step.title}: {step.reason}")
+    options.say(f"page written: {result.page}")
 
 
 @main.command()
@@ -353,7 +450,27 @@ def demo(options: Options, learner: str, seed: int, out: Path | None) -> None:
 @_reports_errors
 def interface(options: Options, learner: str, out: Path | None) -> None:
     """Render a stored learner's page (self-contained HTML) from the read models."""
-    options.say(f"page written: {_dala(options).render_page(learner, out)}")
+    _check_out(out)
+    dala = _dala(options)
+    with _given_as(exit_status=1, output_path=_page_source(dala, out)):
+        written = dala.render_page(learner, out)
+    options.say(f"page written: {written}")
+
+
+def _check_out(out: Path | None, option: str = "--out") -> None:
+    """Refuse a destination the command line gave that cannot take a file, before anything is
+    opened or written; its folder must exist (the command line makes no folder it was given)."""
+    if out is not None:
+        from dala_events.private_files import check_destination
+
+        check_destination(out, name=option, create_folder=False)
+
+
+def _page_source(dala: Any, out: Path | None) -> str:
+    """What chose where a page goes, to name in a message: --out, DALA_PAGE_DIR, or the default."""
+    if out is not None:
+        return "--out"
+    return "DALA_PAGE_DIR" if dala.settings.page_dir is not None else "the page folder"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -375,8 +492,10 @@ def interface(options: Options, learner: str, out: Path | None) -> None:
 def learners(options: Options, limit: int, after: str | None, as_json: bool) -> None:
     """List the learners the store knows: id, created, last updated, number of changes."""
     found = _dala(options).learners(after=after, limit=limit)
+    damaged = [summary for summary in found if summary.damaged]
     if as_json:
         _print_json([_json_ready(summary.model_dump()) for summary in found])
+        _fail_naming_damage(damaged)
         return
     from rich.table import Table
 
@@ -394,18 +513,30 @@ def learners(options: Options, limit: int, after: str | None, as_json: bool) -> 
             str(summary.changes),
             "yes" if summary.has_profile else "erased" if summary.erased else "deleted",
         )
-    _console().print(table)
+    _print_table(table)
     if len(found) == limit:
         options.say(f"more: dala learners --after {found[-1].learner_id!s}")
+    _fail_naming_damage(damaged)
 
 
-@main.command()
+def _fail_naming_damage(damaged: list[Any]) -> None:
+    """Exit 1 naming each learner's rows whose recorded time does not read back."""
+    for summary in damaged:
+        click.echo(f"error: learner {summary.learner_id!r}: {summary.damaged}", err=True)
+    if damaged:
+        _fail("the event log holds damaged rows (listed above); run `dala verify`")
+
+
+@main.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @_database_url_option
 @click.pass_obj
 @_reports_errors
 def subscriptions(options: Options, as_json: bool) -> None:
-    """List the subscriptions following the log: checkpoint and lag (events not yet acknowledged)."""
+    """List the subscriptions following the log: the log position of the last event each
+    acknowledged, its lag (events after it) and the event types it delivers."""
+    if click.get_current_context().invoked_subcommand is not None:
+        return
     found = _dala(options).subscriptions()
     if as_json:
         _print_json([_json_ready(dataclasses.asdict(status)) for status in found])
@@ -413,14 +544,93 @@ def subscriptions(options: Options, as_json: bool) -> None:
     from rich.table import Table
 
     table = Table(title=_count(len(found), "subscription"), title_justify="left", show_edge=False)
-    table.add_column("subscription", overflow="ellipsis", no_wrap=True, max_width=40)
-    table.add_column("log position", justify="right", no_wrap=True)
-    table.add_column("lag (events)", justify="right", no_wrap=True)
-    table.add_column("last acknowledged (UTC)", no_wrap=True)
+    table.add_column("subscription", overflow="ellipsis", no_wrap=True, max_width=24)
+    table.add_column("position", justify="right", no_wrap=True)
+    table.add_column("lag", justify="right", no_wrap=True)
+    table.add_column("acknowledged (UTC)", no_wrap=True)
+    table.add_column("event types", no_wrap=True)
+    listed = []
     for status in found:
         acknowledged = _minute(status.updated_at) if status.position else "never"
-        table.add_row(_safe(status.name), str(status.position), f"{status.lag:,}", acknowledged)
-    _console().print(table)
+        if not status.filter_recorded:
+            types = "not recorded"
+        elif status.event_types is None:
+            types = "every type"
+        else:
+            types = _count(len(status.event_types), "type")
+            listed.append(f"{_safe(status.name)}: {', '.join(status.event_types)}")
+        table.add_row(_safe(status.name), str(status.position), f"{status.lag:,}", acknowledged, types)
+    console = _console()
+    _print_table(table, console)
+    for line in listed:  # the types themselves, below the table: too long for a column
+        console.print(line, overflow="fold")
+    if not all(status.filter_recorded for status in found):
+        console.print("not recorded: opened before event types were kept; the next open records them")
+
+
+@subscriptions.command("reset")
+@click.argument("name")
+@_database_url_option
+@click.pass_obj
+@_reports_errors
+def subscriptions_reset(options: Options, name: str) -> None:
+    """Start subscription NAME over: its checkpoint and event types are forgotten, and the next
+    open starts from the beginning of the log with the types it gives (every event is delivered
+    again)."""
+    if not _dala(options).reset_subscription(name):
+        raise DalaError(f"there is no subscription {name!r}; see `dala subscriptions`")
+    options.say(
+        f"subscription {name!r} reset: its next open starts from the beginning of the log with the event "
+        "types it gives"
+    )
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_database_url_option
+@click.pass_obj
+@_reports_errors
+def status(options: Options, as_json: bool) -> None:
+    """Show where everything lives: the database, the key store, the master key's source (never
+    the key), the log key's id, the page folder, the schema revision, how many learners and
+    events, and what a backup must carry. Creates and changes nothing; exit 1 when something
+    needed is missing or does not fit."""
+    found = _dala(options, "raw-create").status()
+    if as_json:
+        _print_json({**found.as_dict(), "problems": found.problems})
+        sys.exit(1 if found.problems else 0)
+    database, key_store, master = found.database, found.key_store, found.master_key
+    if database.exists:
+        revision = database.schema_revision or "none"
+        state = "current" if revision == database.code_revision else f"this code needs {database.code_revision}"
+        click.echo(f"database:    {database.url}")
+        click.echo(f"             schema {revision} ({state})")
+        if database.events is not None:
+            click.echo(f"             {_count(database.learners or 0, 'learner')}, {_count(database.events, 'event')}")
+    else:
+        click.echo(f"database:    {database.url} (none there yet: `dala init` makes one)")
+    if key_store.exists:
+        click.echo(f"key store:   {key_store.location}")
+        click.echo(f"             id {key_store.id}, keys wrapped by master key {key_store.master_key_id}")
+        click.echo(
+            f"             {_count(key_store.data_keys or 0, 'data key')}, {_count(key_store.erasures or 0, 'erasure')}"
+        )
+    else:
+        click.echo(f"key store:   {key_store.location} (none there yet)")
+    click.echo(f"master key:  {master.source}" + (f" (id {master.id})" if master.id else ""))
+    if found.log_key_id is not None:
+        click.echo(f"log key:     id {found.log_key_id}")
+    else:
+        click.echo("log key:     none (the chain is plain SHA-256)")
+    click.echo(f"pages:       {found.page_folder}")
+    click.echo("a backup must carry:")
+    for carried in found.backup:
+        click.echo(f"  {carried.what}: {carried.where}")
+        click.echo(textwrap.fill(carried.how, width=78, initial_indent="    ", subsequent_indent="    "))
+    for problem in found.problems:
+        click.echo(f"error: {problem}", err=True)
+    if found.problems:
+        sys.exit(1)
 
 
 @main.group()
@@ -457,20 +667,36 @@ def keys_rotate(options: Options, new_master_key_file: Path | None) -> None:
 
 @keys.command("backup")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@_force_option
 @_database_url_option
 @click.pass_obj
 @_reports_errors
-def keys_backup(options: Options, file: Path) -> None:
+def keys_backup(options: Options, file: Path, force: bool) -> None:
     """Write a consistent copy of the key store to FILE (safe while writers write).
 
     Wrapped data keys and erasures' tombstones only, never the master key; a checksum of the
-    whole file. Keep it apart from the log's backups, and no longer than erasures allow.
+    whole file. Take it after the log's backup (or use `dala backup FILE --keys KEYS_FILE`),
+    keep it apart from the log's backups, and no longer than erasures allow.
     """
-    result = _dala(options, "raw").backup_keys(file)
+    dala = _dala(options, "raw")
+    result = dala.backup_keys(file, replace=force)
+    _say_key_backup(options, result)
+    if not result.complete:
+        _fail(
+            f"the key store {dala.storage.key_store_location()} is damaged: {result.path} holds every key that reads "
+            "and is marked incomplete; no new learner is accepted until the key store is repaired (see the README's "
+            "'Keeping the keys')"
+        )
+
+
+def _say_key_backup(options: Options, result: Any) -> None:
+    """What a key backup did, and on stderr each row of the key store it found damaged."""
     options.say(
         f"backed up {_count(result.keys, 'data key')} and {_count(result.tombstones, 'erasure')} of key store "
         f"{result.store_id} (master key {result.master_key_id}) to {result.path}"
     )
+    for row in result.damaged:
+        click.echo(f"error: damaged key store: {row.describe()}", err=True)
 
 
 @keys.command("restore")
@@ -490,6 +716,8 @@ def keys_restore(options: Options, file: Path) -> None:
         f"restored {_count(result.keys, 'data key')} and {_count(result.tombstones, 'erasure')} "
         f"from {result.path} (key store {result.store_id}, master key {result.master_key_id})"
     )
+    for row in result.damaged:
+        options.say(f"note: the backup was taken from a damaged key store: {row.describe()}")
 
 
 @main.command()
@@ -519,7 +747,6 @@ def profile(
     Two clocks: --as-of is when changes were recorded, --happened-by when they happened.
     """
     from dala_events.audit import missing_profile_error
-    from dala_events.errors import LearnerNotFound
 
     if sum(point is not None for point in (as_of, happened_by, version)) > 1:
         raise click.UsageError("give one of --as-of, --happened-by and --version")
@@ -538,7 +765,8 @@ def profile(
             had_none = f"learner {learner!r} had no profile by {happened_by} (by when the changes happened)"
             raise missing_profile_error(learner, store=dala.store, not_found=LearnerNotFound(learner, had_none))
     else:
-        point = dala.history_point(learner, at=at, version=version)
+        with _given_as(version="--version"):
+            point = dala.history_point(learner, at=at, version=version)
         data = dala.as_of(learner, version=point.version) if point.version else None
         if data is None:
             when = f"at {as_of}" if as_of is not None else f"at version {version}"
@@ -556,13 +784,41 @@ def profile(
         _print_profile(data, point, by)
 
 
+class _EventTypeOption(click.Option):
+    """`--type`: its help and shell completion name the event types, read from the package
+    only when asked (importing the events at start-up would slow every command down)."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        from dala_events.events import EVENT_TYPES
+
+        record = super().get_help_record(ctx)
+        if record is None:
+            return None
+        names, text = record
+        return names, f"{text} One of: {', '.join(EVENT_TYPES)}."
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[Any]:
+        from click.shell_completion import CompletionItem
+
+        from dala_events.events import EVENT_TYPES
+
+        return [CompletionItem(name) for name in EVENT_TYPES if name.startswith(incomplete)]
+
+
 @main.command()
 @click.argument("learner")
 @click.option("--since", default=None, help="Only events recorded at or after this time (ISO 8601; naive = UTC).")
 @click.option("--until", default=None, help="Only events recorded at or before this time (ISO 8601; naive = UTC).")
 @click.option("--happened-since", default=None, help="Only changes that happened at or after this time (ISO 8601).")
 @click.option("--happened-until", default=None, help="Only changes that happened at or before this time (ISO 8601).")
-@click.option("--type", "event_types", multiple=True, metavar="EVENT", help="Only events of this type (repeatable).")
+@click.option(
+    "--type",
+    "event_types",
+    cls=_EventTypeOption,
+    multiple=True,
+    metavar="EVENT",
+    help="Only events of this type (repeatable).",
+)
 @click.option(
     "--limit", "-n", default=None, type=click.IntRange(1), help="Show only the last N (the first N with --reverse)."
 )
@@ -588,32 +844,23 @@ def history(
     Two clocks: --since/--until bound when a change was recorded, --happened-since and
     --happened-until when it happened (earlier, for a backdated import).
     """
-    from dala_events.errors import LearnerNotFound
     from dala_events.summaries import curriculum_titles, describe_change
 
-    bounds = {}
-    for name, value in (
-        ("--since", since),
-        ("--until", until),
-        ("--happened-since", happened_since),
-        ("--happened-until", happened_until),
-    ):
-        bounds[name] = None if value is None else _parse_time(value, name)
-    for first, second in (("--since", "--until"), ("--happened-since", "--happened-until")):
-        low, high = bounds[first], bounds[second]
-        if low is not None and high is not None and low > high:
-            raise InvalidInput(first, f"it is later than {second}; nothing can lie between them")
-    dala = _dala(options)
-    events = dala.history(
-        learner,
-        since=bounds["--since"],
-        until=bounds["--until"],
-        happened_since=bounds["--happened-since"],
-        happened_until=bounds["--happened-until"],
-        event_types=event_types or None,
+    bounds = _time_bounds(
+        {"--since": since, "--until": until, "--happened-since": happened_since, "--happened-until": happened_until}
     )
+    dala = _dala(options)
+    with _given_as(event_types="--type"):
+        events = dala.history(
+            learner,
+            since=bounds["--since"],
+            until=bounds["--until"],
+            happened_since=bounds["--happened-since"],
+            happened_until=bounds["--happened-until"],
+            event_types=event_types or None,
+        )
     if not events and dala.store.stream_version(learner) == 0:
-        raise LearnerNotFound(learner, f"learner {learner!r} has no recorded changes (see `dala learners`)")
+        raise LearnerNotFound(learner, f"learner {learner!r} has no recorded changes")
     dala.record_disclosure(learner, "cli_history")
     total = len(events)
     if reverse:
@@ -645,66 +892,150 @@ def history(
             notes.append(f"why: {event.metadata['reason']}")
         what = "\n  ".join([_safe(describe_change(event.event, titles)), *map(_safe, notes)])
         table.add_row(str(event.version), _minute(event.recorded_at), _safe(actor), what)
-    _console().print(table)
+    _print_table(table)
     if not events:
         options.say("no change matches (the learner has changes outside the filters)")
 
 
 @main.command()
 @click.argument("learner")
-@click.argument("start")
-@click.argument("end")
+@click.argument("start", required=False)
+@click.argument("end", required=False)
+@click.option(
+    "--happened-since",
+    default=None,
+    help="Instead of START and END: what the changes that happened at or after this time did (ISO 8601).",
+)
+@click.option(
+    "--happened-until",
+    default=None,
+    help="Instead of START and END: what the changes that happened at or before this time did (ISO 8601).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @_database_url_option
 @click.pass_obj
 @_reports_errors
-def diff(options: Options, learner: str, start: str, end: str, as_json: bool) -> None:
+def diff(
+    options: Options,
+    learner: str,
+    start: str | None,
+    end: str | None,
+    happened_since: str | None,
+    happened_until: str | None,
+    as_json: bool,
+) -> None:
     """Show what changed in a learner's profile between START and END.
 
-    Each is a time (ISO 8601; naive = UTC) or a stream version (a whole number, or vN).
+    Each is a time (ISO 8601; naive = UTC) or a stream version (a whole number, or vN): the
+    recorded clock. Or, by when changes happened, --happened-since and/or --happened-until
+    instead: what the changes that happened between them did (as `history` bounds them).
     """
-    first, second = _parse_point(start, "START"), _parse_point(end, "END")
+    happened = _time_bounds({"--happened-since": happened_since, "--happened-until": happened_until})
+    by_happening = happened_since is not None or happened_until is not None
+    if by_happening and (start is not None or end is not None):
+        raise click.UsageError("give START and END, or --happened-since/--happened-until, not both")
+    if not by_happening and (start is None or end is None):
+        raise click.UsageError("give START and END (times or versions), or --happened-since/--happened-until")
     dala = _dala(options)
-    for point in (first, second):
-        dala.history_point(
-            learner,
-            at=point if isinstance(point, datetime) else None,
-            version=point if isinstance(point, int) else None,
+    if by_happening:
+        dala.history_point(learner, version=0)  # an unknown learner is an error, as for two points
+        result = dala.diff(
+            learner, happened_since=happened["--happened-since"], happened_until=happened["--happened-until"]
         )
-    result = dala.diff(learner, first, second)
+    else:
+        assert start is not None and end is not None
+        first, second = _parse_point(start, "START"), _parse_point(end, "END")
+        for name, point in (("START", first), ("END", second)):
+            with _given_as(version=name):
+                dala.history_point(
+                    learner,
+                    at=point if isinstance(point, datetime) else None,
+                    version=point if isinstance(point, int) else None,
+                )
+        result = dala.diff(learner, first, second)
     dala.record_disclosure(learner, "cli_diff")
     if as_json:
         _print_json(_json_ready(result.model_dump()))
         return
-    from rich.table import Table
+    _print_diff(result)
 
+
+def _print_diff(result: Any) -> None:
+    """A diff as a table at most as wide as the terminal: what changed, in which section, which
+    row, and under the row, in words, what changed in it (`score 60 → 75`)."""
+    from rich.console import Group
+    from rich.padding import Padding
+    from rich.table import Table
+    from rich.text import Text
+
+    differ = "differs" if len(result.rows) == 1 else "differ"
+    if result.happened_since is None and result.happened_until is None:
+        span = f"change {result.start_version} -> {result.end_version}"
+    elif result.happened_until is None:
+        span = f"the changes that happened from {_minute(result.happened_since)} UTC on"
+    elif result.happened_since is None:
+        span = f"the changes that happened up to {_minute(result.happened_until)} UTC"
+    else:
+        span = (
+            f"the changes that happened from {_minute(result.happened_since)} "
+            f"to {_minute(result.happened_until)} UTC"
+        )
     out = _console()
-    out.print(
-        f"{learner}: change {result.start_version} -> {result.end_version}, {_count(len(result.rows), 'row')} differ"
-    )
+    out.print(f"{_safe(result.learner_id)}: {span}, {_count(len(result.rows), 'row')} {differ}")
     if result.existed_before != result.exists_after:
         out.print("profile " + ("created" if result.exists_after else "deleted") + " in between")
-    lines = []
-    for row in result.rows:
-        before, after = row.before, row.after
-        if row.change == "changed" and before is not None and after is not None:
-            before = {name: before[name] for name in row.fields}
-            after = {name: after[name] for name in row.fields}
-        lines.append((row.change, row.section, _safe(row.key), _cell(before) or "-", _cell(after) or "-"))
+    if not result.rows:
+        return
     table = Table(show_edge=False, pad_edge=False)
-    # What changed, where and which row are never cut (a long row key folds onto more lines);
-    # before and after share what is left, each cut with an ellipsis.
-    widths = [
-        min(max([len(h), *(len(line[i]) for line in lines)]), 40) for i, h in enumerate(("change", "section", "row"))
-    ]
-    rest = max(12, out.width - sum(widths) - 3 * 4)
-    for heading, width in zip(("change", "section", "row"), widths, strict=True):
-        table.add_column(heading, overflow="fold", width=width)
-    table.add_column("before", no_wrap=True, overflow="ellipsis", width=rest // 2)
-    table.add_column("after", no_wrap=True, overflow="ellipsis", width=rest - rest // 2)
-    for line in lines:
-        table.add_row(*line)
-    out.print(table)
+    table.add_column("change", no_wrap=True)
+    table.add_column("section", no_wrap=True)
+    # The row's key is never cut (a long one folds); what changed wraps under it.
+    table.add_column("row / what changed", ratio=1)
+    for row in result.rows:
+        what = Text(_row_change(row), overflow="fold")
+        cell = Group(Text(_safe(row.key), overflow="fold"), Padding(what, (0, 0, 0, 2), expand=False))
+        table.add_row(row.change, _SECTION_NAMES.get(row.section, row.section), cell)
+    _print_table(table, out)
+
+
+_DIFF_VALUE_WIDTH = 60
+"""A value in a diff's words is cut to this many characters (everything is in --json)."""
+
+
+def _row_change(row: Any) -> str:
+    """What a diff's row says in words: for a changed row each changed column, `score 60 → 75`;
+    for an added or removed row, the values it has (or had) besides its key."""
+    from projections.database_models import SECTIONS
+
+    model = SECTIONS[row.section]
+    keys = set(model.natural_key)
+
+    def typed(values: dict[str, Any]) -> dict[str, Any]:
+        """The row's values as the profile holds them (times as times), from their JSON form
+        (as they are, should a row written long ago not pass today's checks)."""
+        from pydantic import ValidationError
+
+        try:
+            return dict(model.dto.model_validate(values)) if model.dto is not None else values
+        except ValidationError:
+            return values
+
+    def shown(value: Any) -> str:
+        text = _cell(value) or "-"
+        return text if len(text) <= _DIFF_VALUE_WIDTH else text[: _DIFF_VALUE_WIDTH - 1] + "…"
+
+    def heading(name: str) -> str:
+        return _HEADINGS.get(name, name.replace("_", " "))
+
+    if row.change == "changed":
+        before, after = typed(row.before), typed(row.after)
+        return ", ".join(f"{heading(name)} {shown(before.get(name))} → {shown(after.get(name))}" for name in row.fields)
+    values = typed(row.after if row.change == "added" else row.before)
+    return ", ".join(
+        f"{heading(name)} {shown(value)}"
+        for name, value in values.items()
+        if name not in keys and value not in (None, "", {}, [])
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -729,18 +1060,21 @@ def diff(options: Options, learner: str, start: str, end: str, as_json: bool) ->
     metavar="FILE",
     help="Write it to FILE (created readable by its owner only) instead of standard output.",
 )
+@click.option("--json", "as_json", is_flag=True, help="Accepted as every reader takes it: an export is always JSON.")
 @_database_url_option
 @click.pass_obj
 @_reports_errors
-def export(options: Options, learner: str, export_format: str, out: Path | None) -> None:
+def export(options: Options, learner: str, export_format: str, out: Path | None, as_json: bool) -> None:
     """Export a learner's data: everything held about them (json) or their learning (xapi).
 
     json: the profile as the read models hold it, the full history (what, when, who, why) and
     the disclosure log. xapi: activity attempts, objective progress and badges as one JSON
     array of xAPI statements. Either way the export is recorded as a disclosure.
     """
+    from dala_events.private_files import open_private
+
     dala = _dala(options)
-    file = None if out is None else _opened_private(out)  # a destination that cannot take it is refused first
+    file = None if out is None else open_private(out, name="--out")  # one that cannot take it is refused first
     try:
         document = (
             dala.export_xapi(learner) if export_format == "xapi" else dala.export(learner).model_dump(mode="json")
@@ -758,29 +1092,6 @@ def export(options: Options, learner: str, export_format: str, out: Path | None)
     options.say(f"{export_format} export of {learner} written: {out}")
 
 
-_PROBE_BYTES = 64 * 1024
-
-
-def _opened_private(path: Path) -> Any:
-    """`path` opened to write (a new file gets permissions 0600: it will hold a child's data),
-    after checking it takes bytes: a destination that cannot (a full disk, /dev/full) fails
-    here, before the export records a disclosure of data that would never be written."""
-    if path.exists() and not path.is_file():
-        raise DalaError(f"--out {path}: not a file; to send the export elsewhere, use standard output")
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    file = os.fdopen(descriptor, "wb")
-    try:
-        file.write(b"\0" * _PROBE_BYTES)
-        file.flush()
-        os.fsync(file.fileno())
-        file.seek(0)
-        file.truncate()
-    except OSError as error:
-        file.close()
-        raise DalaError(f"--out {path}: cannot write there ({error.strerror or error}); nothing was exported") from None
-    return file
-
-
 @main.command()
 @click.argument("learner")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
@@ -789,7 +1100,10 @@ def _opened_private(path: Path) -> Any:
 @_reports_errors
 def disclosures(options: Options, learner: str, as_json: bool) -> None:
     """List who was shown a learner's data, when, what and why (exports, pages, reads)."""
-    found = _dala(options).disclosures(learner)
+    dala = _dala(options)
+    found = dala.disclosures(learner)
+    if not found and dala.store.stream_version(learner) == 0:
+        raise LearnerNotFound(learner, f"learner {learner!r} has no recorded changes and no disclosures")
     if as_json:
         _print_json([_json_ready(disclosure.model_dump()) for disclosure in found])
         return
@@ -813,7 +1127,7 @@ def disclosures(options: Options, learner: str, as_json: bool) -> None:
         table.add_row(
             str(disclosure.id), when, disclosure.what, _safe(disclosure.actor), _safe(disclosure.reason or "")
         )
-    _console().print(table)
+    _print_table(table)
     if not found:
         options.say(f"no disclosure of {learner}'s data is recorded")
 
@@ -843,10 +1157,12 @@ def disclosures(options: Options, learner: str, as_json: bool) -> None:
 def erase(options: Options, learner: str, erase_reason: str | None, yes: bool, vacuum_full: bool) -> None:
     """Erase a learner for good (right to erasure): their data key is destroyed.
 
-    Every earlier change's content becomes unreadable (history keeps who, when and what kind
-    of change), the read models lose the learner, and the id cannot be used again. Unlike a
-    deleted profile, nothing of the child's data can be brought back, not even from a backup.
-    Asks for confirmation on a terminal; --yes for scripts.
+    Every earlier change's content in this database becomes unreadable (history keeps who,
+    when and what kind of change), the read models lose the learner, and the id cannot be used
+    again. Log backups hold their data only encrypted, but a key backup taken before the erasure
+    (`dala keys backup`, `dala backup --keys`) still holds their key, and with it a log backup
+    brings their data back: delete those key backups, or keep key backups no longer than your
+    erasure deadline. Asks for confirmation on a terminal; --yes for scripts.
     """
     from dala_events.erasure import erasure_reason
 
@@ -854,14 +1170,18 @@ def erase(options: Options, learner: str, erase_reason: str | None, yes: bool, v
         reason = erasure_reason(erase_reason)
     except InvalidInput as error:
         raise click.UsageError(f"--reason: {error.problem}") from None
+    if not yes and not _on_a_terminal():
+        raise click.UsageError("not on a terminal: add --yes to erase without confirmation")
+    dala = _dala(options)
     if not yes:
-        if not sys.stdin.isatty():
-            raise click.UsageError("not on a terminal: add --yes to erase without confirmation")
+        made = dala.cipher.key_store.key_created_at(learner)
+        since = "" if made is None else f" since {_minute(made)} UTC, when their key was made,"
         click.confirm(
-            f"Erase learner {learner!r}? Their data becomes unreadable for good, backups included",
+            f"Erase learner {learner!r}? Their data in this database becomes unreadable for good; key backups "
+            f"taken{since} still hold their key (and with it their data) until you delete them",
             abort=True,
         )
-    result = _dala(options).erase(learner, reason=reason, vacuum_full=vacuum_full)
+    result = dala.erase(learner, reason=reason, vacuum_full=vacuum_full)
     record = result.record
     if result.already_erased:
         options.say(f"{learner} was already erased at {_minute(record.erased_at)} UTC by {record.actor or 'unknown'}")
@@ -871,7 +1191,17 @@ def erase(options: Options, learner: str, erase_reason: str | None, yes: bool, v
         changes = record.erased_up_to_version or 0
         options.say(
             f"{learner} erased at {_minute(record.erased_at)} UTC by {record.actor}: "
-            f"the content of {_count(changes, 'change')} is unreadable for good"
+            f"the content of {_count(changes, 'change')} is unreadable for good in this database"
+        )
+    if result.key_destroyed:
+        taken = (
+            "taken before now"
+            if result.key_created_at is None
+            else f"taken from {_minute(result.key_created_at)} UTC until now"
+        )
+        options.say(
+            f"key backups {taken} still hold {learner}'s data key, and with it any log backup brings their "
+            "data back: delete them, or let them expire within your erasure deadline (see the README's Erasure)"
         )
     options.say(result.freed_space)
     if result.page_removed is not None:
@@ -907,6 +1237,7 @@ def verify(
     Reports each changed, inserted, deleted, reordered or moved event by learner and version.
     Exit status 0 when intact, 1 otherwise. Reads only; uses DALA_LOG_KEY or DALA_LOG_KEY_FILE.
     """
+    _check_out(checkpoint_out, "--checkpoint")
     report = _dala(options, "raw").verify(learners or None, against=against, checkpoint_out=checkpoint_out)
     written = str(checkpoint_out) if checkpoint_out is not None and report.intact else None
     checkpoint = report.checkpoint
@@ -916,21 +1247,22 @@ def verify(
     mode = "HMAC-SHA256 with the log key" if report.key_id else "plain SHA-256 (no log key: a checksum, not a seal)"
     key = f" (key id {report.key_id})" if report.key_id else ""
     streams = f"{report.streams:,} stream{'' if report.streams == 1 else 's'}"
-    click.echo(f"checked {report.events:,} events in {streams}: {mode}{key}")
+    _echo_wrapped(f"checked {report.events:,} events in {streams}: {mode}{key}")
     if report.engine_check is not None:
         check = report.engine_check
         status = {True: "ok", False: "FAILED", None: "not run"}[check.ok]
         detail = "" if check.detail == "ok" else f": {check.detail}"
-        click.echo(f"database check {check.name}: {status}{detail}")
+        which = "" if check.ok is None else f" ({check.name})"
+        _echo_wrapped(f"database check{which}: {status}{detail}")
     if report.encryption is not None and report.encryption.events_encrypted:
         done = report.encryption
-        click.echo(
+        _echo_wrapped(
             f"events written before encryption at rest: {done.events_encrypted:,} encrypted and "
             f"{done.streams_rechained:,} streams re-chained by migration 0005 at {_minute(done.encrypted_at)} UTC"
         )
     if checkpoint is not None:
         heads = len(checkpoint.heads)
-        click.echo(f"against checkpoint {checkpoint.path} of {checkpoint.created_at} ({heads:,} streams)")
+        _echo_wrapped(f"against checkpoint {checkpoint.path} of {checkpoint.created_at} ({heads:,} streams)")
     if report.problems:
         from rich.table import Table
 
@@ -940,42 +1272,55 @@ def verify(
         for problem in report.problems:
             position = "" if problem.position is None else str(problem.position)
             table.add_row(problem.kind, problem.learner_id, problem.versions, position, problem.detail)
-        _console().print(table)
+        _print_table(table)
     if report.unlisted:
         more = ", ".join(f"{number:,} {kind}" for kind, number in report.unlisted.items())
-        click.echo(f"... and {more} not listed")
+        _echo_wrapped(f"... and {more} not listed")
     if report.hint:
-        click.echo(f"note: {report.hint}")
+        _echo_wrapped(f"note: {report.hint}")
     if report.keys is not None:
         _print_key_report(report.keys)
-    for learner_id, skipped_at in report.skipped:
-        click.echo(
-            f"note: the read models lack learner {learner_id}: left out by `dala rebuild --skip` at "
-            f"{_minute(skipped_at)} UTC"
+    for skipped in report.skipped:
+        _echo_wrapped(
+            f"note: the read models lack learner {skipped.learner_id} since {_minute(skipped.skipped_at)} UTC: "
+            f"{skipped.why}"
         )
+    if report.restore_unfinished is not None:
+        _echo_wrapped(f"note: {report.restore_unfinished}")
     if report.intact:
-        click.echo("intact")
+        _echo_wrapped("intact")
         if written is not None:
-            click.echo(f"checkpoint written: {written}")
+            _echo_wrapped(f"checkpoint written: {written}")
     else:
         counts = ", ".join(f"{number:,} {kind}" for kind, number in report.counts().items())
         if report.keys is not None and not report.keys.ok:
             keys = len(report.keys.problems) + report.keys.unlisted
             counts = ", ".join(filter(None, [counts, f"{keys:,} key problems" if keys else "the key store failed"]))
-        click.echo(f"NOT INTACT: {counts or 'the database check failed'}")
+        if report.restore_unfinished is not None:
+            counts = ", ".join(filter(None, [counts, "a restore unfinished"]))
+        _echo_wrapped(f"NOT INTACT: {counts or 'the database check failed'}")
         if checkpoint_out is not None:
-            click.echo("no checkpoint written: the log does not verify")
+            _echo_wrapped("no checkpoint written: the log does not verify")
     sys.exit(0 if report.intact else 1)
+
+
+def _echo_wrapped(text: str) -> None:
+    """A line of a report, wrapped at spaces to the terminal's width (80 when not a terminal),
+    each further line indented; a path or an id is never broken."""
+    import textwrap
+
+    width = _console().width
+    click.echo(textwrap.fill(text, width, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False))
 
 
 def _print_key_report(keys: Any) -> None:
     """The data keys' part of `dala verify`: which key store, how many learners, what is wrong."""
     if keys.failure is not None:
-        click.echo(f"data keys: NOT CHECKED: {keys.failure}")
+        _echo_wrapped(f"data keys: NOT CHECKED: {keys.failure}")
         return
     ids = f" (id {keys.store_id}, master key {keys.master_key_id})"
     found = "ok" if keys.ok else f"{len(keys.problems) + keys.unlisted:,} problems"
-    click.echo(f"data keys of {_count(keys.learners, 'learner')} in key store {keys.key_store}{ids}: {found}")
+    _echo_wrapped(f"data keys of {_count(keys.learners, 'learner')} in key store {keys.key_store}{ids}: {found}")
     if keys.problems:
         from rich.table import Table
 
@@ -985,9 +1330,9 @@ def _print_key_report(keys: Any) -> None:
         for problem in keys.problems:
             version = "" if problem.version is None else str(problem.version)
             table.add_row(problem.kind, problem.learner_id, version, problem.detail)
-        _console().print(table)
+        _print_table(table)
     if keys.unlisted:
-        click.echo(f"... and {keys.unlisted:,} more key problems not listed")
+        _echo_wrapped(f"... and {keys.unlisted:,} more key problems not listed")
 
 
 @main.command()
@@ -1004,19 +1349,30 @@ def _print_key_report(keys: Any) -> None:
     metavar="LEARNER",
     help="Leave out this learner, whose events cannot be read (repeatable); recorded, shown by verify.",
 )
+@click.option(
+    "--wait",
+    "lock_wait",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="SECONDS",
+    help="How long to wait for the swap's locks (held by an open transaction) before giving up "
+    "(default: 60).",
+)
 @_database_url_option
 @click.pass_obj
 @_reports_errors
-def rebuild(options: Options, projections: tuple[str, ...], skip: tuple[str, ...]) -> None:
+def rebuild(options: Options, projections: tuple[str, ...], skip: tuple[str, ...], lock_wait: float | None) -> None:
     """Rebuild read models from the event log into shadow tables and swap them in.
 
     Safe while the application writes; an interrupted rebuild leaves the live tables as they
     were and can simply be run again. Refuses, naming every one, while any learner's events
-    cannot be read; --skip leaves them out on purpose.
+    cannot be read; --skip leaves them out on purpose. Waits for the swap's locks in short
+    tries that let writers pass, says what holds them, and gives up after --wait seconds.
     """
     dala = _dala(options, "upgrade")
-    with _progress_bar("rebuilding") as progress:
-        result = dala.rebuild(projections or None, progress=progress, skip=skip)
+    with _progress_bar("rebuilding") as progress, _given_as(projection="--projection"):
+        waiting = {} if lock_wait is None else {"lock_wait": lock_wait}  # the default is the library's
+        result = dala.rebuild(projections or None, progress=progress, skip=skip, **waiting)
     rate = result.events / result.seconds if result.seconds else 0.0
     options.say(
         f"rebuilt {', '.join(result.projections)} from {_count(result.events, 'event')} "
@@ -1039,7 +1395,8 @@ def migrate(context: click.Context, revision: str, downgrade: bool) -> None:
     if context.invoked_subcommand is not None:
         return
     options = context.ensure_object(Options)
-    reached = _dala(options, "raw-create").migrate(revision, downgrade=downgrade)
+    with _given_as(revision="--to"):
+        reached = _dala(options, "raw-create").migrate(revision, downgrade=downgrade)
     options.say(f"event log schema at revision {reached or 'base (no tables)'}")
 
 
@@ -1072,48 +1429,106 @@ def migrate_history(options: Options) -> None:
 
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--keys",
+    "keys_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Then back the key store up to KEYS_FILE: the pair always restores together.",
+)
+@_force_option
 @_database_url_option
 @click.pass_obj
 @_reports_errors
-def backup(options: Options, file: Path) -> None:
+def backup(options: Options, file: Path, keys_file: Path | None, force: bool) -> None:
     """Write a consistent, portable backup of the event log to FILE (safe while writers write).
 
     Every event with its stored columns, and a checksum of the whole file; `dala restore`
-    puts it into an empty SQLite or PostgreSQL database.
+    puts it into an empty SQLite or PostgreSQL database. With --keys, the key store is backed
+    up to KEYS_FILE right after (the log first, then the keys: every learner of the log's
+    backup has its key in the key backup). An existing file is refused unless --force.
     """
-    result = _dala(options, "raw").backup(file)
+    dala = _dala(options, "raw")
+    result = dala.backup(file, keys=keys_file, replace=force)
     disclosures = f" and {_count(result.disclosures, 'disclosure')}" if result.disclosures else ""
     options.say(
         f"backed up {_count(result.events, 'event')}{disclosures} to {result.path} (sha256 {result.sha256[:16]}…)"
     )
-    if result.key_store is not None:
+    master = dala.storage.master_key_source()
+    if result.keys is not None:
+        _say_key_backup(options, result.keys)
+        options.say(f"keep the master key ({master}) apart from both files: it is in neither")
+    elif result.key_store is not None:
         options.say(
-            f"its encrypted events need key store {result.key_store.describe()}: back the key store up "
-            "as well (`dala keys backup FILE`), and keep the master key apart from both"
+            f"its encrypted events need key store {result.key_store.describe()}: back the key store up now, after "
+            f"this (`dala keys backup FILE`, or next time `dala backup FILE --keys KEYS_FILE`), and keep the master "
+            f"key ({master}) apart from both"
         )
+    problems = [f"left out the {row.describe()}" for row in result.left_out]
+    if result.keys is not None and not result.keys.complete:
+        problems.append("the key store is damaged: no new learner is accepted until it is repaired")
+    if result.keys_lacking:
+        names = ", ".join(repr(name) for name in sorted(result.keys_lacking)[:20])
+        problems.append(f"the key backup lacks the data keys of {len(result.keys_lacking)} learners ({names})")
+    if problems:
+        for problem in problems:
+            click.echo(f"error: {problem}", err=True)
+        _fail(f"the backup {result.path} is incomplete (marked so in the file); run `dala verify` for the details")
 
 
 @main.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--skip-missing-keys",
+    is_flag=True,
+    help="Restore every event, but leave the learners whose data key the key store lacks out of the read "
+    "models (named, recorded, shown by verify).",
+)
+@click.option(
+    "--skip",
+    "skip",
+    multiple=True,
+    metavar="LEARNER",
+    help="Leave this learner out of the read models (repeatable); their events are restored.",
+)
 @_database_url_option
 @click.pass_obj
 @_reports_errors
-def restore(options: Options, file: Path) -> None:
+def restore(options: Options, file: Path, skip_missing_keys: bool, skip: tuple[str, ...]) -> None:
     """Restore the event log of a backup FILE into an empty database, then rebuild the read models.
 
-    Refuses a database whose log holds events, and a truncated or altered file, writing
-    nothing; an interrupted restore leaves no event behind.
+    Refuses a database whose log holds events, a truncated or altered file, and a backup whose
+    learners' keys the key store lacks (unless --skip-missing-keys or --skip), writing nothing.
+    A restore that stops after committing the log is finished by running it again.
     """
     dala = _dala(options, "raw-create")
-    with _progress_bar("rebuilding") as progress:
-        result, rebuilt = dala.restore(file, progress=progress)
+    try:
+        with _progress_bar("rebuilding") as progress:
+            result, rebuilt = dala.restore(file, progress=progress, skip=skip, skip_missing_keys=skip_missing_keys)
+    except InvalidInput as error:
+        if error.field != "skip":
+            raise
+        raise click.UsageError(f"--skip: {error.problem}") from None
     disclosures = f" and {_count(result.disclosures, 'disclosure')}" if result.disclosures else ""
     options.say(f"restored {_count(result.events, 'event')}{disclosures} from {file}")
     options.say(f"rebuilt {', '.join(rebuilt.projections)} from {_count(rebuilt.events, 'event')}")
     report = dala.verify()
-    if not report.intact:
-        counts = ", ".join(f"{number:,} {kind}" for kind, number in report.counts().items())
+    skipped = {entry.learner_id: entry.why for entry in report.skipped}
+    for learner_id in result.skipped:
+        options.say(f"left out of the read models: {learner_id}: {skipped.get(learner_id, '')}")
+    chain_problems = [problem for problem in report.problems if problem.learner_id not in skipped]
+    key_problems = [] if report.keys is None else [p for p in report.keys.problems if p.learner_id not in skipped]
+    key_failure = report.keys is not None and report.keys.failure is not None
+    if chain_problems or key_problems or key_failure or report.unlisted:
+        counts = ", ".join(f"{number:,} {kind}" for kind, number in report.counts().items()) or "key problems"
         _fail(f"the restored log does not verify ({counts}); run `dala verify` for the details")
+    if result.skipped:
+        options.say(
+            f"verified: {_count(report.events, 'event')} in {_count(report.streams, 'stream')}; "
+            f"{_count(len(result.skipped), 'learner')} left out of the read models, listed by `dala verify` until "
+            "their keys (or events) are restored and `dala rebuild` runs"
+        )
+        return
     options.say(f"verified: {_count(report.events, 'event')} in {_count(report.streams, 'stream')}, intact")
 
 
@@ -1131,6 +1546,7 @@ _PROFILE_SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("Badges", "badges", ("badge_id", "badge_name", "earned_date", "details")),
     ("Activity attempts", "activity_attempts", ("lo_id", "activity_id", "activity_type", "score", "attempt_timestamp")),
 )
+_SECTION_NAMES = {section: title.lower() for title, section, _columns in _PROFILE_SECTIONS}
 _SUMMARISED = frozenset({"metric_details", "details"})
 """Columns shown cut to the width left (everything is in --json); the others are never cut."""
 _HEADINGS = {"attempt_timestamp": "when", "activity_type": "type", "struggle_description": "struggle area"}
@@ -1161,18 +1577,17 @@ def _print_profile(data: Any, point: Any, happened_by: datetime | None = None) -
             rows = rows[-RECENT_ATTEMPTS:]
         cells = [[_cell(getattr(row, column)) for column in columns] for row in rows]
         table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
-        for index, column in enumerate(columns):
+        for column in columns:
             heading = _HEADINGS.get(column, column.replace("_", " "))
-            if column in _SUMMARISED:
+            if column in _SUMMARISED:  # takes the width the others leave, cut with …
                 table.add_column(heading, overflow="ellipsis", no_wrap=True, ratio=1, min_width=8)
-            else:  # identifiers, names and times are never cut or broken
-                widest = max([len(heading), *(len(line[index]) for line in cells)])
-                table.add_column(heading, no_wrap=True, min_width=min(widest, 60))
+            else:  # identifiers, names and times are never cut (folded only when nothing else fits)
+                table.add_column(heading, overflow="fold")
         for line in cells:
             table.add_row(*line)
         if not rows:
             table.add_row(*(["-"] * len(columns)))
-        out.print(table)
+        _print_table(table, out)
 
 
 class BadValue(click.ClickException):
@@ -1194,6 +1609,17 @@ def _parse_time(value: str, option: str) -> datetime:
         return parsed.astimezone(UTC)
     except OverflowError:
         raise BadValue(f"{option}: {value!r} lies outside the years 1 to 9999 in UTC") from None
+
+
+def _time_bounds(given: dict[str, str | None]) -> dict[str, datetime | None]:
+    """Options bounding a clock (`--since`, `--until`, ...), parsed; a lower bound later than its
+    upper one (`--since` after `--until`) is a wrong command line."""
+    bounds = {name: None if value is None else _parse_time(value, name) for name, value in given.items()}
+    for low_name, high_name in (("--since", "--until"), ("--happened-since", "--happened-until")):
+        low, high = bounds.get(low_name), bounds.get(high_name)
+        if low is not None and high is not None and low > high:
+            raise BadValue(f"{low_name}: it is later than {high_name}; nothing can lie between them")
+    return bounds
 
 
 def _parse_point(value: str, name: str) -> datetime | int:

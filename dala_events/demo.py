@@ -11,7 +11,8 @@ change recorded now but with the day and time it is simulated to have happened a
   practises: four on the first objective, which is then completed (`system:pathway`) and
   earns a badge (`system:badges`), two on the next one.
 
-Everything is saved in one transaction. The same seed gives the same learner, days and
+Everything is saved in one transaction, after checking what would stop the page being written
+(its disclosure's actor, its destination). The same seed gives the same learner, days and
 scores (the days counted back from "now"). A learner who already has a profile is left as it
 is and only their page is rendered again, so running the demo twice is safe.
 """
@@ -25,11 +26,12 @@ from datetime import UTC, datetime, time, timedelta, tzinfo
 from pathlib import Path
 
 from dala_events.assessment import AssessmentResult, simulate_assessment
-from dala_events.attribution import occurring_at, recorded_as
+from dala_events.attribution import occurring_at, recorded_as, require_explicit_actor
 from dala_events.events import utc_now
-from dala_events.generate_interface import generate_interface
+from dala_events.generate_interface import generate_interface, page_destination
 from dala_events.hlp_module import LearnerProfile
 from dala_events.pathway import PathwayStep, generate_pathway
+from dala_events.private_files import check_destination
 from dala_events.store import SqlEventStore
 
 ACTIVITY_TYPES = ("quiz", "game", "reading", "practice")
@@ -104,7 +106,13 @@ def run_demo(
 ) -> DemoResult:
     """Run the demo for `learner_id` with `seed` and write their page (its times in
     `time_zone`, as `generate_interface` chooses by default); see the module docstring.
-    `now` (default: the clock; not in the future) is the moment the simulated weeks lead up to."""
+    `now` (default: the clock; not in the future) is the moment the simulated weeks lead up to.
+
+    What would stop it half way is checked before anything is written: the page's disclosure
+    needs an actor when DALA_REQUIRE_ACTOR is on (ActorRequired), and the page's destination
+    must take a file (InvalidInput naming `output_path`)."""
+    require_explicit_actor("disclosure (the learner's page)")
+    check_destination(page_destination(learner_id, output_path, store=store), name="output_path", create_folder=True)
     schedule = demo_schedule(seed, now)
     with (
         occurring_at(schedule.assessment),

@@ -6,6 +6,9 @@
   `read_transaction`.
 - The write path's statements: Core statements compiled once per dialect (`DriverStatement`)
   and run on the DBAPI cursor inside SQLAlchemy's transaction (`run_on_driver`).
+- Faults: a failure of the database itself (full, read-only, damaged, the connection lost)
+  raised as the package's DatabaseFault naming the database (`name_database_faults`), from
+  SQLAlchemy's executions, the driver fast path and SQLite's explicit begins alike.
 
 Everything else in the package speaks portable SQLAlchemy Core and calls these.
 """
@@ -20,10 +23,13 @@ from typing import Any, NamedTuple, TypeVar, cast
 from uuid import UUID
 
 from sqlalchemy import TIMESTAMP, Connection, Dialect, Engine, Table, Uuid, event
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.exc import DatabaseError, DBAPIError, InterfaceError, InternalError, OperationalError, StatementError
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.types import TypeDecorator
+
+from dala_events.errors import DatabaseFault
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -155,7 +161,8 @@ def run_on_driver(
     `exec_driver_sql`: when there is no transaction yet (SQLAlchemy must begin one), when
     cursor-execution listeners (tracing, metrics) expect to see every statement, and
     when SQLAlchemy logs its SQL (`echo=True`, or the `sqlalchemy.engine` logger at INFO).
-    Driver errors come out as SQLAlchemy's exceptions either way (IntegrityError, ...).
+    Driver errors come out as SQLAlchemy's exceptions either way (IntegrityError, ...), a
+    fault of the database as DatabaseFault where the engine names them (`name_database_faults`).
     """
     if not connection.in_transaction() or _observed(connection):
         result = connection.exec_driver_sql(sql, parameters)
@@ -176,14 +183,17 @@ def run_on_driver(
         invalidated = connection.dialect.is_disconnect(error, proxied, cursor)
         if invalidated:
             connection.invalidate(error)
-        raise DBAPIError.instance(
-            sql,
-            parameters,
-            error,
-            connection.dialect.loaded_dbapi.Error,
-            connection_invalidated=invalidated,
-            dialect=connection.dialect,
-            ismulti=many,
+        raise raised_as(
+            connection,
+            DBAPIError.instance(
+                sql,
+                parameters,
+                error,
+                connection.dialect.loaded_dbapi.Error,
+                connection_invalidated=invalidated,
+                dialect=connection.dialect,
+                ismulti=many,
+            ),
         ) from error
     finally:
         cursor.close()
@@ -194,8 +204,8 @@ def pipelined(connection: Connection) -> Iterator[None]:
     """Statements of the block sent without waiting for each one's answer, on PostgreSQL
     (psycopg's pipeline mode: one round trip for the lot, where each took one): for the writes
     of an append, whose answers nothing reads. Errors come out at the end of the block, as
-    SQLAlchemy's exceptions (IntegrityError, ...). Anywhere else, or when anyone watches the
-    connection's statements (see `run_on_driver`), the block runs as it is."""
+    SQLAlchemy's exceptions (IntegrityError, ...) or DatabaseFault (see `run_on_driver`).
+    Anywhere else, or when anyone watches the connection's statements, the block runs as it is."""
     if (
         connection.dialect.name != "postgresql"
         or connection.dialect.is_async  # psycopg's asyncio pipeline is awaited: `aio` pays the round trips
@@ -211,26 +221,125 @@ def pipelined(connection: Connection) -> Iterator[None]:
         try:
             yield
             pipeline.sync()  # the answers, errors included, here
-        except (driver_error, DBAPIError) as error:  # raised by the driver, or already converted
+        except (driver_error, DBAPIError, DatabaseFault) as error:  # raised by the driver, or already converted
             failed = error
             # Out of the aborted state before the pipeline ends (else psycopg logs it as ignored).
             with suppress(driver_error):
                 pipeline.sync()
-    if isinstance(failed, DBAPIError):
+    if isinstance(failed, (DBAPIError, DatabaseFault)):
         raise failed
     if failed is not None:
-        raise DBAPIError.instance(
-            "(pipelined statements)", None, failed, driver_error, dialect=connection.dialect
+        invalidated = connection.dialect.is_disconnect(cast(Any, failed), connection.connection, None)
+        if invalidated:
+            connection.invalidate(failed)
+        raise raised_as(
+            connection,
+            DBAPIError.instance(
+                "(pipelined statements)",
+                None,
+                failed,
+                driver_error,
+                connection_invalidated=invalidated,
+                dialect=connection.dialect,
+            ),
         ) from failed
 
 
 def _observed(connection: Connection) -> bool:
     """Whether anyone watches this connection's statements or errors: cursor or error
-    listeners, or SQL logging (`echo=True`, or the `sqlalchemy.engine` logger at INFO)."""
+    listeners (but the package's own, `name_database_faults`, whose work the fast path does
+    itself), or SQL logging (`echo=True`, or the `sqlalchemy.engine` logger at INFO)."""
     dispatch = connection.dispatch
-    if dispatch.before_cursor_execute or dispatch.after_cursor_execute or connection.dialect.dispatch.handle_error:
+    if dispatch.before_cursor_execute or dispatch.after_cursor_execute:
+        return True
+    handlers = connection.dialect.dispatch.handle_error
+    if handlers and not (len(handlers) == 1 and _fault_instead in handlers):
         return True
     return bool(connection.engine.echo) or _SQL_LOGGER.isEnabledFor(logging.INFO)
+
+
+def name_database_faults(engine: Engine) -> None:
+    """Make every failure of the database behind `engine` (see `database_fault`) a DatabaseFault
+    naming it, the driver's error chained, wherever it happens: SQLAlchemy's executions,
+    connects and commits (its `handle_error` event), and the fast path (`run_on_driver`,
+    `pipelined`) and SQLite's explicit begins, which raise what `raised_as` gives. A dead
+    pooled connection found by the pool's pre-ping is replaced, not reported."""
+    event.listen(engine, "handle_error", _fault_instead)
+
+
+def _fault_instead(context: ExceptionContext) -> DatabaseFault | None:
+    # Returned, not raised: SQLAlchemy raises it in the end, and error listeners added after
+    # this one still see the failure (a raise would end the chain here).
+    error, engine = context.sqlalchemy_exception, context.engine
+    if context.is_pre_ping or not isinstance(error, DBAPIError) or engine is None:
+        return None
+    return database_fault(error, engine, disconnected=context.is_disconnect, connecting=context.connection is None)
+
+
+def raised_as(connection: Connection, error: StatementError) -> Exception:
+    """What a failure on `connection` is raised as: DatabaseFault where its engine names faults
+    (`name_database_faults`) and it is one, else SQLAlchemy's exception."""
+    if isinstance(error, DBAPIError) and _fault_instead in connection.dialect.dispatch.handle_error:
+        fault = database_fault(error, connection.engine, disconnected=error.connection_invalidated)
+        if fault is not None:
+            return fault
+    return error
+
+
+def database_fault(
+    error: DBAPIError, engine: Engine, *, disconnected: bool = False, connecting: bool = False
+) -> DatabaseFault | None:
+    """`error` as a DatabaseFault naming `engine`'s database, or None when it is not a failure
+    of the database but of what a statement asked: a broken constraint (IntegrityError: the
+    store turns its version guard's into ConcurrencyError), bad SQL or a missing table
+    (ProgrammingError; on SQLite an OperationalError of the generic code SQLITE_ERROR), a value
+    the column refuses (DataError). `connecting`: it failed to connect."""
+    if not isinstance(error, (OperationalError, InternalError, InterfaceError)) and type(error) is not DatabaseError:
+        return None
+    cause = error.orig
+    code = getattr(cause, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    if primary == _SQLITE_ERROR:
+        return None
+    state = str(getattr(cause, "sqlstate", None) or "")
+    first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    disconnected = disconnected or error.connection_invalidated
+    hint = _fault_hint(primary, state, disconnected=disconnected, connecting=connecting)
+    return DatabaseFault(database_name(engine), first, hint, disconnected=disconnected)
+
+
+def database_name(engine: Engine) -> str:
+    """The database for people: a SQLite file's path, else its URL without the password (nor
+    the driver, which the async API changes)."""
+    url = engine.url
+    if engine.dialect.name == "sqlite" and url.database not in (None, "", ":memory:"):
+        return str(url.database)
+    return url.set(drivername=url.get_backend_name()).render_as_string(hide_password=True)
+
+
+_SQLITE_ERROR = 1  # SQLite's generic code: bad SQL, a missing table (a statement's fault, not the database's)
+
+
+def _fault_hint(sqlite_code: int | None, sqlstate: str, *, disconnected: bool, connecting: bool) -> str:
+    """What to do about a fault, from SQLite's primary result code or PostgreSQL's SQLSTATE."""
+    if not connecting and (disconnected or sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03")):
+        return (
+            "the connection to it was lost (the session was ended, or the server restarted or is out of reach); "
+            "try again"
+        )
+    if sqlite_code == 13 or sqlstate.startswith("53"):  # SQLITE_FULL; disk full, out of memory or connections
+        return "it is full (or out of resources): free space on its disk, then try again"
+    if sqlite_code == 8 or sqlstate == "25006":  # SQLITE_READONLY; read_only_sql_transaction
+        return "it cannot be written here: a read-only file, folder or file system, or a server that takes no writes"
+    if sqlite_code in (11, 26) or sqlstate in ("XX001", "XX002"):  # SQLITE_CORRUPT, SQLITE_NOTADB; data corrupted
+        return "it is damaged or not a DALA database: restore it from a backup (`dala restore`)"
+    if sqlite_code in (5, 6) or sqlstate == "55P03" or sqlstate.startswith("40") or sqlstate == "57014":
+        return "another connection held what it needed too long (a transaction left open?); try again"
+    if sqlite_code in (10, 14, 3):  # SQLITE_IOERR, SQLITE_CANTOPEN, SQLITE_PERM
+        return "its file cannot be read or written: check the disk, the file and its folder's permissions"
+    if connecting:
+        return "check that the server runs and the database URL is right"
+    return "check that it can be reached and written, and has free space"
 
 
 _SQL_LOGGER = logging.getLogger("sqlalchemy.engine.Engine")
@@ -342,8 +451,14 @@ def _begin_explicitly(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def begin(connection: Connection) -> None:
         mode = "IMMEDIATE" if connection.get_execution_options().get("dala_write") else "DEFERRED"
-        # Straight to the driver: SQLAlchemy is beginning the transaction this statement opens.
-        connection.connection.driver_connection.execute(f"BEGIN {mode}")  # type: ignore[union-attr]
+        # Straight to the driver: SQLAlchemy is beginning the transaction this statement opens,
+        # and raises what a listener raises as it is: its errors are converted here.
+        driver_error = connection.dialect.loaded_dbapi.Error
+        try:
+            connection.connection.driver_connection.execute(f"BEGIN {mode}")  # type: ignore[union-attr]
+        except driver_error as error:
+            failed = DBAPIError.instance(f"BEGIN {mode}", None, error, driver_error, dialect=connection.dialect)
+            raise raised_as(connection, failed) from error
 
 
 def configure_key_store_sqlite(engine: Engine) -> None:

@@ -22,32 +22,17 @@ import uuid
 
 import pydantic
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text, insert, select
+from sqlalchemy import insert, select
 
 from dala_events.attribution import require_explicit_actor
 from dala_events.database_setup import sql_store_or_default
-from dala_events.dialects import UTCDateTime, read_transaction, write_transaction
+from dala_events.dialects import read_transaction, write_transaction
 from dala_events.errors import InvalidInput
 from dala_events.events import LearnerId, UtcDateTime, utc_now
 from dala_events.store import SqlEventStore
 from dala_events.store.contract import valid_learner_id
 from dala_events.store.keys import ENCRYPTED_PREFIX, DataKeyErased, DataKeyMissing, KeyStoreMissing, LogCipher
-
-DISCLOSURE_METADATA = MetaData()
-
-disclosure_log = Table(
-    "disclosure_log",
-    DISCLOSURE_METADATA,
-    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
-    Column("learner_id", String(128), nullable=False),
-    Column("disclosed_at", UTCDateTime(), nullable=False),
-    Column("what", String(40), nullable=False),
-    Column("actor", String(200), nullable=False),
-    Column("reason", Text, nullable=True),
-    Column("correlation_id", String(200), nullable=False),
-    Index("ix_disclosure_log_learner_id", "learner_id", "id"),
-)
-"""One row per disclosure; created by the log's migration 0004, never updated or deleted."""
+from dala_events.store.sql import disclosure_log
 
 DISCLOSURE_KINDS: dict[str, str] = {
     "export_json": "the learner's export as one JSON document (`export_learner`, `dala export`)",
@@ -152,7 +137,6 @@ def list_disclosures(learner_id: str, *, store: SqlEventStore | None = None) -> 
 
 __all__ = [
     "DISCLOSURE_KINDS",
-    "DISCLOSURE_METADATA",
     "Disclosure",
     "disclosure_log",
     "list_disclosures",

@@ -83,9 +83,12 @@ class RecordedEvent(NamedTuple):
 
 
 class StreamSummary(NamedTuple):
-    """One learner's stream at a glance: how many events, when the first and last were recorded."""
+    """One learner's stream at a glance: how many events, when the first and last were recorded
+    (None, and `damaged` naming the rows, where no recorded time reads back)."""
 
     learner_id: str
     version: int
-    first_recorded_at: datetime
-    last_recorded_at: datetime
+    first_recorded_at: datetime | None
+    last_recorded_at: datetime | None
+    damaged: str | None = None
+    """The rows whose recorded time does not read back (a damaged database), if any."""

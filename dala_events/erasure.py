@@ -20,11 +20,17 @@ an older backup cannot bring the learner back either.
 Steps 1 and 2 use two databases (the log and the key store) and cannot commit together; an
 erasure stopped between them is completed by erasing again (`erase_learner` is idempotent),
 and until then the learner already reads as erased.
+
+What no erasure reaches: a copy of the key store taken before it (`dala keys backup`) still
+holds the learner's key, and with it any log backup brings their data back. The result says
+since when the key existed (`Erasure.key_created_at`): the key backups taken from then until
+the erasure are the ones to delete, or to let expire within the erasure deadline.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from pathlib import Path
 
 from markupsafe import escape
@@ -66,6 +72,9 @@ class Erasure(BaseModel):
     truncated): erase again once readers are gone to finish it."""
     page_removed: Path | None = None
     """The learner's rendered page, removed (None when there was none)."""
+    key_created_at: datetime | None = None
+    """When the data key this call destroyed was made (None: not known, or none destroyed):
+    every key backup taken since then and before the erasure still holds it."""
 
 
 def erasure_reason(reason: str | None) -> str:
@@ -144,6 +153,7 @@ def erase_learner(
             _log.info("learner %r: the stream moved during the erasure; trying again", learner_id)
     record = erasure_record(learner_id, store=chosen)
     assert record is not None, "the erasure was just recorded"
+    key_created_at = chosen.cipher.key_store.key_created_at(learner_id)
     key_destroyed = chosen.cipher.destroy(learner_id, record.erased_at)
     done, complete = _release_freed_space(chosen, full=vacuum_full)
     page_removed = _remove_page(page, learner_id)
@@ -161,6 +171,7 @@ def erase_learner(
         freed_space=done,
         freed_space_complete=complete,
         page_removed=page_removed,
+        key_created_at=key_created_at if key_destroyed else None,
     )
 
 

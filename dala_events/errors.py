@@ -30,6 +30,12 @@ def _remade(cls: type[DalaError], args: tuple[Any, ...], kwargs: dict[str, Any])
     return cls(*args, **kwargs)
 
 
+def in_words(error: OSError) -> str:
+    """An OS error for a message: its words ("no such file or directory"), without the number
+    and class name Python prints; the message around it says which file and what was being done."""
+    return (error.strerror or str(error)).lower()
+
+
 class InvalidInput(DalaError, ValueError):
     """Input refused before anything was written; `field` names the offending field."""
 
@@ -153,3 +159,27 @@ class ActorRequired(InvalidInput):
             f"DALA_REQUIRE_ACTOR is on and this {action} names no actor; make it inside "
             "recorded_as(actor=...) (on the command line: dala --actor KIND:ID ...)",
         )
+
+
+class DatabaseFault(DalaError):
+    """The database failed under a statement: full, read-only, damaged, locked too long,
+    unreachable, or the connection to it lost. `database` names it (a SQLite file, or the URL
+    without its password); the driver's error is chained (`__cause__`). `disconnected`: the
+    connection was lost (the next call gets a new one). A statement refused for what it asked
+    (a broken constraint, a missing table) is not a fault: it keeps SQLAlchemy's error, and a
+    stale append is ConcurrencyError as ever."""
+
+    def __init__(self, database: str, problem: str, hint: str, *, disconnected: bool = False) -> None:
+        self.database = database
+        self.problem = problem
+        self.disconnected = disconnected
+        super().__init__(f"the database {database} cannot be used: {problem}; {hint}")
+
+
+class SubscriptionError(DalaError):
+    """A subscription cannot be opened or go on as asked: it delivers another filter's events,
+    or it was reset since it was opened here. Names the subscription and says what to do."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        self.name = name
+        super().__init__(f"subscription {name!r} {problem}")

@@ -37,7 +37,6 @@ from dala_events import audit
 from dala_events.assessment import humanise, preference_label, task_label
 from dala_events.database_setup import default_storage
 from dala_events.disclosures import record_disclosure
-from dala_events.errors import InvalidInput
 from dala_events.events import utc_now
 from dala_events.pathway import CurriculumLO, curriculum_by_id, generate_pathway
 from dala_events.persistence_manager import (
@@ -46,6 +45,7 @@ from dala_events.persistence_manager import (
     LOProgressData,
     get_full_learner_profile_data,
 )
+from dala_events.private_files import check_destination
 from dala_events.settings import Settings
 from dala_events.store import RecordedEvent, SqlEventStore
 from dala_events.summaries import (
@@ -96,7 +96,9 @@ def generate_interface(
     whom, for an erased one).
 
     Rendering a page discloses the learner's data: it is recorded (`page`, under the current
-    `recorded_as` attribution) before the page is written.
+    `recorded_as` attribution) before the page is written, once the destination was checked
+    to take it (`private_files.check_destination`, which makes a missing folder; InvalidInput
+    naming `output_path` otherwise).
     """
     if time_zone is None:
         time_zone = (default_storage().settings if store is None else Settings.from_env()).time_zone
@@ -104,20 +106,23 @@ def generate_interface(
     if data is None:
         raise audit.missing_profile_error(learner_id, store=store)
     html = render_interface(data, audit.history(learner_id, store=store), time_zone=time_zone)
-    if output_path is not None:
-        path = Path(output_path)
-    elif store is None:
-        path = default_storage().page_path(learner_id)
-    else:
-        path = default_interface_path(learner_id)
-    if path.is_dir():
-        raise InvalidInput("output_path", f"{path} is a directory; give a file name")
+    path = page_destination(learner_id, output_path, store=store)
+    check_destination(path, name="output_path", create_folder=True)
     record_disclosure(learner_id, "page", store=store)
-    path.parent.mkdir(parents=True, exist_ok=True)
     # The page holds a child's data in the clear: readable by its owner only.
     with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as page:
         page.write(html)
     return path
+
+
+def page_destination(learner_id: str, output_path: str | Path | None, *, store: SqlEventStore | None) -> Path:
+    """Where `generate_interface` writes the learner's page: `output_path`, else the process
+    default store's page location with no `store`, else `default_interface_path`."""
+    if output_path is not None:
+        return Path(output_path)
+    if store is None:
+        return default_storage().page_path(learner_id)
+    return default_interface_path(learner_id)
 
 
 def render_interface(

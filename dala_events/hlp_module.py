@@ -79,7 +79,12 @@ class LearnerProfile(LearnerAggregate):
         self._open(learner_id, persistence_enabled, store)
         if self.erased:
             raise self._erased_error()
-        self.create()
+        if persistence_enabled and not self.exists:
+            # Another process may create the learner at the same moment: its creation is then
+            # read and this one records nothing (get-or-create, as the document promises).
+            self.run_command(lambda profile: profile.create())
+        else:
+            self.create()
 
     @classmethod
     def load(

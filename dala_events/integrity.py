@@ -34,18 +34,18 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, inspect, select, text
 
-from dala_events.errors import DalaError
+from dala_events.errors import DalaError, in_words
 from dala_events.events import utc_now
 from dala_events.key_audit import KeyReport
 from dala_events.store import SqlEventStore, log_chain
-from dala_events.store.chain import KINDS, ChainWalker, Problem, Stream
+from dala_events.store.chain import KINDS, MAX_LISTED_PROBLEMS, ChainWalker, Problem, Stream
 from dala_events.store.codec import ChainRow, LogKey, chain_mode
 from dala_events.store.contract import check_kind, valid_learner_id
-from dala_events.store.sql import log_encryption, rebuild_skips
+from dala_events.store.sql import check_log_key_to_verify, log_encryption, rebuild_skips, unfinished_restore
 
 VERIFY_BATCH_SIZE = 5_000
 MAX_CHECKPOINT_BYTES = 512 * 1024 * 1024
@@ -128,6 +128,14 @@ class EncryptionRecord:
 _REWRITTEN = "its hash is not the one the checkpoint recorded: the stream was rewritten since"
 
 
+class SkippedLearner(NamedTuple):
+    """A learner the read models lack on the operator's word (`rebuild_skips`)."""
+
+    learner_id: str
+    skipped_at: datetime
+    why: str
+
+
 @dataclass
 class VerifyReport:
     """What `verify_log` (or `check_chains`) found."""
@@ -148,16 +156,26 @@ class VerifyReport:
     encryption: EncryptionRecord | None = None
     keys: KeyReport | None = None
     """The check of the data keys beside the log (`key_audit.check_keys`), when it ran."""
-    skipped: list[tuple[str, datetime]] = field(default_factory=list)
-    """The learners the last rebuild left out on the operator's word (`rebuild --skip`), and when."""
+    skipped: list[SkippedLearner] = field(default_factory=list)
+    """The learners the last rebuild left out on the operator's word (`rebuild --skip`,
+    `restore --skip-missing-keys`), when and why."""
+    restore_unfinished: str | None = None
+    """Why the database is not in use yet: a restore stopped before it finished (`app.Dala.restore`)."""
 
     @property
     def intact(self) -> bool:
         """No problem with any chain (nor with the checkpoint), the engine check did not fail,
-        and every learner's key fits the log (when the keys were checked)."""
+        every learner's key fits the log (when the keys were checked), and no restore is
+        unfinished."""
         engine_failed = self.engine_check is not None and self.engine_check.ok is False
         keys_failed = self.keys is not None and not self.keys.ok
-        return not self.problems and not self.unlisted and not engine_failed and not keys_failed
+        return (
+            not self.problems
+            and not self.unlisted
+            and not engine_failed
+            and not keys_failed
+            and self.restore_unfinished is None
+        )
 
     def counts(self) -> dict[str, int]:
         """Problems by kind, listed and unlisted."""
@@ -187,7 +205,11 @@ class VerifyReport:
             "checkpoint": None if self.checkpoint is None else self.checkpoint.summary(),
             "log_encryption": None if self.encryption is None else self.encryption.as_dict(),
             "keys": None if self.keys is None else self.keys.as_dict(),
-            "skipped_by_rebuild": [{"learner_id": name, "skipped_at": at} for name, at in self.skipped],
+            "skipped_by_rebuild": [
+                {"learner_id": skipped.learner_id, "skipped_at": skipped.skipped_at, "why": skipped.why}
+                for skipped in self.skipped
+            ],
+            "restore_unfinished": self.restore_unfinished,
         }
 
 
@@ -264,6 +286,9 @@ def verify_log(
     """Check every chain of the log on `engine` (or those of `learner_ids`) with `log_key`
     (None: plain SHA-256), against `checkpoint` if given, and run the database's own check.
 
+    A log recorded as chained with a key is not checked without that key: LogKeyError says
+    which key it needs, before anything is read (every link would fail and read as forgery).
+
     Reads one consistent snapshot (PostgreSQL: REPEATABLE READ), so appends running meanwhile
     are either wholly seen or not at all. Writes nothing.
     """
@@ -278,14 +303,21 @@ def verify_log(
             connection.execution_options(isolation_level="REPEATABLE READ")
         with connection.begin():
             _require_chain(connection)
+            check_log_key_to_verify(connection, log_key)  # without the log's key every link would fail
             record = connection.execute(select(log_chain.c.mode, log_chain.c.key_id).where(log_chain.c.id == 1)).first()
             store = SqlEventStore(engine).bound_to(connection)
             rows = store.stored_rows(batch_size=batch_size, learner_ids=wanted)
             report = check_chains(rows, log_key, checkpoint=checkpoint)
+            _add_problems(report, commit_order_problems(connection, wanted))
             report.engine_check = engine_check(connection)
             report.encryption = _encryption_record(connection)
             if inspect(connection).has_table("rebuild_skips"):
-                report.skipped = [(row.learner_id, row.skipped_at) for row in connection.execute(select(rebuild_skips))]
+                report.skipped = [
+                    SkippedLearner(row.learner_id, row.skipped_at, row.why)
+                    for row in connection.execute(select(rebuild_skips).order_by(rebuild_skips.c.learner_id))
+                ]
+            unfinished = unfinished_restore(connection)
+            report.restore_unfinished = None if unfinished is None else str(unfinished)
     if record is not None:
         report.log_mode, report.log_key_id = record.mode, record.key_id
     report.hint = _hint(report, log_key)
@@ -297,6 +329,77 @@ def verify_log(
                     problem.detail = f"{_REWRITTEN}: by the encryption migration (0005)"
             report.hint = explanation if report.hint is None else f"{report.hint}; {explanation}"
     return report
+
+
+_COMMIT_ORDER = text(
+    """
+SELECT learner_id, version, position, transaction_id, previous_version, previous_id, next_id FROM (
+    SELECT e.learner_id, e.version, e.position, e.transaction_id, now.next_id,
+           lag(e.version) OVER stream AS previous_version,
+           lag(CASE WHEN e.transaction_id >= 0 AND e.transaction_id < now.next_id THEN e.transaction_id END)
+               OVER stream AS previous_id
+    FROM event_log AS e, (SELECT (pg_snapshot_xmax(pg_current_snapshot())::text)::bigint AS next_id) AS now
+    WHERE :every OR e.learner_id = ANY(:learner_ids)
+    WINDOW stream AS (PARTITION BY e.learner_id ORDER BY e.version)
+) AS ordered
+WHERE transaction_id < 0 OR transaction_id >= next_id OR transaction_id < previous_id
+ORDER BY position LIMIT :most
+"""
+)
+"""Each event whose transaction id is out of bounds, or below its predecessor's (one itself out
+of bounds is not compared with: it is reported alone)."""
+
+
+def commit_order_problems(connection: Connection, learner_ids: Collection[str] | None = None) -> list[Problem]:
+    """PostgreSQL: the events whose `transaction_id` breaks the commit order subscriptions
+    deliver in (`store.sql.in_commit_order`), as "reordered" problems (on `connection`, inside
+    its transaction; none on SQLite, where the position is the order, nor before migration 0009).
+
+    The database fills the column, outside the chain (a backup does not carry it), so no link
+    covers it; what can be checked is checked: within a stream it never goes down from one
+    version to the next (a later version is appended by a later transaction, or the same one),
+    it is not negative, and it is below every transaction that has not ended (the snapshot's
+    xmax: a committed row's writer ended before it). An id moved within those bounds shows
+    nowhere."""
+    if connection.dialect.name != "postgresql":
+        return []
+    if "transaction_id" not in {column["name"] for column in inspect(connection).get_columns("event_log")}:
+        return []  # a log before migration 0009
+    parameters = {
+        "every": learner_ids is None,
+        "learner_ids": sorted(learner_ids or ()),
+        "most": MAX_LISTED_PROBLEMS,
+    }
+    problems = []
+    for learner_id, version, position, transaction_id, previous_version, previous_id, next_id in connection.execute(
+        _COMMIT_ORDER, parameters
+    ):
+        if transaction_id < 0:
+            why = f"its transaction id {transaction_id} is negative"
+        elif transaction_id >= next_id:
+            why = f"its transaction id {transaction_id} is beyond every committed transaction (the next is {next_id})"
+        else:
+            why = f"its transaction id {transaction_id} is below version {previous_version}'s ({previous_id})"
+        detail = f"{why}: its place in commit order was changed; subscriptions would deliver it out of order, or never"
+        problems.append(Problem("reordered", learner_id, version, position, detail))
+    return problems
+
+
+def _add_problems(report: VerifyReport, problems: list[Problem]) -> None:
+    """Add problems found beside the chain walk to its report, in log order, as many as are
+    listed; not those of events the walk reported already (an event moved to another stream
+    breaks that stream's commit order too: it is one problem, the walk's)."""
+    walked = {problem.position for problem in report.problems}
+    problems = [problem for problem in problems if problem.position not in walked]
+    if not problems:
+        return
+    room = max(0, MAX_LISTED_PROBLEMS - len(report.problems))
+    for problem in problems[room:]:
+        report.unlisted[problem.kind] = report.unlisted.get(problem.kind, 0) + 1
+    report.problems = sorted(
+        [*report.problems, *problems[:room]],
+        key=lambda p: (p.position is None, p.position or 0, p.learner_id, p.version),
+    )
 
 
 def _encryption_record(connection: Connection) -> EncryptionRecord | None:
@@ -322,12 +425,14 @@ def _hint(report: VerifyReport, log_key: LogKey | None) -> str | None:
     """Why nothing verifies, when nothing does: usually the key, not the log."""
     recorded = report.log_mode, report.log_key_id
     ours = report.mode, report.key_id
+    # A keyed log's key was checked before the walk (`check_log_key_to_verify`).
+    if report.log_mode == chain_mode(None) and log_key is not None:
+        return (
+            "the log is recorded as chained without a key (plain SHA-256), but a log key was given: "
+            "a log written without one, or one rewritten without the key"
+        )
     if report.log_mode is not None and recorded != ours:
-        if report.log_mode == "sha256":
-            return "the log is chained without a key (plain SHA-256), but a log key was given"
-        if log_key is None:
-            return f"the log is chained with a log key (id {report.log_key_id}): set DALA_LOG_KEY or DALA_LOG_KEY_FILE"
-        return f"the log is chained with the log key of id {report.log_key_id}, not this one (id {report.key_id})"
+        return f"the log's chain record (table log_chain) reads {report.log_mode!r}: not a way this code chains"
     if report.events and not report.verified:
         return "no event verifies: the log key is not the one the log was written with, or the whole log was rewritten"
     return None
@@ -351,8 +456,8 @@ def engine_check(connection: Connection) -> EngineCheck:
             return EngineCheck(
                 "none",
                 None,
-                "PostgreSQL has no built-in integrity check; install the amcheck extension "
-                f"(CREATE EXTENSION amcheck) for bt_index_check of event_log's indexes; {pages}",
+                "PostgreSQL has none built in; `CREATE EXTENSION amcheck` adds one "
+                f"(bt_index_check of event_log's indexes); {pages}",
             )
         indexes = connection.execute(
             text(
@@ -430,8 +535,10 @@ def load_checkpoint(path: Path, log_key: LogKey | None) -> Checkpoint:
         if len(data) > MAX_CHECKPOINT_BYTES:
             raise IntegrityError(f"{str(path)!r} is larger than a checkpoint can be ({MAX_CHECKPOINT_BYTES:,} bytes)")
         document = json.loads(data.decode("utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise IntegrityError(f"cannot read the checkpoint {str(path)!r}: {error}") from None
+    except OSError as error:
+        raise IntegrityError(f"cannot read the checkpoint {str(path)!r}: {in_words(error)}") from None
+    except ValueError:  # not UTF-8, or not JSON
+        raise IntegrityError(f"{str(path)!r} is not a checkpoint (not JSON)") from None
     if not isinstance(document, dict) or document.get("format") != CHECKPOINT_FORMAT:
         raise IntegrityError(f"{str(path)!r} is not a checkpoint ({CHECKPOINT_FORMAT})")
     body = {name: value for name, value in document.items() if name != "signature"}

@@ -12,7 +12,10 @@ The key store is as precious as the log: without a learner's data key their hist
 - **not destroyed**: `LearnerErased` is in the log but their key is still there (an erasure
   interrupted between the log and the key store: erase again to finish it);
 - **stored in the clear**: an event of a learner whose content is encrypted, holding its
-  payload or reason unencrypted (written around the store, e.g. forged by hand).
+  payload or reason unencrypted (written around the store, e.g. forged by hand);
+- **unreadable row**: a row of the key store that does not read back (text that is not UTF-8,
+  a time that does not parse, a wrapped key of the wrong length), named by its row and learner:
+  whether its key can still be copied is said (`dala keys backup` copies every key that reads).
 
 `dala verify` runs it beside the chain check; `dala rebuild` runs it before changing anything,
 so that one bad key is named with every other, never found one learner at a time.
@@ -35,7 +38,14 @@ from dala_events.wiring import Storage
 MAX_LISTED = 1_000
 """Problems listed one by one; beyond these only their number is kept."""
 
-KINDS = ("missing", "damaged", "erased in the key store only", "not destroyed", "stored in the clear")
+KINDS = (
+    "missing",
+    "damaged",
+    "erased in the key store only",
+    "not destroyed",
+    "stored in the clear",
+    "unreadable row",
+)
 
 
 @dataclass(frozen=True)
@@ -105,7 +115,12 @@ def check_keys(storage: Storage, learner_ids: list[str] | None = None) -> KeyRep
     tombstones = {name for name, _ in snapshot.tombstones if wanted is None or name in wanted}
     encrypted, erased, clear_rows = _read_log(storage, wanted)
     report.learners = len(encrypted | set(keys) | tombstones)
-    for name in sorted(encrypted - set(keys) - tombstones):
+    unreadable = set()
+    for row in snapshot.damaged:
+        if wanted is None or row.learner_id in wanted:
+            report.add(KeyProblem("unreadable row", row.learner_id, row.describe()))
+            unreadable.add(row.learner_id)
+    for name in sorted(encrypted - set(keys) - tombstones - unreadable):
         report.add(KeyProblem("missing", name, "encrypted events and no data key in the key store"))
     for name, wrapped in sorted(keys.items()):
         try:

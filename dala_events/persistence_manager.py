@@ -255,23 +255,26 @@ class LearnerSummary(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     learner_id: str
-    created_at: UtcDateTime
-    """When the learner's first change was recorded."""
-    last_updated_at: UtcDateTime
-    """When the learner's latest change was recorded."""
+    created_at: UtcDateTime | None
+    """When the learner's first change was recorded (None: no recorded time of theirs reads back)."""
+    last_updated_at: UtcDateTime | None
+    """When the learner's latest change was recorded (None: as `created_at`)."""
     changes: int
     """How many changes (events) the learner's history holds."""
     has_profile: bool
     """False once the profile was deleted (its history stays) or the learner erased."""
     erased: bool = False
     """The learner was erased: their history's content is unreadable for good."""
+    damaged: str | None = None
+    """The rows of theirs whose recorded time does not read back (a damaged database), named."""
 
 
 def list_learners(
     *, after: str | None = None, limit: int = 100, store: SqlEventStore | None = None
 ) -> list[LearnerSummary]:
     """The learners the store knows, in id order, at most `limit` of them after the id `after`
-    (pass the last id of one page to get the next)."""
+    (pass the last id of one page to get the next). A learner whose recorded times do not read
+    back (a damaged database) is listed too, the rows named in `damaged`."""
     chosen = sql_store_or_default(store)
     streams = chosen.list_streams(after=after, limit=limit)
     if not streams:
@@ -289,6 +292,7 @@ def list_learners(
             changes=stream.version,
             has_profile=stream.learner_id in live,
             erased=stream.learner_id in erased,
+            damaged=stream.damaged,
         )
         for stream in streams
     ]

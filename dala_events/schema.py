@@ -17,10 +17,10 @@ from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
 from dala_events.dialects import release_freed_space, write_transaction
-from dala_events.errors import InvalidInput
+from dala_events.errors import DatabaseFault, InvalidInput
 from dala_events.store import LogKey
 from dala_events.store.keys import LogCipher
-from dala_events.store.sql import check_log_key
+from dala_events.store.sql import check_log_key, unfinished_restore
 from projections.rebuild import ensure_projections
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 _log = logging.getLogger("dala_events.schema")
 
 MIGRATIONS = "dala_events:migrations"
-LOG_SCHEMA_HEAD = "0009"
+LOG_SCHEMA_HEAD = "0010"
 """The newest migration of the log (a test keeps it equal to the scripts' head): a database at
 this revision is opened without loading Alembic, which costs a tenth of a second of start-up."""
 _PG_SETUP_LOCK = 4242001
@@ -68,7 +68,7 @@ def clear_old_row_versions(engine: Engine) -> None:
     the README). A failure is logged, not raised: the migration is committed."""
     try:
         _log.info("after encrypting old events: %s", release_freed_space(engine, ["event_log"]).done)
-    except DBAPIError as error:
+    except (DBAPIError, DatabaseFault) as error:
         _log.warning("clearing old row versions of event_log after encrypting it failed: %s", error)
 
 
@@ -199,7 +199,8 @@ def create_tables(engine: Engine, *, log_key: LogKey | None = None, cipher: Ciph
 
     Idempotent. A projection is stale when its table definition changed since it was built
     (or it is missing while the log has events): it needs `dala rebuild`. Raises
-    LogKeyError when `log_key` is not the key the log is chained with (see `check_log_key`).
+    LogKeyError when `log_key` is not the key the log is chained with (see `check_log_key`),
+    and RestoreUnfinished while a restore is not finished (see `app.Dala.restore`).
     Migration 0005 encrypts older events with `cipher`; see `migrate`.
     """
     done: dict[str, int] = {}
@@ -208,6 +209,9 @@ def create_tables(engine: Engine, *, log_key: LogKey | None = None, cipher: Ciph
         if log_schema_revision(connection) != LOG_SCHEMA_HEAD:
             _migrate(connection, "head", log_key=log_key, cipher=cipher, done=done)
         check_log_key(connection, log_key)
+        unfinished = unfinished_restore(connection, table_known=True)
+        if unfinished is not None:
+            raise unfinished
         stale = ensure_projections(connection)
     if done.get("events_encrypted"):
         clear_old_row_versions(engine)

@@ -27,9 +27,10 @@ from datetime import UTC, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dala_events.errors import InvalidInput
+from dala_events.errors import InvalidInput, in_words
 from dala_events.store.codec import LogKey
 from dala_events.store.keys import MasterKey, MasterKeyError
+from dala_events.switches import switch
 
 DATABASE_URL_ENV = "DALA_DATABASE_URL"
 LOG_KEY_ENV = "DALA_LOG_KEY"
@@ -96,7 +97,7 @@ class Settings:
             master_key=MasterKey.from_hex(master_value, source=MASTER_KEY_ENV) if master_value else None,
             master_key_file=Path(master_path).expanduser() if master_path else None,
             new_master_key=MasterKey.from_hex(new_master, source=NEW_MASTER_KEY_ENV) if new_master else None,
-            auto_rebuild=_switch(AUTO_REBUILD_ENV, get(AUTO_REBUILD_ENV)),
+            auto_rebuild=switch(AUTO_REBUILD_ENV, get(AUTO_REBUILD_ENV)),
             page_dir=Path(get(PAGE_DIR_ENV)).expanduser() if get(PAGE_DIR_ENV) else None,
             xapi_homepage=get(XAPI_HOMEPAGE_ENV) or None,
             time_zone=_time_zone(get(TIME_ZONE_ENV)),
@@ -105,17 +106,6 @@ class Settings:
     def with_database(self, database_url: str | None) -> Settings:
         """These settings for `database_url` instead (unchanged when None): what `--database-url` does."""
         return self if database_url is None else replace(self, database_url=database_url)
-
-
-def _switch(name: str, value: str) -> bool | None:
-    lowered = value.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    if lowered:
-        raise InvalidInput(name, f"must be 1 or 0, not {value!r}")
-    return None
 
 
 def _time_zone(name: str) -> tzinfo:
@@ -141,8 +131,10 @@ def _log_key(value: str, path: str) -> LogKey | None:
     if path:
         try:
             text_in_file = Path(path).expanduser().read_text(encoding="ascii")
-        except (OSError, UnicodeDecodeError) as error:
-            raise InvalidInput(LOG_KEY_FILE_ENV, f"cannot read the key file {path!r}: {error}") from None
+        except OSError as error:
+            raise InvalidInput(LOG_KEY_FILE_ENV, f"cannot read the key file {path!r}: {in_words(error)}") from None
+        except UnicodeDecodeError:
+            raise InvalidInput(LOG_KEY_FILE_ENV, f"the key file {path!r} holds more than hex digits") from None
         return LogKey.from_hex(text_in_file, source=LOG_KEY_FILE_ENV)
     return None
 
@@ -151,6 +143,8 @@ def master_key_from_file(path: Path, *, source: str) -> MasterKey:
     """The master key held in the file at `path` (hex digits, surrounding whitespace ignored)."""
     try:
         text_in_file = path.expanduser().read_text(encoding="ascii")
-    except (OSError, UnicodeDecodeError) as error:
-        raise MasterKeyError(f"{source}: cannot read the master key file {str(path)!r}: {error}") from None
+    except OSError as error:
+        raise MasterKeyError(f"{source}: cannot read the master key file {str(path)!r}: {in_words(error)}") from None
+    except UnicodeDecodeError:
+        raise MasterKeyError(f"{source}: the master key file {str(path)!r} holds more than hex digits") from None
     return MasterKey.from_hex(text_in_file, source=source)

@@ -25,12 +25,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, make_url, select
+from sqlalchemy import Engine, create_engine, event, func, inspect, make_url, select
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
-from dala_events.dialects import configure_key_store_sqlite, configure_sqlite, read_transaction
+from dala_events.dialects import configure_key_store_sqlite, configure_sqlite, name_database_faults, read_transaction
 from dala_events.errors import DatabaseNotFound, InvalidInput, SchemaMismatchError
 from dala_events.events import decode_json, dump_checked_json
 from dala_events.schema import LOG_SCHEMA_HEAD, create_tables, log_schema_revision
@@ -56,8 +56,12 @@ from dala_events.store.keys import (
     MasterKeyError,
     MemoryKeyStore,
     SqlKeyStore,
+    data_keys,
+    erased_keys,
+    key_store_info,
     write_secret_file,
 )
+from dala_events.store.sql import check_log_key, unfinished_restore
 from projections.projectors import project_events
 from projections.rebuild import rebuild, stale_error, stale_projections
 
@@ -98,8 +102,10 @@ def create_dala_engine(
     of an `AsyncEngine` on psycopg's asyncio connection); SQLite
     connections get the pragmas of `configure_sqlite`. With `create` a SQLite file's folder is
     created if missing; without it a missing file is DatabaseNotFound and nothing is created,
-    so a typo in a path never looks like a missing learner. JSON columns are written compact
-    and read back with pydantic-core's JSON codec.
+    so a typo in a path never looks like a missing learner (the folder is made at the first
+    connection, not before). JSON columns are written compact and read back with pydantic-core's
+    JSON codec. A failure of the database itself (full, read-only, damaged, the connection lost)
+    is raised as DatabaseFault naming it (`dialects.name_database_faults`).
     """
     try:
         url = make_url(database_url)
@@ -109,7 +115,9 @@ def create_dala_engine(
     if backend == "postgresql":
         if url.drivername == "postgresql":
             url = url.set(drivername="postgresql+psycopg")
-        return (postgresql_engine or create_engine)(url, pool_pre_ping=True, **_JSON_COLUMNS)
+        engine = (postgresql_engine or create_engine)(url, pool_pre_ping=True, **_JSON_COLUMNS)
+        name_database_faults(engine)
+        return engine
     if backend != "sqlite":
         raise InvalidInput("database_url", f"only sqlite and postgresql are supported, not {backend!r}")
     if url.database in (None, "", ":memory:"):
@@ -118,15 +126,22 @@ def create_dala_engine(
     else:
         path = Path(url.database).expanduser()
         new = create and not path.exists()
-        if create:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        elif not path.is_file():
+        if not create and not path.is_file():
             raise DatabaseNotFound(str(path))
         engine = create_engine(url, connect_args={"timeout": 30}, **_JSON_COLUMNS)
+        if create:
+            # The folder is made when the file is (the first connection): a command refused before
+            # it connects (a restore whose checks fail) leaves no empty folder behind.
+            event.listen(engine, "do_connect", functools.partial(_make_folder, path))
         if new:
             event.listen(engine, "connect", functools.partial(_private_when_new, path), once=True)
     configure_sqlite(engine)
+    name_database_faults(engine)
     return engine
+
+
+def _make_folder(path: Path, *_connecting: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
 
 
 def _private_when_new(path: Path, *_connection: Any) -> None:
@@ -206,10 +221,17 @@ def master_key_of(settings: Settings, default_file: Path | None, *, create: bool
             with contextlib.suppress(FileExistsError):  # another process made it first
                 write_secret_file(str(default_file), MasterKey.generate().hex() + "\n")
         elif not default_file.exists():
+            key_store = default_file.with_name(default_file.name.removesuffix(MASTER_KEY_SUFFIX))
+            if key_store.is_file() and key_store.stat().st_size > 0:
+                raise MasterKeyError(
+                    f"the master key file {default_file} is missing, but the key store beside it holds data keys "
+                    "wrapped by it: restore the file from where you keep the master key (a new key cannot open "
+                    "the store); nothing was read or written"
+                )
             raise MasterKeyError(
-                f"the master key file {default_file} is missing, but the key store beside it holds data keys "
-                "wrapped by it: restore the file from where you keep the master key (a new key cannot open "
-                "the store); nothing was read or written"
+                f"the master key file {default_file} is missing and there is no key store beside it yet: put the "
+                f"school's master key there (64 hex digits, from where it is kept apart from the backups), or set "
+                f"{MASTER_KEY_ENV} or {MASTER_KEY_FILE_ENV}; no backup holds it; nothing was read or written"
             )
         path = default_file
     if path is None:
@@ -244,6 +266,25 @@ def key_store_exists(url: str, *, postgresql_engine: EngineFactory | None = None
             return inspect(connection).has_table("key_store_info")
     except (SQLAlchemyError, OSError) as error:
         raise KeyStoreError(f"the key store {location} cannot be reached: {str(error).splitlines()[0]}") from error
+    finally:
+        engine.dispose()
+
+
+def key_store_summary(url: str) -> tuple[str | None, str | None, int, int]:
+    """What the key store at `url` (one that exists) says of itself, read only: its id, the id
+    of the master key its keys are wrapped with, how many data keys and erasures it holds.
+    KeyStoreError, naming it, when it cannot be read."""
+    engine, path = _key_store_engine(url)
+    location = str(path) if path is not None else engine.url.render_as_string(hide_password=True)
+    try:
+        with read_transaction(engine) as connection:
+            rows = connection.execute(select(key_store_info.c.name, key_store_info.c.value))
+            info = {name: value for name, value in rows}
+            keys = connection.execute(select(func.count()).select_from(data_keys)).scalar_one()
+            erasures = connection.execute(select(func.count()).select_from(erased_keys)).scalar_one()
+        return info.get("store_id"), info.get("master_key_id"), int(keys), int(erasures)
+    except (SQLAlchemyError, OSError) as error:
+        raise KeyStoreError(f"the key store {location} cannot be read: {str(error).splitlines()[0]}") from error
     finally:
         engine.dispose()
 
@@ -414,6 +455,19 @@ class Storage:
             return "in memory"
         return make_url(url).render_as_string(hide_password=True).removeprefix("sqlite:///")
 
+    def master_key_source(self) -> str:
+        """Where the master key comes from, for people (never the key itself): the variable
+        DALA_MASTER_KEY, the file DALA_MASTER_KEY_FILE names, or the embedded default's file."""
+        if self.settings.master_key is not None:
+            return f"the variable {MASTER_KEY_ENV}"
+        if self.settings.master_key_file is not None:
+            return str(self.settings.master_key_file)
+        try:
+            default_file = key_store_location(self.settings, self.engine)[1]
+        except MasterKeyError:
+            return f"none: set {MASTER_KEY_ENV} or {MASTER_KEY_FILE_ENV}"
+        return "in memory" if default_file is None else str(default_file)
+
     @property
     def key_store_url(self) -> str | None:
         """Where the key store is (a SQLAlchemy URL; None: in memory with an in-memory database)."""
@@ -460,7 +514,10 @@ class Storage:
         `settings.auto_rebuild` allows it (the SQLite default), else SchemaMismatchError says to
         run `dala rebuild`; READ refuses a missing, unmigrated or stale database
         (DatabaseNotFound, SchemaMismatchError) and changes nothing; RAW only connects. A log
-        key other than the one the log is chained with is LogKeyError (CREATE, READ).
+        key other than the one the log is chained with, or none for a keyed log, is LogKeyError
+        in every mode but RAW, before anything is read: every read checks the events' links,
+        which would all fail and read as forgery (`integrity.verify_log`, which opens RAW,
+        checks the same first).
         `postgresql_engine` makes the engines of a PostgreSQL log and key store (see
         `create_dala_engine`: how `dala_events.aio` puts them on psycopg's asyncio connections).
         """
@@ -510,6 +567,10 @@ class Storage:
                     f"the event log's schema is at revision {revision or 'none'}, this code needs "
                     f"{LOG_SCHEMA_HEAD}; run `dala migrate`"
                 )
+            check_log_key(connection, self.log_key)
+            unfinished = unfinished_restore(connection, table_known=True)
+            if unfinished is not None:
+                raise unfinished
             stale = stale_projections(connection)
         if stale:
             raise stale_error(stale)

@@ -5,12 +5,17 @@ awaits the store, so the event loop goes on serving other screens while PostgreS
 SQLite's worker thread works. Who made a change comes from the request (`recorded_as`, a
 context variable: it holds across the awaits of the request that set it).
 
-    pip install starlette uvicorn
-    DALA_DATABASE_URL=sqlite:///database/dala.db uvicorn examples.web_app:app
+From the project's folder, after `make demo` (the database and key store it filled are the
+defaults, read from the DALA_* variables like every command's):
 
-    GET  /learners/{id}/interests            the learner's interests
+    .venv/bin/pip install -e '.[web]'        # Starlette and uvicorn
+    .venv/bin/uvicorn examples.web_app:app
+    curl localhost:8000/learners/student123/interests
+
+    GET  /learners/{id}/interests            the learner's interests (404: no such learner)
     POST /learners/{id}/interests            {"interest": "Robotics"}, header X-Actor: teacher:7
-    GET  /learners/{id}/history              who changed what, when
+                                             (400: the body is not a JSON object)
+    GET  /learners/{id}/history              who changed what, when (404: no such learner)
 """
 
 from __future__ import annotations
@@ -47,12 +52,23 @@ def _store(request: Request) -> aio.AsyncEventStore:
 async def interests(request: Request) -> JSONResponse:
     learner_id = request.path_params["learner_id"]
     found = await aio.get_interests(learner_id, store=_store(request))
+    if not found:  # none, or no such learner: loading says which (LearnerNotFound, LearnerErasedError)
+        await aio.AsyncLearnerProfile.load(learner_id, store=_store(request))
     return JSONResponse([row.interest_name for row in found])
+
+
+class BadRequest(Exception):
+    """The request's body is not what the route takes."""
 
 
 async def add_interest(request: Request) -> JSONResponse:
     learner_id = request.path_params["learner_id"]
-    body: dict[str, Any] = await request.json()
+    try:
+        body: Any = await request.json()
+    except ValueError:  # not JSON at all (json.JSONDecodeError, UnicodeDecodeError)
+        body = None
+    if not isinstance(body, dict):
+        raise BadRequest('the body must be a JSON object such as {"interest": "Robotics"}')
     actor = request.headers.get("X-Actor", "")
     with recorded_as(actor or "unknown", reason="teacher's screen"):
         profile = await aio.get_or_create_learner_profile(learner_id, store=_store(request))
@@ -63,6 +79,8 @@ async def add_interest(request: Request) -> JSONResponse:
 async def history(request: Request) -> JSONResponse:
     learner_id = request.path_params["learner_id"]
     events = await aio.history(learner_id, store=_store(request))
+    if not events:
+        raise LearnerNotFound(learner_id, f"learner {learner_id!r} has no recorded changes")
     return JSONResponse(
         [
             {
@@ -90,6 +108,10 @@ async def refused(_request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"error": str(error), "field": error.field}, status_code=422)
 
 
+async def bad_request(_request: Request, error: Exception) -> JSONResponse:
+    return JSONResponse({"error": str(error)}, status_code=400)
+
+
 app = Starlette(
     routes=[
         Route("/learners/{learner_id}/interests", interests, methods=["GET"]),
@@ -97,6 +119,11 @@ app = Starlette(
         Route("/learners/{learner_id}/history", history, methods=["GET"]),
     ],
     # Looked up along the error's classes: an erased learner (a LearnerNotFound too) is "gone".
-    exception_handlers={LearnerErasedError: gone, LearnerNotFound: not_found, InvalidInput: refused},
+    exception_handlers={
+        LearnerErasedError: gone,
+        LearnerNotFound: not_found,
+        InvalidInput: refused,
+        BadRequest: bad_request,
+    },
     lifespan=lifespan,
 )

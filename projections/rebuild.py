@@ -13,13 +13,23 @@ How a rebuild runs, and why it is safe while the application keeps writing:
    the rebuild ends with RebuildError saying what verify says, so a forged value never
    reaches a read model.
 3. Catch-up and swap, in one short transaction that holds off writers (SQLite's write lock;
-   PostgreSQL's EXCLUSIVE lock on event_log, which readers do not need): the events appended
-   since step 2 are projected into the shadows, the live tables are dropped, the shadows
-   renamed into their place, and `projection_state` records each table's fingerprint and the
-   position reached. Readers see the old tables or the new ones, never a half-built one.
+   PostgreSQL's EXCLUSIVE lock on event_log, which readers do not need, and an ACCESS
+   EXCLUSIVE lock on the live tables it replaces): the events appended since step 2 are
+   projected into the shadows, the live tables are dropped, the shadows renamed into their
+   place, and `projection_state` records each table's fingerprint and the position reached.
+   Readers see the old tables or the new ones, never a half-built one.
 
 Nothing touches the live tables before step 3, so a rebuild that fails or is interrupted
 leaves them as they were.
+
+Waiting for those locks is bounded, and never holds writers up for long. A lock request
+waits in the database's queue, and every writer that comes after it waits behind it: so each
+attempt waits at most `LOCK_ATTEMPT_MS` (PostgreSQL's `lock_timeout`; SQLite's busy timeout
+for its BEGIN IMMEDIATE), then steps out of the queue, says at WARNING what holds the lock
+(PostgreSQL: the session's pid, state and how long its transaction has been open), replays
+what was appended meanwhile, and tries again after a growing, jittered pause. After
+`lock_wait` seconds in all it gives up with RebuildBlocked naming the holder; nothing was
+swapped in.
 
 Only one rebuild runs at a time per database: PostgreSQL takes an advisory lock, a SQLite
 file a lock file beside it.
@@ -30,9 +40,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import sys
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +55,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     MetaData,
+    RootTransaction,
     Table,
     UniqueConstraint,
     func,
@@ -51,13 +63,14 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import ForeignKeyConstraint
 
 if sys.platform != "win32":
     import fcntl
 
-from dala_events.dialects import upsert
-from dala_events.errors import DalaError, RefusedToDestroy, SchemaMismatchError
+from dala_events.dialects import SQLITE_BUSY_TIMEOUT_MS, upsert
+from dala_events.errors import DalaError, InvalidInput, RefusedToDestroy, SchemaMismatchError
 from dala_events.events import utc_now
 from dala_events.store import LogKey, SqlEventStore, event_log, projection_state
 from dala_events.store.chain import ChainWalker
@@ -76,12 +89,26 @@ REBUILD_BATCH_SIZE = 10_000
 
 _PG_REBUILD_LOCK = 4242002
 
+LOCK_WAIT_SECONDS = 60.0
+"""How long a rebuild waits in all for the locks of its catch-up and swap before it gives up
+(RebuildBlocked); `rebuild(lock_wait=...)`, `dala rebuild --wait`."""
+LOCK_ATTEMPT_MS = 250
+"""How long one attempt waits in the lock queue before stepping out so queued writers pass."""
+_FIRST_PAUSE = 0.1
+_LONGEST_PAUSE = 2.0
+
 Progress = Callable[[int, int], None]
 """Called after each batch with (events replayed so far, events in the log when it started)."""
 
 
 class RebuildError(DalaError):
     """A rebuild could not finish; the live read models are untouched."""
+
+
+class RebuildBlocked(RebuildError):
+    """A rebuild gave up waiting for the locks of its swap; the message names who held them
+    (PostgreSQL: pid, state, how long their transaction had been open) and what to do. The live
+    read models are untouched; run it again once the holder's transaction has ended."""
 
 
 @dataclass(frozen=True)
@@ -123,56 +150,70 @@ def rebuild(
     log_key: LogKey | None = None,
     cipher: LogCipher | None = None,
     skip: Collection[str] = (),
+    lock_wait: float = LOCK_WAIT_SECONDS,
 ) -> RebuildResult:
     """Rebuild read models live-safely (see the module's docstring) and report what was done.
 
     `cipher` decrypts payloads stored encrypted (see `dala_events.store.keys`). `skip` names
-    learners left out of the read models (their events are still checked against the chain):
-    the operator's choice when their keys cannot be read; the learners are recorded in
-    `rebuild_skips` (emptied by a rebuild that skips nobody) for `dala verify` to show.
+    learners left out of the read models (their events are neither projected nor walked here;
+    `dala verify` still checks their chains): the operator's choice when their keys cannot be
+    read, or some of their events are missing; the learners are recorded in `rebuild_skips`
+    (emptied by a rebuild that skips nobody) for `dala verify` to show, with why: a mapping
+    gives each learner's, else it is `dala rebuild --skip`'s.
 
     Every event's hash is checked with `log_key` (None: plain SHA-256) before it is projected;
     RebuildError names the first that does not verify, and nothing is swapped in.
+
+    The locks of the catch-up and swap are waited for `lock_wait` seconds at most, in short
+    attempts that let writers pass (see the module's docstring); then RebuildBlocked names
+    what holds them.
     """
+    if not lock_wait >= 0:  # NaN too
+        raise InvalidInput("lock_wait", f"must be a number of seconds, 0 or more, not {lock_wait!r}")
     names = with_dependents(projection_names() if projections is None else projections)
     if not names:
         raise RebuildError("no projection to rebuild")
     started = time.perf_counter()
     store = SqlEventStore(engine, cipher=cipher)
     store.forget_erased_keys()  # a key cached here may have been destroyed by an erasure since
+    waiting = _LockWait(lock_wait, names)
     with _one_rebuild_at_a_time(engine), engine.connect() as connection:
         connection.execution_options(dala_write=True)
         shadow = _Shadow(connection.dialect, names)
         with _foreign_keys_unchecked(connection):
             try:
-                with connection.begin():
+                with waiting.transaction(connection):
                     check_log_key(connection, log_key)  # the wrong key would refuse every event
                     shadow.create(connection)
                 expected = store.last_position()
                 reached = _Reached()
                 chain = _Chain(log_key, cipher, skip)
                 changes = RowChanges(SqlRowWriter(connection, shadow.targets))
-                for batch, point in store.stored_rows_in_commit_order(batch_size=batch_size):
-                    with connection.begin():
-                        _project(changes, batch, reached, chain)
-                    reached.point = point
-                    if progress is not None:
-                        progress(reached.events, expected)
-                with connection.begin():
-                    _lock_out_writers(connection)
+
+                def replay() -> None:
+                    """Project what is final after the point reached, batch by batch."""
+                    for batch, point in store.stored_rows_in_commit_order(reached.point, batch_size=batch_size):
+                        with waiting.transaction(connection):
+                            _project(changes, batch, reached, chain)
+                        reached.point = point
+                        if progress is not None:
+                            progress(reached.events, expected)
+
+                replay()
+                with waiting.transaction(connection, lock=waiting.lock_out_writers, meanwhile=replay):
                     _catch_up(store, connection, changes, reached, chain, batch_size)
                     if reached.events == 0:
                         _refuse_to_empty(connection, names)
                     shadow.swap_in(connection)
                     record_projections(connection, names, reached.position)
-                    _record_skips(connection, chain.skip)
+                    _record_skips(connection, skip)
                 if progress is not None:
                     progress(reached.events, max(expected, reached.events))
             except BaseException:
                 with contextlib.suppress(Exception):
                     if connection.in_transaction():
                         connection.rollback()
-                    with connection.begin():
+                    with waiting.begin_once(connection):  # an interrupted run's shadows go at the next anyway
                         shadow.drop(connection)
                 raise
     result = RebuildResult(names, reached.events, reached.position, time.perf_counter() - started)
@@ -192,13 +233,15 @@ def rebuild(
 
 
 def _record_skips(connection: Connection, skip: Collection[str]) -> None:
-    """Remember which learners this rebuild left out (none: forget the last rebuild's)."""
+    """Remember which learners this rebuild left out and why (none: forget the last rebuild's)."""
     connection.execute(rebuild_skips.delete())
     if skip:
         at = utc_now()
-        why = "left out of the read models by `dala rebuild --skip`: their events could not be read"
+        why = "left out by `dala rebuild --skip`: their events could not be read"
+        whys: Mapping[str, str] = skip if isinstance(skip, Mapping) else {}
         connection.execute(
-            rebuild_skips.insert(), [{"learner_id": name, "skipped_at": at, "why": why} for name in sorted(skip)]
+            rebuild_skips.insert(),
+            [{"learner_id": name, "skipped_at": at, "why": whys.get(name, why)[:200]} for name in sorted(skip)],
         )
 
 
@@ -295,13 +338,17 @@ class _Chain:
         self.skip = frozenset(skip)
 
     def admit(self, rows: list[ChainRow]) -> list[ChainRow]:
-        """The rows that verify, in their order (none once a problem was found)."""
+        """The rows that verify, in their order (none once a problem was found); a skipped
+        learner's rows are left out before the walk (a stream restored with events missing would
+        otherwise stop every other learner's rebuild)."""
+        if self.skip:
+            rows = [row for row in rows if row.learner_id not in self.skip]
         accepted = self.walker.feed(rows)
         if self.walker.problems:
             return []
         for row in accepted:
             self.sealed.check(row)
-        return [row for row in accepted if row.learner_id not in self.skip] if self.skip else accepted
+        return accepted
 
     def finish(self) -> None:
         """RebuildError naming what does not verify, if anything does not."""
@@ -358,12 +405,161 @@ def _refuse_to_empty(connection: Connection, names: Sequence[str]) -> None:
         )
 
 
-def _lock_out_writers(connection: Connection) -> None:
-    if connection.dialect.name == "postgresql":
+@dataclass(frozen=True)
+class LockHolder:
+    """A PostgreSQL session holding a lock a rebuild waits for (from `pg_locks` and
+    `pg_stat_activity`; what another role's session shows depends on this role's rights)."""
+
+    pid: int
+    state: str | None
+    transaction_seconds: float | None
+    application: str | None
+
+    def describe(self) -> str:
+        parts = [self.state or "its state is not visible to this role"]
+        if self.transaction_seconds is not None:
+            parts.append(f"its transaction open {self.transaction_seconds:.0f} s")
+        if self.application:
+            parts.append(f"application {self.application!r}")
+        return f"pid {self.pid} ({', '.join(parts)})"
+
+
+_HOLDERS = text(
+    """
+    SELECT DISTINCT activity.pid, activity.state,
+           EXTRACT(EPOCH FROM now() - activity.xact_start)::float AS seconds, activity.application_name
+    FROM pg_locks AS held JOIN pg_stat_activity AS activity ON activity.pid = held.pid
+    WHERE held.locktype = 'relation' AND held.granted AND held.pid <> pg_backend_pid()
+      AND held.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND held.relation IN (SELECT to_regclass(name) FROM unnest(CAST(:names AS text[])) AS name)
+      AND NOT (held.relation = to_regclass('event_log') AND held.mode = 'AccessShareLock')
+    ORDER BY seconds DESC NULLS LAST
+    """
+)
+"""The sessions holding a lock that conflicts with the swap's: any lock on event_log but a plain
+reader's (EXCLUSIVE lets readers be), any lock on a live table the swap replaces."""
+
+
+class _LockWait:
+    """How a rebuild waits for the locks it needs: in attempts of `LOCK_ATTEMPT_MS`, with
+    growing, jittered pauses between them, `seconds` in all (see the module's docstring)."""
+
+    def __init__(self, seconds: float, names: Sequence[str]) -> None:
+        self.seconds = seconds
+        self.names = names
+        self.deadline = time.monotonic() + seconds
+        self.pause = _FIRST_PAUSE
+        self.said: frozenset[int] | None = None
+
+    @contextlib.contextmanager
+    def transaction(
+        self,
+        connection: Connection,
+        *,
+        lock: Callable[[Connection], None] | None = None,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> Iterator[None]:
+        """A transaction of `connection` holding what `lock` takes (SQLite: the write lock, its
+        BEGIN IMMEDIATE), committed when the block ends. While the locks are held by others it
+        steps out, pauses, runs `meanwhile` and tries again, until the time is up."""
+        while True:
+            try:
+                transaction = self.begin_once(connection)
+                try:
+                    if connection.dialect.name == "postgresql":
+                        connection.execute(text(f"SET LOCAL lock_timeout = '{LOCK_ATTEMPT_MS}ms'"))
+                    if lock is not None:
+                        lock(connection)
+                except BaseException:
+                    transaction.rollback()
+                    raise
+            except Exception as error:
+                if not _lock_busy(error):
+                    raise
+                self._wait_or_give_up(connection)
+                if meanwhile is not None:
+                    meanwhile()
+                continue
+            break
+        with transaction:
+            yield
+
+    def begin_once(self, connection: Connection) -> RootTransaction:
+        """A transaction of `connection`, begun in one attempt (SQLite: BEGIN IMMEDIATE waits for
+        the write lock as long as the busy timeout says, here one attempt's worth)."""
+        if connection.dialect.name != "sqlite":
+            return connection.begin()
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        driver.execute(f"PRAGMA busy_timeout = {LOCK_ATTEMPT_MS}")
+        try:
+            return connection.begin()
+        finally:
+            driver.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+
+    def lock_out_writers(self, connection: Connection) -> None:
+        """The catch-up's and swap's locks (inside `transaction`, whose lock timeout bounds them)."""
+        if connection.dialect.name != "postgresql":
+            return  # SQLite: the transaction began with BEGIN IMMEDIATE and holds the write lock
         # Appenders take ROW EXCLUSIVE on event_log; EXCLUSIVE waits for those in flight and
         # holds off new ones until the swap commits. Plain SELECTs are not blocked.
         connection.execute(text("LOCK TABLE event_log IN EXCLUSIVE MODE"))
-    # SQLite: this transaction began with BEGIN IMMEDIATE and holds the write lock.
+        # The swap drops the live tables: taken now, before the catch-up, so that a reader in a
+        # long transaction is waited for here (and the attempt retried) rather than halfway.
+        existing = set(inspect(connection).get_table_names())
+        live = [name for name in self.names if name in existing]
+        if live:
+            quoted = ", ".join(f'"{name}"' for name in live)
+            connection.execute(text(f"LOCK TABLE {quoted} IN ACCESS EXCLUSIVE MODE"))
+        # What remains (the catch-up and the swap) waits no longer than the rebuild may (but
+        # for a second at least: the locks it still takes are brief ones).
+        left = max(1000, int((self.deadline - time.monotonic()) * 1000))
+        connection.execute(text(f"SET LOCAL lock_timeout = '{left}ms'"))
+
+    def _wait_or_give_up(self, connection: Connection) -> None:
+        """After an attempt found the locks held: RebuildBlocked when the time is up, else say
+        what holds them and pause."""
+        holders, pids = self._holders(connection)
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise RebuildBlocked(
+                f"gave up after waiting {self.seconds:g} s for {holders}; end that transaction and run "
+                "`dala rebuild` again (or wait longer: --wait SECONDS); nothing was swapped in"
+            )
+        level = logging.WARNING if pids != self.said else logging.INFO  # said once per holder
+        self.said = pids
+        _log.log(level, "rebuild waiting for %s; writers go on meanwhile; giving up in %.0f s", holders, left)
+        time.sleep(min(left, random.uniform(self.pause / 2, self.pause)))
+        self.pause = min(self.pause * 2, _LONGEST_PAUSE)
+
+    def _holders(self, connection: Connection) -> tuple[str, frozenset[int]]:
+        """What holds the locks, in words, and the holders' pids (none on SQLite)."""
+        if connection.dialect.name != "postgresql":
+            return f"the write lock of {connection.engine.url.database}: another connection holds it", frozenset()
+        try:
+            found = connection.execute(_HOLDERS, {"names": ["event_log", *self.names]}).all()
+        finally:
+            connection.rollback()
+        what = "its locks on event_log and the tables it replaces"
+        if not found:
+            return f"{what}: their holder had let go by the time it was looked for", frozenset()
+        holders = [LockHolder(row.pid, row.state, row.seconds, row.application_name) for row in found]
+        described = ", ".join(holder.describe() for holder in holders)
+        return f"{what}: held by {described}", frozenset(holder.pid for holder in holders)
+
+
+def _lock_busy(error: BaseException) -> bool:
+    """Whether `error` says a lock was not granted in time: PostgreSQL's lock_not_available
+    (`lock_timeout`), SQLite's busy or locked; whatever wraps the driver's error."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if getattr(seen, "sqlstate", None) == "55P03":
+            return True
+        code = getattr(seen, "sqlite_errorcode", None)
+        if isinstance(code, int) and code & 0xFF in (5, 6):  # SQLITE_BUSY, SQLITE_LOCKED
+            return True
+        seen = seen.orig if isinstance(seen, DBAPIError) and seen.orig is not None else seen.__cause__
+    return False
 
 
 @contextlib.contextmanager

@@ -57,7 +57,9 @@ def reset_postgres() -> None:
         os.environ["DALA_KEY_STORE"] = str(Path(tempfile.mkdtemp(prefix="dala-keys-")) / "test.keys")
         os.environ["DALA_MASTER_KEY"] = TEST_MASTER_KEY
         os.environ["DALA_MASTER_KEY_FILE"] = ""
-    engine = create_engine(POSTGRES_URL)
+    # Its DROPs wait for every lock on the tables: a transaction an earlier test left open fails
+    # this one within two minutes rather than hanging it.
+    engine = create_engine(POSTGRES_URL, connect_args={"options": "-c lock_timeout=120000"})
     try:
         with engine.begin() as connection:
             READ_MODEL_METADATA.drop_all(connection)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -251,3 +254,25 @@ def key_environment() -> dict[str, str]:
 
     names = ("DALA_KEY_STORE", "DALA_MASTER_KEY", "DALA_MASTER_KEY_FILE")
     return {name: os.environ[name] for name in names if name in os.environ}
+
+
+@contextmanager
+def when_the_rebuild_waits(answer: Callable[[str], None]) -> Iterator[None]:
+    """Call `answer` with the message each time a rebuild says it waits for its locks (on the
+    `dala_events.rebuild` logger): how a test acts on that wait without sleeping or polling."""
+
+    class Answering(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            message = record.getMessage()
+            if message.startswith("rebuild waiting for"):
+                answer(message)
+
+    logger = logging.getLogger("dala_events.rebuild")
+    handler, level = Answering(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

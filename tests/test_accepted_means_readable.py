@@ -407,7 +407,9 @@ def test_accepted_means_readable_through_every_path(
     for learner_id, expected in tally.expected.items():
         assert dto_shape(pm.get_full_learner_profile_data(learner_id, store=store)) == expected
     # a fresh process reads every learner back equal
-    reloaded = fresh_process.submit(reload_shapes, database_url, list(tally.expected), key_environment()).result()
+    reloaded = fresh_process.submit(reload_shapes, database_url, list(tally.expected), key_environment()).result(
+        timeout=300
+    )
     assert reloaded == tally.expected
 
     print(

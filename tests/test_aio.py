@@ -40,6 +40,7 @@ from dala_events.persistence_manager import (
 )
 from dala_events.settings import Settings
 from dala_events.store import event_log
+from dala_events.store.contract import STREAM_BATCH_SIZE
 from dala_events.store.keys import MasterKey
 from projections.database_models import READ_MODEL_METADATA
 from projections.rebuild import rebuild_projections
@@ -480,21 +481,31 @@ def test_a_save_cancelled_at_any_statement_leaves_all_of_its_events_or_none(
 
 LONG_HISTORY = 5_000
 WRITERS = 50
-LOOP_DELAY_LIMIT = 0.020
 
 
 def test_the_loop_keeps_ticking_while_a_long_history_is_read_beside_fifty_writers(
     fresh: Callable[[str], Settings],
 ) -> None:
+    """The history is read in batches of STREAM_BATCH_SIZE, each read awaited, so the loop's
+    longest hold is a batch's work, a small part of the whole read. Nothing here is an
+    absolute time (how long a batch takes depends on the machine and its load): the longest
+    delay of a ticker on the same loop is compared with how long the same read took on it.
+    The figure itself is the bench's (`python -m benchmarks --only async`)."""
     settings = fresh("ticking")
 
-    async def run() -> tuple[float, int]:
+    async def run() -> tuple[float, float, int, int]:
         async with await aio.AsyncDala.open(settings) as dala:
             await dala.run(write_long_history, dala.sync, "long", LONG_HISTORY)
             writers = [f"w{n}" for n in range(WRITERS)]
             for learner_id in writers:
                 await aio.create_learner_profile(learner_id, store=dala.store)
             worst, running = 0.0, True
+            reads = 0
+
+            def count_reads(_c: Any, _cursor: Any, statement: str, parameters: Any, *_rest: Any) -> None:
+                nonlocal reads
+                if "event_log" in statement and "'long'" in repr(parameters):
+                    reads += 1
 
             async def ticker() -> None:
                 nonlocal worst
@@ -507,28 +518,34 @@ def test_the_loop_keeps_ticking_while_a_long_history_is_read_beside_fifty_writer
                 for n in range(5):
                     await aio.add_interest(learner_id, InterestData(interest_name=f"i{n}"), store=dala.store)
 
+            async def read() -> tuple[int, float]:
+                started = time.perf_counter()
+                history = await aio.history("long", store=dala.store)
+                return len(history), time.perf_counter() - started
+
             # The heap as it stands is kept out of the collector's full passes (`gc.freeze`), as a
             # server does after start-up: what is measured is the store's own hold on the loop,
             # not the collector's walk over every module loaded (15-100 ms here, in any Python
             # program with this heap, the synchronous API's included: the README says so).
             gc.collect()
             gc.freeze()
+            event.listen(dala.sync.engine, "before_cursor_execute", count_reads)
             ticking = asyncio.create_task(ticker())
             try:
                 await asyncio.sleep(0.01)
                 worst = 0.0
-                history, *_ = await asyncio.gather(
-                    aio.history("long", store=dala.store), *(writer(learner_id) for learner_id in writers)
-                )
+                (read_events, reading), *_ = await asyncio.gather(read(), *(writer(name) for name in writers))
             finally:
                 running = False
                 await ticking
+                event.remove(dala.sync.engine, "before_cursor_execute", count_reads)
                 gc.unfreeze()
-            return worst, len(history)
+            return worst, reading, read_events, reads
 
-    worst, read = asyncio.run(run())
+    worst, reading, read, reads = asyncio.run(run())
     assert read == LONG_HISTORY
-    assert worst <= LOOP_DELAY_LIMIT, f"the loop was held {worst * 1000:.1f} ms"
+    assert reads >= LONG_HISTORY // STREAM_BATCH_SIZE  # read a batch at a time, each read awaited
+    assert worst < reading / 3, f"the loop was held {worst * 1000:.1f} ms of a {reading * 1000:.0f} ms read"
 
 
 def test_an_erasure_awaited_is_refused_to_the_next_append_of_another_store(fresh: Callable[[str], Settings]) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy import insert, select
 
 from dala_events import audit
 from dala_events import persistence_manager as pm
-from dala_events.attribution import recorded_as
+from dala_events.attribution import occurring_at, recorded_as
 from dala_events.errors import CorruptEventError, InvalidInput
 from dala_events.events import PreferenceSet, new_event_id
 from dala_events.hlp_module import LearnerProfile, LearnerState
@@ -121,6 +121,35 @@ def test_diff_reports_rows_added_changed_and_removed(store: SqlEventStore) -> No
     assert not created.existed_before and [row.change for row in created.rows] == ["added"]
     with pytest.raises(InvalidInput, match="start"):
         audit.diff("ann", datetime(2026, 3, 1), 2, store=store)
+
+
+def test_diff_by_when_changes_happened_counts_a_backdated_change_where_it_happened(store: SqlEventStore) -> None:
+    with freeze_time(T0), recorded_as("teacher:42"):
+        profile = LearnerProfile("ann", store=store)
+        profile.add_interest("Robotics")
+    with freeze_time(T0 + timedelta(days=1)), recorded_as("teacher:42"):
+        profile.add_struggle_area("Reading fluency")
+    with freeze_time(T0 + timedelta(days=2)), recorded_as("teacher:42"), occurring_at(T0 + timedelta(hours=12)):
+        profile.add_interest("Music")  # typed in on day 2, happened on day 0
+    since, until = T0 + timedelta(hours=6), T0 + timedelta(days=1, hours=12)
+    result = audit.diff("ann", happened_since=since, happened_until=until, store=store)
+    assert {(row.section, row.key, row.change) for row in result.rows} == {
+        ("interests", "Music", "added"),
+        ("struggles", "Reading fluency", "added"),
+    }
+    listed = audit.history("ann", happened_since=since, happened_until=until, store=store)
+    assert sorted(event.event_type for event in listed) == ["InterestAdded", "StruggleAreaAdded"]
+    assert (result.start_version, result.end_version) == (2, 4) and result.existed_before
+    assert (result.happened_since, result.happened_until) == (since, until)
+    everything = audit.diff("ann", happened_until=until, store=store)
+    assert not everything.existed_before and everything.exists_after and len(everything.added) == 3
+    assert audit.diff("ann", happened_since=T0 + timedelta(days=3), store=store).rows == ()
+    with pytest.raises(InvalidInput, match="start"):
+        audit.diff("ann", 1, 2, happened_since=since, store=store)
+    with pytest.raises(InvalidInput, match="happened_since"):
+        audit.diff("ann", happened_since=until, happened_until=since, store=store)
+    with pytest.raises(InvalidInput, match="happened_until"):
+        audit.diff("ann", happened_until=datetime(2026, 3, 1), store=store)
 
 
 LEARNER_STEPS = st.lists(

@@ -334,3 +334,127 @@ def test_a_restore_puts_a_plain_log_under_a_log_key_and_keeps_the_disclosures(
     )
     with Dala.open(other, mode=Mode.RAW_CREATE) as dala, pytest.raises(LogKeyError, match="that key configured"):
         dala.restore(tmp_path / "keyed.backup")
+
+
+def test_backups_never_replace_a_file_unless_forced(sqlite_source: SqlEventStore, tmp_path: Path) -> None:
+    from tests.test_cli_and_readme import run_dala
+
+    _fill(sqlite_source)
+    url = sqlite_source.engine.url.render_as_string(hide_password=False)
+    kept = tmp_path / "kept.backup"
+    kept.write_text("last week's backup\n")
+    for command in (("backup",), ("keys", "backup")):
+        refused = run_dala(*command, str(kept), "--database-url", url, cwd=tmp_path)
+        assert refused.returncode == 1 and f"{kept} exists already" in refused.stderr and "--force" in refused.stderr
+        assert kept.read_text() == "last week's backup\n" and not list(tmp_path.glob("*.partial"))
+    # The pair is checked whole first: the log's file is not written when the keys' exists.
+    pair = run_dala("backup", str(tmp_path / "log.backup"), "--keys", str(kept), "--database-url", url, cwd=tmp_path)
+    assert pair.returncode == 1 and "exists already" in pair.stderr and not (tmp_path / "log.backup").exists()
+    same = run_dala("backup", str(kept), "--keys", str(kept), "--force", "--database-url", url, cwd=tmp_path)
+    assert same.returncode == 1 and "another file" in same.stderr
+    forced = run_dala("backup", str(kept), "--force", "--database-url", url, cwd=tmp_path)
+    assert forced.returncode == 0 and "backed up 15 events" in forced.stdout, forced.stderr
+    assert kept.read_text().startswith('{"format":"dala-events-backup"')
+
+
+def test_a_refused_restore_leaves_no_folder_behind(sqlite_source: SqlEventStore, tmp_path: Path) -> None:
+    from tests.test_cli_and_readme import run_dala
+
+    _fill(sqlite_source)
+    path = backup_log(sqlite_source.engine, tmp_path / "dala.backup").path
+    machine = tmp_path / "machine"
+    machine.mkdir()
+    target = f"sqlite:///{machine}/database/school.db"
+    env = {"DALA_KEY_STORE": "", "DALA_MASTER_KEY": "", "DALA_MASTER_KEY_FILE": ""}
+    refused = run_dala("restore", str(path), "--database-url", target, cwd=machine, env=env)
+    assert refused.returncode == 1 and "dala keys restore" in refused.stderr, refused.stderr
+    assert list(machine.iterdir()) == []
+
+
+def test_a_backup_that_cannot_be_written_leaves_nothing_and_names_the_file_and_its_disk(
+    sqlite_source: SqlEventStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import resource
+
+    from tests.test_cli_and_readme import DALA
+
+    profile = LearnerProfile("many", persistence_enabled=False, store=sqlite_source)
+    for n in range(2_000):
+        profile.record_activity_attempt("LO1", f"a{n}", "quiz", score=float(n % 100))
+    profile.save()
+    url = sqlite_source.engine.url.render_as_string(hide_password=False)
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def at_most_200_kb() -> None:  # in the child only: a file may not grow past 200 KB
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+
+    done = subprocess.run(
+        [DALA, "backup", str(out / "big.backup"), "--database-url", url],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=at_most_200_kb,
+    )
+    assert done.returncode == 1, done.stderr
+    assert f"cannot write {out / 'big.backup'}" in done.stderr and str(out.resolve()) in done.stderr
+    assert "Traceback" not in done.stderr and "OSError" not in done.stderr
+    assert list(out.iterdir()) == []  # no .partial file left behind
+
+    def full_disk(_descriptor: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(BackupError, match=rf"no space left on the disk holding {out.resolve()}"):
+        backup_log(sqlite_source.engine, out / "full.backup")
+    assert list(out.iterdir()) == []
+
+
+def test_a_damaged_time_is_named_and_left_out_of_backups_and_listings_and_the_rest_restores(
+    sqlite_source: SqlEventStore, tmp_path: Path
+) -> None:
+    import json
+    import sqlite3
+
+    from tests.test_cli_and_readme import run_dala
+
+    _fill(sqlite_source)
+    database = sqlite_source.engine.url.database
+    assert database is not None
+    with sqlite3.connect(database) as connection:  # ann's first change: the earliest time of the log
+        connection.execute(
+            "UPDATE event_log SET recorded_at = '2026-13-45 99:00' WHERE learner_id = 'ann' AND version = 1"
+        )
+        query = "SELECT position FROM event_log WHERE learner_id = 'ann' AND version = 1"
+        (position,) = connection.execute(query).fetchone()
+    url = sqlite_source.engine.url.render_as_string(hide_password=False)
+
+    listed = run_dala("learners", "--database-url", url, cwd=tmp_path)
+    assert listed.returncode == 1 and "ann" in listed.stdout and "bob" in listed.stdout, listed.stderr
+    assert "ann" in listed.stderr and "version 1" in listed.stderr and f"position {position}" in listed.stderr
+    assert "ValueError" not in listed.stderr
+    as_json = run_dala("learners", "--json", "--database-url", url, cwd=tmp_path)
+    assert as_json.returncode == 1 and {entry["learner_id"] for entry in json.loads(as_json.stdout)} == {"ann", "bob"}
+
+    made = run_dala("backup", str(tmp_path / "damaged.backup"), "--database-url", url, cwd=tmp_path)
+    assert made.returncode == 1 and "backed up 14 events" in made.stdout, made.stderr
+    assert "learner 'ann' version 1" in made.stderr and f"position {position}" in made.stderr
+    assert "recorded_at" in made.stderr and "incomplete" in made.stderr and "ValueError:" not in made.stderr
+    trailer = json.loads((tmp_path / "damaged.backup").read_text().splitlines()[-1])
+    assert trailer["complete"] is False and [row["key"] for row in trailer["left_out"]] == [position]
+
+    fresh = f"sqlite:///{tmp_path}/fresh/restored.db"
+    refused = run_dala("restore", str(tmp_path / "damaged.backup"), "--database-url", fresh, cwd=tmp_path)
+    assert refused.returncode == 1 and "incomplete" in refused.stderr and "--skip ann" in refused.stderr
+    restored = run_dala(
+        "restore", str(tmp_path / "damaged.backup"), "--skip", "ann", "--database-url", fresh, cwd=tmp_path
+    )
+    assert restored.returncode == 0 and "restored 14 events" in restored.stdout, restored.stderr
+    assert "left out of the read models: ann" in restored.stdout
+    history = run_dala("history", "bob", "--json", "--database-url", fresh, cwd=tmp_path)
+    assert history.returncode == 0 and len(json.loads(history.stdout)) == 8, history.stderr
+    checked = run_dala("verify", "--database-url", fresh, cwd=tmp_path)
+    assert checked.returncode == 1 and "ann" in checked.stdout and "dala restore --skip" in checked.stdout

@@ -394,6 +394,9 @@ def test_a_small_run_reports_every_measurement_as_json() -> None:
         "audit_profile_as_of",
         "audit_profile_as_of_floor",
         "startup_profile",
+        "startup_profile_cpu",
+        "startup_profile_no_bytecode",
+        "startup_help",
         "startup_libraries",
         "startup_ratio",
     }

@@ -76,7 +76,7 @@ def test_audit_commands_through_the_console_script(tmp_path: Path) -> None:
     partial = run_dala("rebuild", "--projection", "badges", "--projection", "interests", cwd=tmp_path)
     assert partial.returncode == 0 and "rebuilt interests, badges from" in partial.stdout
     unknown = run_dala("rebuild", "--projection", "nope", cwd=tmp_path)
-    assert unknown.returncode == 1 and "unknown projection 'nope'" in unknown.stderr
+    assert unknown.returncode == 2 and "unknown projection 'nope'" in unknown.stderr
     migrated = run_dala("migrate", cwd=tmp_path)
     assert migrated.returncode == 0 and f"revision {LOG_SCHEMA_HEAD}" in migrated.stdout
 

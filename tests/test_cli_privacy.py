@@ -69,9 +69,9 @@ def test_disclosures_read_at_80_columns(demo_dir: Path) -> None:
     lines = table.stdout.splitlines()
     assert lines[0].startswith("Disclosures of student123:") and all(len(line) <= 80 for line in lines)
     assert "cli_profile" in table.stdout and "teacher:42" in table.stdout and "…" in table.stdout
-    none = run_dala("disclosures", "nobody", cwd=demo_dir)
-    assert none.returncode == 0 and "no disclosure of nobody's data is recorded" in none.stdout
-    assert run_dala("disclosures", "nobody", "--json", cwd=demo_dir).stdout.strip() == "[]"
+    # A learner the store has never heard of is an error, pointing to the list, as for every reader.
+    assert "see `dala learners`" in one_line_error(run_dala("disclosures", "nobody", cwd=demo_dir))
+    assert "see `dala learners`" in one_line_error(run_dala("disclosures", "nobody", "--json", cwd=demo_dir))
 
 
 def test_the_json_export_goes_to_stdout_or_a_private_file(demo_dir: Path) -> None:
@@ -145,4 +145,4 @@ def test_an_older_log_schema_is_reported_with_what_to_run(tmp_path: Path) -> Non
     for command in (["profile", "ann"], ["disclosures", "ann"], ["export", "ann"]):
         assert "run `dala migrate`" in one_line_error(run_dala(*command, cwd=tmp_path))
     assert run_dala("migrate", cwd=tmp_path).returncode == 0
-    assert run_dala("disclosures", "ann", "--json", cwd=tmp_path).stdout.strip() == "[]"
+    assert "'ann' has no recorded changes" in one_line_error(run_dala("disclosures", "ann", "--json", cwd=tmp_path))

@@ -21,7 +21,7 @@ ROUNDS = 15
 def test_processes_appending_to_own_and_shared_learners(store: SqlEventStore, database_url: str) -> None:
     pm.create_learner_profile("shared")
     with ProcessPoolExecutor(max_workers=WORKERS, mp_context=multiprocessing.get_context("spawn")) as pool:
-        conflicts = sum(pool.map(hammer, [database_url] * WORKERS, range(WORKERS), [ROUNDS] * WORKERS))
+        conflicts = sum(pool.map(hammer, [database_url] * WORKERS, range(WORKERS), [ROUNDS] * WORKERS, timeout=600))
 
     with store.engine.connect() as connection:
         rows = connection.execute(select(event_log.c.learner_id, event_log.c.version)).all()
@@ -54,7 +54,13 @@ def test_eight_processes_writing_one_learner_through_the_persistence_manager(
     pm.create_learner_profile("hot")
     with ProcessPoolExecutor(max_workers=HOT_WRITERS, mp_context=multiprocessing.get_context("spawn")) as pool:
         caught_up = sum(
-            pool.map(hot_writer, [database_url] * HOT_WRITERS, range(HOT_WRITERS), [HOT_ROUNDS] * HOT_WRITERS)
+            pool.map(
+                hot_writer,
+                [database_url] * HOT_WRITERS,
+                range(HOT_WRITERS),
+                [HOT_ROUNDS] * HOT_WRITERS,
+                timeout=600,
+            )
         )
 
     recorded = sorted(attempt.activity_id for attempt in pm.get_activity_attempts("hot"))
@@ -66,3 +72,22 @@ def test_eight_processes_writing_one_learner_through_the_persistence_manager(
     inline = read_model_rows(store.engine)
     rebuild_projections(store.engine, cipher=store.cipher)
     assert read_model_rows(store.engine) == inline
+
+
+def test_a_learner_created_by_another_writer_at_the_same_moment_is_loaded_not_refused(store: SqlEventStore) -> None:
+    """get-or-create across processes: when another writer creates the learner between this
+    profile's load and its creation, the creation is read back and nothing more is recorded."""
+    from dala_events.hlp_module import LearnerProfile
+
+    raced: list[bool] = []
+
+    class CreatedElsewhereFirst(LearnerProfile):
+        def create(self) -> bool:
+            if not raced:
+                raced.append(True)
+                LearnerProfile("raced", store=store)  # the other writer wins the race
+            return super().create()
+
+    profile = CreatedElsewhereFirst("raced", store=store)
+    assert raced and profile.exists and profile.version == 1 and profile.saved_version == 1
+    assert [event.event_type for event in store.read_stream("raced")] == ["LearnerProfileCreated"]

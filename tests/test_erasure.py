@@ -529,3 +529,30 @@ def test_restoring_a_backup_older_than_an_erasure_records_the_erasure_again(tmp_
         report = dala.verify()
         assert report.intact and report.keys is not None and report.keys.ok, report.keys
         assert [event.event_type for event in dala.history("ann")][-1] == "InterestAdded"
+
+
+def test_dala_erase_says_which_backups_still_hold_the_key_and_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dala_events.cli as cli
+
+    monkeypatch.chdir(tmp_path)
+    engine = init_db(f"sqlite:///{tmp_path}/dala.db")
+    try:
+        _fill(store_for(engine))  # bea's key is made at T0, 2026-03-02 09:00 UTC
+    finally:
+        close_db()
+    code, output = _cli(tmp_path, "erase", "--help")
+    assert code == 0 and "not even from a backup" not in output
+    assert "key backup" in " ".join(output.split()) and "delete" in output
+
+    asked: list[str] = []
+    monkeypatch.setattr(cli, "_on_a_terminal", lambda: True)
+    monkeypatch.setattr(cli.click, "confirm", lambda text, **_kw: asked.append(text) or True)
+    code, output = _cli(tmp_path, "--actor", "dpo:jane", "erase", "bea", "--reason", "request 114")
+    assert code == 0, output
+    assert len(asked) == 1 and "backups included" not in asked[0]
+    assert "key backups taken since 2026-03-02 09:00 UTC" in asked[0] and "still hold" in asked[0]
+    flat = " ".join(output.split())
+    assert "key backups taken from 2026-03-02 09:00 UTC until now still hold bea's data key" in flat, flat
+    assert "delete them" in flat and "erasure deadline" in flat

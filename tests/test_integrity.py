@@ -3,6 +3,7 @@ checkpoints; the log key; migration 0003; rebuilds that refuse what does not ver
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -21,7 +22,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import bindparam, select, text
 
+from dala_events import aio
 from dala_events import persistence_manager as pm
+from dala_events.app import Dala, Mode
 from dala_events.cli import main
 from dala_events.database_setup import (
     close_db,
@@ -29,6 +32,7 @@ from dala_events.database_setup import (
     create_dala_engine,
     init_db,
     migrate,
+    open_db,
     store_for,
 )
 from dala_events.dialects import EventIdText, UTCDateTime
@@ -43,6 +47,7 @@ from dala_events.integrity import (
     verify_log,
     write_checkpoint,
 )
+from dala_events.settings import Settings
 from dala_events.store import InMemoryEventStore, LogKey, LogKeyError, SqlEventStore, event_log, log_chain
 from dala_events.store.codec import (
     CHAIN_FORMAT,
@@ -54,10 +59,11 @@ from dala_events.store.codec import (
     parse_time_text,
     time_text,
 )
+from dala_events.store.sql import mark_as_log_writer
 from projections.projectors import project_events
 from projections.rebuild import RebuildError, rebuild
 from tests.conftest import POSTGRES_URL, require_postgres, reset_postgres
-from tests.helpers import log_row_count, read_model_rows
+from tests.helpers import log_row_count, read_model_rows, when_the_rebuild_waits
 
 KEY_HEX = "5a" * 32
 OTHER_KEY_HEX = "a5" * 32
@@ -427,16 +433,56 @@ def test_a_keyed_log_verifies_only_with_its_key(keyed: SqlEventStore, monkeypatc
     report = verify_log(keyed.engine, key)
     assert report.intact and report.mode == "hmac-sha256" and report.key_id == key.key_id
 
-    for wrong in (None, LogKey.from_hex(OTHER_KEY_HEX)):
-        failed = verify_log(keyed.engine, wrong)
-        assert not failed.intact and failed.verified == 0
-        assert (failed.problems[0].learner_id, failed.problems[0].version, failed.problems[0].position) == ("ann", 1, 1)
-        assert failed.hint is not None and key.key_id in failed.hint
+    # Without its key (or with another) a keyed log is not walked: every link would fail and the
+    # report would read as forgery. The refusal names the key the log needs.
+    with pytest.raises(LogKeyError, match=rf"chained with a log key \(id {key.key_id}\); set DALA_LOG_KEY"):
+        verify_log(keyed.engine, None)
+    with pytest.raises(LogKeyError, match=rf"log key of id {key.key_id}, not the configured one"):
+        verify_log(keyed.engine, LogKey.from_hex(OTHER_KEY_HEX))
     result = CliRunner().invoke(main, ["--database-url", _url(keyed), "verify"])
-    assert result.exit_code == 0 and f"HMAC-SHA256 with the log key (key id {key.key_id})" in result.stdout
+    # The report is wrapped at the terminal's width: read as words.
+    said = " ".join(result.stdout.split())
+    assert result.exit_code == 0 and f"HMAC-SHA256 with the log key (key id {key.key_id})" in said
     monkeypatch.setenv("DALA_LOG_KEY", OTHER_KEY_HEX)
     wrong_key = CliRunner().invoke(main, ["--database-url", _url(keyed), "verify"])
-    assert wrong_key.exit_code == 1 and "ann" in wrong_key.stdout and f"id {key.key_id}" in wrong_key.stdout
+    assert wrong_key.exit_code == 1 and wrong_key.stdout == ""
+    assert wrong_key.stderr.strip().splitlines() == [
+        f"error: the event log is chained with the log key of id {key.key_id}, not the configured one "
+        f"(id {LogKey.from_hex(OTHER_KEY_HEX).key_id})"
+    ]
+
+
+def test_a_keyed_log_read_without_its_key_is_refused_in_one_line_before_anything_is_checked(
+    keyed: SqlEventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new shell or a cron job without DALA_LOG_KEY_FILE: every read and verify says that the
+    log needs its key, in one line (exit 1), and reports no event as changed or forged."""
+    key = LogKey.from_hex(KEY_HEX)
+    url = _url(keyed)
+    monkeypatch.delenv("DALA_LOG_KEY")
+    needed = f"error: the event log is chained with a log key (id {key.key_id}); set DALA_LOG_KEY or DALA_LOG_KEY_FILE"
+    reads = [
+        ["verify"],
+        ["verify", "ann"],
+        ["history", "ann"],
+        ["history", "ann", "--json"],
+        ["profile", "ann"],
+        ["profile", "ann", "--version", "2"],
+        ["diff", "ann", "1", "2"],
+        ["export", "ann"],
+        ["learners"],
+        ["disclosures", "ann"],
+        ["subscriptions"],
+    ]
+    for command in reads:
+        result = CliRunner().invoke(main, ["--database-url", url, *command])
+        assert (result.exit_code, result.stdout, result.stderr.strip().splitlines()) == (1, "", [needed]), command
+    with pytest.raises(LogKeyError, match="set DALA_LOG_KEY"):
+        open_db(url)
+    with pytest.raises(LogKeyError, match="set DALA_LOG_KEY"):
+        Dala.open(Settings.from_env().with_database(url), mode=Mode.READ)
+    with pytest.raises(LogKeyError, match="set DALA_LOG_KEY"):
+        asyncio.run(aio.AsyncDala.open(Settings.from_env().with_database(url), mode=Mode.READ))
 
 
 def test_a_process_with_another_key_or_none_is_refused_at_start(
@@ -615,30 +661,78 @@ def test_an_append_that_commits_late_is_checked_and_projected_in_version_order(
 ) -> None:
     """PostgreSQL: learner late's version 1 takes a position, commits only after the rebuild has
     read past it, and version 2 is appended meanwhile. The rebuild holds version 2 back until
-    the catch-up reads version 1, checks both links, and projects them in order."""
+    the catch-up reads version 1, checks both links, and projects them in order.
+
+    The late transaction commits after the rebuild's first batch or, when the rebuild has read
+    nothing before its swap (a transaction anywhere on the server holds the horizon below
+    every event), when the rebuild says it waits for it: the test never waits on itself."""
     require_postgres()
     reset_postgres()
     engine = init_db(POSTGRES_URL)
+    holder = engine.connect()
     try:
         store = store_for(engine)
         store.append("ann", [_new(LearnerProfileCreated(), 1), _new(InterestAdded(interest_name="a"), 2)], 0)
         late_row = encode_row("late", 1, _new(LearnerProfileCreated(), 42), T0, store.cipher)  # as an append does
         chain_rows([late_row], "", None)
-        holder = engine.connect()
         transaction = holder.begin()
+        mark_as_log_writer(holder)  # as an append does, before its first write
         holder.execute(event_log.insert().values({c.name: late_row[c.name] for c in event_log.c if c.name in late_row}))
         project_events(holder, [AppendedEvent("late", 1, T0, LearnerProfileCreated())])  # as an append does
         bob = [_new(LearnerProfileCreated(), 3)] + [_new(InterestAdded(interest_name=f"b{n}"), n) for n in (4, 5, 6)]
         store.append("bob", bob, 0)
 
-        def progress(done: int, total: int) -> None:
+        def commit_late(*_said: object) -> None:
             if transaction.is_active:
                 transaction.commit()
                 store.append("late", [_new(InterestAdded(interest_name="after"), 9)], 1)
 
-        result = rebuild(engine, batch_size=4, progress=progress, cipher=store.cipher)
-        holder.close()
+        with when_the_rebuild_waits(commit_late):
+            result = rebuild(engine, batch_size=4, progress=commit_late, cipher=store.cipher)
         assert result.events == log_row_count(engine) == 8
         assert [i.interest_name for i in pm.get_interests("late", store=store)] == ["after"]
+    finally:
+        holder.close()
+        close_db()
+
+
+# -- the commit order subscriptions rely on (PostgreSQL's transaction ids) ---------------------
+
+
+def test_a_transaction_id_that_breaks_its_streams_order_is_reported(tmp_path: Path) -> None:
+    """PostgreSQL: `transaction_id` is outside the chain (the database fills it), yet
+    subscriptions deliver in its order. An id set below its predecessor's (an erasure that would
+    never reach a feed), beyond every committed transaction (an event no feed would ever get) or
+    below zero is reported by verify, against a checkpoint too, naming learner, version and
+    position."""
+    require_postgres()
+    reset_postgres()
+    engine = init_db(POSTGRES_URL)
+    try:
+        store = store_for(engine)
+        _fill(store)
+        checkpoint = tmp_path / "heads.json"
+        written = CliRunner().invoke(main, ["--database-url", POSTGRES_URL, "verify", "--checkpoint", str(checkpoint)])
+        assert written.exit_code == 0, written.output
+        _tamper(store, "UPDATE event_log SET transaction_id = 1 WHERE learner_id = 'ann' AND version = 6")
+        _tamper(store, "UPDATE event_log SET transaction_id = 9000000000000 WHERE learner_id = 'bob' AND version = 1")
+        report = verify_log(engine, None)
+        assert _kinds(report) == [("reordered", "ann", 6), ("reordered", "bob", 1)]
+        backwards, future = report.problems
+        assert backwards.position == 6 and "transaction id 1 is below version 5's" in backwards.detail
+        assert future.position == 7 and "beyond every committed transaction" in future.detail
+        assert not report.intact
+        assert _kinds(verify_log(engine, None, learner_ids=["bob"])) == [("reordered", "bob", 1)]
+        result = CliRunner().invoke(main, ["--database-url", POSTGRES_URL, "verify", "--against", str(checkpoint)])
+        assert result.exit_code == 1 and "NOT INTACT" in result.output and "reordered" in result.output
+
+        _tamper(store, "UPDATE event_log SET transaction_id = 0 WHERE learner_id = 'bob' AND version = 1")
+        _tamper(store, "UPDATE event_log SET transaction_id = -5 WHERE learner_id = 'ann' AND version = 1")
+        _tamper(
+            store,
+            "UPDATE event_log SET transaction_id = (SELECT transaction_id FROM event_log WHERE position = 5) "
+            "WHERE learner_id = 'ann' AND version = 6",
+        )
+        assert _kinds(verify_log(engine, None)) == [("reordered", "ann", 1)]
     finally:
         close_db()

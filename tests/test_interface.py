@@ -105,6 +105,11 @@ def test_dala_demo_end_to_end_in_a_fresh_directory(tmp_path: Path) -> None:
     again = run_dala("demo", cwd=tmp_path)
     assert again.returncode == 0 and "already has a profile" in again.stdout
 
+    # --out makes no folder (as export's does not): it says so and writes nothing.
+    refused = run_dala("demo", "--learner", "lee", "--seed", "9", "--out", "pages/lee.html", cwd=tmp_path)
+    assert refused.returncode == 1 and "the folder pages does not exist" in refused.stderr
+    assert not (tmp_path / "pages").exists()
+    (tmp_path / "pages").mkdir()
     other = run_dala("demo", "--learner", "lee", "--seed", "9", "--out", "pages/lee.html", cwd=tmp_path)
     assert other.returncode == 0, other.stderr
     assert (tmp_path / "pages" / "lee.html").exists()

@@ -81,7 +81,9 @@ def _write_until_killed(settings: Settings, point: str, tmp_path: Path) -> None:
     if settings.master_key_file is not None:
         env["DALA_MASTER_KEY_FILE"] = str(settings.master_key_file)
     script = _WRITER.format(killed=KILLED, learners=LEARNERS, last=LEARNERS[-1])
-    done = subprocess.run([sys.executable, "-c", script, point], env=env, cwd=tmp_path, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", script, point], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == KILLED, done.stderr
 
 

@@ -333,6 +333,81 @@ def test_a_rebuild_names_every_unreadable_learner_first_and_skips_only_on_reques
     with Dala.open(school, mode=Mode.RAW) as dala:
         assert dala.full_profile("bea") is None and dala.full_profile("ann") is not None
         report = dala.verify()
-        assert [name for name, _ in report.skipped] == ["bea", "dan"]
+        assert [skipped.learner_id for skipped in report.skipped] == ["bea", "dan"]
     code, output = _cli(school, "verify")
-    assert "left out by `dala rebuild --skip`" in output and "learner bea" in output
+    said = " ".join(output.split())  # the report wraps at the terminal's width: read it as words
+    assert "left out by `dala rebuild --skip`" in said and "learner bea" in said
+
+
+def _unreadable_created_at(settings: Settings, learner: str) -> None:
+    """What flipped bytes did to a row: its created_at no longer UTF-8 (SQLite's own check passes)."""
+    with sqlite3.connect(_key_store(settings)) as connection:
+        connection.execute(
+            "UPDATE data_keys SET created_at = CAST(? AS TEXT) WHERE learner_id = ?", (b"\xff\xfe2026-03-02", learner)
+        )
+        assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_a_damaged_key_row_is_named_and_every_readable_key_is_still_backed_up(school: Settings, tmp_path: Path) -> None:
+    assert _cli(school, "keys", "backup", str(tmp_path / "before.keys"))[0] == 0  # a complete one, from before
+    _unreadable_created_at(school, "bea")
+    with sqlite3.connect(_key_store(school)) as connection:  # and dan's wrapped key cut short
+        connection.execute("UPDATE data_keys SET wrapped = X'00010203' WHERE learner_id = 'dan'")
+
+    code, output = _cli(school, "verify", "--json")
+    assert code == 1
+    problems = {(p["kind"], p["learner_id"]): p["detail"] for p in json.loads(output)["keys"]["problems"]}
+    assert set(problems) == {("unreadable row", "bea"), ("unreadable row", "dan")}, problems
+    assert "created_at" in problems[("unreadable row", "bea")] and "row " in problems[("unreadable row", "bea")]
+    assert "wrapped" in problems[("unreadable row", "dan")]
+    code, output = _cli(school, "verify")
+    assert code == 1 and "unreadable row" in output and "bea" in output and "dan" in output
+    with Dala.open(school) as dala:
+        dala.profile("new-before-the-backup").add_interest("Chess")  # nothing has recorded the damage yet
+
+    code, output = _cli(school, "keys", "backup", str(tmp_path / "keys.backup"))
+    assert code == 1 and "bea" in output and "dan" in output and "incomplete" in output, output
+    lines = [json.loads(line) for line in (tmp_path / "keys.backup").read_text().splitlines()]
+    header = lines[0]
+    assert header["complete"] is False and {row["learner_id"] for row in header["damaged"]} == {"bea", "dan"}
+    copied = {line["key"]: line for line in lines if "key" in line}
+    assert set(copied) == {"ann", "bea", "cy", "eve", "new-before-the-backup"}  # every key that reads
+    assert copied["bea"]["created_at"] is None
+
+    # Once a backup found the damage, no new key goes into that key store: writes of known learners go on.
+    with Dala.open(school) as dala:
+        with pytest.raises(KeyStoreError, match=r"damaged.*'zed'"):
+            dala.profile("zed").add_interest("Chess")
+        dala.profile("ann").add_interest("Art")
+    code, output = _cli(school, "demo", "--learner", "yan")
+    assert code == 1 and "damaged" in output and "dala keys backup" in output, output
+
+    # The repair the README gives: the readable keys into a new key store, the lost one from an older backup.
+    _key_store(school).rename(tmp_path / "damaged.keys")
+    for backup in ("keys.backup", "before.keys"):
+        code, output = _cli(school, "keys", "restore", str(tmp_path / backup))
+        assert code == 0, output
+    code, output = _cli(school, "verify")
+    assert code == 0, output
+    with Dala.open(school) as dala:
+        dala.profile("zed").add_interest("Chess")
+        assert [e.event_type for e in dala.history("bea")][-1] == "StruggleAreaAdded"
+
+
+def test_a_key_backup_of_format_1_still_restores(school: Settings, tmp_path: Path) -> None:
+    from dala_events.checksummed import ChecksummedWriter
+
+    with Dala.open(school, mode=Mode.RAW) as dala:
+        dala.backup_keys(tmp_path / "keys.backup")
+    lines = [json.loads(line) for line in (tmp_path / "keys.backup").read_text().splitlines()]
+    header, body, trailer = lines[0], lines[1:-1], lines[-1]
+    assert header.pop("format_version") == 2 and header.pop("complete") is True and header.pop("damaged") == []
+    with ChecksummedWriter(tmp_path / "format-1.backup") as old:  # as the code before format 2 wrote it
+        old.write({**header, "format_version": 1})
+        for line in body:
+            old.write(line)
+        old.finish(keys=trailer["keys"], tombstones=trailer["tombstones"])
+    _key_store(school).unlink()
+    code, output = _cli(school, "keys", "restore", str(tmp_path / "format-1.backup"))
+    assert code == 0 and f"restored {len(LEARNERS)} data keys" in output, output
+    assert _cli(school, "verify")[0] == 0

@@ -94,4 +94,7 @@ def test_aggregate_read_models_rebuild_and_fresh_process_agree(
     assert read_model_rows(store.engine) == inline_rows
     assert {i: profile_snapshot(pm.get_full_learner_profile_data(i)) for i in learner_ids} == in_memory
     # (d) == profiles reloaded in a fresh process
-    assert fresh_process.submit(reload_snapshots, database_url, learner_ids, key_environment()).result() == in_memory
+    assert (
+        fresh_process.submit(reload_snapshots, database_url, learner_ids, key_environment()).result(timeout=300)
+        == in_memory
+    )

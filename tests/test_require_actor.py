@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from dala_events import persistence_manager as pm
@@ -103,3 +105,43 @@ def test_a_misspelt_setting_refuses_rather_than_turning_the_check_off(
     assert memory_store.stream_version("ann") == 0
     with recorded_as("teacher:1"):  # a named actor never needs the setting read
         LearnerProfile("ann", store=memory_store)
+
+
+SWITCH_WORDS = ["1", "0", "true", "False", " YES ", "no", "On", "off", "", "   "]
+
+
+@pytest.mark.parametrize("value", [*SWITCH_WORDS, "maybe", "ture", "2", "y"])
+def test_every_switch_follows_one_rule(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DALA_REQUIRE_ACTOR, read where each change is attributed, reads a value as
+    DALA_AUTO_REBUILD (a setting) does, and refuses what it refuses with the same words."""
+    from dala_events.attribution import actor_required
+    from dala_events.settings import Settings
+
+    monkeypatch.setenv("DALA_REQUIRE_ACTOR", value)
+    try:
+        rebuild: object = Settings.from_env({"DALA_AUTO_REBUILD": value}).auto_rebuild
+    except InvalidInput as error:
+        rebuild = str(error).replace("DALA_AUTO_REBUILD", "<switch>")
+    try:
+        required: object = actor_required()
+    except InvalidInput as error:
+        required = str(error).replace("DALA_REQUIRE_ACTOR", "<switch>")
+    if value.strip():
+        assert required == rebuild, (required, rebuild)
+    else:  # unset: each its default (off for the actor check, by database for rebuilds)
+        assert (required, rebuild) == (False, None)
+    if value not in SWITCH_WORDS:
+        assert isinstance(required, str) and required.startswith("<switch>: must be 1 or 0")
+        assert all(word in required for word in ("true", "false", "yes", "no", "on", "off")), required
+        assert repr(value) in required
+
+
+def test_a_bad_actor_from_the_environment_is_named_as_the_variable(tmp_path: Path) -> None:
+    from tests.test_cli_values import error_line, invoke
+
+    from_environment = invoke(tmp_path, "learners", env={"DALA_ACTOR": "not an actor"})
+    assert error_line(from_environment).startswith("error: DALA_ACTOR: must be a str like")
+    given = invoke(tmp_path, "learners", "--actor", "not an actor")
+    assert error_line(given, status=2).startswith("error: --actor: must be a str like")
+    after_the_name = invoke(tmp_path, "learners", "--actor", "not an actor", env={"DALA_ACTOR": "teacher:1"})
+    assert error_line(after_the_name, status=2).startswith("error: --actor: must be a str like")

@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 from dala_events.app import Dala
 from dala_events.attribution import recorded_as
 from dala_events.errors import LearnerErasedError
+from dala_events.hlp_module import LearnerProfile
 from dala_events.settings import Settings
 from dala_events.store.keys import MasterKey, data_keys
 from tests.conftest import POSTGRES_URL, TEST_MASTER_KEY, require_postgres, reset_postgres
@@ -49,11 +50,18 @@ def _settings(key_store_url: str) -> Settings:
 
 def _create(key_store_url: str, worker: int) -> int:
     """In a child process: create the shared learners (as every other worker does) and one of
-    its own, each with an interest; returns the events written."""
+    its own, each with an interest; returns the events written. The creation is part of the
+    command, so a worker that another beat to it reads theirs and tries again (a creation on its
+    own would be refused as stale: how often depends on the machine's timing)."""
+
+    def created_with_an_interest(profile: LearnerProfile) -> None:
+        profile.create()
+        profile.add_interest(f"from {worker}")
+
     written = 0
     with Dala.open(_settings(key_store_url)) as dala:
         for learner in [*SHARED, f"own-{worker}"]:
-            dala.profile(learner).run_command(lambda profile: profile.add_interest(f"from {worker}"))
+            LearnerProfile.open(learner, store=dala.store).run_command(created_with_an_interest)
             written += 1
     return written
 
@@ -62,7 +70,9 @@ def _create(key_store_url: str, worker: int) -> int:
 def test_processes_creating_the_same_learners_share_one_key_each(key_store_url: str) -> None:
     Dala.open(_settings(key_store_url)).close()
     with ProcessPoolExecutor(max_workers=WRITERS, mp_context=multiprocessing.get_context("spawn")) as pool:
-        assert sum(pool.map(_create, [key_store_url] * WRITERS, range(WRITERS))) == WRITERS * (len(SHARED) + 1)
+        assert sum(pool.map(_create, [key_store_url] * WRITERS, range(WRITERS), timeout=600)) == WRITERS * (
+            len(SHARED) + 1
+        )
     learners = [*SHARED, *(f"own-{worker}" for worker in range(WRITERS))]
     keys = create_engine(key_store_url)
     try:

@@ -83,7 +83,7 @@ class AwaitedStore:
         self.aio = aio.AsyncEventStore(store, self.runner)
 
     def _wait(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=300)
 
     def _all(self, batches: AsyncIterator[T]) -> list[T]:
         async def collect() -> list[T]:
@@ -236,7 +236,7 @@ def test_of_two_writers_at_the_same_version_exactly_one_wins(backend: Backend) -
     barrier = threading.Barrier(2)
 
     def write(name: str) -> None:
-        barrier.wait()
+        barrier.wait(60)
         try:
             store.append("shared", interests(name), 0)
             results.append("won")
@@ -247,7 +247,7 @@ def test_of_two_writers_at_the_same_version_exactly_one_wins(backend: Backend) -
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        thread.join(120)
     assert sorted(results) == ["lost", "won"]
     assert [event.version for event in store.read_stream("shared")] == [1]
 

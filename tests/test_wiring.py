@@ -84,6 +84,21 @@ def test_settings_from_the_environment_are_read_once_and_checked(tmp_path: Path)
         Settings.from_env({"DALA_LOG_KEY": "not hex"})
 
 
+@pytest.mark.parametrize(
+    ("variable", "error"),
+    [("DALA_MASTER_KEY", MasterKeyError), ("DALA_NEW_MASTER_KEY", MasterKeyError), ("DALA_LOG_KEY", InvalidInput)],
+)
+def test_a_key_of_hex_digits_but_the_wrong_length_is_told_its_length(variable: str, error: type[Exception]) -> None:
+    for digits in ("abc", "ab" * 31):
+        with pytest.raises(error) as refused:
+            Settings.from_env({variable: digits})
+        message = str(refused.value)
+        assert message.startswith(f"{variable}: ") and "64" in message and f"got {len(digits)}" in message, message
+        assert "must be hex digits" not in message
+    with pytest.raises(error, match="must be hex digits"):
+        Settings.from_env({variable: "not hex at all"})
+
+
 def test_two_schools_open_side_by_side_keep_their_own_data_and_pages(tmp_path: Path) -> None:
     north = Settings(database_url=f"sqlite:///{tmp_path}/north/dala.db")
     south = Settings(database_url=f"sqlite:///{tmp_path}/south/dala.db")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import string
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
@@ -109,21 +110,30 @@ PROJECTABLE_FIELDS = ProjectableRow._fields
 
 
 def encode_row(
-    learner_id: str, version: int, new: NewEvent, recorded_at: datetime, cipher: LogCipher | None = None
+    learner_id: str,
+    version: int,
+    new: NewEvent,
+    recorded_at: datetime,
+    cipher: LogCipher | None = None,
+    *,
+    create_key: bool = True,
 ) -> dict[str, Any]:
     """The log row of `new` as version `version` of the learner's stream (no position yet, no
     hash: the store chains it with `chain_rows` once it knows the stream's last hash).
 
     With a `cipher`, the payload and the metadata's `reason` are encrypted under the learner's
     data key (the envelope as associated data) before the row is chained, so the chain covers
-    the ciphertext; an event that holds no personal data (`LearnerErased`) is stored readable."""
+    the ciphertext; an event that holds no personal data (`LearnerErased`) is stored readable.
+    Without `create_key`, a learner who has no data key is DataKeyMissing (see `EventStore.append`)."""
     event = new.event
     event_type = event.event_type
     schema_version = type(event).schema_version
     payload = encode_payload(event)
     metadata = new.metadata
     if cipher is not None:
-        payload, metadata = sealed(cipher, learner_id, version, event_type, schema_version, payload, metadata)
+        payload, metadata = sealed(
+            cipher, learner_id, version, event_type, schema_version, payload, metadata, create_key=create_key
+        )
     return {
         "event_id": new.event_id,
         "learner_id": learner_id,
@@ -185,19 +195,24 @@ def sealed(
     schema_version: int,
     payload: str,
     metadata: Mapping[str, Any],
+    *,
+    create_key: bool = True,
 ) -> tuple[str, Mapping[str, Any]]:
     """The payload and metadata of an event as the log stores them: the payload and the
     metadata's `reason` encrypted under the learner's data key with the envelope as associated
     data, each unless it is already; unchanged for an event that holds no personal data. The
-    one rule for new events and for the migration that encrypts old ones."""
+    one rule for new events and for the migration that encrypts old ones. The learner's data key
+    is made when missing only with `create_key` (else DataKeyMissing)."""
     kind = EVENT_TYPES.get(event_type)
     if kind is not None and not kind.holds_personal_data:
         return payload, metadata
     if not payload.startswith(ENCRYPTED_PREFIX):
-        payload = cipher.encrypt(payload, learner_id, version, event_type, schema_version, "payload")
+        payload = cipher.encrypt(
+            payload, learner_id, version, event_type, schema_version, "payload", create=create_key
+        )
     reason = metadata.get("reason")
     if isinstance(reason, str) and not reason.startswith(ENCRYPTED_PREFIX):
-        reason = cipher.encrypt(reason, learner_id, version, event_type, schema_version, "reason")
+        reason = cipher.encrypt(reason, learner_id, version, event_type, schema_version, "reason", create=create_key)
         metadata = {**metadata, "reason": reason}
     return payload, metadata
 
@@ -335,16 +350,15 @@ class LogKey:
     def from_hex(cls, text: str, *, source: str = "log key") -> LogKey:
         """The key written as hex digits (64 or more: `secrets.token_hex(32)` makes one)."""
         digits = "".join(text.split())
-        try:
-            secret = bytes.fromhex(digits)
-        except ValueError:
-            raise InvalidInput(source, "must be hex digits (e.g. the output of `openssl rand -hex 32`)") from None
-        if len(secret) < MIN_LOG_KEY_BYTES:
-            digits_needed = 2 * MIN_LOG_KEY_BYTES
+        if not all(c in string.hexdigits for c in digits):
+            raise InvalidInput(source, "must be hex digits (e.g. the output of `openssl rand -hex 32`)")
+        if len(digits) < 2 * MIN_LOG_KEY_BYTES or len(digits) % 2:  # hex digits all, but not whole bytes enough
             raise InvalidInput(
-                source, f"must be at least {MIN_LOG_KEY_BYTES} bytes ({digits_needed} hex digits), got {len(secret)}"
+                source,
+                f"must be at least {MIN_LOG_KEY_BYTES} bytes ({2 * MIN_LOG_KEY_BYTES} hex digits, two a byte), "
+                f"got {len(digits)} hex digits",
             )
-        return cls(secret, source=source)
+        return cls(bytes.fromhex(digits), source=source)
 
     def sign(self, message: bytes) -> str:
         """HMAC-SHA256 of `message` under this key, in hex."""

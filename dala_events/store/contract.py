@@ -50,7 +50,7 @@ from dala_events.store.codec import (
     time_text,
 )
 from dala_events.store.codec import projectable as to_projectable
-from dala_events.store.keys import DataKeyErased, LogCipher
+from dala_events.store.keys import ENCRYPTED_PREFIX, DataKeyErased, DataKeyMissing, LogCipher
 
 _log = logging.getLogger("dala_events.store")
 
@@ -212,10 +212,7 @@ class EventStore(ABC):
             return expected_version
         recorded_at = utc_now()
         try:
-            rows = [
-                encode_row(learner_id, expected_version + offset, new, recorded_at, self.cipher)
-                for offset, new in enumerate(events, start=1)
-            ]
+            rows = self._encoded(learner_id, expected_version, events, recorded_at)
         except DataKeyErased as erased:  # no key is made for an erased learner
             raise LearnerErasedError(learner_id, erased_at=erased.erased_at) from None
         appended = [
@@ -232,6 +229,44 @@ class EventStore(ABC):
                 ", ".join(new.event.event_type for new in events),
             )
         return expected_version + len(events)
+
+    def _encoded(
+        self, learner_id: str, expected_version: int, events: list[NewEvent], recorded_at: datetime
+    ) -> list[dict[str, Any]]:
+        """The rows of `events`, encrypted under the learner's data key.
+
+        A data key is made with a learner's first event, or the first after events written in
+        the clear (before encryption at rest, or by a store without a cipher), never while the
+        stream holds events encrypted under a key the key store lacks: a new key could never read
+        them, and a later `dala keys restore` of the old one would meet it as a conflict.
+        DataKeyMissing names the learner and what to restore; nothing is written."""
+
+        def encode(create_key: bool) -> list[dict[str, Any]]:
+            return [
+                encode_row(learner_id, expected_version + offset, new, recorded_at, self.cipher, create_key=create_key)
+                for offset, new in enumerate(events, start=1)
+            ]
+
+        if expected_version == 0 or self.cipher is None:
+            return encode(True)
+        try:
+            return encode(False)
+        except DataKeyMissing:
+            encrypted = self._encrypted_versions(learner_id)
+            if encrypted:
+                raise DataKeyMissing(
+                    learner_id,
+                    f"learner {learner_id!r}: {len(encrypted)} of their events are encrypted under a data key the key "
+                    f"store {self.cipher.key_store.location} does not hold, so no new key is made for them (it "
+                    "could never read their history): restore their key from a key backup (`dala keys restore "
+                    "FILE`) and run `dala rebuild`; nothing was written",
+                ) from None
+            return encode(True)
+
+    def _encrypted_versions(self, learner_id: str) -> list[int]:
+        """The versions of the learner's events whose payload is stored encrypted."""
+        rows = self._stream_rows(learner_id, 0, MAX_VERSION, EARLIEST, LATEST, MAX_VERSION)
+        return [row.version for row in rows if row.payload.startswith(ENCRYPTED_PREFIX)]
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -22,11 +22,12 @@ import hashlib
 import hmac
 import os
 import secrets
+import string
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from cryptography.exceptions import InvalidTag
@@ -42,11 +43,15 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
+    cast,
     insert,
+    literal,
+    literal_column,
     select,
     update,
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.sql import Executable
 from sqlalchemy.sql.elements import BindParameter
 
 from dala_events.dialects import DriverStatement, once_per_dialect, read_transaction, write_transaction
@@ -78,11 +83,15 @@ class MasterKeyError(KeyStoreError):
 
 
 class DataKeyMissing(DalaError):
-    """A learner's data key is not in the key store (erased, or the wrong key store)."""
+    """A learner's data key is not in the key store (the wrong key store, or a key not restored)."""
 
-    def __init__(self, learner_id: str) -> None:
+    def __init__(self, learner_id: str, message: str | None = None) -> None:
         self.learner_id = learner_id
-        super().__init__(f"learner {learner_id!r}: no data key in the key store; their events cannot be decrypted")
+        super().__init__(
+            message
+            or f"learner {learner_id!r}: no data key in the key store; their events cannot be decrypted: restore "
+            "their key from a key backup (`dala keys restore FILE`)"
+        )
 
 
 class DataKeyErased(DalaError):
@@ -116,11 +125,15 @@ class MasterKey:
         """The key written as 64 hex digits (`openssl rand -hex 32` makes one)."""
         if not isinstance(text, str):
             raise MasterKeyError(f"{source}: must be hex digits (str), not {type(text).__name__}")
-        try:
-            secret = bytes.fromhex("".join(text.split()))
-        except ValueError:
-            raise MasterKeyError(f"{source}: must be hex digits (e.g. the output of `openssl rand -hex 32`)") from None
-        return cls(secret, source=source)
+        digits = "".join(text.split())
+        if not all(c in string.hexdigits for c in digits):
+            raise MasterKeyError(f"{source}: must be hex digits (e.g. the output of `openssl rand -hex 32`)")
+        if len(digits) != 2 * MASTER_KEY_BYTES:  # hex digits all, but too few or too many
+            raise MasterKeyError(
+                f"{source}: must be exactly {MASTER_KEY_BYTES} bytes ({2 * MASTER_KEY_BYTES} hex digits, e.g. the "
+                f"output of `openssl rand -hex 32`), got {len(digits)} hex digits"
+            )
+        return cls(bytes.fromhex(digits), source=source)
 
     @classmethod
     def generate(cls) -> MasterKey:
@@ -164,6 +177,8 @@ class KeyStore(ABC):
 
     store_id: str = "in memory"
     """The key store's own id (random, made when it was created): backups name it."""
+    location: str = "in memory"
+    """Where it is, for people: a file path or a URL without its password."""
 
     def __init__(self, master_key: MasterKey) -> None:
         self.master_key = master_key
@@ -206,6 +221,15 @@ class KeyStore(ABC):
     @abstractmethod
     def snapshot(self) -> KeySnapshot:
         """Every wrapped data key and tombstone, as one consistent copy (never the master key)."""
+
+    def record_damage(self, found: str | None) -> None:
+        """Record rows found not to read back (None: none); only a stored key store has rows."""
+        return None
+
+    def key_created_at(self, learner_id: str) -> datetime | None:
+        """When the learner's data key was made: every key backup taken since holds it (None:
+        they have no key, or its time is not kept)."""
+        return None
 
     @abstractmethod
     def _load(self, learner_id: str) -> bytes | None: ...
@@ -350,8 +374,17 @@ class SqlKeyStore(KeyStore):
                     erased_at = _erased_at(connection, learner_id)
                     if erased_at is not None:
                         raise DataKeyErased(learner_id, erased_at)
+                    statements = _statements_for(connection.dialect)
+                    damaged = statements.info.scalar(connection, {"name": _DAMAGED})
+                    if damaged is not None:
+                        raise KeyStoreError(
+                            f"the key store {self.location} has damaged rows ({damaged}): no new data key is made "
+                            f"in it, so learner {learner_id!r} was not written; repair it: `dala keys backup FILE` "
+                            "copies every key that reads, restore that file into a new key store (see the "
+                            "README's 'Keeping the keys')"
+                        )
                     row = {"learner_id": learner_id, "wrapped": wrapped, "created_at": datetime.now(UTC)}
-                    _statements_for(connection.dialect).insert.execute(connection, [row])
+                    statements.insert.execute(connection, [row])
                 return wrapped
             except IntegrityError:  # another writer made the learner's key first: use theirs
                 found = self._load(learner_id)
@@ -390,23 +423,52 @@ class SqlKeyStore(KeyStore):
 
     def snapshot(self) -> KeySnapshot:
         """Every wrapped data key and tombstone, read in one transaction (a consistent copy
-        while writers run; never the master key)."""
+        while writers run; never the master key). A row that does not read back (text that is
+        not UTF-8, a time that does not parse, a wrapped key of the wrong length) does not stop
+        it: it is named in `damaged`, and its key is still given when only its time is damaged."""
+        keys: list[tuple[str, bytes, datetime | None]] = []
+        tombstones: list[tuple[str, datetime | None]] = []
+        damaged: list[DamagedKeyRow] = []
         with self._named(), self.engine.begin() as connection:
-            keys = connection.execute(
-                select(data_keys.c.learner_id, data_keys.c.wrapped, data_keys.c.created_at).order_by(
-                    data_keys.c.learner_id
-                )
-            ).all()
-            tombstones = connection.execute(
-                select(erased_keys.c.learner_id, erased_keys.c.erased_at).order_by(erased_keys.c.learner_id)
-            ).all()
+            for row, learner, wrapped, created in connection.execute(_row_by_row(connection.dialect, data_keys)):
+                read = _RowReader(data_keys.name, row, learner)
+                wrapped_key, created_at = read.wrapped(wrapped), read.time("created_at", created)
+                if read.learner_id is not None and wrapped_key is not None:
+                    keys.append((read.learner_id, wrapped_key, created_at))
+                damaged.extend(read.damage(copied=read.learner_id is not None and wrapped_key is not None))
+            for row, learner, erased in connection.execute(_row_by_row(connection.dialect, erased_keys)):
+                read = _RowReader(erased_keys.name, row, learner)
+                erased_at = read.time("erased_at", erased)
+                if read.learner_id is not None:
+                    tombstones.append((read.learner_id, erased_at))
+                damaged.extend(read.damage(copied=read.learner_id is not None))
             master_key_id = _info(connection, "master_key_id") or self.master_key.key_id
         return KeySnapshot(
             store_id=self.store_id,
             master_key_id=master_key_id,
-            keys=[(name, bytes(wrapped), _utc(created)) for name, wrapped, created in keys],
-            tombstones=[(name, _utc(at)) for name, at in tombstones],
+            keys=sorted(keys, key=lambda key: key[0]),
+            tombstones=sorted(tombstones, key=lambda tombstone: tombstone[0]),
+            damaged=damaged,
         )
+
+    def key_created_at(self, learner_id: str) -> datetime | None:
+        with self._named(), read_transaction(self.engine) as connection:
+            try:
+                found = connection.execute(
+                    select(data_keys.c.created_at).where(data_keys.c.learner_id == learner_id)
+                ).scalar()
+            except (ValueError, DBAPIError):  # a damaged time (see `snapshot`): not known
+                return None
+        return None if found is None else _utc(found)
+
+    def record_damage(self, found: str | None) -> None:
+        """Record that rows of this key store do not read back (`found` says which, and who
+        found them), or, with None, that none does: while it is recorded no new data key is made
+        in it (see `_store_new`)."""
+        with self._named(), write_transaction(self.engine) as connection:
+            connection.execute(key_store_info.delete().where(key_store_info.c.name == _DAMAGED))
+            if found is not None:
+                connection.execute(insert(key_store_info).values(name=_DAMAGED, value=found[:200]))
 
     def load_snapshot(self, snapshot: KeySnapshot) -> tuple[int, int]:
         """Add a snapshot's keys and tombstones, in one transaction; returns how many of each
@@ -440,13 +502,14 @@ class SqlKeyStore(KeyStore):
                     f"the key store {self.location} already holds other keys or erasures for "
                     f"{len(conflicts)} learners of the backup ({shown}); nothing was restored"
                 )
+            now = datetime.now(UTC)  # for a time the backup could not read
             new_keys = [
-                {"learner_id": name, "wrapped": wrapped, "created_at": created}
+                {"learner_id": name, "wrapped": wrapped, "created_at": created or now}
                 for name, wrapped, created in snapshot.keys
                 if name not in held
             ]
             new_tombstones = [
-                {"learner_id": name, "erased_at": at} for name, at in snapshot.tombstones if name not in erased
+                {"learner_id": name, "erased_at": at or now} for name, at in snapshot.tombstones if name not in erased
             ]
             if new_keys:
                 connection.execute(insert(data_keys), new_keys)
@@ -464,14 +527,118 @@ class SqlKeyStore(KeyStore):
 
 
 @dataclass(frozen=True)
+class DamagedKeyRow:
+    """A row of a key store that does not read back, as `SqlKeyStore.snapshot` found it."""
+
+    table: str
+    row: int | None
+    """Its rowid (SQLite), None where the database has none to give."""
+    learner_id: str
+    """As far as it reads (bytes that are not UTF-8 replaced)."""
+    problem: str
+    copied: bool
+    """Whether its key (or tombstone) could still be read and copied (only a time was damaged)."""
+
+    def describe(self) -> str:
+        row = "" if self.row is None else f"row {self.row} of "
+        fate = "its key still reads and is copied" if self.copied else "it cannot be copied"
+        if self.table == "erased_keys":
+            fate = "its tombstone still reads and is copied" if self.copied else "it cannot be copied"
+        return f"{row}{self.table}, learner {self.learner_id!r}: {self.problem}; {fate}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "table": self.table,
+            "row": self.row,
+            "learner_id": self.learner_id,
+            "problem": self.problem,
+            "copied": self.copied,
+        }
+
+
+@dataclass(frozen=True)
 class KeySnapshot:
     """A key store's content for a backup: wrapped data keys (learner id, wrapped key, created
-    at) and tombstones (learner id, erased at); never a master key."""
+    at) and tombstones (learner id, erased at); never a master key. A time is None where the
+    row's could not be read; `damaged` names the rows that did not read back."""
 
     store_id: str
     master_key_id: str
-    keys: list[tuple[str, bytes, datetime]]
-    tombstones: list[tuple[str, datetime]]
+    keys: list[tuple[str, bytes, datetime | None]]
+    tombstones: list[tuple[str, datetime | None]]
+    damaged: list[DamagedKeyRow] = field(default_factory=list)
+
+
+_DAMAGED = "damaged"
+"""The `key_store_info` entry recording rows found not to read back (`SqlKeyStore.record_damage`)."""
+WRAPPED_BYTES = NONCE_BYTES + DATA_KEY_BYTES + 16
+"""A wrapped data key: the nonce, the key, AES-GCM's tag."""
+
+
+def _row_by_row(dialect: Dialect, table: Table) -> Executable:
+    """A table of the key store, each row with an id (SQLite's rowid) and its columns as stored:
+    on SQLite as bytes, so that a text or time that does not decode fails that row alone, in
+    `_RowReader`, not the whole read in the driver. PostgreSQL checks text on the way in."""
+    columns = list(table.columns)
+    if dialect.name == "sqlite":
+        return select(literal_column("rowid"), *(cast(column, LargeBinary) for column in columns)).order_by(
+            literal_column("rowid")
+        )
+    return select(literal(None), *columns)
+
+
+class _RowReader:
+    """One row of `_row_by_row`, read column by column; what does not read is noted."""
+
+    def __init__(self, table: str, row: int | None, learner: object) -> None:
+        self.table, self.row = table, row
+        self.problems: list[str] = []
+        self.learner_id = self.text("learner id", learner)
+        if self.learner_id is not None:
+            self.shown = self.learner_id
+        elif isinstance(learner, bytes):
+            self.shown = learner.decode("utf-8", "replace")
+        else:
+            self.shown = repr(learner)
+
+    def text(self, what: str, value: object) -> str | None:
+        if isinstance(value, bytes):
+            try:
+                value = value.decode()
+            except UnicodeDecodeError:
+                self.problems.append(f"its {what} is not UTF-8 text")
+                return None
+        if isinstance(value, str) and value:
+            return value
+        self.problems.append(f"its {what} is empty or not text")
+        return None
+
+    def wrapped(self, value: object) -> bytes | None:
+        if isinstance(value, bytes | memoryview) and len(value) == WRAPPED_BYTES:
+            return bytes(value)
+        size = f"{len(value)} bytes" if isinstance(value, bytes | memoryview) else "missing"
+        self.problems.append(f"its wrapped key is {size}, not {WRAPPED_BYTES}")
+        return None
+
+    def time(self, column: str, value: object) -> datetime | None:
+        if isinstance(value, datetime):
+            return _utc(value)
+        if value is None:
+            self.problems.append(f"its {column} is missing")
+            return None
+        stored = self.text(column, value)
+        if stored is None:
+            return None
+        try:
+            return _utc(datetime.fromisoformat(stored))
+        except ValueError:
+            self.problems.append(f"its {column} is not a time ({stored[:40]!r})")
+            return None
+
+    def damage(self, *, copied: bool) -> list[DamagedKeyRow]:
+        if not self.problems:
+            return []
+        return [DamagedKeyRow(self.table, self.row, self.shown, "; ".join(self.problems), copied)]
 
 
 def _info(connection: Connection, name: str) -> str | None:
@@ -505,6 +672,9 @@ class _Statements:
             select(erased_keys.c.erased_at).where(erased_keys.c.learner_id == learner), dialect
         )
         self.insert = DriverStatement(insert(data_keys), dialect, columns=["learner_id", "wrapped", "created_at"])
+        self.info = DriverStatement(
+            select(key_store_info.c.value).where(key_store_info.c.name == bindparam("name")), dialect
+        )
         # The driver returns a time as stored (SQLite: text); the column type reads it back.
         self.read_time = erased_keys.c.erased_at.type.dialect_impl(dialect).result_processor(dialect, None)
 

@@ -2,7 +2,8 @@
 
 `event_log` is the one table of truth, `projection_state` the projections' bookkeeping and
 `log_chain` the record of how the log's hash chain is keyed, `log_encryption` the record of the
-migration that encrypted older events (all migrated by Alembic).
+migration that encrypted older events; with the record of disclosures and the subscriptions'
+checkpoints they are `LOG_METADATA`, every table the log's migrations (Alembic) own.
 `SqlEventStore` runs each append in one transaction with the inline projectors it is handed
 (functions of the open Connection and the events), so events and their projection commit
 together; it knows nothing of what they project. Each row's `hash` chains it to the one before
@@ -37,10 +38,12 @@ from sqlalchemy import (
     case,
     cast,
     func,
+    inspect,
     literal,
     literal_column,
     select,
     text,
+    true,
     tuple_,
 )
 from sqlalchemy.exc import IntegrityError
@@ -58,7 +61,7 @@ from dala_events.dialects import (
     written_columns,
 )
 from dala_events.envelopes import AppendedEvent, ProjectableEvent, StreamSummary
-from dala_events.errors import ConcurrencyError, InvalidInput
+from dala_events.errors import ConcurrencyError, DalaError, InvalidInput
 from dala_events.store.codec import (
     HASH_LENGTH,
     PROJECTABLE_FIELDS,
@@ -116,6 +119,12 @@ event_log = Table(
     ),
 )
 """The one table of truth. Rows are only ever inserted."""
+
+COMMIT_ORDER_INDEX = Index("ix_event_log_transaction", event_log.c.transaction_id, event_log.c.position).ddl_if(
+    dialect="postgresql"
+)
+"""PostgreSQL's log is read in (transaction_id, position) order (`in_commit_order`); SQLite's by
+position alone, so the index is made on PostgreSQL only (migration 0009)."""
 
 DATABASE_COLUMNS = ("transaction_id",)
 """Columns of event_log that the database fills for its own bookkeeping: not written by the
@@ -175,6 +184,39 @@ rebuild --skip`: their events could not be read), with when and why; emptied by 
 without `--skip` (migration 0008)."""
 
 
+RESTORE_UNFINISHED = "(restore unfinished)"
+"""The name of the `projection_state` row a restore writes in the transaction that commits the
+restored log, and deletes once the read models are built from it and the later erasures are
+recorded (`app.Dala.restore`): while it is there the database holds a restore to finish, which
+the same `dala restore FILE` does. Its `fingerprint` is the backup file's SHA-256, its
+`position` the events restored. No read model is named so: the projections never read it."""
+
+
+class RestoreUnfinished(DalaError):
+    """The database holds a restored log whose restore stopped before it finished (its read
+    models are not built, or later erasures not recorded): run the same `dala restore FILE` again."""
+
+    def __init__(self, sha256: str, events: int) -> None:
+        self.sha256 = sha256
+        super().__init__(
+            f"the database holds a restore of {events} events that stopped before it finished (the backup whose "
+            f"sha256 starts {sha256[:16]}): run `dala restore FILE` again with that backup to finish it"
+        )
+
+
+def unfinished_restore(connection: Connection, *, table_known: bool = False) -> RestoreUnfinished | None:
+    """The restore the database holds unfinished (see `RESTORE_UNFINISHED`), or None. With
+    `table_known` the caller knows `projection_state` exists (a log at the head revision)."""
+    if not table_known and not inspect(connection).has_table(projection_state.name):
+        return None
+    found = connection.execute(
+        select(projection_state.c.fingerprint, projection_state.c.position).where(
+            projection_state.c.name == RESTORE_UNFINISHED
+        )
+    ).first()
+    return None if found is None else RestoreUnfinished(found.fingerprint, int(found.position))
+
+
 subscription_checkpoints = Table(
     "subscription_checkpoints",
     LOG_METADATA,
@@ -182,9 +224,30 @@ subscription_checkpoints = Table(
     Column("transaction_id", BigInteger, nullable=False),
     Column("position", BigInteger, nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    # Its filter: "*" (every type) or the type names, sorted, comma-separated; NULL: recorded
+    # before migration 0010, the next open records its own.
+    Column("event_types", Text, nullable=True),
 )
 """Each subscription's checkpoint (`dala_events.subscriptions`): the (transaction_id, position)
-of the last event it acknowledged ((-1, 0): none yet). Created by migration 0009."""
+of the last event it acknowledged ((-1, 0): none yet), and the filter it delivers through.
+Created by migration 0009; the filter by 0010."""
+
+
+disclosure_log = Table(
+    "disclosure_log",
+    LOG_METADATA,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("learner_id", String(128), nullable=False),
+    Column("disclosed_at", UTCDateTime(), nullable=False),
+    Column("what", String(40), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("correlation_id", String(200), nullable=False),
+    Index("ix_disclosure_log_learner_id", "learner_id", "id"),
+)
+"""One row per disclosure of a learner's data (`dala_events.disclosures` writes and reads it);
+created by migration 0004, never updated or deleted. Declared here, with the other tables the
+log's migrations own, so that Alembic compares them all (`migrations/env.py`)."""
 
 
 InlineProjector = Callable[[Connection, Sequence[ProjectableEvent]], None]
@@ -255,7 +318,7 @@ class SqlEventStore(EventStore):
         while True:
             with self._reading() as connection:
                 columns = [*chain_columns(connection.dialect), event_log.c.transaction_id]
-                query = in_commit_order(connection.dialect, columns, point, final=final).limit(batch_size)
+                query = in_commit_order(connection, columns, point, final=final).limit(batch_size)
                 found = connection.execute(query).all()
             rows = [ChainRow._make(row[:-1]) for row in found]
             if rows:
@@ -302,11 +365,12 @@ class SqlEventStore(EventStore):
         try:
             with write_transaction(self.engine) as connection:
                 statements = _statements_for(connection.dialect)
-                # The stream's tip (last version, hash and type), in one read inside the transaction.
+                # The stream's tip (last version, hash and type), in one read inside the transaction
+                # (PostgreSQL: the same statement marks the transaction as the log's writer).
                 head = run_on_driver(
                     connection, statements.head.sql, statements.head.parameters({"learner_id": learner_id})
                 )
-                tip = StreamTip(*head[0]) if head else EMPTY_STREAM
+                tip = StreamTip(*head[0]) if head and head[0][0] is not None else EMPTY_STREAM
                 self._chained(learner_id, expected_version, rows, tip)
                 with pipelined(connection):  # PostgreSQL: the writes in one round trip
                     statements.insert.execute(connection, rows)
@@ -370,8 +434,47 @@ class SqlEventStore(EventStore):
         )
         if after is not None:
             query = query.where(c.learner_id > after)
+        try:
+            with self._reading() as connection:
+                return [StreamSummary(*row) for row in connection.execute(query)]
+        except ValueError:  # a recorded time that does not read back: list every learner, naming it
+            return self._stream_summaries_naming_damage(after, limit)
+
+    def _stream_summaries_naming_damage(self, after: str | None, limit: int) -> list[StreamSummary]:
+        """`_stream_summaries` where some recorded time does not parse: the times are read as the
+        database stores them and parsed here, and each learner's rows that do not are named."""
+        c = event_log.c
         with self._reading() as connection:
-            return [StreamSummary(*row) for row in connection.execute(query)]
+            recorded = time_text(connection.dialect, c.recorded_at)
+            query = (
+                select(c.learner_id, func.max(c.version), func.min(recorded), func.max(recorded))
+                .group_by(c.learner_id)
+                .order_by(c.learner_id)
+                .limit(limit)
+            )
+            if after is not None:
+                query = query.where(c.learner_id > after)
+            summaries = []
+            for learner_id, version, first, last in connection.execute(query):
+                times = (time_from_text(first), time_from_text(last))
+                if None not in times:
+                    summaries.append(StreamSummary(learner_id, version, *times))
+                    continue
+                rows = connection.execute(
+                    select(c.position, c.version, recorded).where(c.learner_id == learner_id).order_by(c.version)
+                ).all()
+                readable = [at for _, _, text in rows if (at := time_from_text(text)) is not None]
+                damaged = "; ".join(
+                    f"version {row_version} (position {position}): recorded_at {text!r} is not a time"
+                    for position, row_version, text in rows
+                    if time_from_text(text) is None
+                )
+                summaries.append(
+                    StreamSummary(
+                        learner_id, version, min(readable, default=None), max(readable, default=None), damaged
+                    )
+                )
+            return summaries
 
     def _log_fetcher(self, *, projectable: bool) -> Callable[[int, int], list[StoredRow] | list[ProjectableRow]]:
         def fetch(after: int, size: int) -> list[StoredRow] | list[ProjectableRow]:
@@ -396,6 +499,24 @@ class SqlEventStore(EventStore):
             yield connection
 
 
+def time_text(dialect: Dialect, column: ColumnElement[Any]) -> ColumnElement[Any]:
+    """A time column as the database prints it, in UTC (`codec.time_text`'s form): on SQLite
+    the stored text, whatever a hand stored there; on PostgreSQL the timestamp printed."""
+    if dialect.name == "postgresql":
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD HH24:MI:SS.US")
+    return cast(column, String())
+
+
+def time_from_text(text: str | None) -> datetime | None:
+    """A time printed by `time_text` as an aware UTC datetime; None when it is not one."""
+    if text is None:
+        return None
+    try:
+        return datetime.fromisoformat(text + "+00:00")
+    except ValueError:
+        return None
+
+
 def chain_columns(dialect: Dialect, *, with_hash: bool = True) -> list[ColumnElement[Any]]:
     """The columns of a chain row (`codec.ChainRow`: both times as `codec.time_text`) for
     `dialect`, printed by the database: on SQLite the stored text (as text whatever a hand
@@ -405,12 +526,7 @@ def chain_columns(dialect: Dialect, *, with_hash: bool = True) -> list[ColumnEle
     hash (what migration 0003 reads to compute it)."""
     columns: dict[str, ColumnElement[Any]] = {name: event_log.c[name] for name in ChainRow._fields}
     for name in ("occurred_at", "recorded_at"):
-        text_form: ColumnElement[Any]
-        if dialect.name == "postgresql":
-            text_form = func.to_char(func.timezone("UTC", event_log.c[name]), "YYYY-MM-DD HH24:MI:SS.US")
-        else:
-            text_form = cast(event_log.c[name], String())
-        columns[name] = text_form.label(name)
+        columns[name] = time_text(dialect, event_log.c[name]).label(name)
     digits = cast(event_log.c.event_id, String())
     if dialect.name == "postgresql":
         columns["event_id"] = digits.label("event_id")
@@ -423,27 +539,94 @@ def chain_columns(dialect: Dialect, *, with_hash: bool = True) -> list[ColumnEle
     return list(columns.values())
 
 
+LOG_WRITERS_LOCK = 0x44414C41_4C4F4721
+"""PostgreSQL: the key ("DALALOG!") of the transaction-level advisory lock that every
+transaction writing event_log rows takes, shared, before its first write (the append's tip
+read takes it; `mark_as_log_writer` for any other writer). `commit_horizon` waits only for
+the transactions that hold it."""
+
+_LOCK_CLASS, _LOCK_OBJECT = LOG_WRITERS_LOCK >> 32, LOG_WRITERS_LOCK & 0xFFFF_FFFF  # as pg_locks shows a bigint key
+
+_HORIZON = text(
+    f"""
+WITH locks AS MATERIALIZED (
+    SELECT locktype, database, classid, objid, objsubid, transactionid, virtualtransaction, mode, granted
+    FROM pg_locks
+), log_writers AS (
+    SELECT virtualtransaction FROM locks
+    WHERE locktype = 'advisory' AND granted AND classid = {_LOCK_CLASS}::oid AND objid = {_LOCK_OBJECT}::oid
+      AND objsubid = 1 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+), not_log_writers AS (
+    SELECT transactionid FROM locks
+    WHERE locktype = 'transactionid' AND mode = 'ExclusiveLock' AND granted
+      AND virtualtransaction NOT IN (SELECT virtualtransaction FROM log_writers)
+)
+SELECT (least(
+    pg_snapshot_xmax(pg_current_snapshot()),
+    (SELECT min(running) FROM pg_snapshot_xip(pg_current_snapshot()) AS running
+     WHERE running::xid NOT IN (SELECT transactionid FROM not_log_writers))
+)::text)::bigint, current_setting('transaction_isolation')
+"""
+)
+
+
+def mark_as_log_writer(connection: Connection) -> None:
+    """Mark the connection's transaction as a writer of event_log rows, for `commit_horizon`:
+    on PostgreSQL, the shared transaction-level advisory lock LOG_WRITERS_LOCK (released at its
+    end). Must run before the transaction's first write of anything (before it has a
+    transaction id). The append does it in its tip read; anything else that inserts into the
+    log (by hand, a test standing in for an append) calls this first."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text(f"SELECT pg_advisory_xact_lock_shared({LOG_WRITERS_LOCK})"))
+
+
+def commit_horizon(connection: Connection) -> int:
+    """PostgreSQL: a transaction id below which no event can still appear (one statement).
+
+    Rows of event_log are written only by transactions marked as the log's writers (the shared
+    advisory lock LOG_WRITERS_LOCK, taken before their first write, so before they have a
+    transaction id; released after their end is visible to new snapshots). In one statement,
+    with the statement's snapshot S taken first and the lock table (`pg_locks`, read as it is
+    now, not as of S) after it, the horizon is the smallest of S's xmax and every transaction
+    S sees running except those the lock table shows holding their id without the mark. A
+    transaction that writes the log is then either ended (its mark released: a snapshot taken
+    after this statement sees it), or marked with an id the lock table shows (not below the
+    horizon), or marked with an id not shown yet (running in S: not below the horizon; or given
+    after S: not below S's xmax), or not marked yet (its id, given later, is above S's xmax).
+    Below the horizon everything is final for a snapshot taken after this statement: read
+    there in a LATER statement, on a READ COMMITTED transaction (its next statement takes a new
+    snapshot; anything else is refused). A transaction that cannot write the log (another
+    database's, a session of this one idle in a transaction that wrote other tables) holds
+    nothing back."""
+    horizon, isolation = connection.execute(_HORIZON).one()
+    if isolation != "read committed":
+        raise InvalidInput(
+            "connection", f"the commit horizon needs a READ COMMITTED transaction, not {isolation.upper()}"
+        )
+    return int(horizon)
+
+
 def in_commit_order(
-    dialect: Dialect, columns: Sequence[ColumnElement[Any]], after: tuple[int, int], *, final: bool = False
+    connection: Connection, columns: Sequence[ColumnElement[Any]], after: tuple[int, int], *, final: bool = False
 ) -> Select[Any]:
     """The events after the point `after` (transaction_id, position), in the order their
-    transactions made them final: what a reader that must never pass an event reads.
+    transactions made them final: what a reader that must never pass an event reads. Run the
+    query it returns next, on the same connection.
 
     On PostgreSQL a position is taken when a row is inserted, and its transaction may commit
     after others that took higher positions. So the rows are read in (transaction_id, position)
-    order, and only those whose transaction is older than every transaction still running
-    (`pg_snapshot_xmin(pg_current_snapshot())`): below that horizon no row can still appear, so
-    what is read there is final. `final=True` drops the horizon, for a reader that holds off
-    every writer (a rebuild's catch-up under its lock). On SQLite a writer holds the write lock
-    from its first statement to its commit: positions commit in order, and the position alone is
-    the order. `subscriptions` and `projections.rebuild` read the log this way."""
+    order, and only those below `commit_horizon`, which it asks for first (a statement of its
+    own, before the query: see there why). `final=True` drops the horizon, for a reader that
+    holds off every writer (a rebuild's catch-up under its lock). On SQLite a writer holds the
+    write lock from its first statement to its commit: positions commit in order, and the
+    position alone is the order. `subscriptions` and `projections.rebuild` read the log this
+    way."""
     c = event_log.c
-    if dialect.name != "postgresql":
+    if connection.dialect.name != "postgresql":
         return select(*columns).where(c.position > after[1]).order_by(c.position)
     query = select(*columns).where(tuple_(c.transaction_id, c.position) > tuple_(literal(after[0]), literal(after[1])))
     if not final:
-        horizon: Any = literal_column("(pg_snapshot_xmin(pg_current_snapshot())::text)::bigint")
-        query = query.where(c.transaction_id < horizon)
+        query = query.where(c.transaction_id < literal(commit_horizon(connection)))
     return query.order_by(c.transaction_id, c.position)
 
 
@@ -522,6 +705,19 @@ def check_log_key(connection: Connection, log_key: LogKey | None) -> None:
     )
 
 
+def check_log_key_to_verify(connection: Connection, log_key: LogKey | None) -> None:
+    """LogKeyError (as `check_log_key` words it) when the log is recorded as chained with a key
+    and `log_key` is not that key, or none: checked before the chains are, whose every link
+    would fail without the key and read as forgery. A missing record, or a log recorded as
+    chained without a key while a key is given, is for the check itself to report: either may
+    be the trace of someone rewriting the log."""
+    record = connection.execute(select(log_chain.c.mode, log_chain.c.key_id).where(log_chain.c.id == 1)).first()
+    if record is None or record.mode == chain_mode(None):
+        return
+    if log_key is None or (record.mode, record.key_id) != (chain_mode(log_key), log_key.key_id):
+        check_log_key(connection, log_key)
+
+
 class _Statements:
     """The append's statements, compiled once per dialect and run on the driver (see
     `dialects.DriverStatement`: on this path it pays), and the chain rows' query.
@@ -545,14 +741,22 @@ class _Statements:
         self.stream_version = DriverStatement(
             select(func.max(event_log.c.version)).where(event_log.c.learner_id == bindparam("learner_id")), dialect
         )
-        self.head = DriverStatement(
+        tip = (
             select(event_log.c.version, event_log.c.hash, event_log.c.event_type)
             .where(event_log.c.learner_id == bindparam("learner_id"))
             .order_by(event_log.c.version.desc())
             .limit(literal_column("1"))
-            .offset(literal_column("0")),
-            dialect,
+            .offset(literal_column("0"))
         )
+        if dialect.name == "postgresql":
+            # The append's first statement marks its transaction as a writer of the log (before
+            # it has a transaction id: see `commit_horizon`) in the same round trip as the tip
+            # read. The function in FROM runs whether or not the stream has a row (then one row
+            # of NULLs comes back).
+            last = tip.lateral("tip")
+            marked = func.pg_advisory_xact_lock_shared(literal_column(str(LOG_WRITERS_LOCK))).alias("marked")
+            tip = select(last.c.version, last.c.hash, last.c.event_type).select_from(marked.outerjoin(last, true()))
+        self.head = DriverStatement(tip, dialect)
 
 
 _statements_for = once_per_dialect(_Statements)
