@@ -16,6 +16,13 @@ audit                     one learner with about `--audit-events` events (defaul
                           median ms of `audit.history` and of `audit.profile_as_of` at the
                           latest version
 peak RSS                  of each measurement's process (VmHWM), the largest over the rounds
+checked floor             beside (a), (b), both rebuilds and the audit reads: plain sqlite3 doing
+                          the store's per-event work as simply as Python allows
+                          (`benchmarks.floor`), and a new learner's key made durable, which it
+                          leaves out of its writes; "ours / checked floor" ratios with the goals
+PostgreSQL (--only postgres) the group of `benchmarks.postgres`, whose bulk rows set `dala
+                          restore` (the log, and the rebuild's replay) against psycopg's COPY of
+                          the same rows
 
 The anchors: `benchmarks.crud_layer` is the persistence layer of the document (eight tables,
 SQLAlchemy ORM sessions, pydantic DTOs, a commit per call) as a user would write it, ending in
@@ -25,13 +32,21 @@ is the `eventsourcing` library (the `bench` extra), which keeps no read models o
 learner in a key store), and "+ AES + 8 tables" adds what a user of the library would write to
 keep the document's tables (statements built once, one transaction per save).
 
+`benchmarks.floor` is the checked floor: it writes the store's very rows (the same tables, the
+same ciphertext format and chain; the store reads back, verifies and rebuilds what it writes),
+so "ours / floor" is what the store costs beyond the work every event needs. It imports nothing
+from the tree under test but the workload, so under --compare it is the same in both trees: it
+runs in each tree's turn like the other anchors, each tree's ratio dividing by the floor
+measured beside it, and its own after/before shows the run's noise.
+
 Every measurement runs in its own child process (`benchmarks.measure`), in rounds (`--rounds`,
 default 3) that alternate between implementations, and the median over the rounds is
 reported. `--compare PATH` runs every measurement for another checkout too, alternating per
 measurement (this tree, then the other), each child's PYTHONPATH putting its tree first.
 
 Reading the ratios: rates are per second, so "ours / anchor" above 1 means the store is
-faster than the anchor, below 1 slower. "after / before" divides this tree's median by the
+faster than the anchor, below 1 slower; for times (the audit reads, in ms) "ours / checked
+floor" above 1 means the store takes longer. "after / before" divides this tree's median by the
 --compare tree's: above 1 is better for per-second rates, below 1 is better for ms and MB.
 Ratios from one run of a noisy machine move by several percent; anchors measured in both trees
 (they do not depend on the tree) show how much.
@@ -40,5 +55,7 @@ From the tree under test the bench uses only `dala_events.database_setup.create_
 `create_tables` and `store_for`; `dala_events.hlp_module.LearnerProfile` (its mutation methods
 and save), `PREDEFINED_INTERESTS` and `PREDEFINED_STRUGGLE_AREAS`;
 `dala_events.assessment.DIAGNOSTIC_TASKS`; `projections.rebuild.rebuild_projections`; and
-`dala_events.audit.history` and `profile_as_of`.
+`dala_events.audit.history` and `profile_as_of`. The PostgreSQL group also opens
+`dala_events.app.Dala` (and its `restore`) with `dala_events.settings.Settings`, and backs up
+with `dala_events.backup.backup_log`.
 """

@@ -32,6 +32,7 @@ PG_HOT_COMMANDS = 400
 STARTUP_REPEATS = 7
 IMPLEMENTATIONS = {
     "ours": "ours",
+    "floor": "checked floor (sqlite3)",
     "crud": "CRUD layer",
     "peer": "eventsourcing",
     "peer_aes": "eventsourcing + AES",
@@ -40,19 +41,28 @@ IMPLEMENTATIONS = {
 AUDIT_REPEATS = 15
 ORDER = (
     "writes_a_ours",
+    "writes_a_floor",
+    "writes_a_floor_keys",
+    "floor_new_key",
     "writes_a_crud",
     "writes_a_peer",
     "writes_a_peer_aes",
     "writes_a_peer_aes_rm",
     "writes_b_ours",
+    "writes_b_floor",
+    "writes_b_floor_keys",
     "writes_b_crud",
     "writes_b_peer",
     "writes_b_peer_aes",
     "writes_b_peer_aes_rm",
     "rebuild_a",
+    "rebuild_a_floor",
     "rebuild_scale",
+    "rebuild_scale_floor",
     "audit_history",
+    "audit_history_floor",
     "audit_profile_as_of",
+    "audit_profile_as_of_floor",
     "backup",
     "restore",
     "startup_profile",
@@ -67,6 +77,8 @@ ORDER = (
     "pg_writers_4",
     "pg_writers_8",
     "pg_one_writer_to_floor",
+    "pg_checked_floor",
+    "pg_one_writer_to_checked_floor",
     "pg_four_to_one",
     "pg_hot_1",
     "pg_hot_8",
@@ -74,6 +86,13 @@ ORDER = (
     "pg_subscription_rate",
     "pg_lag_median",
     "pg_lag_max",
+    "pg_copy_events",
+    "pg_restore_log",
+    "pg_restore_log_to_copy",
+    "pg_copy_read_models",
+    "pg_restore_rebuild",
+    "pg_rebuild_to_copy",
+    "pg_restore",
     *(
         f"{backend}_{name}"
         for backend in ("aio_sqlite", "aio_pg")
@@ -202,7 +221,7 @@ def run(options: Options, progress: Console) -> dict[str, Any]:
     if options.compare is not None:
         trees.append(Tree("compare", options.compare))
     notes: list[str] = []
-    implementations = ["ours"]
+    implementations = ["ours", "floor"]
     if options.crud:
         implementations.append("crud")
     if options.peer:
@@ -253,7 +272,8 @@ class _Run:
         return run_child(tree, task, params, self.work)
 
     def write_logs(self) -> None:
-        """The log of the rebuild at scale, once per tree (not a measurement)."""
+        """The log of the rebuild at scale, once per tree, and the checked floor's, once (it
+        is the same in both trees); not measurements."""
         events = self.options.rebuild_events
         for tree in self.trees:
             self.logs[tree.label] = self.work / tree.label / "scale.db"
@@ -263,6 +283,15 @@ class _Run:
                 f"{tree.label} tree: the log of the rebuild at scale, {written['events']:,} events, written "
                 f"in {written['seconds']:.0f} s ({written['events'] / written['seconds']:,.0f} events/s)"
             )
+        self.logs["floor"] = self.work / "floor-scale.db"
+        params = {"path": str(self.logs["floor"]), "events": events, "impl": "floor"}
+        written = self.child(
+            self.trees[0], f"writing the checked floor's log of {events:,} events", "write_log", params
+        )
+        self.notes.append(
+            f"the checked floor's log of the rebuild at scale, {written['events']:,} events, written in "
+            f"{written['seconds']:.0f} s ({written['events'] / written['seconds']:,.0f} events/s)"
+        )
 
     def writes(self, implementations: list[str]) -> None:
         """(a) then (b), each implementation in turn; the store's (a) also times the rebuild of
@@ -270,7 +299,7 @@ class _Run:
         measure_writes = "writes" in self.options.only
         for mode in ("a", "b"):
             for impl in implementations:
-                rebuild = impl == "ours" and mode == "a" and "rebuild" in self.options.only
+                rebuild = impl in ("ours", "floor") and mode == "a" and "rebuild" in self.options.only
                 if not measure_writes and not rebuild:
                     continue
                 for tree in self.trees:
@@ -289,20 +318,43 @@ class _Run:
                         self.results.record(
                             f"writes_{mode}_{impl}", measurement, tree, rate, out["peak_rss_mb"], out["mutations"]
                         )
+                    if measure_writes and "key_seconds" in out:
+                        self._floor_keys(mode, tree, out)
                     if rebuild:
                         rate = out["rebuild_events"] / out["rebuild_seconds"]
-                        measurement = Measurement("rebuild of (a)", "events/s")
+                        name, shown = ("rebuild_a", "rebuild of (a)")
+                        if impl == "floor":
+                            name, shown = ("rebuild_a_floor", "rebuild of (a): checked floor")
                         self.results.record(
-                            "rebuild_a", measurement, tree, rate, out["peak_rss_mb"], out["rebuild_events"]
+                            name, Measurement(shown, "events/s"), tree, rate, out["peak_rss_mb"], out["rebuild_events"]
                         )
 
+    def _floor_keys(self, mode: str, tree: Tree, out: dict[str, Any]) -> None:
+        """The floor's writes with each new learner's key made durable as well (its key file's
+        transactions timed after the writes), and (a)'s time a key."""
+        rss, mutations = out["peak_rss_mb"], out["mutations"]
+        batch = "batched" if mode == "a" else "per mutation"
+        measurement = Measurement(f"({mode}) {batch}: checked floor + a durable key a learner", "mutations/s")
+        rate = mutations / (out["seconds"] + out["key_seconds"])
+        self.results.record(f"writes_{mode}_floor_keys", measurement, tree, rate, rss, mutations)
+        if mode == "a":
+            measurement = Measurement("checked floor: a new learner's key made durable", "ms")
+            per_key = out["key_seconds"] / out["keys"] * 1000
+            self.results.record("floor_new_key", measurement, tree, per_key, rss, out["keys"])
+
     def rebuild_at_scale(self) -> None:
-        """`rebuild_projections` of each tree's log, in a fresh process."""
+        """`rebuild_projections` of each tree's log, in a fresh process; then the checked
+        floor's rebuild of its own log."""
         for tree in self.trees:
             out = self.child(tree, "rebuild at scale", "rebuild", {"path": str(self.logs[tree.label])})
             measurement = Measurement(f"rebuild at scale, {out['events']:,} events", "events/s")
             rate = out["events"] / out["seconds"]
             self.results.record("rebuild_scale", measurement, tree, rate, out["peak_rss_mb"], out["events"])
+            params = {"path": str(self.logs["floor"]), "impl": "floor"}
+            out = self.child(tree, "rebuild at scale, checked floor", "rebuild", params)
+            measurement = Measurement(f"rebuild at scale, {out['events']:,} events: checked floor", "events/s")
+            rate = out["events"] / out["seconds"]
+            self.results.record("rebuild_scale_floor", measurement, tree, rate, out["peak_rss_mb"], out["events"])
 
     def backup(self) -> None:
         """A backup of each tree's scale log and its restore into an empty database."""
@@ -330,6 +382,13 @@ class _Run:
             self.results.record("audit_history", history, tree, out["history_ms"], rss, events)
             as_of = Measurement("audit.profile_as_of(version=latest)", "ms")
             self.results.record("audit_profile_as_of", as_of, tree, out["profile_as_of_ms"], rss, events)
+            # The floor reads a stream of exactly as many events as the store's.
+            out = self.child(tree, "audit, checked floor", "floor_audit", params | {"events": events})
+            events, rss = out["events"], out["peak_rss_mb"]
+            history = Measurement(f"history, {events:,} events: checked floor", "ms")
+            self.results.record("audit_history_floor", history, tree, out["history_ms"], rss, events)
+            as_of = Measurement("profile as of the latest version: checked floor", "ms")
+            self.results.record("audit_profile_as_of_floor", as_of, tree, out["profile_as_of_ms"], rss, events)
 
     def startup(self) -> None:
         """`dala profile` from a fresh process (wall and CPU time; with no bytecode cache too) and
@@ -398,7 +457,7 @@ class _Run:
     def postgres(self) -> None:
         """The PostgreSQL group (`benchmarks.postgres`), or a note saying why it was skipped."""
         for tree in self.trees:
-            params = {"learners": PG_LEARNERS, "hot_commands": PG_HOT_COMMANDS}
+            params = {"learners": PG_LEARNERS, "hot_commands": PG_HOT_COMMANDS, "bulk_learners": self.options.learners}
             out = self.child(tree, "PostgreSQL writers and subscriptions", "postgres", params)
             if "skipped" in out:
                 note = f"PostgreSQL group skipped ({tree.label} tree): {out['skipped']}"
@@ -418,6 +477,18 @@ class _Run:
                 ("pg_writers_4", "PostgreSQL, per mutation: ours, 4 writers", "mutations/s", out["writers_4"]),
                 ("pg_writers_8", "PostgreSQL, per mutation: ours, 8 writers", "mutations/s", out["writers_8"]),
                 ("pg_one_writer_to_floor", "PostgreSQL: 1 writer / floor", "x", out["writers_1"] / out["floor"]),
+                (
+                    "pg_checked_floor",
+                    "PostgreSQL, per mutation: checked floor (psycopg, the same per-event work)",
+                    "mutations/s",
+                    out["checked_floor"],
+                ),
+                (
+                    "pg_one_writer_to_checked_floor",
+                    "PostgreSQL: 1 writer / checked floor (goal >= 0.5)",
+                    "x",
+                    out["writers_1"] / out["checked_floor"],
+                ),
                 ("pg_four_to_one", "PostgreSQL: 4 writers / 1 writer", "x", out["writers_4"] / out["writers_1"]),
                 ("pg_hot_1", "PostgreSQL, one learner: 1 writer (commands)", "mutations/s", out["hot_1"]),
                 ("pg_hot_8", "PostgreSQL, one learner: 8 writers (commands)", "mutations/s", out["hot_8"]),
@@ -433,6 +504,101 @@ class _Run:
             ]
             for name, label, unit, value in rows:
                 self.results.record(name, Measurement(label, unit), tree, value, rss, PG_LEARNERS)
+            if "bulk_events" in out:
+                self._postgres_bulk(tree, out)
+
+    def _postgres_bulk(self, tree: Tree, out: dict[str, Any]) -> None:
+        """The bulk rows of the PostgreSQL group: `dala restore` and its rebuild against COPY."""
+        events, rows = out["bulk_events"], out["bulk_read_model_rows"]
+        figures = [
+            ("pg_copy_events", f"PostgreSQL bulk: COPY of {events:,} event rows (psycopg)", "rows/s", events),
+            ("pg_restore_log", "PostgreSQL bulk: dala restore, the log (ours)", "events/s", events),
+            ("pg_restore_log_to_copy", "PostgreSQL bulk: restore of the log / COPY (goal >= 0.5)", "x", events),
+            ("pg_copy_read_models", f"PostgreSQL bulk: COPY of {rows:,} read-model rows (psycopg)", "rows/s", rows),
+            ("pg_restore_rebuild", "PostgreSQL bulk: dala restore, the rebuild's replay (ours)", "events/s", events),
+            ("pg_rebuild_to_copy", "PostgreSQL bulk: rebuild's replay / COPY (goal >= 0.5)", "x", rows),
+            ("pg_restore", "PostgreSQL bulk: dala restore, all of it (ours)", "events/s", events),
+        ]
+        keys = {
+            "pg_copy_events": "copy_events",
+            "pg_restore_log": "restore_log",
+            "pg_restore_log_to_copy": "restore_log_to_copy",
+            "pg_copy_read_models": "copy_read_models",
+            "pg_restore_rebuild": "restore_rebuild",
+            "pg_rebuild_to_copy": "rebuild_to_copy",
+            "pg_restore": "restore",
+        }
+        for name, label, unit, count in figures:
+            self.results.record(name, Measurement(label, unit), tree, out[keys[name]], out["peak_rss_mb"], count)
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """A ratio of the summary: the median of `ours` divided by the median of `anchor`, per tree
+    (rates: above 1 is faster than the anchor; times: above 1 is slower), and the goal the
+    project set for it, if any."""
+
+    name: str
+    ours: str
+    anchor: str
+    label: str
+    goal: str | None = None
+
+
+_WRITE_GOALS = {
+    ("a", "floor"): ">= 0.5",
+    ("b", "floor"): ">= 0.5",
+    ("a", "peer_aes"): ">= 0.8",
+    ("a", "peer_aes_rm"): ">= 1.4",
+    ("b", "peer_aes"): "> 1",
+    ("b", "peer_aes_rm"): "> 1",
+}
+
+RATIOS: tuple[Ratio, ...] = (
+    *(
+        Ratio(
+            f"writes_{mode}_ours_to_{anchor}",
+            f"writes_{mode}_ours",
+            f"writes_{mode}_{anchor}",
+            f"({mode}) ours / {IMPLEMENTATIONS[anchor]}",
+            _WRITE_GOALS.get((mode, anchor)),
+        )
+        for mode in ("a", "b")
+        for anchor in ("floor", "crud", "peer", "peer_aes", "peer_aes_rm")
+    ),
+    *(
+        Ratio(
+            f"writes_{mode}_ours_to_floor_keys",
+            f"writes_{mode}_ours",
+            f"writes_{mode}_floor_keys",
+            f"({mode}) ours / checked floor + a durable key a learner",
+        )
+        for mode in ("a", "b")
+    ),
+    Ratio("rebuild_a_ours_to_floor", "rebuild_a", "rebuild_a_floor", "rebuild of (a): ours / checked floor", ">= 0.5"),
+    Ratio(
+        "rebuild_scale_ours_to_floor",
+        "rebuild_scale",
+        "rebuild_scale_floor",
+        "rebuild at scale: ours / checked floor",
+        ">= 0.5",
+    ),
+    Ratio(
+        "audit_history_ours_to_floor",
+        "audit_history",
+        "audit_history_floor",
+        "audit.history: ours / checked floor, time",
+        "<= 2",
+    ),
+    Ratio(
+        "audit_profile_as_of_ours_to_floor",
+        "audit_profile_as_of",
+        "audit_profile_as_of_floor",
+        "audit.profile_as_of: ours / checked floor, time",
+        "<= 2",
+    ),
+)
+"""Every ratio the summary can hold, under names that stay (the JSON's `ratios` keys)."""
 
 
 def _write_measurement(mode: str, impl: str) -> Measurement:
@@ -444,7 +610,10 @@ LEGEND = (
     "(a) batched: ours with persistence off and one save() per learner; the CRUD layer with one session and",
     "    commit per learner; eventsourcing with one save per learner.",
     "(b) per mutation: one transaction (commit, save) per mutation. Rates count the workload's mutations.",
-    "ours / anchor > 1: the store is faster. after/before > 1 is better for rates, < 1 for ms and MB.",
+    "checked floor: plain sqlite3 doing the store's per-event work (JSON, AES-GCM under a key per learner,",
+    "    SHA-256 link, the read-model statements; reads: fetch, check, decrypt, decode): benchmarks/floor.py.",
+    "ours / anchor: for rates > 1 means the store is faster; for times (ms) > 1 means it is slower.",
+    "after/before > 1 is better for rates, < 1 for ms and MB.",
 )
 
 
@@ -476,21 +645,20 @@ def summary(results: Results, options: Options, mutations: int, notes: list[str]
             entry["after_to_before"] = _rounded(_ratio(results.median(name, "this"), results.median(name, "compare")))
         measurements[name] = entry
     ratios: dict[str, Any] = {}
-    for mode in ("a", "b"):
-        for anchor in ("crud", "peer", "peer_aes", "peer_aes_rm"):
-            ours_name, anchor_name = f"writes_{mode}_ours", f"writes_{mode}_{anchor}"
-            if ours_name not in measurements or anchor_name not in measurements:
-                continue
-            entry = {
-                "label": f"({mode}) ours / {IMPLEMENTATIONS[anchor]}",
-                **{
-                    label: _rounded(_ratio(results.median(ours_name, label), results.median(anchor_name, label)))
-                    for label in labels
-                },
-            }
-            if compare:
-                entry["after_to_before"] = _rounded(_ratio(entry["this"], entry["compare"]))
-            ratios[f"{ours_name}_to_{anchor}"] = entry
+    for ratio in RATIOS:
+        if ratio.ours not in measurements or ratio.anchor not in measurements:
+            continue
+        entry = {
+            "label": ratio.label if ratio.goal is None else f"{ratio.label} (goal {ratio.goal})",
+            "goal": ratio.goal,
+            **{
+                label: _rounded(_ratio(results.median(ratio.ours, label), results.median(ratio.anchor, label)))
+                for label in labels
+            },
+        }
+        if compare:
+            entry["after_to_before"] = _rounded(_ratio(entry["this"], entry["compare"]))
+        ratios[ratio.name] = entry
     return {
         "config": {
             "learners": options.learners,

@@ -6,19 +6,23 @@ tree's; this module's code is always the harness's own. `main` prints one JSON o
 measured seconds and counts, the child's peak RSS and the folder `dala_events` came from.
 
 Tasks:
-  writes      {impl: ours|crud|peer|peer_aes|peer_aes_rm, mode: a|b, learners, folder, rebuild}:
-              the workload of
-              `learners` learners, (a) batched or (b) one transaction per mutation, on a
-              fresh SQLite file; with `rebuild` (ours, (a)) also `rebuild_projections` over it
-  write_log   {path, events}: a log of at least `events` events, the workload saved once per
-              learner (not timed as a measurement)
-  rebuild     {path}: `rebuild_projections` of the log at `path`
+  writes      {impl: ours|floor|crud|peer|peer_aes|peer_aes_rm, mode: a|b, learners, folder,
+              rebuild}: the workload of `learners` learners, (a) batched or (b) one transaction
+              per mutation, on a fresh SQLite file; with `rebuild` (ours or floor, (a)) also the
+              rebuild of what it wrote; the floor also times making its learners' keys durable
+              afterwards (`benchmarks.floor.FloorWriter.store_keys`)
+  write_log   {path, events, impl: ours|floor}: a log of at least `events` events, the
+              workload saved once per learner (not timed as a measurement)
+  rebuild     {path, impl: ours|floor}: `rebuild_projections` (or the floor's rebuild) of the
+              log at `path`
   audit       {folder, events, repeats}: one learner with about `events` events; median
               times of `audit.history` and `audit.profile_as_of` at the latest version
+  floor_audit {folder, events, repeats}: the same reads by the checked floor, on a stream of
+              exactly `events` events it wrote
   startup     {folder, repeats}: median wall times of `dala profile` on the demo's database (and
               its CPU time, and with no bytecode cache: a first run), of `dala --help`, and of a
               Python importing only the libraries `dala profile` needs
-  postgres    {learners, hot_commands}: the PostgreSQL group (`benchmarks.postgres`)
+  postgres    {learners, hot_commands, bulk_learners}: the PostgreSQL group (`benchmarks.postgres`)
 
 The only names used from the tree under test are those listed in `benchmarks/__init__.py`.
 """
@@ -31,7 +35,7 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +159,34 @@ def _writes_peer(path: Path, workloads: Workloads, *, per_mutation: bool, varian
     return {"seconds": seconds}
 
 
+def _writes_floor(path: Path, workloads: Workloads, *, per_mutation: bool, rebuild: bool) -> dict[str, Any]:
+    from benchmarks import floor
+
+    warm_path = path.with_name(f"{path.stem}-warm.db")
+    warm = floor.FloorWriter(warm_path)
+    warm.write(workloads_for(WARM_UP_LEARNERS, "warm-up"), per_mutation=per_mutation)
+    warm.close()
+    remove_database(warm_path)
+    remove_database(path)
+    keys_path = floor.keys_path_of(path)
+    writer = floor.FloorWriter(path)
+    try:
+        seconds, events = _timed(lambda: writer.write(workloads, per_mutation=per_mutation))
+    finally:
+        writer.close()
+    result: dict[str, Any] = {"seconds": seconds, "events": events}
+    try:
+        remove_database(keys_path)
+        key_seconds = writer.store_keys(keys_path, durable_each=True)
+        result |= {"key_seconds": key_seconds, "keys": len(writer.keys)}
+        if rebuild:
+            rebuild_seconds, replayed = _timed(lambda: floor.rebuild(path, keys_path))
+            result |= {"rebuild_seconds": rebuild_seconds, "rebuild_events": replayed}
+    finally:
+        remove_database(keys_path)
+    return result
+
+
 PEER_IMPLEMENTATIONS = {"peer": "plain", "peer_aes": "aes", "peer_aes_rm": "aes_read_models"}
 """The bench's names of the `eventsourcing` variants (`benchmarks.peer.PEER_VARIANTS`)."""
 
@@ -170,6 +202,8 @@ def task_writes(impl: str, mode: str, learners: int, folder: str, rebuild: bool 
     try:
         if impl == "ours":
             result = _writes_ours(path, workloads, per_mutation=per_mutation, rebuild=rebuild)
+        elif impl == "floor":
+            result = _writes_floor(path, workloads, per_mutation=per_mutation, rebuild=rebuild)
         elif impl == "crud":
             result = _writes_crud(path, workloads, per_mutation=per_mutation)
         elif impl in PEER_IMPLEMENTATIONS:
@@ -201,9 +235,31 @@ def write_log(path: Path, events: int) -> int:
     return written
 
 
-def task_write_log(path: str, events: int) -> dict[str, Any]:
+def write_floor_log(path: Path, events: int) -> int:
+    """`write_log` by the checked floor: the same learners, one transaction each, and their
+    keys saved in its key file."""
+    from benchmarks import floor
+
+    remove_database(path)
+    writer = floor.FloorWriter(path)
+    written = 0
+    seed = 0
+    try:
+        while written < events:
+            written += writer.write({f"scale-{seed:07d}": learner_workload(seed)}, per_mutation=False)
+            seed += 1
+    finally:
+        writer.close()
+    keys_path = floor.keys_path_of(path)
+    remove_database(keys_path)
+    writer.store_keys(keys_path, durable_each=False)
+    return written
+
+
+def task_write_log(path: str, events: int, impl: str = "ours") -> dict[str, Any]:
     """See the module docstring."""
-    seconds, written = _timed(lambda: write_log(Path(path), events))
+    write = {"ours": write_log, "floor": write_floor_log}[impl]
+    seconds, written = _timed(lambda: write(Path(path), events))
     return {"seconds": seconds, "events": written}
 
 
@@ -220,8 +276,13 @@ def _rebuild_of(engine: Engine) -> Callable[[], int]:
     return lambda: rebuild_projections(engine, cipher=cipher)
 
 
-def task_rebuild(path: str) -> dict[str, Any]:
+def task_rebuild(path: str, impl: str = "ours") -> dict[str, Any]:
     """See the module docstring."""
+    if impl == "floor":
+        from benchmarks import floor
+
+        seconds, replayed = _timed(lambda: floor.rebuild(path, floor.keys_path_of(path)))
+        return {"seconds": seconds, "events": replayed}
     from dala_events.database_setup import create_dala_engine
 
     engine = create_dala_engine(f"sqlite:///{path}")
@@ -293,6 +354,47 @@ def task_audit(folder: str, events: int, repeats: int) -> dict[str, Any]:
     }
 
 
+def task_floor_audit(folder: str, events: int, repeats: int) -> dict[str, Any]:
+    """See the module docstring: the checked floor's `history` and `profile_as_of` of one
+    learner's stream of exactly `events` events (the store's audited learner's count)."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from benchmarks import floor
+
+    path = Path(folder) / "floor-audit.db"
+    remove_database(path)
+    writer = floor.FloorWriter(path)
+    try:
+        seeds = (learner_workload(seed) for seed in range(events))
+        written = writer.write_stream(AUDIT_LEARNER, list(_enough(seeds, events)), events)
+        aead = AESGCM(writer.keys[AUDIT_LEARNER])
+        connection = writer.connection
+        history_times, as_of_times = [], []
+        for _ in range(repeats):
+            seconds, _ = _timed(lambda: floor.history(connection, AUDIT_LEARNER, aead))
+            history_times.append(seconds)
+            seconds, _ = _timed(lambda: floor.profile_as_of(connection, AUDIT_LEARNER, aead, written))
+            as_of_times.append(seconds)
+    finally:
+        writer.close()
+        remove_database(path)
+    return {
+        "events": written,
+        "history_ms": statistics.median(history_times) * 1000,
+        "profile_as_of_ms": statistics.median(as_of_times) * 1000,
+    }
+
+
+def _enough(workloads: Iterator[list[Mutation]], events: int) -> Iterator[list[Mutation]]:
+    """Workloads until they hold `events` mutations."""
+    held = 0
+    for workload in workloads:
+        yield workload
+        held += len(workload)
+        if held >= events:
+            return
+
+
 STARTUP_LEARNER = "student123"
 LIBRARIES_ONLY = "import sqlalchemy, sqlalchemy.orm, pydantic, click, cryptography.hazmat.primitives.ciphers.aead"
 """What `dala profile` cannot start without: the floor its start-up is measured against."""
@@ -352,11 +454,11 @@ def task_startup(folder: str, repeats: int) -> dict[str, Any]:
     }
 
 
-def task_postgres(learners: int, hot_commands: int) -> dict[str, Any]:
+def task_postgres(learners: int, hot_commands: int, bulk_learners: int = 0) -> dict[str, Any]:
     """See `benchmarks.postgres` (skipped, with the reason, without a server)."""
     from benchmarks import postgres
 
-    return postgres.run(learners, hot_commands)
+    return postgres.run(learners, hot_commands, bulk_learners)
 
 
 def task_async(folder: str) -> dict[str, Any]:
@@ -372,6 +474,7 @@ TASKS: dict[str, Callable[..., dict[str, Any]]] = {
     "write_log": task_write_log,
     "rebuild": task_rebuild,
     "audit": task_audit,
+    "floor_audit": task_floor_audit,
     "backup": task_backup,
     "startup": task_startup,
     "postgres": task_postgres,

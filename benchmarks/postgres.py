@@ -3,18 +3,30 @@
 Runs in one child of the harness (task `postgres`), on databases it creates on the server of
 `DALA_BENCH_POSTGRES_URL` (default: the test server, 127.0.0.1:5432) and drops at the end, each
 named after that URL's database and a random suffix (`<database>_bench_<hex>`), so runs never
-meet: the log's, and a key store's of its own (one key store shared by every writer process, as a school
-group would run it). Skipped, with the reason, when no server answers.
+meet: the log's, and a key store's of its own (one key store shared by every writer process, as a
+school group would run it), and the bulk measurements' target (`<database>_bench_bulk_<hex>`).
+Skipped, with the reason, when no server answers.
 
 - **one writer vs its floor**: the workload, one transaction per mutation, through the store;
   the floor is psycopg doing what each mutation must at least do, with every value computed
   beforehand: insert the event row, write the read-model row, move `last_updated_at`, commit.
+- **one writer vs the checked floor**: `benchmarks.floor.PgFloorWriter`, psycopg doing the
+  store's per-event work as simply as Python allows (the event decided, JSON, AES-GCM under a
+  key per learner, the SHA-256 link, the event row, the read-model statement and
+  `last_updated_at`, one transaction per mutation), on the same workload.
 - **K writers**: K = 1, 2, 4, 8 processes, each on learners of its own, started together;
   mutations/s of all of them.
 - **hot learner**: 8 processes recording activity attempts of one learner through the
   persistence manager (commands that retry on conflicts), against one process doing the same.
 - **subscription**: events/s a subscription delivers to a handler that does nothing, over the
   whole log; and its lag (events appended but not yet delivered) while 4 writers write.
+- **bulk, against COPY**: the workload of `bulk_learners` learners written by the store (one
+  save each) and backed up (`dala backup`); then `dala restore` of that file into an empty
+  database (`Dala.restore`: the file checked, the keys checked, the log inserted, then the
+  read models rebuilt, whose replay `RebuildResult.seconds` times apart), against psycopg's
+  `COPY ... FROM STDIN` (`Cursor.copy`, a `write_row` a row, one transaction) of the same event
+  rows into an empty log, and of the same read-model rows into empty tables, every row read
+  into memory before the clock starts. Ratios: ours / COPY for the same rows (above 1: faster).
 """
 
 from __future__ import annotations
@@ -22,11 +34,13 @@ from __future__ import annotations
 import multiprocessing
 import os
 import statistics
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from benchmarks.workload import apply_workload, learner_workload
@@ -61,19 +75,27 @@ def problem() -> str | None:
 @contextmanager
 def databases() -> Iterator[tuple[str, str]]:
     """A log database and a key-store database of the bench's own, dropped afterwards."""
+    with _created(("bench", "bench_keys")) as (log_url, keys_url):
+        yield log_url, keys_url
+
+
+@contextmanager
+def _created(kinds: Sequence[str]) -> Iterator[list[str]]:
+    """A database per kind, `<database>_<kind>_<hex>` after the configured URL's database (one
+    suffix for the set), dropped afterwards; their URLs."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
     suffix = uuid.uuid4().hex[:8]
     prefix = make_url(admin_url()).database or "dala"
-    names = (f"{prefix}_bench_{suffix}", f"{prefix}_bench_keys_{suffix}")
+    names = [f"{prefix}_{kind}_{suffix}" for kind in kinds]
     admin = create_engine(admin_url(), isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
             for name in names:
                 connection.execute(text(f"CREATE DATABASE {name}"))
         base = make_url(admin_url())
-        yield tuple(base.set(database=name).render_as_string(hide_password=False) for name in names)  # type: ignore[misc]
+        yield [base.set(database=name).render_as_string(hide_password=False) for name in names]
     finally:
         with admin.connect() as connection:
             for name in names:
@@ -88,13 +110,14 @@ def settings_for(log_url: str, keys_url: str) -> Any:
     return Settings(database_url=log_url, key_store=keys_url, master_key=MasterKey.from_hex(MASTER_KEY))
 
 
-def reset_databases(log_url: str, keys_url: str) -> None:
-    """Empty both databases and create the log's tables (between measurements)."""
+def reset_databases(log_url: str, keys_url: str, *, keys: bool = True) -> None:
+    """Empty both databases (the log's only, without `keys`) and create the log's tables
+    (between measurements)."""
     from sqlalchemy import create_engine, text
 
     from dala_events.app import Dala
 
-    for url in (log_url, keys_url):
+    for url in (log_url, keys_url) if keys else (log_url,):
         engine = create_engine(url)
         with engine.begin() as connection:
             connection.execute(text("DROP SCHEMA public CASCADE"))
@@ -195,6 +218,122 @@ def _floor(log_url: str, keys_url: str, learners: int) -> tuple[int, float]:
         return len(statements), time.perf_counter() - began
 
 
+# -- bulk: dala restore and the rebuild's replay against COPY -------------------------------------
+
+READ_MODEL_TABLES = (
+    "learner_profiles",
+    "preferences",
+    "interests",
+    "struggles",
+    "cognitive_metrics",
+    "learning_objective_progress",
+    "badges",
+    "activity_attempts",
+)
+"""The eight tables, parent first."""
+
+
+def conninfo(url: str) -> str:
+    """psycopg's connection string for a SQLAlchemy URL."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    password = f" password={parsed.password}" if parsed.password else ""
+    return f"host={parsed.host} port={parsed.port or 5432} user={parsed.username} dbname={parsed.database}{password}"
+
+
+def _table_rows(connection: Any, table: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """A table's rows as stored (JSON columns as their text), without a serial id or a column the
+    database fills (`transaction_id`): what COPY writes back."""
+    columns = connection.execute(
+        "SELECT column_name, data_type, column_default FROM information_schema.columns"
+        " WHERE table_schema = 'public' AND table_name = %s ORDER BY ordinal_position",
+        (table,),
+    ).fetchall()
+    kept = [
+        (name, kind)
+        for name, kind, default in columns
+        if not (default and "nextval" in default and table != "event_log") and name != "transaction_id"
+    ]
+    selected = ", ".join(f"{name}::text" if kind in ("json", "jsonb") else name for name, kind in kept)
+    rows = connection.execute(f"SELECT {selected} FROM {table}").fetchall()
+    return [name for name, _ in kept], rows
+
+
+def _copy_seconds(url: str, tables: Sequence[tuple[str, list[str], list[tuple[Any, ...]]]]) -> float:
+    """Seconds psycopg takes to COPY the rows into the (empty) tables, in one transaction."""
+    import psycopg
+
+    with psycopg.connect(conninfo(url)) as connection:
+        began = time.perf_counter()
+        with connection.cursor() as cursor:
+            for table, columns, rows in tables:
+                with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+        connection.commit()
+        return time.perf_counter() - began
+
+
+def _bulk(log_url: str, keys_url: str, target_url: str, learners: int) -> dict[str, Any]:
+    """See the module docstring ("bulk, against COPY")."""
+    import psycopg
+
+    from dala_events.app import Dala
+    from dala_events.backup import backup_log
+    from dala_events.hlp_module import LearnerProfile
+
+    reset_databases(log_url, keys_url)
+    with tempfile.TemporaryDirectory(prefix="dala-bench-bulk-") as folder:
+        backup = Path(folder) / "log.backup"
+        with Dala.open(settings_for(log_url, keys_url)) as dala:
+            for seed in range(learners):
+                profile = LearnerProfile(f"bulk-{seed:05d}", persistence_enabled=False, store=dala.store)
+                apply_workload(profile, learner_workload(seed))
+                profile.save()
+            backup_log(dala.engine, backup)
+        with psycopg.connect(conninfo(log_url)) as connection:
+            events = _table_rows(connection, "event_log")
+            read_models = [(table, *_table_rows(connection, table)) for table in READ_MODEL_TABLES]
+        reset_databases(target_url, keys_url, keys=False)
+        with Dala.open(settings_for(target_url, keys_url)) as target:
+            began = time.perf_counter()
+            restored, rebuilt = target.restore(backup)
+            restore_seconds = time.perf_counter() - began
+    reset_databases(target_url, keys_url, keys=False)
+    copy_events = _copy_seconds(target_url, [("event_log", *events)])
+    reset_databases(target_url, keys_url, keys=False)
+    copy_read_models = _copy_seconds(target_url, read_models)
+    count, rows = restored.events, sum(len(table_rows) for _, _, table_rows in read_models)
+    return {
+        "bulk_events": count,
+        "bulk_read_model_rows": rows,
+        "copy_events": len(events[1]) / copy_events,
+        "restore": count / restore_seconds,
+        "restore_log": count / (restore_seconds - rebuilt.seconds),
+        "restore_rebuild": count / rebuilt.seconds,
+        "copy_read_models": rows / copy_read_models,
+        "restore_log_to_copy": copy_events / (restore_seconds - rebuilt.seconds),
+        "rebuild_to_copy": copy_read_models / rebuilt.seconds,
+    }
+
+
+def _checked_floor(log_url: str, learners: int) -> tuple[int, float]:
+    """The workload of `learners` learners through the checked floor, one transaction per
+    mutation (after one warm-up learner); the mutations and the seconds they took."""
+    from benchmarks.floor import PgFloorWriter
+
+    writer = PgFloorWriter(conninfo(log_url))
+    try:
+        writer.write({"checked-floor-warm-up": learner_workload(learners)}, per_mutation=True)
+        workloads = {f"checked-floor-{seed:04d}": learner_workload(seed) for seed in range(learners)}
+        began = time.perf_counter()
+        writer.write(workloads, per_mutation=True)
+        return sum(len(plan) for plan in workloads.values()), time.perf_counter() - began
+    finally:
+        writer.close()
+
+
 # -- subscriptions ------------------------------------------------------------------------------
 
 
@@ -249,16 +388,22 @@ def _lag_under_load(log_url: str, keys_url: str, learners: int) -> list[int]:
 # -- the task -----------------------------------------------------------------------------------
 
 
-def run(learners: int, hot_commands: int) -> dict[str, Any]:
-    """Every PostgreSQL measurement once; the harness repeats it per round."""
+def run(learners: int, hot_commands: int, bulk_learners: int = 0) -> dict[str, Any]:
+    """Every PostgreSQL measurement once; the harness repeats it per round. `bulk_learners`: the
+    learners of the bulk measurements (0: none)."""
     reason = problem()
     if reason is not None:
         return {"skipped": reason}
     results: dict[str, Any] = {}
-    with databases() as (log_url, keys_url):
+    with _created(("bench", "bench_keys", "bench_bulk")) as (log_url, keys_url, bulk_url):
+        if bulk_learners:
+            results |= _bulk(log_url, keys_url, bulk_url, bulk_learners)
         reset_databases(log_url, keys_url)
         mutations, seconds = _floor(log_url, keys_url, learners)
         results["floor"] = mutations / seconds
+        reset_databases(log_url, keys_url)
+        mutations, seconds = _checked_floor(log_url, learners)
+        results["checked_floor"] = mutations / seconds
         for k in KS:
             reset_databases(log_url, keys_url)
             seconds = _run_together(_write_learners, [(log_url, keys_url, f"k{k}w{w}", learners) for w in range(k)])
